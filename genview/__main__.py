@@ -1,0 +1,5 @@
+import sys
+
+from genview.cli import main
+
+sys.exit(main())

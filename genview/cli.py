@@ -1,0 +1,41 @@
+"""Command line: ``python -m genview <stage> <command> ...`` (also ``genview ...``).
+
+Each stage module registers its commands; heavy imports happen inside the commands, so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from genview.errors import GenviewError
+
+STAGES = ("genview.config_cli", "genview.data.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from importlib import import_module
+
+    parser = argparse.ArgumentParser(prog="genview", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for module in STAGES:
+        import_module(module).register(stages)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    try:
+        args.run(args)
+    except GenviewError as error:
+        print(f"genview {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,107 @@
+"""Configuration: load YAML, fill the schema's defaults, validate, report errors by key path.
+
+Used by the Snakefile before any job runs and by the command line, so both see the same resolved config.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from genview.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    while "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise ConfigError(f"schema: only local $ref are supported, got {ref!r}")
+        node: Any = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        schema = {**{k: v for k, v in schema.items() if k != "$ref"}, **node}
+    return schema
+
+
+def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None:
+    """Insert ``default`` values of ``schema`` into ``instance`` in place, recursively.
+
+    Follows ``properties``, ``additionalProperties`` (maps of named entries) and the ``then`` branch of every
+    ``allOf`` ``if``/``then`` whose ``if`` matches, so per-kind defaults apply only to that kind.
+    """
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or not isinstance(instance, dict):
+        return
+    schema = _resolve(schema, root)
+    for key, sub in schema.get("properties", {}).items():
+        if not isinstance(sub, dict):
+            continue
+        sub = _resolve(sub, root)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                fill_defaults(value, extra, root)
+    for branch in schema.get("allOf", []):
+        condition = branch.get("if")
+        if condition is not None and "then" in branch:
+            if Draft202012Validator({"$defs": root.get("$defs", {}), **condition}).is_valid(instance):
+                fill_defaults(instance, branch["then"], root)
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(part) for part in parts) or "<top level>"
+
+
+def _describe(error) -> list[str]:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return [f"{_key_path(path + [key])}: unknown key (allowed here: {', '.join(allowed)})" for key in unknown]
+    return [f"{_key_path(path)}: {error.message}"]
+
+
+def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
+    """Fill defaults into ``config`` in place and validate it; raise :class:`ConfigError` naming each bad key."""
+    schema = load_schema() if schema is None else schema
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(config).__name__}")
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        fill_defaults(config, schema)
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        problems = [line for error in errors for line in _describe(error)]
+        lines = "\n".join(f"  - {line}" for line in problems)
+        raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a config file, as the Snakefile does."""
+    path = Path(path)
+    try:
+        with open(path) as handle:
+            config = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return validate_config(config, source=str(path))

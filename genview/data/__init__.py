@@ -1,0 +1,15 @@
+"""Datasets: the generated `shapes` set, image loading, indexing into manifests and sharding.
+
+This module stays import-light: the Snakefile reads ``dataset_root`` at parse time.
+"""
+
+from __future__ import annotations
+
+SHAPES_ROOT = "results/datasets/{name}"
+
+
+def dataset_root(name: str, spec: dict) -> str:
+    """Where a dataset's files live: its configured root, or the folder the workflow generates `shapes` into."""
+    if spec["kind"] == "shapes":
+        return SHAPES_ROOT.format(name=name)
+    return spec["root"]

@@ -1,0 +1,315 @@
+"""Index a dataset into a manifest (id, path, caption, label, split, mask), verifying every image.
+
+Kinds: ``imagefolder`` (class folders per split, optional caption CSV), ``csv`` (image/caption[/label/split/mask]
+columns), ``torchvision`` (a torchvision.datasets class over a local root) and ``shapes`` (the generated set, read
+as the CSV it is written as). Files that cannot be used are listed in rejects.csv with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from genview.data import dataset_root
+from genview.data.images import IMAGE_EXTENSIONS, image_problem
+from genview.errors import BadInputError, ConfigError
+from genview.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ["id", "path", "caption", "label", "split", "mask"]
+REJECT_COLUMNS = ["path", "split", "reason"]
+VERIFY_CHUNK = 512
+
+
+def stable_id(*parts: str) -> str:
+    """An id that depends only on what identifies the sample, so reruns and other shard counts keep it."""
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Listing:
+    """What a dataset holds before verification: candidate rows and files already known to be missing."""
+
+    rows: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, path: Path, *, id_parts: tuple[str, ...], caption="", label="", split="train", mask=""):
+        self.rows.append(
+            dict(id=stable_id(*id_parts), path=str(path), caption=caption, label=label, split=split, mask=mask)
+        )
+
+
+def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
+    root = Path(spec["root"])
+    listing = Listing()
+    captions: dict[str, str] = {}
+    if spec.get("captions"):
+        caption_rows = _read_csv(root / spec["captions"], required=("image", "caption"))
+        captions = dict(zip(caption_rows["image"], caption_rows["caption"]))
+    ignored = 0
+    for split, folder in spec["splits"].items():
+        split_dir = root / folder
+        if not split_dir.is_dir():
+            raise BadInputError(f"{name}: split folder {split_dir} does not exist (splits.{split} = {folder!r})")
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+                if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                    ignored += 1
+                    continue
+                rel = path.relative_to(root).as_posix()
+                listing.add(path, id_parts=(rel,), caption=captions.pop(rel, ""), label=class_dir.name, split=split)
+    for rel in captions:
+        listing.rejects.append(dict(path=str(root / rel), split="", reason="listed in captions CSV, not in a split folder"))
+    if ignored:
+        listing.notes.append(f"ignored {ignored} file(s) without an image extension")
+    return listing
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise BadInputError(f"CSV file not found: {path}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{path}: not a readable CSV: {error}") from None
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise BadInputError(f"{path}: missing column(s) {missing}; columns present: {list(frame.columns)}")
+    return frame
+
+
+def _list_csv(name: str, spec: dict, export_dir: Path) -> Listing:
+    root = Path(spec["root"])
+    columns = {
+        key: spec.get(f"{key}_column") for key in ("image", "caption", "label", "split", "mask")
+    }
+    frame = _read_csv(root / spec["file"], required=tuple(c for c in columns.values() if c))
+    listing = Listing()
+    seen: dict[str, int] = {}
+    for line, row in enumerate(frame.to_dict("records"), start=2):
+        value = {key: (row[column] if column else "") for key, column in columns.items()}
+        path = root / value["image"]
+        split = value["split"] or "train"
+        if not value["image"] or not path.is_file():
+            reason = "empty image field" if not value["image"] else "missing file"
+            listing.rejects.append(dict(path=str(path), split=split, reason=f"{reason} (CSV line {line})"))
+            continue
+        # Several captions per image are several samples; an identical repeated row is one.
+        id_parts = (Path(value["image"]).as_posix(), value["caption"])
+        key = stable_id(*id_parts)
+        if key in seen:
+            listing.rejects.append(
+                dict(path=str(path), split=split, reason=f"duplicate of CSV line {seen[key]} (CSV line {line})")
+            )
+            continue
+        seen[key] = line
+        mask = str(root / value["mask"]) if value["mask"] else ""
+        listing.add(path, id_parts=id_parts, caption=value["caption"], label=value["label"], split=split, mask=mask)
+    return listing
+
+
+def _list_shapes(name: str, spec: dict, export_dir: Path) -> Listing:
+    root = Path(dataset_root(name, spec))
+    if not (root / "captions.csv").is_file():
+        raise BadInputError(f"{name}: {root / 'captions.csv'} not found; run `genview data make-shapes` first")
+    as_csv = dict(root=str(root), file="captions.csv", image_column="image", caption_column="caption",
+                  label_column="label", split_column="split", mask_column="mask")
+    return _list_csv(name, as_csv, export_dir)
+
+
+def _torchvision_file_samples(dataset) -> list[tuple[Path, int]] | None:
+    """(path, label index) pairs for torchvision datasets that keep their images as files, else None."""
+    for files, labels in (("_image_files", "_labels"), ("_images", "_labels")):
+        if hasattr(dataset, files) and hasattr(dataset, labels):
+            return [(Path(p), int(y)) for p, y in zip(getattr(dataset, files), getattr(dataset, labels))]
+    for attribute in ("_samples", "samples"):
+        if isinstance(getattr(dataset, attribute, None), list):
+            return [(Path(p), int(y)) for p, y in getattr(dataset, attribute)]
+    return None
+
+
+def _export_torchvision(dataset, folder: Path) -> list[tuple[Path, int]]:
+    """Write the images of an in-memory dataset (CIFAR, MNIST, ...) as PNG files, once; reruns reuse them."""
+    samples = []
+    for index in tqdm(range(len(dataset)), desc=f"export {folder}", mininterval=5, leave=False):
+        path = folder / f"{index:06d}.png"
+        image, target = dataset[index]
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                image.convert("RGB").save(tmp, format="PNG")
+        samples.append((path, int(target)))
+    return samples
+
+
+def _list_torchvision(name: str, spec: dict, export_dir: Path) -> Listing:
+    import torchvision.datasets
+
+    dataset_class = getattr(torchvision.datasets, spec["name"], None)
+    if not inspect.isclass(dataset_class):
+        raise ConfigError(f"{name}.name: torchvision.datasets has no dataset class {spec['name']!r}")
+    parameters = inspect.signature(dataset_class).parameters
+    if "train" in parameters:
+        variants = {"train": {"train": True}, "test": {"train": False}}
+    elif "split" in parameters:
+        variants = {ours: {"split": theirs} for ours, theirs in spec["splits"].items()}
+    else:
+        variants = {"train": {}}
+    root = Path(spec["root"])
+    listing = Listing()
+    for split, arguments in variants.items():
+        if "download" in parameters:
+            arguments = {**arguments, "download": spec["download"]}
+        try:
+            dataset = dataset_class(str(root), **arguments)
+        except (RuntimeError, FileNotFoundError, ValueError) as error:
+            raise BadInputError(
+                f"{name}: torchvision {spec['name']}({arguments}) could not be opened under {root}: {error}"
+            ) from None
+        classes = list(getattr(dataset, "classes", None) or getattr(dataset, "categories", None) or [])
+        samples = _torchvision_file_samples(dataset)
+        if samples is None:
+            samples = _export_torchvision(dataset, export_dir / split)
+        for path, target in samples:
+            base = root if path.resolve().is_relative_to(root.resolve()) else export_dir
+            rel = os.path.relpath(path.resolve(), base.resolve())
+            label = classes[target] if target < len(classes) else str(target)
+            listing.add(path, id_parts=(split, Path(rel).as_posix()), label=label, split=split)
+    return listing
+
+
+LISTERS = {"imagefolder": _list_imagefolder, "csv": _list_csv, "torchvision": _list_torchvision, "shapes": _list_shapes}
+
+
+class VerifyCache:
+    """Verification results kept beside the manifest, so an interrupted index of a large dataset resumes.
+
+    Keyed by (path, size, mtime): a file that changed is verified again.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.known: dict[str, tuple[int, int, str]] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                parts = line.split("\t")
+                if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+                    self.known[parts[0]] = (int(parts[1]), int(parts[2]), parts[3])
+
+    @staticmethod
+    def _stamp(path: str) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def lookup(self, path: str) -> str | None:
+        """The cached problem ('' for a good image), or None when the file must be verified."""
+        entry, stamp = self.known.get(path), self._stamp(path)
+        if entry is None or stamp is None or entry[:2] != stamp:
+            return None
+        return entry[2]
+
+    def record(self, results: list[tuple[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as handle:
+            for path, problem in results:
+                stamp = self._stamp(path)
+                if stamp is not None and "\t" not in path and "\n" not in path:
+                    clean = problem.replace("\t", " ").replace("\n", " ")
+                    handle.write(f"{path}\t{stamp[0]}\t{stamp[1]}\t{clean}\n")
+
+
+def verify_images(paths: list[str], workers: int, cache: VerifyCache | None = None) -> dict[str, str]:
+    """Map each path to its problem ('' when the image decodes), decoding in ``workers`` processes."""
+    problems: dict[str, str] = {}
+    todo = []
+    for path in paths:
+        cached = cache.lookup(path) if cache else None
+        if cached is None:
+            todo.append(path)
+        else:
+            problems[path] = cached
+    if problems:
+        log.info("verification resumed: %d image(s) already verified, %d to go", len(problems), len(todo))
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(todo) > VERIFY_CHUNK else None
+    try:
+        with tqdm(total=len(todo), desc="verify", unit="img", mininterval=5) as progress:
+            for start in range(0, len(todo), VERIFY_CHUNK):
+                chunk = todo[start : start + VERIFY_CHUNK]
+                found = pool.map(image_problem, chunk, chunksize=32) if pool else map(image_problem, chunk)
+                results = [(path, problem or "") for path, problem in zip(chunk, found)]
+                problems.update(results)
+                if cache:
+                    cache.record(results)
+                progress.update(len(chunk))
+    finally:
+        if pool:
+            pool.shutdown()
+    return problems
+
+
+def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) -> pd.DataFrame:
+    """Write ``out_dir``/manifest.csv and rejects.csv for one dataset and return the manifest."""
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    listing = LISTERS[spec["kind"]](name, spec, out_dir / "images")
+    for note in listing.notes:
+        log.info("%s: %s", name, note)
+    paths = [row["path"] for row in listing.rows] + [row["mask"] for row in listing.rows if row["mask"]]
+    problems = verify_images(paths, workers, VerifyCache(out_dir / "verify_cache.tsv"))
+    rows, rejects = [], list(listing.rejects)
+    for row in listing.rows:
+        problem = problems[row["path"]]
+        if not problem and row["mask"] and problems[row["mask"]]:
+            problem = f"its mask {row['mask']}: {problems[row['mask']]}"
+        if problem:
+            rejects.append(dict(path=row["path"], split=row["split"], reason=problem))
+        else:
+            rows.append(row)
+    ids = Counter(row["id"] for row in rows)
+    clashes = [key for key, count in ids.items() if count > 1]
+    if clashes:
+        raise BadInputError(f"{name}: {len(clashes)} id collision(s), e.g. {clashes[0]}; report this as a bug")
+    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    reject_frame = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
+    with atomic_path(out_dir / "rejects.csv") as tmp:
+        reject_frame.to_csv(tmp, index=False)
+    elapsed = time.perf_counter() - started
+    log.info(
+        "%s: %d candidate(s), %d accepted, %d rejected, in %.1f s (%.0f images/s)",
+        name, len(listing.rows) + len(listing.rejects), len(manifest), len(reject_frame), elapsed,
+        len(paths) / max(elapsed, 1e-9),
+    )
+    for split, count in sorted(Counter(manifest["split"]).items()):
+        log.info("%s: split %s: %d image(s), %d label(s)", name, split, count,
+                 manifest.loc[manifest["split"] == split, "label"].nunique())
+    for reason, count in Counter(_reason_kind(r) for r in reject_frame["reason"]).most_common():
+        log.info("%s: rejected %d: %s", name, count, reason)
+    if len(reject_frame) and spec["on_bad_image"] == "error":
+        listed = "\n".join(f"  {r.path}: {r.reason}" for r in reject_frame.itertuples())
+        raise BadInputError(
+            f"{name}: {len(reject_frame)} bad image(s) or missing file(s) and on_bad_image is 'error' "
+            f"(set it to 'skip' to index without them); listed in {out_dir / 'rejects.csv'}:\n{listed}"
+        )
+    if manifest.empty:
+        raise BadInputError(f"{name}: no usable image found under {dataset_root(name, spec)}")
+    with atomic_path(out_dir / "manifest.csv") as tmp:
+        manifest.to_csv(tmp, index=False)
+    return manifest
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(" (CSV line")[0].split(":")[0]
