@@ -1,0 +1,27 @@
+# Two commands for a fresh machine (see README.md):
+#   make run    create .venv if needed, then run the workflow on the embedded default
+#   make test   create .venv if needed, then run the test suite
+# The environment is rebuilt only when requirements.txt or pyproject.toml change.
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: run test env
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+run: $(STAMP)
+	snakemake --cores all
+
+test: $(STAMP)
+	python -m pytest

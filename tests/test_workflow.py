@@ -1,0 +1,63 @@
+"""The workflow itself: lint, format, dry-runs of both configs, and a real run of what exists so far."""
+
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, VENV_BIN, run_tool, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def job_counts(dry_run_stdout: str) -> dict[str, int]:
+    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_lint():
+    result = run_tool([VENV_BIN / "snakemake", "--lint", "--cores", "1"], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt():
+    result = run_tool([VENV_BIN / "snakefmt", "--check", "Snakefile", "rules"], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_dry_run(workdir):
+    result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
+    assert job_counts(result.stdout) == {"make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "all": 1, "total": 4}
+
+
+def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    for section in ("datasets", "eval_datasets"):
+        for name, spec in config[section].items():
+            spec["root"] = str(tmp_path / "placeholders" / name)
+            (tmp_path / "placeholders" / name).mkdir(parents=True)
+    paper = workdir / "paper.yaml"
+    paper.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--cores", "1", "--configfile", paper, workdir=workdir)
+    counts = job_counts(result.stdout)
+    datasets = len(config["datasets"]) + len(config["eval_datasets"])
+    assert counts["index_dataset"] == datasets
+    assert "make_shapes" not in counts, "the embedded default's datasets must not leak into the paper config"
+    assert {f"shard_{name}" for name in config["datasets"]} <= set(counts)
+    shards = config["datasets"]["imagenet1k"]["num_shards"]
+    assert f"results/data/imagenet1k/shards/{shards - 1}.csv" in result.stdout
+
+
+def test_real_run_of_the_data_stage_then_nothing_to_do(workdir):
+    config = REPO / "config/config.yaml"
+    snakemake("--cores", "2", "--configfile", config, workdir=workdir)
+    spec = yaml.safe_load(config.read_text())["datasets"]["shapes"]
+    manifest = pd.read_csv(workdir / "results/data/shapes/manifest.csv", keep_default_na=False)
+    assert len(manifest) == 12 * (spec["train_per_class"] + spec["test_per_class"])
+    shards = [pd.read_csv(workdir / f"results/data/shapes/shards/{i}.csv") for i in range(spec["num_shards"])]
+    assert sum(map(len, shards)) == 12 * spec["train_per_class"]
+    assert all((workdir / p).is_file() for p in manifest.path) and all((workdir / m).is_file() for m in manifest["mask"])
+    assert "accepted" in (workdir / "logs/data/shapes/index.log").read_text()
+    again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)
+    assert "Nothing to be done" in again.stdout + again.stderr
