@@ -16,6 +16,9 @@ if not workflow.overwrite_configfiles:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/analyze.smk"
+include: "rules/generate.smk"
 
 
 rule all:

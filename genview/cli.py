@@ -11,7 +11,13 @@ import sys
 
 from genview.errors import GenviewError
 
-STAGES = ("genview.config_cli", "genview.data.cli")
+STAGES = (
+    "genview.config_cli",
+    "genview.data.cli",
+    "genview.models.cli",
+    "genview.analysis.cli",
+    "genview.generation.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,7 +30,8 @@ def _resolve(schema: dict, root: dict) -> dict:
         node: Any = root
         for part in ref[2:].split("/"):
             node = node[part]
-        schema = {**{k: v for k, v in schema.items() if k != "$ref"}, **node}
+        # Keywords beside the $ref (description, default) refine the referenced schema.
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
     return schema
 
 

@@ -25,6 +25,7 @@ def _alternatives(names):
 wildcard_constraints:
     dataset=_alternatives(ALL_DATASETS),
     shard=r"\d+",
+    source="ic|tc|itc",
 
 
 def dataset_spec_json(wildcards):
@@ -50,5 +51,93 @@ def shard_files(dataset):
 def all_outputs():
     outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(ALL_DATASETS))
     for dataset in TRAIN_DATASETS:
-        outputs += shard_files(dataset)
-    return outputs
+        outputs += shard_files(dataset) + view_manifests(dataset)
+    return outputs + foreground_fits()
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+from genview.models.tiny import TINY_MARKERS
+
+TINY_MODELS_DIR = "results/models/tiny"
+
+
+def model_location(role):
+    spec = config["models"][role]
+    return (spec.get("path") or spec["model"]).removeprefix("local-dir:")
+
+
+def model_inputs(*roles):
+    """The stand-in files a job needs when a role points at the tiny models the workflow builds; real checkpoints
+    (hub ids or local folders) are the user's and are not tracked."""
+    return [
+        f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}"
+        for role in roles
+        if Path(model_location(role)) == Path(TINY_MODELS_DIR, role)
+    ]
+
+
+def as_json(value):
+    return json.dumps(value, sort_keys=True)
+
+
+# --- analysis and generation ----------------------------------------------------------------------------------------
+def _adaptive(source, key):
+    return config["generation"][source].get(key) == "adaptive"
+
+
+def needs_foreground(dataset):
+    sources = config["datasets"][dataset]["sources"]
+    return any(s in sources and _adaptive(s, "noise_level") for s in ("ic", "itc"))
+
+
+def needs_complexity(dataset):
+    sources = config["datasets"][dataset]["sources"]
+    return any(s in sources and _adaptive(s, "guidance_scale") for s in ("tc", "itc"))
+
+
+def params_parts(wildcards):
+    parts = {}
+    if needs_foreground(wildcards.dataset):
+        parts["foreground"] = "results/analysis/{dataset}/foreground/{shard}.csv".format(**wildcards)
+    if needs_complexity(wildcards.dataset):
+        parts["complexity"] = "results/analysis/{dataset}/complexity/{shard}.csv".format(**wildcards)
+    return parts
+
+
+def params_options(wildcards, input):
+    return " ".join(
+        f"--{name} {path}" for name, path in input.items() if name in ("foreground", "complexity")
+    )
+
+
+def complexity_gpus(wildcards):
+    return 1 if config["analysis"]["complexity_scorer"] == "llm" else 0
+
+
+def complexity_models(wildcards):
+    return model_inputs("complexity_llm") if config["analysis"]["complexity_scorer"] == "llm" else []
+
+
+def generation_model_inputs(wildcards):
+    return model_inputs("text2img" if wildcards.source == "tc" else "unclip")
+
+
+def generation_model_json(wildcards):
+    return as_json(config["models"]["text2img" if wildcards.source == "tc" else "unclip"])
+
+
+def view_manifests(dataset):
+    spec = config["datasets"][dataset]
+    return expand(
+        "results/views/{dataset}/{source}/{shard}.manifest.csv",
+        dataset=dataset,
+        source=spec["sources"],
+        shard=range(spec["num_shards"]),
+    )
+
+
+def foreground_fits():
+    return expand(
+        "results/analysis/{dataset}/fg_pca.npz",
+        dataset=[d for d in TRAIN_DATASETS if needs_foreground(d)],
+    )

@@ -1,0 +1,1 @@
+"""Per-image analysis that sets the generation parameters: foreground ratio and caption complexity."""

@@ -1,0 +1,92 @@
+"""``genview analyze fit-foreground | foreground | complexity | params``."""
+
+from __future__ import annotations
+
+import json
+
+from genview.errors import ConfigError
+
+
+def _json(text: str, option: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{option} must be JSON: {error}") from None
+
+
+def _fit_foreground(args) -> None:
+    from genview.analysis.foreground import fit_foreground
+    from genview.devices import resolve_device
+
+    analysis = _json(args.analysis, "--analysis")
+    fit_foreground(
+        args.manifest, _json(args.encoder, "--encoder"), args.out, args.overlay,
+        per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"], bins=analysis["fg_bins"],
+        cdf=analysis["fg_cdf"], sign=analysis["fg_sign"], batch_size=analysis["batch_size"], seed=args.seed,
+        device=resolve_device(args.device),
+    )
+
+
+def _foreground(args) -> None:
+    from genview.analysis.foreground import foreground_shard
+    from genview.devices import resolve_device
+
+    analysis = _json(args.analysis, "--analysis")
+    foreground_shard(
+        args.shard, args.fit, _json(args.encoder, "--encoder"), args.out,
+        noise_edges=analysis["noise_edges"], noise_levels=analysis["noise_levels"],
+        batch_size=analysis["batch_size"], device=resolve_device(args.device),
+    )
+
+
+def _complexity(args) -> None:
+    from genview.analysis.params import complexity_shard
+
+    analysis = _json(args.analysis, "--analysis")
+    generate = None
+    if analysis["complexity_scorer"] == "llm":
+        from genview.devices import resolve_device
+        from genview.models.chat_llm import load_chat_model
+
+        spec = _json(args.llm, "--llm")
+        generate = load_chat_model(
+            spec["path"], trust_remote_code=spec["trust_remote_code"], device=resolve_device(args.device),
+            max_new_tokens=spec["max_new_tokens"],
+        ).generate
+    complexity_shard(
+        args.shard, args.out, guidance_for_score=analysis["guidance_for_score"], generate=generate,
+        attempts=analysis["llm_attempts"],
+    )
+
+
+def _params(args) -> None:
+    from genview.analysis.params import merge_params
+
+    merge_params(args.shard, args.out, foreground_csv=args.foreground, complexity_csv=args.complexity)
+
+
+def register(stages) -> None:
+    stage = stages.add_parser("analyze", help="foreground ratio and caption complexity per image")
+    commands = stage.add_subparsers(dest="command", required=True)
+
+    def command(name, run, help_text, *required):
+        parser = commands.add_parser(name, help=help_text)
+        for option in required:
+            parser.add_argument(option, required=True)
+        parser.set_defaults(run=run)
+        return parser
+
+    fit = command("fit-foreground", _fit_foreground, "fit PC-1 and the threshold on a sample of a manifest",
+                  "--manifest", "--encoder", "--analysis", "--out", "--overlay")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--device", default="auto")
+    foreground = command("foreground", _foreground, "foreground ratio and noise level for every image of a shard",
+                         "--shard", "--fit", "--encoder", "--analysis", "--out")
+    foreground.add_argument("--device", default="auto")
+    complexity = command("complexity", _complexity, "caption complexity and guidance for every row of a shard",
+                         "--shard", "--analysis", "--out")
+    complexity.add_argument("--llm", help="models.complexity_llm as JSON (scorer llm)")
+    complexity.add_argument("--device", default="auto")
+    params = command("params", _params, "merge a shard's analysis into its params CSV", "--shard", "--out")
+    params.add_argument("--foreground")
+    params.add_argument("--complexity")

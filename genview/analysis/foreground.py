@@ -1,0 +1,429 @@
+"""Foreground ratio of every training image, which sets its unCLIP noise level (DESIGN.md §5; official
+``extract_features_pca.py``, ``calculate_fgratio.py``, ``generate_ada_noise_level.py``).
+
+On a sample of training images: PC-1 ``v`` of the centred covariance of the encoder's patch tokens,
+projections ``a = tokens @ v`` (not centred), threshold = left edge of the first of ``bins`` histogram bins
+whose cumulative share reaches ``cdf``. Per image: foreground ratio = share of its tokens with
+``a > threshold``, binned right-closed into a noise level.
+
+PC-1's sign is arbitrary. ``sign: auto`` takes the orientation under which the tokens above the threshold
+lie nearer the image centre on average (objects are mostly central), each orientation with its own
+threshold; the stored vector is ``sign * v``, so every consumer only computes ``tokens @ vector > threshold``.
+
+Pure tensor functions first, then the two file-level steps the workflow runs (fit on a sample, one shard).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from genview.data.images import load_rgb
+from genview.errors import BadInputError, ConfigError
+from genview.io import atomic_path
+from genview.models.open_clip_models import load_open_clip, patch_tokens, token_grid
+
+log = logging.getLogger(__name__)
+
+SIGNS = ("auto", 1, -1)
+OVERLAY_IMAGES = 8
+SHARD_COLUMNS = ["id", "fg_ratio", "noise_level", "mask_iou"]
+
+
+# --- Pure functions -----------------------------------------------------------------------------------------
+
+
+class TokenMoments:
+    """Running count, sum and sum of outer products of tokens (float64), enough for their covariance.
+
+    Lets PC-1 be fitted batch by batch: at paper scale the sample's tokens (10,000 x 256 x 1280) take 13 GB.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.total: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
+
+    def add(self, tokens: torch.Tensor) -> None:
+        rows = tokens.reshape(-1, tokens.shape[-1]).double()
+        if self.total is None:
+            self.total = rows.new_zeros(rows.shape[1])
+            self.outer = rows.new_zeros(rows.shape[1], rows.shape[1])
+        self.count += rows.shape[0]
+        self.total += rows.sum(0)
+        self.outer += rows.T @ rows
+
+    def pc1(self) -> torch.Tensor:
+        """Top eigenvector (float32, unit norm) of the centred covariance, largest component positive."""
+        if self.count < 2:
+            raise ValueError(f"PC-1 needs at least 2 tokens, got {self.count}")
+        mean = self.total / self.count
+        covariance = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
+        _, vectors = torch.linalg.eigh(covariance)  # eigenvalues ascending
+        vector = vectors[:, -1]
+        # eigh's sign may differ between LAPACK/cuSOLVER builds; fixing it makes `sign: 1` mean one vector.
+        if vector[vector.abs().argmax()] < 0:
+            vector = -vector
+        return vector.float()
+
+
+def fit_pc1(tokens: torch.Tensor) -> torch.Tensor:
+    """PC-1 (D,) of the centred covariance of ``tokens`` (N, D); see :meth:`TokenMoments.pc1`."""
+    moments = TokenMoments()
+    moments.add(tokens)
+    return moments.pc1()
+
+
+def project(tokens: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``tokens @ vector`` over the last axis, deliberately not centred (the official projection)."""
+    return tokens @ vector.to(device=tokens.device, dtype=tokens.dtype)
+
+
+def _float64_array(values) -> np.ndarray:
+    # Not torch.as_tensor: it makes Python floats float32 (0.2 -> 0.2000000030), moving them across edges.
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def threshold_from_histogram(values, bins: int = 200, cdf: float = 0.65) -> float:
+    """Left edge of the first of ``bins`` equal bins on [min, max] whose cumulative share reaches ``cdf``."""
+    if not 0 < cdf <= 1:
+        raise ValueError(f"cdf must be in (0, 1], got {cdf}")
+    values = _float64_array(values).ravel()
+    if values.size == 0:
+        raise ValueError("no values to threshold")
+    counts, edges = np.histogram(values, bins=bins)
+    # A share computed as count / total equals the literal cdf exactly when it is that fraction (e.g. 13/20).
+    share = np.cumsum(counts) / counts.sum()
+    return float(edges[np.argmax(share >= cdf)])
+
+
+def token_centre_distance(grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Distance (in image sides) from each token's centre to the image centre, row-major (h·w,)."""
+    h, w = grid_hw
+    rows = (torch.arange(h, dtype=torch.float64) + 0.5) / h - 0.5
+    cols = (torch.arange(w, dtype=torch.float64) + 0.5) / w - 0.5
+    return torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2).reshape(-1)
+
+
+def mean_centre_distance_above(
+    projections: torch.Tensor, grid_hw: tuple[int, int], threshold: float
+) -> float:
+    """Mean distance to the image centre of all tokens projecting above ``threshold`` (inf if none)."""
+    above = (projections > threshold).reshape(-1, grid_hw[0] * grid_hw[1]).cpu()
+    count = int(above.sum())
+    if count == 0:
+        return math.inf
+    return float((above * token_centre_distance(grid_hw)).sum() / count)
+
+
+def choose_sign(
+    projections: torch.Tensor, grid_hw: tuple[int, int], *, bins: int = 200, cdf: float = 0.65
+) -> int:
+    """+1 or -1: the orientation of PC-1 whose above-threshold tokens lie nearer the image centre on average
+
+    ``projections`` (B, h·w) are un-signed; each orientation gets its own threshold, since flipping the sign
+    changes the histogram's cumulative shares. A tie keeps +1.
+    """
+    if projections.shape[-1] != grid_hw[0] * grid_hw[1]:
+        raise ValueError(
+            f"{projections.shape[-1]} tokens per image do not form a {grid_hw[0]}x{grid_hw[1]} grid"
+        )
+    distance = {}
+    for sign in (1, -1):
+        signed = sign * projections
+        distance[sign] = mean_centre_distance_above(
+            signed, grid_hw, threshold_from_histogram(signed, bins, cdf)
+        )
+    return 1 if distance[1] <= distance[-1] else -1
+
+
+def foreground_ratio(projections: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Share of each image's tokens above ``threshold``: (B, T) -> (B,) float64.
+
+    float64 so that a ratio exactly on a noise edge (e.g. 0.2 = 3/15) compares equal to it; in float32 it
+    would land just above the edge, in the next noise bin.
+    """
+    return (projections > threshold).sum(-1).double() / projections.shape[-1]
+
+
+def noise_level_for(ratio, edges, levels):
+    """Noise level of a foreground ratio; bins are right-closed on ``edges`` (an edge is in the lower bin).
+
+    A scalar gives an int; an array or tensor gives a numpy array. Ratios outside [0, 1] raise ValueError.
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    levels = np.asarray(levels)
+    if len(levels) != len(edges) + 1 or np.any(np.diff(edges) <= 0):
+        raise ValueError(
+            f"need increasing edges and one level more than edges, got {edges.tolist()}, {levels.tolist()}"
+        )
+    values = _float64_array(ratio)
+    outside = ~((values >= 0) & (values <= 1))
+    if outside.any():
+        raise ValueError(f"foreground ratio must be in [0, 1], got {values[outside].ravel()[:5].tolist()}")
+    chosen = levels[np.searchsorted(edges, values, side="left")]
+    return int(chosen) if chosen.ndim == 0 else chosen
+
+
+def token_masks_to_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """IoU (B,) of token-grid masks ``pred`` (B, h, w), upsampled (nearest) to the masks ``gt`` (B, H, W).
+
+    Two empty masks agree perfectly: IoU 1.
+    """
+    upsampled = torch.nn.functional.interpolate(
+        pred[:, None].float(), size=tuple(gt.shape[-2:]), mode="nearest"
+    )
+    upsampled = upsampled[:, 0] > 0.5
+    intersection = (upsampled & gt).sum((-2, -1)).double()
+    union = (upsampled | gt).sum((-2, -1)).double()
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+
+
+def choose_fit_sample(manifest: pd.DataFrame, *, per_class: int, sample_size: int, seed: int) -> pd.DataFrame:
+    """Train rows to fit the PCA on: ``per_class`` per label if every row has one, else ``sample_size``.
+
+    Rows are sorted by id first, so the sample depends on the seed and the data, not on the row order.
+    """
+    rows = manifest[manifest["split"] == "train"].sort_values("id", kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    if len(rows) and (rows["label"] != "").all():
+        chosen = []
+        for _, group in rows.groupby("label", sort=True):
+            chosen.extend(rng.choice(group.index.to_numpy(), size=min(per_class, len(group)), replace=False))
+    else:
+        chosen = rng.choice(len(rows), size=min(sample_size, len(rows)), replace=False)
+    return rows.loc[sorted(chosen)].reset_index(drop=True)
+
+
+# --- Files --------------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def _load(path: str) -> Image.Image:
+    try:
+        return load_rgb(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise BadInputError(f"cannot read image {path}: {error}") from None
+
+
+def _centre_square(array: np.ndarray) -> np.ndarray:
+    """The centred square the encoder sees (CLIP preprocessing: shortest side resized, centre crop)."""
+    h, w = array.shape[:2]
+    side = min(h, w)
+    top, left = int(round((h - side) / 2)), int(round((w - side) / 2))
+    return array[top : top + side, left : left + side]
+
+
+def _gt_mask(path: str) -> torch.Tensor:
+    return torch.from_numpy(_centre_square(np.asarray(_load(path))[..., 0] > 127))
+
+
+def _mask_iou(token_mask: torch.Tensor, mask_path: str) -> float:
+    return float(token_masks_to_iou(token_mask[None], _gt_mask(mask_path)[None])[0])
+
+
+def _encode(model, preprocess, paths: list[str], batch_size: int, device: str, desc: str):
+    """Yield the patch tokens (B, T, D) of ``paths``, in order, ``batch_size`` images at a time."""
+    with tqdm(total=len(paths), desc=desc, unit="img", mininterval=5) as progress:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images = torch.stack([preprocess(_load(path)) for path in batch]).to(device)
+            with torch.no_grad():
+                tokens = patch_tokens(model, images)
+            progress.update(len(batch))
+            yield tokens
+
+
+def _save_overlay(path, sample: pd.DataFrame, token_masks: torch.Tensor, title: str) -> None:
+    """Sample images with their above-threshold tokens in red and the ground-truth outline in green."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count = min(OVERLAY_IMAGES, len(sample))
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(2.5 * columns, 2.5 * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, (row, token_mask) in zip(axes, zip(sample.head(count).itertuples(), token_masks)):
+        image = _centre_square(np.asarray(_load(row.path)))
+        side = image.shape[0]
+        overlay = np.zeros((*token_mask.shape, 4))
+        overlay[token_mask.numpy()] = (1.0, 0.0, 0.0, 0.45)
+        axis.imshow(image)
+        axis.imshow(overlay, extent=(0, side, side, 0), interpolation="nearest")
+        if row.mask:
+            axis.contour(_gt_mask(row.mask).numpy(), levels=[0.5], colors="lime", linewidths=1)
+        axis.set_title(row.label or row.id, fontsize=8)
+    for axis in axes:
+        axis.set_axis_off()
+    figure.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def fit_foreground(
+    manifest_csv: str | os.PathLike,
+    encoder: dict,
+    out_npz: str | os.PathLike,
+    overlay_png: str | os.PathLike,
+    *,
+    per_class: int = 10,
+    sample_size: int = 10000,
+    bins: int = 200,
+    cdf: float = 0.65,
+    sign: str | int = "auto",
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict:
+    """Fit PC-1, threshold and sign on a sample of the manifest's train split; write them and the overlay.
+
+    Returns what the npz holds.
+    """
+    if sign not in SIGNS:
+        raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
+    sample = choose_fit_sample(
+        _read_rows(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed
+    )
+    if sample.empty:
+        raise BadInputError(f"{manifest_csv}: no train rows to fit the foreground PCA on")
+    model, preprocess = load_open_clip(encoder, device)
+    grid = token_grid(model)
+    paths = sample["path"].tolist()
+
+    # Two passes over the sample instead of keeping its tokens: see TokenMoments.
+    moments = TokenMoments()
+    for tokens in _encode(model, preprocess, paths, batch_size, device, "fit PCA"):
+        moments.add(tokens)
+    pc1 = moments.pc1()
+    projections = torch.cat(
+        [
+            project(tokens, pc1).cpu()
+            for tokens in _encode(model, preprocess, paths, batch_size, device, "project")
+        ]
+    )
+
+    chosen = choose_sign(projections, grid, bins=bins, cdf=cdf) if sign == "auto" else int(sign)
+    signed = chosen * projections
+    threshold = threshold_from_histogram(signed, bins, cdf)
+    token_masks = (signed > threshold).reshape(-1, *grid)
+    fit = {
+        "vector": (chosen * pc1).cpu().numpy().astype(np.float32),
+        "threshold": np.float64(threshold),
+        "sign": np.int64(chosen),
+        "sample_ids": sample["id"].to_numpy(dtype=str),
+        "cdf": np.float64(cdf),
+        "bins": np.int64(bins),
+        "grid": np.array(grid, dtype=np.int64),
+    }
+    log.info(
+        "foreground fit: %d image(s) of %dx%d tokens, threshold %.6g, sign %+d (%s), %.1f%% of tokens above",
+        len(sample), *grid, threshold, chosen, sign, 100 * float(token_masks.float().mean()),
+    )  # fmt: skip
+    log.info(
+        "foreground tokens' mean distance to the image centre: %.3f with sign %+d, %.3f with %+d",
+        mean_centre_distance_above(signed, grid, threshold), chosen,
+        mean_centre_distance_above(-signed, grid, threshold_from_histogram(-signed, bins, cdf)), -chosen,
+    )  # fmt: skip
+    with_mask = [i for i, mask in enumerate(sample["mask"]) if mask]
+    if with_mask:
+        fit["mean_iou"] = np.float64(
+            np.mean([_mask_iou(token_masks[i], sample["mask"][i]) for i in with_mask])
+        )
+        log.info("foreground fit: mean IoU with ground-truth masks %.3f over %d image(s)",
+                 fit["mean_iou"], len(with_mask))  # fmt: skip
+
+    with atomic_path(out_npz) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **fit)
+    title = f"PC-1 sign {chosen:+d} ({sign}), threshold {threshold:.4g}; red: above it, green: ground truth"
+    _save_overlay(overlay_png, sample, token_masks, title)
+    return fit
+
+
+def load_fit(path: str | os.PathLike) -> dict:
+    """The arrays :func:`fit_foreground` wrote."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"{path}: not a foreground fit: {error}") from None
+
+
+def foreground_shard(
+    shard_csv: str | os.PathLike,
+    fit_npz: str | os.PathLike,
+    encoder: dict,
+    out_csv: str | os.PathLike,
+    *,
+    noise_edges,
+    noise_levels,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> pd.DataFrame:
+    """Write ``out_csv`` (id, fg_ratio, noise_level, mask_iou) for every row of one shard, and return it.
+
+    ``mask_iou`` is empty for rows without a ground-truth mask.
+    """
+    rows = _read_rows(shard_csv)
+    fit = load_fit(fit_npz)
+    vector, threshold = torch.from_numpy(fit["vector"]), float(fit["threshold"])
+    grid = tuple(int(n) for n in fit["grid"])
+    ratios: list[float] = []
+    token_masks: list[torch.Tensor] = []
+    if len(rows):
+        model, preprocess = load_open_clip(encoder, device)
+        if token_grid(model) != grid:
+            raise BadInputError(
+                f"{fit_npz} was fitted on a {grid[0]}x{grid[1]} token grid, but models.fg_encoder gives "
+                f"{token_grid(model)}; refit it with this encoder"
+            )
+        for tokens in _encode(
+            model, preprocess, rows["path"].tolist(), batch_size, device, Path(shard_csv).name
+        ):
+            if tokens.shape[-1] != len(vector):
+                raise BadInputError(
+                    f"{fit_npz} was fitted on {len(vector)}-d tokens; models.fg_encoder gives "
+                    f"{tokens.shape[-1]}-d, refit it with this encoder"
+                )
+            projections = project(tokens, vector)
+            ratios.extend(foreground_ratio(projections, threshold).cpu().tolist())
+            token_masks.extend((projections > threshold).reshape(-1, *grid).cpu())
+    ious = [
+        _mask_iou(token_mask, mask) if mask else math.nan
+        for token_mask, mask in zip(token_masks, rows["mask"])
+    ]
+    result = pd.DataFrame(
+        {
+            "id": rows["id"],
+            "fg_ratio": np.array(ratios, dtype=np.float64),
+            "noise_level": noise_level_for(np.array(ratios, dtype=np.float64), noise_edges, noise_levels),
+            "mask_iou": np.array(ious, dtype=np.float64),
+        },
+        columns=SHARD_COLUMNS,
+    )
+    with atomic_path(out_csv) as tmp:
+        result.to_csv(tmp, index=False)
+    levels = result["noise_level"].value_counts().sort_index()
+    log.info(
+        "%s: %d image(s), mean foreground ratio %.3f, images per noise level: %s",
+        shard_csv, len(result), result["fg_ratio"].mean(),
+        ", ".join(f"{level}: {count}" for level, count in levels.items()) or "none",
+    )  # fmt: skip
+    if result["mask_iou"].notna().any():
+        log.info("%s: mean IoU with ground-truth masks %.3f over %d image(s)",
+                 shard_csv, result["mask_iou"].mean(), result["mask_iou"].notna().sum())  # fmt: skip
+    return result

@@ -1,0 +1,48 @@
+"""``genview generate views``: one (dataset, source, shard) job."""
+
+from __future__ import annotations
+
+import json
+
+from genview.errors import ConfigError
+
+
+def _views(args) -> None:
+    from genview.devices import resolve_device
+    from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
+    from genview.models.diffusion import load_pipeline
+
+    try:
+        generation, model = json.loads(args.generation), json.loads(args.model)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--generation/--model must be JSON: {error}") from None
+    device = resolve_device(args.device)
+    generate_shard(
+        source=args.source,
+        shard_csv=args.shard,
+        params_csv=args.params,
+        views_dir=args.views_dir,
+        out_manifest=args.out,
+        pipeline=load_pipeline(ROLE_FOR_SOURCE[args.source], model, device),
+        generation=generation,
+        seed=args.seed,
+        on_bad_image=args.on_bad_image,
+        device=device,
+    )
+
+
+def register(stages) -> None:
+    stage = stages.add_parser("generate", help="view generation")
+    commands = stage.add_subparsers(dest="command", required=True)
+    views = commands.add_parser("views", help="generate the views of one shard for one source (resumable)")
+    views.add_argument("--source", required=True, choices=["ic", "tc", "itc"])
+    views.add_argument("--shard", required=True, help="shard CSV (id, path, caption, ...)")
+    views.add_argument("--params", help="params CSV of the shard (needed when a setting is adaptive)")
+    views.add_argument("--views-dir", required=True, help="folder for the view JPEGs")
+    views.add_argument("--out", required=True, help="view manifest CSV, written last")
+    views.add_argument("--generation", required=True, help="the config's generation section as JSON")
+    views.add_argument("--model", required=True, help="the pipeline's models.<role> entry as JSON")
+    views.add_argument("--seed", type=int, default=0)
+    views.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
+    views.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    views.set_defaults(run=_views)

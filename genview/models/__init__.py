@@ -1,0 +1,1 @@
+"""Pretrained models by role: loaders and tiny offline stand-ins."""

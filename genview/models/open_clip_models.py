@@ -1,0 +1,157 @@
+"""open_clip models by role (fg_encoder): one loader for built-in names and local folders, patch tokens of
+ViT towers, and a tiny random-weight stand-in.
+
+The stand-in is written in open_clip's own ``local-dir:`` layout (``open_clip_config.json`` +
+``open_clip_model.safetensors``), so the embedded default loads it through the code that loads ViT-H-14.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from genview.errors import GenviewError
+from genview.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+LOCAL_DIR_PREFIX = "local-dir:"
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+# The text tower is unused for foreground analysis, but the real CLIP BPE tokenizer (bundled with open_clip)
+# needs the full 49408-token vocabulary; everything else about it stays as small as possible.
+TINY_TEXT_CFG = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+
+
+def load_open_clip(spec: dict, device: str = "cpu", *, role: str = "fg_encoder"):
+    """Load ``spec`` ({model, pretrained}) as (model in eval mode, inference preprocess transform).
+
+    ``model`` is an open_clip name (``ViT-H-14``, weights from ``pretrained``) or ``local-dir:PATH`` (config
+    and weights from that folder; ``pretrained`` is ignored).
+    """
+    import open_clip
+
+    name, pretrained = spec["model"], spec.get("pretrained")
+    if name.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(name[len(LOCAL_DIR_PREFIX) :])
+        if not (folder / CONFIG_FILE).is_file():
+            raise GenviewError(
+                f"models.{role}.model: {folder} is not an open_clip model folder (no {CONFIG_FILE}); "
+                "build the tiny stand-ins (rule build_tiny_models) or point it at a real model"
+            )
+        # open_clip would silently fall back to random weights.
+        if not any(path.suffix in CHECKPOINT_SUFFIXES for path in folder.iterdir()):
+            raise GenviewError(f"models.{role}.model: {folder} has no weights file ({WEIGHTS_FILE})")
+        if pretrained:
+            log.warning("models.%s.pretrained=%r is ignored for %s", role, pretrained, name)
+        pretrained = None
+    elif not pretrained:
+        log.warning("models.%s: %s has no pretrained weights set; it is randomly initialised", role, name)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=device
+        )
+    except (RuntimeError, ValueError, OSError) as error:
+        raise GenviewError(
+            f"models.{role}: cannot load open_clip model {name!r} (pretrained {pretrained!r}): {error}"
+        ) from None
+    return model.eval(), preprocess
+
+
+def _vit_tower(model):
+    """The image tower, if it is a ViT whose second output is the patch tokens; else a GenviewError."""
+    from open_clip.transformer import VisionTransformer
+
+    visual = model.visual
+    if not isinstance(visual, VisionTransformer):
+        raise GenviewError(
+            f"the image tower is a {type(visual).__name__}, which has no patch tokens; "
+            "foreground analysis needs an open_clip ViT (e.g. ViT-H-14)"
+        )
+    # With an attentional pooler the "tokens" are pooler queries, and with pool_type none the class token is
+    # mixed in: neither is one token per patch.
+    if visual.attn_pool is not None or visual.pool_type == "none":
+        raise GenviewError(
+            "the image tower pools with attention or keeps the class token; it has no patch tokens"
+        )
+    return visual
+
+
+def token_grid(model) -> tuple[int, int]:
+    """(rows, columns) of the patch-token grid."""
+    return tuple(_vit_tower(model).grid_size)
+
+
+def patch_tokens(model, images):
+    """Patch tokens (B, h·w, D) of preprocessed ``images``, row-major, after the last LayerNorm, unprojected.
+
+    open_clip's ViT returns ``(pooled, tokens)`` when ``output_tokens`` is set: tokens are
+    ``ln_post(x)[:, 1:]`` and only the pooled output goes through ``proj``. The flag is set for this call
+    only, so ``encode_image`` elsewhere keeps returning the pooled embedding.
+    """
+    visual = _vit_tower(model)
+    previous = visual.output_tokens
+    visual.output_tokens = True
+    try:
+        _, tokens = visual(images)
+    finally:
+        visual.output_tokens = previous
+    if visual.final_ln_after_pool:
+        # These towers (CLIPA) normalise only the pooled output; apply the same LayerNorm to the tokens.
+        tokens = visual.ln_post(tokens)
+    return tokens
+
+
+def build_tiny_open_clip(
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int = 32,
+    patch_size: int = 4,
+    width: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    embed_dim: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random-weight open_clip ViT into ``out_dir``, reloadable as ``local-dir:out_dir``."""
+    import torch
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from open_clip.model import CLIP
+    from safetensors.torch import save_file
+
+    if width % heads:
+        raise ValueError(f"width {width} is not divisible by heads {heads}")
+    model_cfg = {
+        "embed_dim": embed_dim,
+        "vision_cfg": {
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "width": width,
+            "layers": layers,
+            "head_width": width // heads,
+        },
+        "text_cfg": TINY_TEXT_CFG,
+    }
+    preprocess_cfg = {
+        "size": image_size,
+        "mean": list(OPENAI_DATASET_MEAN),
+        "std": list(OPENAI_DATASET_STD),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(**model_cfg)
+    out_dir = Path(out_dir)
+    # Weights first: the config is what marks the folder as a model.
+    with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
+        save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(tmp))
+    with atomic_path(out_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(
+            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
+        )
+    return out_dir

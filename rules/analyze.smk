@@ -1,0 +1,90 @@
+# Analysis: PC-1 and threshold per dataset; per shard, foreground ratio -> noise level and caption complexity ->
+# guidance scale, merged into results/analysis/{dataset}/params/{shard}.csv.
+
+
+rule fit_foreground:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        models=model_inputs("fg_encoder"),
+    output:
+        fit="results/analysis/{dataset}/fg_pca.npz",
+        overlay="results/analysis/{dataset}/fg_overlay.png",
+    log:
+        "logs/analysis/{dataset}/fit_foreground.log",
+    benchmark:
+        "results/benchmarks/fit_foreground/{dataset}.tsv"
+    conda:
+        "../envs/generate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        encoder=as_json(config["models"]["fg_encoder"]),
+        analysis=as_json(config["analysis"]),
+        seed=config["seed"],
+    shell:
+        "python -m genview analyze fit-foreground --manifest {input.manifest} --encoder {params.encoder:q}"
+        " --analysis {params.analysis:q} --seed {params.seed} --out {output.fit} --overlay {output.overlay} 2> {log}"
+
+
+rule foreground_shard:
+    input:
+        shard="results/data/{dataset}/shards/{shard}.csv",
+        fit="results/analysis/{dataset}/fg_pca.npz",
+        models=model_inputs("fg_encoder"),
+    output:
+        "results/analysis/{dataset}/foreground/{shard}.csv",
+    log:
+        "logs/analysis/{dataset}/foreground/{shard}.log",
+    benchmark:
+        "results/benchmarks/foreground_shard/{dataset}/{shard}.tsv"
+    conda:
+        "../envs/generate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        encoder=as_json(config["models"]["fg_encoder"]),
+        analysis=as_json(config["analysis"]),
+    shell:
+        "python -m genview analyze foreground --shard {input.shard} --fit {input.fit} --encoder {params.encoder:q}"
+        " --analysis {params.analysis:q} --out {output} 2> {log}"
+
+
+rule complexity_shard:
+    input:
+        shard="results/data/{dataset}/shards/{shard}.csv",
+        models=complexity_models,
+    output:
+        "results/analysis/{dataset}/complexity/{shard}.csv",
+    log:
+        "logs/analysis/{dataset}/complexity/{shard}.log",
+    benchmark:
+        "results/benchmarks/complexity_shard/{dataset}/{shard}.tsv"
+    conda:
+        "../envs/generate.yaml"
+    resources:
+        gpu=complexity_gpus,
+    params:
+        analysis=as_json(config["analysis"]),
+        llm=as_json(config["models"]["complexity_llm"]),
+    shell:
+        "python -m genview analyze complexity --shard {input.shard} --analysis {params.analysis:q}"
+        " --llm {params.llm:q} --out {output} 2> {log}"
+
+
+rule shard_params:
+    input:
+        unpack(params_parts),
+        shard="results/data/{dataset}/shards/{shard}.csv",
+    output:
+        "results/analysis/{dataset}/params/{shard}.csv",
+    log:
+        "logs/analysis/{dataset}/params/{shard}.log",
+    localrule: True
+    conda:
+        "../envs/generate.yaml"
+    params:
+        parts=params_options,
+    shell:
+        "python -m genview analyze params --shard {input.shard} {params.parts} --out {output} 2> {log}"

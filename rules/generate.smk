@@ -1,0 +1,30 @@
+# Generation: one job per (dataset, source, shard). Views go to results/views/{dataset}/{source}/{shard}/ and are
+# reused by a rerun; the shard's view manifest is written last and is the job's output.
+
+
+rule generate_views:
+    input:
+        shard="results/data/{dataset}/shards/{shard}.csv",
+        params="results/analysis/{dataset}/params/{shard}.csv",
+        models=generation_model_inputs,
+    output:
+        "results/views/{dataset}/{source}/{shard}.manifest.csv",
+    log:
+        "logs/generate/{dataset}/{source}/{shard}.log",
+    benchmark:
+        "results/benchmarks/generate_views/{dataset}/{source}/{shard}.tsv"
+    conda:
+        "../envs/generate.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        views_dir=lambda wildcards, output: output[0].removesuffix(".manifest.csv"),
+        generation=as_json(config["generation"]),
+        model=generation_model_json,
+        seed=config["seed"],
+        on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
+    shell:
+        "python -m genview generate views --source {wildcards.source} --shard {input.shard} --params {input.params}"
+        " --views-dir {params.views_dir} --out {output} --generation {params.generation:q} --model {params.model:q}"
+        " --seed {params.seed} --on-bad-image {params.on_bad_image} 2> {log}"
