@@ -2,9 +2,11 @@
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import REPO, VENV_BIN, run_tool, snakemake
 
@@ -28,7 +30,12 @@ def test_snakefmt():
 
 def test_default_dry_run(workdir):
     result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
-    assert job_counts(result.stdout) == {"make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "all": 1, "total": 4}
+    shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["datasets"]["shapes"]["num_shards"]
+    assert job_counts(result.stdout) == {
+        "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
+        "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
+        "all": 1, "total": 6 + 6 * shards,
+    }
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
@@ -43,13 +50,16 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     counts = job_counts(result.stdout)
     datasets = len(config["datasets"]) + len(config["eval_datasets"])
     assert counts["index_dataset"] == datasets
+    views = sum(len(spec["sources"]) * spec["num_shards"] for spec in config["datasets"].values())
+    assert counts["generate_views"] == views
+    assert "build_tiny_models" not in counts, "real checkpoints are not built"
     assert "make_shapes" not in counts, "the embedded default's datasets must not leak into the paper config"
     assert {f"shard_{name}" for name in config["datasets"]} <= set(counts)
     shards = config["datasets"]["imagenet1k"]["num_shards"]
     assert f"results/data/imagenet1k/shards/{shards - 1}.csv" in result.stdout
 
 
-def test_real_run_of_the_data_stage_then_nothing_to_do(workdir):
+def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
     config = REPO / "config/config.yaml"
     snakemake("--cores", "2", "--configfile", config, workdir=workdir)
     spec = yaml.safe_load(config.read_text())["datasets"]["shapes"]
@@ -59,5 +69,14 @@ def test_real_run_of_the_data_stage_then_nothing_to_do(workdir):
     assert sum(map(len, shards)) == 12 * spec["train_per_class"]
     assert all((workdir / p).is_file() for p in manifest.path) and all((workdir / m).is_file() for m in manifest["mask"])
     assert "accepted" in (workdir / "logs/data/shapes/index.log").read_text()
+    fit = np.load(workdir / "results/analysis/shapes/fg_pca.npz")
+    assert 0 <= float(fit["mean_iou"]) <= 1 and fit["sign"] in (1, -1)
+    for source in spec["sources"]:
+        for shard, rows in enumerate(shards):
+            views = pd.read_csv(workdir / f"results/views/shapes/{source}/{shard}.manifest.csv")
+            assert sorted(views.id) == sorted(rows.id)
+            assert all(Image.open(workdir / v).size == (64, 64) for v in views.view)
+    params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
+    assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
     again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -35,7 +35,7 @@ def load_pipeline(role: str, spec: dict, device: str = "cpu"):
     dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
     try:
         pipeline = pipeline_class.from_pretrained(
-            path, torch_dtype=dtype, revision=spec.get("revision"), variant=spec.get("variant")
+            path, dtype=dtype, revision=spec.get("revision"), variant=spec.get("variant")
         )
     except (OSError, ValueError) as error:
         raise GenviewError(f"models.{role}.path: cannot load {path!r} as {PIPELINE_CLASSES[role]}: {error}") from None
