@@ -27,7 +27,6 @@ def _views(args) -> None:
         generation=generation,
         seed=args.seed,
         on_bad_image=args.on_bad_image,
-        device=device,
     )
 
 

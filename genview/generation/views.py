@@ -98,14 +98,14 @@ def view_is_complete(path: Path) -> bool:
     return path.is_file() and image_problem(path) is None
 
 
-def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Image.Image] | None, steps: int, device):
+def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Image.Image] | None, steps: int):
     """One pipeline call for ``tasks`` (same settings), padded to PAD_MULTIPLE; returns one PIL image per task."""
     import torch
 
     padding = -len(tasks) % PAD_MULTIPLE
     padded = tasks + [tasks[-1]] * padding
-    generator_device = "cpu" if str(device) == "cpu" else device
-    generators = [torch.Generator(generator_device).manual_seed(task.seed) for task in padded]
+    # CPU generators draw the same starting noise on every device, so a GPU view starts where a CPU one does.
+    generators = [torch.Generator("cpu").manual_seed(task.seed) for task in padded]
     arguments = dict(
         num_inference_steps=steps, guidance_scale=tasks[0].guidance_scale, generator=generators, output_type="pil"
     )
@@ -149,7 +149,6 @@ def generate_shard(
     generation: dict,
     seed: int,
     on_bad_image: str = "skip",
-    device: str = "cpu",
 ) -> pd.DataFrame:
     """Generate the missing views of one shard and write its manifest last (the workflow's output)."""
     if source not in SOURCES:
@@ -174,7 +173,7 @@ def generate_shard(
                     batch, images = _load_sources(batch, on_bad_image, skipped)
                     if not batch:
                         continue
-                for task, view in zip(batch, run_pipeline(pipeline, source, batch, images, generation["steps"], device)):
+                for task, view in zip(batch, run_pipeline(pipeline, source, batch, images, generation["steps"])):
                     save_view(view, task.out, generation["save_size"], generation["jpeg_quality"])
                 progress.update(len(batch))
     for path, reason in skipped:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from genview.errors import GenviewError
+from genview.models import is_local_path
 
 ROLE = "models.complexity_llm"
 DEFAULT_MAX_NEW_TOKENS = 64
@@ -61,11 +62,6 @@ class ChatModel:
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
 
 
-def _looks_like_local_path(path: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a folder."""
-    return os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1
-
-
 def load_chat_model(
     path: str,
     *,
@@ -79,7 +75,7 @@ def load_chat_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(path).expanduser()
-    if _looks_like_local_path(path) and not local.is_dir():
+    if is_local_path(path) and not local.is_dir():
         raise GenviewError(f"{ROLE}: no model folder at {path!r}")
     source = str(local) if local.is_dir() else path
     if dtype is None:

@@ -6,10 +6,10 @@ The stand-ins are random-weight pipelines in diffusers' own `save_pretrained` la
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from genview.errors import GenviewError
+from genview.models import is_local_path
 
 # Per role: the diffusers class and the scheduler the method uses with it (DESIGN §5, Generation).
 PIPELINE_CLASSES = {"unclip": "StableUnCLIPImg2ImgPipeline", "text2img": "StableDiffusionPipeline"}
@@ -19,17 +19,13 @@ TINY_HIDDEN = 32
 TINY_CONTEXT = 77
 
 
-def _looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 2)[-1] or Path(path).exists()
-
-
 def load_pipeline(role: str, spec: dict, device: str = "cpu"):
     """Load the pipeline of ``role`` from ``spec`` ({path, revision, variant}): fp16 on CUDA, fp32 on CPU."""
     import diffusers
     import torch
 
     path = spec["path"]
-    if _looks_local(path) and not (Path(path) / "model_index.json").is_file():
+    if is_local_path(path) and not (Path(path) / "model_index.json").is_file():
         raise GenviewError(f"models.{role}.path: {path} is not a diffusers pipeline folder (no model_index.json)")
     pipeline_class = getattr(diffusers, PIPELINE_CLASSES[role])
     dtype = torch.float16 if str(device).startswith("cuda") else torch.float32

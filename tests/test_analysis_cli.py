@@ -1,0 +1,79 @@
+"""The analysis and model commands as the workflow calls them, on a small `shapes` set."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genview.cli import main
+from genview.config import validate_config
+from genview.errors import GenviewError
+from genview.models.diffusion import load_pipeline
+from genview.models.tiny import TINY_MARKERS, build_tiny_models
+
+ANALYSIS = validate_config({"analysis": {"fg_sample_per_class": 2, "llm_attempts": 2}})["analysis"]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis")
+    models = build_tiny_models(root / "models")
+    config = root / "c.yaml"
+    config.write_text("datasets:\n  toy: {kind: shapes, train_per_class: 2, test_per_class: 1}\n")
+    return root, models, config
+
+
+def run(root, monkeypatch, *argv):
+    monkeypatch.chdir(root)
+    assert main(list(argv)) == 0
+
+
+def test_build_tiny_writes_every_role(prepared):
+    _, models, _ = prepared
+    assert set(models) == set(TINY_MARKERS) and all(path.is_file() for path in models.values())
+
+
+def test_analysis_commands_end_to_end(prepared, monkeypatch):
+    root, models, config = prepared
+    run(root, monkeypatch, "data", "make-shapes", "--dataset", "toy", "--config", str(config))
+    run(root, monkeypatch, "data", "index", "--dataset", "toy", "--config", str(config), "--out-dir", "d")
+    run(root, monkeypatch, "data", "shard", "--manifest", "d/manifest.csv", "--num-shards", "1", "--out-dir", "s")
+    encoder = json.dumps({"model": f"local-dir:{models['fg_encoder'].parent}"})
+    analysis = json.dumps(ANALYSIS)
+    run(root, monkeypatch, "analyze", "fit-foreground", "--manifest", "d/manifest.csv", "--encoder", encoder,
+        "--analysis", analysis, "--out", "fit.npz", "--overlay", "fit.png", "--device", "cpu")
+    assert len(np.load(root / "fit.npz")["sample_ids"]) == 24
+    run(root, monkeypatch, "analyze", "foreground", "--shard", "s/0.csv", "--fit", "fit.npz", "--encoder", encoder,
+        "--analysis", analysis, "--out", "fg.csv", "--device", "cpu")
+    run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")
+    llm = json.dumps({"path": str(models["complexity_llm"].parent), "trust_remote_code": False, "max_new_tokens": 4})
+    llm_analysis = json.dumps({**ANALYSIS, "complexity_scorer": "llm"})
+    run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", llm_analysis, "--llm", llm,
+        "--out", "cx_llm.csv", "--device", "cpu")
+    lexical, by_llm = pd.read_csv(root / "cx.csv"), pd.read_csv(root / "cx_llm.csv")
+    assert set(lexical.complexity_source) == {"lexical"}
+    # The random tiny LLM never answers in the format: every row records its lexical fallback after 2 attempts.
+    assert set(by_llm.complexity_source) == {"lexical-fallback"} and set(by_llm.llm_attempts) == {2}
+    assert list(by_llm.complexity) == list(lexical.complexity)
+    run(root, monkeypatch, "analyze", "params", "--shard", "s/0.csv", "--foreground", "fg.csv", "--complexity",
+        "cx.csv", "--out", "params.csv")
+    params = pd.read_csv(root / "params.csv")
+    assert list(params.columns) == ["id", "fg_ratio", "noise_level", "complexity", "guidance_scale",
+                                    "complexity_source", "mask_iou"]
+    assert len(params) == 24 and params.noise_level.notna().all() and params.guidance_scale.isin([2, 4, 6, 8]).all()
+    run(root, monkeypatch, "analyze", "params", "--shard", "s/0.csv", "--complexity", "cx.csv", "--out", "p2.csv")
+    assert pd.read_csv(root / "p2.csv").noise_level.isna().all()
+
+
+def test_params_refuses_a_part_missing_ids(prepared, monkeypatch, capsys, tmp_path):
+    pd.DataFrame({"id": ["a", "b"], "caption": ["x", "y"]}).to_csv(tmp_path / "shard.csv", index=False)
+    pd.DataFrame({"id": ["a"], "complexity": [1]}).to_csv(tmp_path / "cx.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", "params", "--shard", "shard.csv", "--complexity", "cx.csv", "--out", "p.csv"]) == 2
+    assert "cx.csv: 1 id(s) of shard.csv missing" in capsys.readouterr().err
+
+
+def test_pipeline_loader_names_the_role_and_path(tmp_path):
+    with pytest.raises(GenviewError, match=r"models.unclip.path: .*not a diffusers pipeline folder"):
+        load_pipeline("unclip", {"path": str(tmp_path / "nothing")})
