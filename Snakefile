@@ -19,6 +19,7 @@ include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/analyze.smk"
 include: "rules/generate.smk"
+include: "rules/pretrain.smk"
 
 
 rule all:

@@ -17,6 +17,7 @@ STAGES = (
     "genview.models.cli",
     "genview.analysis.cli",
     "genview.generation.cli",
+    "genview.training.cli",
 )
 
 

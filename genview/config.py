@@ -38,13 +38,21 @@ def _resolve(schema: dict, root: dict) -> dict:
 def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None:
     """Insert ``default`` values of ``schema`` into ``instance`` in place, recursively.
 
-    Follows ``properties``, ``additionalProperties`` (maps of named entries) and the ``then`` branch of every
-    ``allOf`` ``if``/``then`` whose ``if`` matches, so per-kind defaults apply only to that kind.
+    Follows ``properties``, ``additionalProperties`` (maps of named entries), array ``items``, plain ``allOf``
+    branches, and the ``then`` branch of every ``allOf`` ``if``/``then`` whose ``if`` matches, so per-kind defaults
+    apply only to that kind.
     """
     root = schema if root is None else root
-    if not isinstance(schema, dict) or not isinstance(instance, dict):
+    if not isinstance(schema, dict):
         return
     schema = _resolve(schema, root)
+    if isinstance(instance, list):
+        items = schema.get("items")
+        for item in instance if isinstance(items, dict) else []:
+            fill_defaults(item, items, root)
+        return
+    if not isinstance(instance, dict):
+        return
     for key, sub in schema.get("properties", {}).items():
         if not isinstance(sub, dict):
             continue
@@ -60,9 +68,12 @@ def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None
                 fill_defaults(value, extra, root)
     for branch in schema.get("allOf", []):
         condition = branch.get("if")
-        if condition is not None and "then" in branch:
+        if condition is None:
+            fill_defaults(instance, branch, root)
+        elif "then" in branch:
             if Draft202012Validator({"$defs": root.get("$defs", {}), **condition}).is_valid(instance):
                 fill_defaults(instance, branch["then"], root)
+
 
 
 def _key_path(parts) -> str:

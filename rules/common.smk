@@ -26,6 +26,7 @@ wildcard_constraints:
     dataset=_alternatives(ALL_DATASETS),
     shard=r"\d+",
     source="ic|tc|itc",
+    experiment=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def dataset_spec_json(wildcards):
@@ -52,7 +53,7 @@ def all_outputs():
     outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(ALL_DATASETS))
     for dataset in TRAIN_DATASETS:
         outputs += shard_files(dataset) + view_manifests(dataset)
-    return outputs + foreground_fits()
+    return outputs + foreground_fits() + pretrain_outputs()
 
 
 # --- models -------------------------------------------------------------------------------------------------------
@@ -141,3 +142,46 @@ def foreground_fits():
         "results/analysis/{dataset}/fg_pca.npz",
         dataset=[d for d in TRAIN_DATASETS if needs_foreground(d)],
     )
+
+
+# --- pre-training ---------------------------------------------------------------------------------------------------
+from genview.training.experiments import resolve_experiments
+
+try:
+    EXPERIMENTS = resolve_experiments(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+def experiment_json(wildcards):
+    return as_json(EXPERIMENTS[wildcards.experiment])
+
+
+def pretrain_inputs(wildcards):
+    experiment = EXPERIMENTS[wildcards.experiment]
+    dataset = experiment["dataset"]
+    inputs = {"manifest": f"results/data/{dataset}/manifest.csv", "views": []}
+    if experiment["variant"] != "baseline":
+        spec = config["datasets"][dataset]
+        inputs["views"] = expand(
+            "results/views/{dataset}/{source}/{shard}.manifest.csv",
+            dataset=dataset,
+            source=experiment["views"]["sources"],
+            shard=range(spec["num_shards"]),
+        )
+    if experiment["variant"] == "genview":
+        inputs["quality_vector"] = f"results/analysis/{dataset}/quality_pca.npz"
+        inputs["models"] = model_inputs("quality_encoder")
+    return inputs
+
+
+def quality_vector_option(wildcards, input):
+    return f"--quality-vector {input.quality_vector}" if "quality_vector" in input.keys() else ""
+
+
+def experiment_resource(key):
+    return lambda wildcards: EXPERIMENTS[wildcards.experiment][key]
+
+
+def pretrain_outputs():
+    return expand("results/pretrain/{experiment}/checkpoint.pt", experiment=sorted(EXPERIMENTS))

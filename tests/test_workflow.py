@@ -1,14 +1,18 @@
 """The workflow itself: lint, format, dry-runs of both configs, and a real run of what exists so far."""
 
+import os
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from conftest import REPO, VENV_BIN, run_tool, snakemake
+from genview.config import load_config
+from genview.training.experiments import resolve_experiments
 
 pytestmark = pytest.mark.workflow
 
@@ -30,11 +34,12 @@ def test_snakefmt():
 
 def test_default_dry_run(workdir):
     result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
-    shards = yaml.safe_load((REPO / "config/config.yaml").read_text())["datasets"]["shapes"]["num_shards"]
+    config = load_config(REPO / "config/config.yaml")
+    shards, experiments = config["datasets"]["shapes"]["num_shards"], len(resolve_experiments(config))
     assert job_counts(result.stdout) == {
         "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
         "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
-        "all": 1, "total": 6 + 6 * shards,
+        "fit_quality_vector": 1, "pretrain": experiments, "all": 1, "total": 7 + 6 * shards + experiments,
     }
 
 
@@ -53,6 +58,7 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     views = sum(len(spec["sources"]) * spec["num_shards"] for spec in config["datasets"].values())
     assert counts["generate_views"] == views
     assert "build_tiny_models" not in counts, "real checkpoints are not built"
+    assert counts["pretrain"] == len(resolve_experiments(load_config(paper)))
     assert "make_shapes" not in counts, "the embedded default's datasets must not leak into the paper config"
     assert {f"shard_{name}" for name in config["datasets"]} <= set(counts)
     shards = config["datasets"]["imagenet1k"]["num_shards"]
@@ -76,6 +82,10 @@ def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
             views = pd.read_csv(workdir / f"results/views/shapes/{source}/{shard}.manifest.csv")
             assert sorted(views.id) == sorted(rows.id)
             assert all(Image.open(workdir / v).size == (64, 64) for v in views.view)
+    for name, experiment in resolve_experiments(load_config(config)).items():
+        checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=False)
+        assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
+        assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
     params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
     assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
     again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)

@@ -155,3 +155,84 @@ def build_tiny_open_clip(
             json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
         )
     return out_dir
+
+
+# --- Quality encoder (GenView / GenView++ quality weights) --------------------------------------------------
+
+# timm's smallest ConvNeXt; like convnext_base_w it is a timm tower whose last stage has stride 32.
+TINY_QUALITY_TOWER = "convnext_atto"
+
+
+def token_map_and_embedding(model, images):
+    """Spatial tokens (B, h, w, D) and the projected image embedding (B, E) of preprocessed ``images``.
+
+    timm towers (ConvNeXt): one trunk pass gives both. The tokens are the last stage's map before the head's
+    pooling and norm (the official patched timm returned exactly this); the embedding is the rest of what
+    ``encode_image`` computes from it: the trunk head (pool, norm, and its classifier where open_clip uses
+    that as the projection; hence not ``pre_logits``), then the adapter's projection.
+    ViT towers: the patch tokens of :func:`patch_tokens` and ``encode_image``.
+    """
+    from open_clip.timm_model import TimmModel
+
+    visual = model.visual
+    if isinstance(visual, TimmModel):
+        feature_map = visual.trunk.forward_features(images)
+        if feature_map.ndim != 4:
+            raise GenviewError(
+                f"the timm image tower {type(visual.trunk).__name__} gives {feature_map.ndim}-d features, "
+                "not a (B, C, h, w) map; the quality encoder needs a convolutional timm tower or a ViT"
+            )
+        embedding = visual.head(visual.trunk.forward_head(feature_map))
+        return feature_map.permute(0, 2, 3, 1), embedding
+    tokens = patch_tokens(model, images)
+    return tokens.unflatten(1, token_grid(model)), model.encode_image(images)
+
+
+def _save_open_clip_folder(model, model_cfg: dict, preprocess_cfg: dict, out_dir: Path) -> None:
+    """Write ``model`` in open_clip's ``local-dir:`` layout; weights first, as the config marks the folder."""
+    from safetensors.torch import save_file
+
+    with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
+        save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(tmp))
+    with atomic_path(out_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(
+            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
+        )
+
+
+def build_tiny_quality_encoder(
+    out_dir: str | os.PathLike, *, image_size: int = 64, embed_dim: int = 32, seed: int = 0
+) -> Path:
+    """Write a tiny random-weight stand-in for convnext_base_w into ``out_dir`` (``local-dir:out_dir``).
+
+    Same shape of model: a timm ConvNeXt tower with ``timm_pool ""`` and a linear projection. 64 px is the
+    smallest input whose stride-32 map has 2x2 tokens, the fewest for a soft mask with a distinct min and max.
+    """
+    import torch
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+    from open_clip.model import CLIP
+
+    model_cfg = {
+        "embed_dim": embed_dim,
+        "vision_cfg": {
+            "timm_model_name": TINY_QUALITY_TOWER,
+            "timm_model_pretrained": False,
+            "timm_pool": "",
+            "timm_proj": "linear",
+            "image_size": image_size,
+        },
+        "text_cfg": TINY_TEXT_CFG,
+    }
+    preprocess_cfg = {
+        "size": image_size,
+        "mean": list(OPENAI_DATASET_MEAN),
+        "std": list(OPENAI_DATASET_STD),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(**model_cfg)
+    out_dir = Path(out_dir)
+    _save_open_clip_folder(model, model_cfg, preprocess_cfg, out_dir)
+    return out_dir

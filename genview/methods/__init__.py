@@ -1,0 +1,120 @@
+"""Pre-training methods: a registry from name to class. Each method is one module of this package that decorates
+its class with ``@register("name")``; adding a method is adding one file.
+
+Two kinds share the training loop:
+- :class:`TwoViewMethod` (SimCLR, MoCo v2/v3, BYOL, SimSiam, SwAV): ``forward(view1, view2)`` returns the
+  per-sample loss (N,), both directions already summed where the method is symmetric, so GenView's per-sample
+  quality weights multiply it: ``loss = (weights * per_sample).mean()``.
+- :class:`VisionLanguageMethod` (CLIP, SLIP): ``forward(views, tokens, ...)`` takes the pairwise quality weights and
+  the loss coefficients c0..c3 and returns a dict of named terms with the total under ``"loss"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import torch
+from torch import nn
+
+from genview.errors import ConfigError
+
+METHODS: dict[str, type] = {}
+
+
+def register(name: str):
+    def decorate(cls):
+        if name in METHODS:
+            raise RuntimeError(f"method {name!r} registered twice ({METHODS[name]} and {cls})")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _import_all() -> None:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+def method_class(name: str) -> type:
+    _import_all()
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r} (registered: {', '.join(sorted(METHODS))})")
+    return METHODS[name]
+
+
+def build_method(name: str, backbone: nn.Module, feature_dim: int, options: dict | None = None) -> nn.Module:
+    """Instantiate a registered method; ``options`` override its ``default_options`` and unknown ones are errors."""
+    cls = method_class(name)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(cls.default_options))
+    if unknown:
+        raise ConfigError(
+            f"method {name!r}: unknown option(s) {unknown} (allowed: {', '.join(sorted(cls.default_options))})"
+        )
+    return cls(backbone, feature_dim, **{**cls.default_options, **options})
+
+
+class TwoViewMethod(nn.Module):
+    kind = "two_view"
+    name = "two_view"
+    default_options: dict = {}
+    #: True for methods with a momentum (EMA) encoder; the trainer then calls momentum_update after each step.
+    uses_momentum = False
+    #: How the trainer moves the EMA momentum from ``base_momentum``: "cosine" (to 1) or "constant".
+    ema_schedule = "cosine"
+    #: The handcrafted augmentation recipe the method was published with (genview.training.data.augmentation).
+    default_augmentation = "simclr"
+    #: Names of submodules whose learning rate stays at the base value instead of following the schedule.
+    fixed_lr_modules: tuple[str, ...] = ()
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, **options):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.options = options
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        """Move the momentum encoder towards the online one: p_m <- momentum * p_m + (1 - momentum) * p."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """Called between backward and the optimiser step (e.g. to hold some parameters fixed early on)."""
+
+
+class VisionLanguageMethod(nn.Module):
+    kind = "vision_language"
+    name = "vision_language"
+    default_options: dict = {}
+    uses_momentum = False
+    default_augmentation = "simclr"
+    fixed_lr_modules: tuple[str, ...] = ()
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, **options):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.options = options
+
+    def forward(
+        self,
+        views: torch.Tensor,
+        tokens: torch.Tensor,
+        *,
+        coefficients: tuple[float, float, float, float],
+        image_weights: torch.Tensor | None = None,
+        text_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def momentum_update(self, momentum: float) -> None:
+        """Vision-language methods here have no momentum encoder."""
+
+    def before_optimizer_step(self, step: int) -> None:
+        """See TwoViewMethod.before_optimizer_step."""

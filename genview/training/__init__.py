@@ -1,0 +1,1 @@
+"""Pre-training: backbones, the data pipeline with generated views, experiments from config, the training loop."""

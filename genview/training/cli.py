@@ -1,0 +1,43 @@
+"""``genview pretrain run``: one experiment, in one process or under torchrun with ``--nproc N``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from genview.errors import ConfigError
+
+
+def _run(args) -> None:
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        # Re-launch this same command under torchrun, one process per GPU (gloo processes on a CPU-only machine).
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+                   "-m", "genview", "pretrain", "run", "--experiment", args.experiment, "--out-dir", args.out_dir,
+                   "--manifest", args.manifest, "--device", args.device, "--views", *(args.views or [])]
+        if args.quality_vector:
+            command += ["--quality-vector", args.quality_vector]
+        os.execv(sys.executable, command)
+    from genview.devices import resolve_device
+    from genview.training.train import train
+
+    try:
+        experiment = json.loads(args.experiment)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--experiment must be JSON: {error}") from None
+    train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
+          quality_vector=args.quality_vector, device=resolve_device(args.device))
+
+
+def register(stages) -> None:
+    stage = stages.add_parser("pretrain", help="pre-training")
+    commands = stage.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train one experiment (resumes from its resume.pt)")
+    run.add_argument("--experiment", required=True, help="the resolved experiment as JSON")
+    run.add_argument("--out-dir", required=True)
+    run.add_argument("--manifest", required=True, help="the dataset's manifest.csv")
+    run.add_argument("--views", nargs="*", help="view manifests of the generation stage")
+    run.add_argument("--quality-vector", help="PC-1 of the quality encoder (genview variant)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--nproc", type=int, default=1, help="processes (GPUs); >1 launches torchrun")
+    run.set_defaults(run=_run)

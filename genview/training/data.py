@@ -1,0 +1,139 @@
+"""The pre-training data: real images, generated views joined from the shard manifests, augmentations.
+
+Every random choice for a sample (which slot takes the generated view, which view, every augmentation) is drawn
+from a generator seeded by (seed, epoch, index), so an epoch's batches are a pure function of the experiment: a run
+resumed mid-epoch sees exactly the batches the uninterrupted run saw, with any number of loader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from genview.data.images import load_rgb
+from genview.errors import BadInputError
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+NORMALIZATION = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}/{epoch}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def _blur(image_size: int, p: float):
+    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # SimCLR: 10% of the image side, odd
+    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p)
+
+
+def augmentation(preset: str, image_size: int, min_scale: float, slot: int = 0) -> v2.Compose:
+    """The handcrafted view pipeline of ``preset`` for view ``slot`` (BYOL's two slots differ), on [0, 1] tensors."""
+    jitter = {"simclr": (0.4, 0.4, 0.4, 0.1), "mocov2": (0.4, 0.4, 0.4, 0.1), "byol": (0.4, 0.4, 0.2, 0.1)}
+    if preset not in jitter:
+        raise BadInputError(f"unknown augmentation preset {preset!r} (known: {', '.join(jitter)})")
+    blur_p, solarize_p = 0.5, 0.0
+    if preset == "byol":
+        blur_p, solarize_p = (1.0, 0.0) if slot == 0 else (0.1, 0.2)
+    steps = [
+        v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(*jitter[preset])], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+        _blur(image_size, blur_p),
+    ]
+    if solarize_p:
+        steps.append(v2.RandomSolarize(0.5, p=solarize_p))
+    return v2.Compose(steps)
+
+
+def to_tensor(image) -> torch.Tensor:
+    return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
+
+
+def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, list[str]]]:
+    """source -> image id -> view paths, from the generation stage's shard manifests."""
+    index: dict[str, dict[str, list[str]]] = {}
+    for path in view_manifests:
+        try:
+            frame = pd.read_csv(path, dtype={"id": str, "view": str, "source": str})
+        except FileNotFoundError:
+            raise BadInputError(f"view manifest not found: {path}") from None
+        for row in frame.itertuples(index=False):
+            index.setdefault(row.source, {}).setdefault(row.id, []).append(row.view)
+    return index
+
+
+class PretrainDataset(Dataset):
+    """Samples of one experiment. ``mode`` "two_view": (view1, view2); "vision_language": (views, caption, real).
+
+    Two-view (GenView): when the image has generated views and a draw under ``generated_prob`` succeeds, one of the
+    two slots, chosen at random, takes a generated view instead of the real image; both slots are augmented
+    independently. Vision-language (GenView++): view 0 is the real image; view v >= 1 comes from source
+    ``sources[(v - 1) % len(sources)]`` with probability ``syn_ratio`` when the image has one, else the real image.
+    """
+
+    def __init__(self, rows: pd.DataFrame, *, mode: str, augmentation_preset: str, image_size: int,
+                 min_scale: float, seed: int, views: dict | None = None, sources: list[str] = (),
+                 generated_prob: float = 1.0, n_views: int = 2, syn_ratio: float = 1.0):
+        self.rows = rows.reset_index(drop=True)
+        self.mode, self.seed, self.epoch = mode, seed, 0
+        self.views, self.sources = views or {}, list(sources)
+        self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
+        self.image_size = image_size
+        self.pipelines = [augmentation(augmentation_preset, image_size, min_scale, slot) for slot in (0, 1)]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generated_choices(self, image_id: str, sources) -> list[str]:
+        return [path for source in sources for path in self.views.get(source, {}).get(image_id, [])]
+
+    def __getitem__(self, index: int):
+        row = self.rows.iloc[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
+            real = to_tensor(load_rgb(row["path"]))
+            if self.mode == "two_view":
+                return self._two_view(row, real, rng) + (index,)
+            return self._vision_language(row, real, rng) + (index,)
+
+    def _two_view(self, row, real, rng):
+        images = [real, real]
+        choices = self._generated_choices(row["id"], self.sources)
+        if choices and rng.random() < self.generated_prob:
+            images[int(rng.integers(2))] = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
+        return self.pipelines[0](images[0]), self.pipelines[1](images[1])
+
+    def _vision_language(self, row, real, rng):
+        views = []
+        for v in range(self.n_views):
+            image = real
+            if v > 0 and self.sources:
+                choices = self._generated_choices(row["id"], [self.sources[(v - 1) % len(self.sources)]])
+                if choices and rng.random() < self.syn_ratio:
+                    image = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
+            views.append(self.pipelines[0](image))
+        resized_real = v2.functional.resize(real, [self.image_size, self.image_size], antialias=True)
+        return torch.stack(views), row["caption"], resized_real
+
+
+def epoch_indices(num_samples: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """This rank's sample indices for one epoch, in order: a seeded permutation cut to whole global batches
+    (drop_last), each global batch split into ``world`` contiguous local batches."""
+    order = np.random.default_rng([seed, epoch]).permutation(num_samples)
+    steps = num_samples // global_batch
+    local = global_batch // world
+    batches = order[: steps * global_batch].reshape(steps, world, local)
+    return batches[:, rank, :].reshape(-1).tolist()

@@ -1,0 +1,381 @@
+"""The training loop: one entry point for a single process and for torchrun (DDP).
+
+Resume is exact: ``resume.pt`` holds the model (momentum encoders and queues included), optimiser, AMP scaler, RNG
+states, epoch and step; batches are a pure function of (seed, epoch, step) (see data.py), so a run killed and resumed
+ends with the weights of an uninterrupted one (on the CPU, where kernels are deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from genview import distributed
+from genview.errors import GenviewError
+from genview.io import atomic_path
+from genview.methods import build_method, method_class
+from genview.training.backbones import build_backbone
+from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
+from genview.training.schedules import ema_momentum, learning_rate, scaled_lr
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+RESUME_FILE = "resume.pt"
+
+
+class Normalize(nn.Module):
+    """Normalisation inside the model: the data pipeline yields [0, 1] images, which the quality encoder needs."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images):
+        return (images - self.mean) / self.std
+
+
+def build_model(experiment: dict) -> nn.Module:
+    backbone, feature_dim = build_backbone(experiment["backbone"])
+    mean, std = NORMALIZATION[experiment["recipe"]["normalization"]]
+    return build_method(experiment["method"], nn.Sequential(Normalize(mean, std), backbone), feature_dim,
+                        experiment["method_args"])
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Biases and normalisation parameters get no weight decay (and so no LARS adaptation), the usual SSL recipe;
+    parameters of the method's ``fixed_lr_modules`` keep the base learning rate (SimSiam's predictor)."""
+    fixed = {id(p) for name in model.fixed_lr_modules for p in getattr(model, name).parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            groups.setdefault((parameter.ndim < 2, id(parameter) in fixed), []).append(parameter)
+    return [
+        {"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "fixed_lr": fixed_lr}
+        for (no_decay, fixed_lr), params in sorted(groups.items())
+    ]
+
+
+def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
+    groups = _parameter_groups(model, recipe["weight_decay"])
+    if recipe["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=0.0, momentum=recipe["momentum"])
+    if recipe["optimizer"] == "lars":
+        from timm.optim import Lars
+
+        return Lars(groups, lr=0.0, momentum=recipe["momentum"])
+    return torch.optim.AdamW(groups, lr=0.0, betas=tuple(recipe["betas"]))
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class Trainer:
+    def __init__(self, experiment: dict, out_dir: Path, *, manifest: str, view_manifests: list[str],
+                 quality_vector: str | None, device: str):
+        self.experiment, self.out_dir, self.device = experiment, Path(out_dir), torch.device(device)
+        self.recipe = experiment["recipe"]
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        if self.recipe["batch_size"] % self.world:
+            raise GenviewError(f"recipe batch_size {self.recipe['batch_size']} is not divisible by {self.world} GPUs")
+        self.local_batch = self.recipe["batch_size"] // self.world
+        torch.manual_seed(experiment["seed"])
+        self.model = build_model(experiment).to(self.device)
+        if distributed.is_distributed() and self.device.type == "cuda":
+            # The reference recipes synchronise BN statistics across GPUs.
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.kind = method_class(experiment["method"]).kind
+        self.dataset = self._dataset(manifest, view_manifests)
+        self.steps_per_epoch = len(self.dataset) // self.recipe["batch_size"]
+        if self.steps_per_epoch == 0:
+            raise GenviewError(
+                f"{experiment['name']}: {len(self.dataset)} training images cannot fill one batch of "
+                f"{self.recipe['batch_size']}; lower the recipe's batch_size"
+            )
+        self.total_steps = self.steps_per_epoch * self.recipe["epochs"]
+        self.base_lr = scaled_lr(self.recipe["lr"], self.recipe["batch_size"], self.recipe["lr_scaling"])
+        self.optimizer = build_optimizer(self.model, self.recipe)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.recipe["amp"])
+        self.use_amp = self.device.type == "cuda" and self.amp_dtype is not None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        self.scorer = self._scorer(quality_vector)
+        self.ema_base = self.recipe["ema_momentum"] or self.model.options.get("base_momentum")
+        self.global_step, self.nonfinite_in_row, self.skipped_steps = 0, 0, 0
+        self.ddp_model = self.model
+        if distributed.is_distributed():
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+
+    # --- setup -------------------------------------------------------------------------------------------------
+    def _dataset(self, manifest: str, view_manifests: list[str]) -> PretrainDataset:
+        rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        rows = rows[rows["split"] == "train"]
+        views, variant = self.experiment["views"], self.experiment["variant"]
+        preset = self.recipe["augmentation"] or method_class(self.experiment["method"]).default_augmentation
+        n_views = views["n_views"]
+        if self.kind == "vision_language" and variant == "baseline" and not self._has_image_image_term():
+            n_views = 1  # plain CLIP: one real view per caption
+        return PretrainDataset(
+            rows, mode=self.kind, augmentation_preset=preset, image_size=self.recipe["image_size"],
+            min_scale=self.recipe["min_scale"], seed=self.experiment["seed"],
+            views=load_view_index(view_manifests) if variant != "baseline" else None, sources=views["sources"],
+            generated_prob=views["generated_prob"], n_views=n_views, syn_ratio=views["syn_ratio"],
+        )
+
+    def _has_image_image_term(self) -> bool:
+        return getattr(self.model, "has_image_image_head", False)
+
+    def _scorer(self, quality_vector: str | None):
+        if self.experiment["variant"] != "genview":
+            return None
+        if not quality_vector:
+            raise GenviewError(f"{self.experiment['name']}: the genview variant needs --quality-vector")
+        from genview.quality.encoder import QualityScorer
+
+        spec = self.experiment["quality_encoder"]
+        return QualityScorer(spec, quality_vector, device=str(self.device), image_size=spec["image_size"],
+                             normalization=self.experiment["quality"]["normalization"])
+
+    def coefficients(self, epoch: int) -> tuple[float, ...]:
+        """c0..c3: the config's, else image-image terms where the method has them, QD terms for genview."""
+        quality = self.experiment["quality"]
+        c0 = 1.0 if self._has_image_image_term() else 0.0
+        early = quality.get("early_coefs") or [c0, 0.0, 1.0, 0.0]
+        later = quality.get("later_coefs") or ([c0, c0, 1.0, 1.0] if self.scorer else early)
+        return tuple(early if epoch < quality["epoch_switch"] else later)
+
+    def _loader(self, epoch: int, skip_steps: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        indices = epoch_indices(len(self.dataset), self.recipe["batch_size"], self.experiment["seed"], epoch,
+                                self.rank, self.world)
+        return DataLoader(
+            self.dataset, batch_size=self.local_batch, sampler=indices[skip_steps * self.local_batch :],
+            num_workers=self.recipe["num_workers"], collate_fn=self._collate, drop_last=True,
+            persistent_workers=False, pin_memory=self.device.type == "cuda",
+        )
+
+    def _collate(self, samples):
+        if self.kind == "two_view":
+            view1, view2, index = zip(*samples)
+            return dict(view1=torch.stack(view1), view2=torch.stack(view2), index=torch.tensor(index))
+        views, captions, real, index = zip(*samples)
+        from genview.methods.text import tokenize
+
+        return dict(views=torch.stack(views, 1), captions=list(captions), real=torch.stack(real),
+                    tokens=tokenize(list(captions), self.model.context_length), index=torch.tensor(index))
+
+    # --- state -------------------------------------------------------------------------------------------------
+    def state(self, epoch: int, step_in_epoch: int) -> dict:
+        return dict(
+            format=CHECKPOINT_FORMAT, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(), rng=_rng_state(), epoch=epoch, step_in_epoch=step_in_epoch,
+            global_step=self.global_step, nonfinite_in_row=self.nonfinite_in_row, skipped_steps=self.skipped_steps,
+            experiment=self.experiment,
+        )
+
+    def save_resume_point(self, epoch: int, step_in_epoch: int) -> None:
+        if self.rank == 0:
+            _save(self.state(epoch, step_in_epoch), self.out_dir / RESUME_FILE)
+
+    def resume(self) -> tuple[int, int]:
+        path = self.out_dir / RESUME_FILE
+        if not path.is_file():
+            if self.rank == 0:  # metrics of a run killed before its first resume point
+                (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            return 0, 0
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("experiment") != self.experiment:
+            raise GenviewError(f"{path} belongs to a different experiment configuration; delete it to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        self.global_step, self.nonfinite_in_row = state["global_step"], state["nonfinite_in_row"]
+        self.skipped_steps = state["skipped_steps"]
+        log.info("resumed from %s at epoch %d, step %d", path, state["epoch"], self.global_step)
+        self._truncate_metrics(self.global_step)
+        return state["epoch"], state["step_in_epoch"]
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric records written after the resume point; the resumed run writes them again."""
+        path = self.out_dir / "metrics.jsonl"
+        if self.rank != 0 or not path.is_file():
+            return
+        def before(record: dict) -> bool:  # a step record's step ran before; an epoch record's ended at or before
+            return record["step"] < step if record["type"] == "step" else record["step"] <= step
+
+        kept = [line for line in path.read_text().splitlines() if before(json.loads(line))]
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept))
+
+    def log_metrics(self, record: dict) -> None:
+        if self.rank == 0:
+            with open(self.out_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    # --- one step ----------------------------------------------------------------------------------------------
+    def loss(self, batch: dict, epoch: int) -> tuple[torch.Tensor, dict]:
+        autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
+        if self.kind == "two_view":
+            view1, view2 = batch["view1"].to(self.device), batch["view2"].to(self.device)
+            weights = self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) \
+                if self.scorer else None
+            with autocast:
+                per_sample = self.ddp_model(view1, view2)
+            weights = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
+            terms = {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
+            return (weights * per_sample).mean(), terms
+        views = batch["views"].to(self.device)
+        coefficients = self.coefficients(epoch)
+        image_weights = text_weights = None
+        if self.scorer and (coefficients[1] or coefficients[3]):
+            quality = self.experiment["quality"]
+            image_weights, text_weights = self.scorer.pairwise_weights(
+                views, batch["real"].to(self.device), batch["captions"], quality["gamma_ii"], quality["gamma_it"]
+            )
+        with autocast:
+            out = self.ddp_model(views, batch["tokens"].to(self.device), coefficients=coefficients,
+                                 image_weights=image_weights, text_weights=text_weights)
+        return out["loss"], {k: float(v.detach()) for k, v in out.items() if k != "loss"}
+
+    def step(self, batch: dict, epoch: int) -> dict:
+        lr = learning_rate(self.global_step, base_lr=self.base_lr, total_steps=self.total_steps,
+                           warmup_steps=int(self.recipe["warmup_epochs"] * self.steps_per_epoch),
+                           min_lr=self.recipe["min_lr"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr if group["fixed_lr"] else lr
+        loss, terms = self.loss(batch, epoch)
+        finite = torch.tensor(float(torch.isfinite(loss.detach())), device=self.device)
+        if distributed.all_reduce_mean(finite).item() < 1.0:  # every rank skips together
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.nonfinite_in_row += 1
+            if self.nonfinite_in_row >= self.recipe["max_nonfinite_in_row"]:
+                raise GenviewError(
+                    f"{self.experiment['name']}: {self.nonfinite_in_row} non-finite losses in a row at step "
+                    f"{self.global_step} (lr {lr:.3g}); lower the learning rate or use amp: bf16"
+                )
+            record = dict(type="step", step=self.global_step, epoch=epoch, loss=None, skipped=True, lr=lr)
+        else:
+            self.nonfinite_in_row = 0
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.model.before_optimizer_step(self.global_step)
+            if self.recipe["clip_grad"]:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe["clip_grad"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            record = dict(type="step", step=self.global_step, epoch=epoch, loss=float(loss.detach()), lr=lr, **terms)
+        if self.model.uses_momentum:
+            momentum = ema_momentum(self.global_step, base=self.ema_base, total_steps=self.total_steps,
+                                    schedule=self.recipe["ema_schedule"] or self.model.ema_schedule)
+            self.model.momentum_update(momentum)
+            record["ema_momentum"] = momentum
+        self.global_step += 1
+        return record
+
+    # --- the run -----------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        start_epoch, skip_steps = self.resume()
+        if self.rank == 0:
+            with atomic_path(self.out_dir / "config.yaml") as tmp:
+                tmp.write_text(yaml.safe_dump(self.experiment, sort_keys=False))
+        for epoch in range(start_epoch, self.recipe["epochs"]):
+            started, losses = time.perf_counter(), []
+            loader = self._loader(epoch, skip_steps)
+            progress = tqdm(loader, desc=f"{self.experiment['name']} epoch {epoch + 1}/{self.recipe['epochs']}",
+                            total=self.steps_per_epoch, initial=skip_steps, disable=self.rank != 0, mininterval=5)
+            for step_in_epoch, batch in enumerate(progress, start=skip_steps):
+                record = self.step(batch, epoch)
+                self.log_metrics(record)
+                if record.get("loss") is not None:
+                    losses.append(record["loss"])
+                every = self.recipe["save_every_steps"]
+                if every and self.global_step % every == 0 and step_in_epoch + 1 < self.steps_per_epoch:
+                    self.save_resume_point(epoch, step_in_epoch + 1)
+            seconds = time.perf_counter() - started
+            self.log_metrics(dict(
+                type="epoch", step=self.global_step, epoch=epoch, loss=float(np.mean(losses)) if losses else None,
+                skipped_steps=self.skipped_steps, seconds=seconds,
+                images_per_second=(self.steps_per_epoch - skip_steps) * self.recipe["batch_size"] / seconds,
+            ))
+            skip_steps = 0
+            if (epoch + 1) % self.recipe["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
+                self.save_resume_point(epoch + 1, 0)
+        if self.rank == 0:
+            self.write_checkpoint()
+
+    def write_checkpoint(self) -> None:
+        if hasattr(self.model, "clamp_logit_scale"):  # CLIP clamps before each step; the last one too
+            self.model.clamp_logit_scale()
+        backbone = self.model.backbone[1]
+        _save(dict(format=CHECKPOINT_FORMAT, experiment=self.experiment, backbone=backbone.state_dict(),
+                   method=self.model.state_dict(), feature_dim=self.model.feature_dim, steps=self.global_step,
+                   skipped_steps=self.skipped_steps),
+              self.out_dir / "checkpoint.pt")
+        log.info("%s: %d steps (%d skipped), checkpoint written", self.experiment["name"], self.global_step,
+                 self.skipped_steps)
+
+
+def _init_distributed() -> str | None:
+    """Join the torchrun process group when launched by torchrun; returns the device for this rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch.distributed as dist
+
+    use_cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
+    return "cpu"
+
+
+def train(experiment: dict, out_dir: str | Path, *, manifest: str, view_manifests: list[str],
+          quality_vector: str | None = None, device: str = "cpu") -> None:
+    distributed_device = _init_distributed()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        Trainer(experiment, out_dir, manifest=manifest, view_manifests=view_manifests,
+                quality_vector=quality_vector, device=distributed_device or device).run()
+    finally:
+        if distributed.is_distributed():
+            import torch.distributed as dist
+
+            dist.destroy_process_group()

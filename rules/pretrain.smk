@@ -1,0 +1,51 @@
+# Pre-training: one job per experiment (method x variant x recipe), torchrun when it has more than one GPU.
+# The quality encoder's PC-1 vector is fitted once per dataset with the analysis code.
+
+
+rule fit_quality_vector:
+    input:
+        manifest="results/data/{dataset}/manifest.csv",
+        models=model_inputs("quality_encoder"),
+    output:
+        "results/analysis/{dataset}/quality_pca.npz",
+    log:
+        "logs/analysis/{dataset}/fit_quality_vector.log",
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        encoder=as_json(config["models"]["quality_encoder"]),
+        analysis=as_json(config["analysis"]),
+        seed=config["seed"],
+    shell:
+        "python -m genview analyze fit-quality --manifest {input.manifest} --encoder {params.encoder:q}"
+        " --analysis {params.analysis:q} --seed {params.seed} --out {output} 2> {log}"
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        checkpoint=protected("results/pretrain/{experiment}/checkpoint.pt"),
+        metrics="results/pretrain/{experiment}/metrics.jsonl",
+        config="results/pretrain/{experiment}/config.yaml",
+    log:
+        "logs/pretrain/{experiment}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{experiment}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=experiment_resource("gpus"),
+        mem_mb=experiment_resource("mem_mb"),
+        runtime=experiment_resource("runtime"),
+    params:
+        experiment=experiment_json,
+        out_dir=lambda wildcards, output: Path(output.checkpoint).parent,
+        quality=quality_vector_option,
+    shell:
+        "python -m genview pretrain run --experiment {params.experiment:q} --out-dir {params.out_dir}"
+        " --manifest {input.manifest} --views {input.views} {params.quality} --nproc {resources.gpu} 2> {log}"

@@ -1,0 +1,222 @@
+"""The training loop: schedules, batches, exact resume after a real kill, DDP, non-finite losses."""
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genview.config import validate_config
+from genview.data.index import index_dataset
+from genview.data.shapes import make_shapes
+from genview.errors import GenviewError
+from genview.training.data import PretrainDataset, epoch_indices
+from genview.training.experiments import resolve_experiments
+from genview.training.schedules import ema_momentum, learning_rate
+from genview.training.train import train
+
+METHOD_ARGS = {
+    "simclr": {"proj_hidden_dim": 32, "proj_dim": 16},
+    "mocov2": {"proj_hidden_dim": 32, "proj_dim": 16, "queue_size": 64},
+    "clip": {"embed_dim": 16, "text_width": 16, "text_heads": 2, "text_layers": 1, "context_length": 16},
+}
+
+
+def experiment(method, variant="baseline", **recipe):
+    config = validate_config({
+        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+        "pretrain": {
+            "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, "num_workers": 0,
+                              "save_every_epochs": 1, **recipe}},
+            "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
+                                "num_heads": 2}},
+            "experiments": {"e": {"method": method, "variant": variant, "recipe": "r", "backbone": "b",
+                                  "dataset": "s", "method_args": METHOD_ARGS, "views": {"n_views": 2}}},
+        },
+    })
+    return resolve_experiments(config)["e"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """24 training images of `shapes`, and a view manifest whose 'generated' views are other real images."""
+    root = tmp_path_factory.mktemp("train")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        make_shapes("results/datasets/s", train_per_class=2, test_per_class=1)
+        spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
+        manifest = index_dataset("s", spec, "results/data/s")
+    finally:
+        os.chdir(cwd)
+    manifest["path"] = [str(root / p) for p in manifest.path]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    train_rows = manifest[manifest.split == "train"]
+    views = pd.DataFrame({"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), 1), "source": "ic",
+                          "sample": 0})
+    views.to_csv(root / "views.csv", index=False)
+    return root
+
+
+def run_training(data, exp, out, **kwargs):
+    train(exp, out, manifest=str(data / "manifest.csv"), view_manifests=[str(data / "views.csv")], **kwargs)
+    return torch.load(out / "checkpoint.pt", weights_only=False)
+
+
+def test_learning_rate_schedule_plainly():
+    kwargs = dict(base_lr=1.0, total_steps=110, warmup_steps=10, min_lr=0.0)
+    assert learning_rate(0, **kwargs) == 0.0 and learning_rate(5, **kwargs) == 0.5
+    assert learning_rate(10, **kwargs) == 1.0 and learning_rate(60, **kwargs) == pytest.approx(0.5)
+    assert learning_rate(110, **kwargs) == pytest.approx(0.0, abs=1e-12)
+    assert ema_momentum(0, base=0.99, total_steps=100, schedule="cosine") == pytest.approx(0.99)
+    assert ema_momentum(100, base=0.99, total_steps=100, schedule="cosine") == pytest.approx(1.0)
+    assert ema_momentum(50, base=0.99, total_steps=100, schedule="constant") == 0.99
+
+
+def test_epoch_indices_split_global_batches_between_ranks():
+    single = epoch_indices(50, 8, seed=1, epoch=2, rank=0, world=1)
+    ranks = [epoch_indices(50, 8, seed=1, epoch=2, rank=r, world=2) for r in (0, 1)]
+    assert len(single) == 48 and len(set(single)) == 48
+    for step in range(6):  # each global batch is the two ranks' local batches, in rank order
+        assert single[step * 8 : step * 8 + 8] == ranks[0][step * 4 : step * 4 + 4] + ranks[1][step * 4 : step * 4 + 4]
+    assert epoch_indices(50, 8, 1, 3, 0, 1) != single
+
+
+def test_genview_slot_rule_and_vision_language_views(data):
+    rows = pd.read_csv(data / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = rows[rows.split == "train"]
+    views = {"ic": {row.id: [row.path] for row in rows.itertuples()}}  # 'generated' = the image itself, marked below
+    dataset = PretrainDataset(rows, mode="two_view", augmentation_preset="simclr", image_size=16, min_scale=0.5,
+                              seed=0, views=views, sources=["ic"])
+    loaded = []
+    dataset.pipelines = [lambda image, slot=slot: (slot, image) for slot in (0, 1)]
+    import genview.training.data as data_module
+
+    original = data_module.load_rgb
+    data_module.load_rgb = lambda path: loaded.append(path) or original(path)
+    try:
+        for index in range(len(dataset)):
+            loaded.clear()
+            dataset[index]
+            assert len(loaded) == 2  # the real image and one generated view, for exactly one slot
+    finally:
+        data_module.load_rgb = original
+    vl = PretrainDataset(rows, mode="vision_language", augmentation_preset="simclr", image_size=16, min_scale=0.5,
+                         seed=0, views=views, sources=["ic"], n_views=3, syn_ratio=0.0)
+    stacked, caption, real, index = vl[0]
+    assert stacked.shape == (3, 3, 16, 16) and real.shape == (3, 16, 16) and caption == rows.caption.iloc[0]
+    first, again = dataset[3], dataset[3]
+    assert torch.equal(first[0][1], again[0][1])  # a sample is a pure function of (seed, epoch, index)
+
+
+def test_checkpoint_and_metrics(data, tmp_path):
+    exp = experiment("simclr")
+    checkpoint = run_training(data, exp, tmp_path)
+    assert checkpoint["format"] == 1 and checkpoint["steps"] == 3 * 3 and checkpoint["experiment"] == exp
+    assert set(checkpoint["backbone"]) and checkpoint["feature_dim"] == 16
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "step"] == list(range(9))
+    assert sum(r["type"] == "epoch" for r in records) == 3
+
+
+def _weights_equal(a, b):
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
+    """A real SIGKILL mid-epoch; the resumed run ends with the weights of an uninterrupted run."""
+    exp = experiment("mocov2", "views", epochs=4, save_every_steps=2)
+    reference = run_training(data, exp, tmp_path / "reference")
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp),
+               "--out-dir", str(out), "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"),
+               "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics, deadline = out / "metrics.jsonl", time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if metrics.is_file() and sum(1 for line in metrics.read_text().splitlines() if '"step"' in line) >= 5:
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (out / "resume.pt").is_file() and not (out / "checkpoint.pt").exists(), "kill must land mid-run"
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    final = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert _weights_equal(final["method"], reference["method"])
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert sorted(s for s in steps) == steps and len([1 for line in metrics.read_text().splitlines()
+                                                      if '"type": "step"' in line]) == final["steps"]
+
+
+def test_nonfinite_losses_are_skipped_then_abort(data, tmp_path):
+    exp = experiment("simclr", lr=1e38, max_nonfinite_in_row=3, epochs=5)
+    with pytest.raises(GenviewError, match=r"3 non-finite losses in a row"):
+        run_training(data, exp, tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("skipped") for r in records)
+
+
+def test_batch_larger_than_dataset_is_a_clear_error(data, tmp_path):
+    with pytest.raises(GenviewError, match="cannot fill one batch"):
+        run_training(data, experiment("simclr", batch_size=64), tmp_path)
+
+
+@pytest.mark.parametrize("method", ["simclr", "clip"])
+def test_two_process_ddp_run(data, tmp_path, method):
+    exp = experiment(method, epochs=1)
+    single = run_training(data, copy.deepcopy(exp), tmp_path / "single")
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp), "--out-dir", str(out),
+         "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"), "--device", "cpu",
+         "--nproc", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ddp.keys() == single.keys() and ddp["method"].keys() == single["method"].keys()
+    assert ddp["steps"] == single["steps"]
+
+
+@pytest.mark.parametrize("config_name", ["config.yaml", "paper.yaml"])
+def test_every_configured_experiment_names_a_method_and_valid_options(config_name):
+    from conftest import REPO
+    from genview.config import load_config
+    from genview.methods import method_class
+
+    experiments = resolve_experiments(load_config(REPO / "config" / config_name))
+    assert experiments
+    for name, exp in experiments.items():
+        cls = method_class(exp["method"])
+        assert set(exp["method_args"]) <= set(cls.default_options), name
+    variants = {(exp["method"], exp["variant"]) for exp in experiments.values()}
+    methods = {exp["method"] for exp in experiments.values()}
+    assert methods == {"simclr", "mocov2", "byol", "simsiam", "swav", "mocov3", "clip", "slip"}
+    assert variants == {(m, v) for m in methods for v in ("baseline", "views", "genview")}
+
+
+def test_experiment_errors_name_the_key():
+    from genview.errors import ConfigError
+
+    config = validate_config({
+        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+        "pretrain": {"recipes": {"r": {"epochs": 1, "batch_size": 8}}, "backbones": {"b": {"name": "vit"}},
+                     "matrix": [{"methods": ["simclr"], "variants": ["views"], "recipe": "nope", "backbone": "b",
+                                 "dataset": "s"}]},
+    })
+    with pytest.raises(ConfigError, match=r"pretrain.matrix\[0\].recipe: 'nope' is not a key of pretrain.recipes"):
+        resolve_experiments(config)
+    config["pretrain"]["matrix"][0].update(recipe="r", views={**config["pretrain"]["matrix"][0]["views"],
+                                                              "sources": ["tc"]})
+    with pytest.raises(ConfigError, match=r"views.sources: \['tc'\] not generated for dataset 's'"):
+        resolve_experiments(config)
