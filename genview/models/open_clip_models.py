@@ -118,24 +118,27 @@ def build_tiny_open_clip(
     seed: int = 0,
 ) -> Path:
     """Write a tiny random-weight open_clip ViT into ``out_dir``, reloadable as ``local-dir:out_dir``."""
+    if width % heads:
+        raise ValueError(f"width {width} is not divisible by heads {heads}")
+    vision_cfg = {
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "width": width,
+        "layers": layers,
+        "head_width": width // heads,
+    }
+    return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir))
+
+
+def _write_tiny_clip(vision_cfg: dict, embed_dim: int, image_size: int, seed: int, out_dir: Path) -> Path:
+    """Build a seeded random-weight CLIP with the tiny text tower and save it in open_clip's ``local-dir:`` layout
+    (weights first: the config is what marks the folder as a model)."""
     import torch
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
     from open_clip.model import CLIP
     from safetensors.torch import save_file
 
-    if width % heads:
-        raise ValueError(f"width {width} is not divisible by heads {heads}")
-    model_cfg = {
-        "embed_dim": embed_dim,
-        "vision_cfg": {
-            "image_size": image_size,
-            "patch_size": patch_size,
-            "width": width,
-            "layers": layers,
-            "head_width": width // heads,
-        },
-        "text_cfg": TINY_TEXT_CFG,
-    }
+    model_cfg = {"embed_dim": embed_dim, "vision_cfg": vision_cfg, "text_cfg": TINY_TEXT_CFG}
     preprocess_cfg = {
         "size": image_size,
         "mean": list(OPENAI_DATASET_MEAN),
@@ -146,14 +149,10 @@ def build_tiny_open_clip(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = CLIP(**model_cfg)
-    out_dir = Path(out_dir)
-    # Weights first: the config is what marks the folder as a model.
     with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
         save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(tmp))
     with atomic_path(out_dir / CONFIG_FILE) as tmp:
-        tmp.write_text(
-            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
-        )
+        tmp.write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n")
     return out_dir
 
 
@@ -188,18 +187,6 @@ def token_map_and_embedding(model, images):
     return tokens.unflatten(1, token_grid(model)), model.encode_image(images)
 
 
-def _save_open_clip_folder(model, model_cfg: dict, preprocess_cfg: dict, out_dir: Path) -> None:
-    """Write ``model`` in open_clip's ``local-dir:`` layout; weights first, as the config marks the folder."""
-    from safetensors.torch import save_file
-
-    with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
-        save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(tmp))
-    with atomic_path(out_dir / CONFIG_FILE) as tmp:
-        tmp.write_text(
-            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n"
-        )
-
-
 def build_tiny_quality_encoder(
     out_dir: str | os.PathLike, *, image_size: int = 64, embed_dim: int = 32, seed: int = 0
 ) -> Path:
@@ -208,31 +195,11 @@ def build_tiny_quality_encoder(
     Same shape of model: a timm ConvNeXt tower with ``timm_pool ""`` and a linear projection. 64 px is the
     smallest input whose stride-32 map has 2x2 tokens, the fewest for a soft mask with a distinct min and max.
     """
-    import torch
-    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-    from open_clip.model import CLIP
-
-    model_cfg = {
-        "embed_dim": embed_dim,
-        "vision_cfg": {
-            "timm_model_name": TINY_QUALITY_TOWER,
-            "timm_model_pretrained": False,
-            "timm_pool": "",
-            "timm_proj": "linear",
-            "image_size": image_size,
-        },
-        "text_cfg": TINY_TEXT_CFG,
+    vision_cfg = {
+        "timm_model_name": TINY_QUALITY_TOWER,
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "image_size": image_size,
     }
-    preprocess_cfg = {
-        "size": image_size,
-        "mean": list(OPENAI_DATASET_MEAN),
-        "std": list(OPENAI_DATASET_STD),
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = CLIP(**model_cfg)
-    out_dir = Path(out_dir)
-    _save_open_clip_folder(model, model_cfg, preprocess_cfg, out_dir)
-    return out_dir
+    return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir))

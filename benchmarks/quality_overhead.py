@@ -1,0 +1,102 @@
+"""Cost of GenView's quality weights in a training step, measured side by side in one run:
+
+  step      one SimCLR training step without quality weights (forward, backward, optimiser)
+  weighted  the same step with the per-sample quality weights of the frozen encoder
+  encoder   the frozen encoder's own forward on the step's two views (the part no implementation can avoid)
+
+    python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--repeats 10]
+
+Prints weighted/step - 1 (our overhead) beside encoder/step (the inherent ratio); the goal is overhead <= inherent
++ 0.05, i.e. the masks, pooling and weights cost at most 5 % of a step on top of the encoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genview.models.open_clip_models import build_tiny_quality_encoder
+from genview.quality.encoder import QualityEncoder, QualityScorer
+from genview.config import validate_config
+from genview.training.experiments import resolve_experiments
+from genview.training.train import build_model, build_optimizer
+
+
+def experiment(batch: int, image_size: int) -> dict:
+    config = validate_config({
+        "datasets": {"s": {"kind": "shapes"}},
+        "pretrain": {
+            "recipes": {"r": {"epochs": 1, "batch_size": batch, "image_size": image_size}},
+            "backbones": {"b": {"name": "vit", "image_size": image_size, "patch_size": 8, "embed_dim": 128,
+                                "depth": 4, "num_heads": 4}},
+            "experiments": {"e": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b",
+                                  "dataset": "s", "method_args": {"simclr": {"proj_hidden_dim": 256,
+                                                                             "proj_dim": 64}}}},
+        },
+    })
+    return resolve_experiments(config)["e"]
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    exp = experiment(args.batch, args.image_size)
+    model = build_model(exp)
+    optimizer = build_optimizer(model, exp["recipe"])
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder_dir = build_tiny_quality_encoder(Path(tmp) / "encoder")
+        spec = {"model": f"local-dir:{encoder_dir}", "pretrained": None}
+        # A random unit PC-1 vector of the encoder's token width: the cost does not depend on its direction.
+        width = QualityEncoder(spec).features(torch.rand(1, 3, 64, 64))[0].shape[-1]
+        vector = np.random.default_rng(0).standard_normal(width).astype(np.float32)
+        np.savez(Path(tmp) / "vector.npz", vector=vector / np.linalg.norm(vector), sign=1, grid=(2, 2))
+        scorer = QualityScorer(spec, Path(tmp) / "vector.npz")
+        view1, view2 = torch.rand(2, args.batch, 3, args.image_size, args.image_size)
+
+        def step(weights=None):
+            optimizer.zero_grad(set_to_none=True)
+            per_sample = model(view1, view2)
+            loss = (per_sample if weights is None else weights * per_sample).mean()
+            loss.backward()
+            optimizer.step()
+
+        seconds = {
+            "step": median_seconds(step, args.repeats),
+            "weighted": median_seconds(lambda: step(scorer.two_view_weights(view1, view2)), args.repeats),
+            "encoder": median_seconds(
+                lambda: scorer._encode(torch.cat([scorer._prepare(view1), scorer._prepare(view2)])), args.repeats
+            ),
+        }
+    overhead = seconds["weighted"] / seconds["step"] - 1
+    inherent = seconds["encoder"] / seconds["step"]
+    print(f"SimCLR step, ViT d128x4 at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder at "
+          f"64 px; torch threads {torch.get_num_threads()}; medians of {args.repeats}")
+    for name, value in seconds.items():
+        print(f"  {name:9s} {value * 1000:8.1f} ms")
+    print(f"  overhead weighted/step - 1: {overhead:.3f}")
+    print(f"  inherent encoder/step:      {inherent:.3f}")
+    print(f"  overhead - inherent:        {overhead - inherent:+.3f}   (goal <= +0.05)")
+
+
+if __name__ == "__main__":
+    main()
