@@ -38,3 +38,22 @@ def workdir(tmp_path):
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+def indexed_shapes(root: Path, train_per_class: int, test_per_class: int = 1):
+    """A small `shapes` set generated and indexed under ``root`` (as the workflow does, relative to its working
+    directory); returns the manifest with absolute paths, also written to ``root/manifest.csv``."""
+    import contextlib
+
+    from genview.config import validate_config
+    from genview.data.index import index_dataset
+    from genview.data.shapes import make_shapes
+
+    with contextlib.chdir(root):
+        make_shapes("results/datasets/s", train_per_class=train_per_class, test_per_class=test_per_class)
+        spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
+        manifest = index_dataset("s", spec, "results/data/s")
+    for column in ("path", "mask"):
+        manifest[column] = [str(root / p) for p in manifest[column]]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    return manifest

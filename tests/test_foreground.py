@@ -300,17 +300,13 @@ def test_load_open_clip_errors_name_the_path_and_role(tmp_path):
 
 @pytest.fixture
 def shapes_shards(tmp_path, monkeypatch):
-    from genview.config import validate_config
-    from genview.data.index import index_dataset
-    from genview.data.shapes import make_shapes
+    from conftest import indexed_shapes
     from genview.data.shard import write_shards
 
     monkeypatch.chdir(tmp_path)
-    make_shapes("results/datasets/s", train_per_class=3, test_per_class=1)
-    spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
-    index_dataset("s", spec, "results/data/s")
-    shards = write_shards("results/data/s/manifest.csv", 2, "results/data/s/shards")
-    return "results/data/s/manifest.csv", shards
+    indexed_shapes(tmp_path, train_per_class=3)
+    shards = write_shards("manifest.csv", 2, "results/data/s/shards")
+    return "manifest.csv", shards
 
 
 def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):

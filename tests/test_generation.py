@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import indexed_shapes
 from genview.config import validate_config
-from genview.data.index import index_dataset
-from genview.data.shapes import make_shapes
 from genview.errors import BadInputError
 from genview.generation.views import generate_shard, group_by_settings, plan_views, view_seed
 from genview.models.diffusion import build_tiny_pipeline, load_pipeline
@@ -26,16 +25,8 @@ GENERATION = CONFIG["generation"]
 def tiny(tmp_path_factory):
     """Tiny pipelines, a 12-image shard of `shapes` and its params (every noise level and guidance occurs)."""
     root = tmp_path_factory.mktemp("gen")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        make_shapes("results/datasets/s", train_per_class=1, test_per_class=1)
-        spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
-        manifest = index_dataset("s", spec, "results/data/s")
-    finally:
-        os.chdir(cwd)
+    manifest = indexed_shapes(root, train_per_class=1)
     shard = manifest[manifest.split == "train"].copy()
-    shard["path"] = [str(root / p) for p in shard.path]
     shard.to_csv(root / "shard.csv", index=False)
     params = pd.DataFrame({"id": shard.id, "noise_level": [(i % 5) * 100 for i in range(len(shard))],
                            "guidance_scale": [(2, 4, 6, 8)[i % 4] for i in range(len(shard))]})

@@ -271,15 +271,12 @@ def test_scorer_rejects_a_vector_of_another_encoder(quality_encoder, tmp_path):
 
 @pytest.fixture
 def shapes_manifest(tmp_path, monkeypatch):
-    from genview.config import validate_config
-    from genview.data.index import index_dataset
-    from genview.data.shapes import SHAPE_CLASSES, make_shapes
+    from conftest import indexed_shapes
+    from genview.data.shapes import SHAPE_CLASSES
 
     monkeypatch.chdir(tmp_path)
-    make_shapes("results/datasets/s", train_per_class=2, test_per_class=1)
-    spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
-    index_dataset("s", spec, "results/data/s")
-    return "results/data/s/manifest.csv", len(SHAPE_CLASSES)
+    indexed_shapes(tmp_path, train_per_class=2)
+    return "manifest.csv", len(SHAPE_CLASSES)
 
 
 def test_fit_quality_vector_on_shapes(shapes_manifest, quality_encoder):

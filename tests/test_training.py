@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import indexed_shapes
 from genview.config import validate_config
-from genview.data.index import index_dataset
-from genview.data.shapes import make_shapes
 from genview.errors import GenviewError
 from genview.training.data import PretrainDataset, epoch_indices
 from genview.training.experiments import resolve_experiments
@@ -48,16 +47,7 @@ def experiment(method, variant="baseline", **recipe):
 def data(tmp_path_factory):
     """24 training images of `shapes`, and a view manifest whose 'generated' views are other real images."""
     root = tmp_path_factory.mktemp("train")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        make_shapes("results/datasets/s", train_per_class=2, test_per_class=1)
-        spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
-        manifest = index_dataset("s", spec, "results/data/s")
-    finally:
-        os.chdir(cwd)
-    manifest["path"] = [str(root / p) for p in manifest.path]
-    manifest.to_csv(root / "manifest.csv", index=False)
+    manifest = indexed_shapes(root, train_per_class=2)
     train_rows = manifest[manifest.split == "train"]
     views = pd.DataFrame({"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), 1), "source": "ic",
                           "sample": 0})
