@@ -4,7 +4,7 @@
   official  an official-style loop: one image per pipeline call, in file order
   bare      one bare batched pipeline call per batch (no loading, no saving): the ceiling for batching
 
-    python benchmarks/generation.py [--images 64] [--batch-size 16] [--steps 4]
+    python benchmarks/generation.py [--images 64] [--batch-size 16] [--steps 4] [--device cpu|cuda]
 
 Prints images/s and the ratios ours/official and ours/bare. A second "ours" line uses the adaptive settings of a
 real shard (five noise levels, so five groups) instead of one setting for every image.
@@ -44,9 +44,11 @@ def prepare(folder: Path, images: int) -> pd.DataFrame:
     return shard
 
 
-def timed(function) -> float:
+def timed(function, device: str) -> float:
     started = time.perf_counter()
     function()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 
@@ -55,13 +57,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         shard = prepare(folder, args.images)
         shard.to_csv(folder / "shard.csv", index=False)
         build_tiny_pipeline("unclip", folder / "unclip")
-        pipeline = load_pipeline("unclip", {"path": str(folder / "unclip")})
+        pipeline = load_pipeline("unclip", {"path": str(folder / "unclip")}, args.device)
         generation = validate_config(
             {"generation": {"steps": args.steps, "batch_size": args.batch_size, "save_size": 64,
                             "ic": {"guidance_scale": 10, "noise_level": 100}}}
@@ -88,17 +91,18 @@ def main() -> None:
 
         ours("warmup", generation, None)
         seconds = {
-            "ours": timed(lambda: ours("ours", generation, None)),
-            "official": timed(official),
-            "bare": timed(bare),
+            "ours": timed(lambda: ours("ours", generation, None), args.device),
+            "official": timed(official, args.device),
+            "bare": timed(bare, args.device),
             "ours, adaptive settings": timed(
                 lambda: ours("adaptive", {**generation, "ic": {"guidance_scale": 10, "noise_level": "adaptive"}},
-                             folder / "params.csv")
+                             folder / "params.csv"),
+                args.device,
             ),
         }
     count = len(shard)
-    print(f"{count} images, tiny unCLIP, {args.steps} steps, batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}")
+    print(f"{count} images, tiny unCLIP, {args.steps} steps, batch {args.batch_size}, device {args.device}, "
+          f"torch threads {torch.get_num_threads()}")
     for name, value in seconds.items():
         print(f"  {name:24s} {count / value:7.2f} images/s")
     print(f"  ours / official: {seconds['official'] / seconds['ours']:.2f}x   (goal >= 3x)")

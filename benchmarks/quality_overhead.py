@@ -4,7 +4,7 @@
   weighted  the same step with the per-sample quality weights of the frozen encoder
   encoder   the frozen encoder's own forward on the step's two views (the part no implementation can avoid)
 
-    python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--repeats 10]
+    python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--repeats 10] [--device cpu|cuda]
 
 Prints weighted/step - 1 (our overhead) beside encoder/step (the inherent ratio); the goal is overhead <= inherent
 + 0.05, i.e. the masks, pooling and weights cost at most 5 % of a step on top of the encoder.
@@ -43,12 +43,14 @@ def experiment(batch: int, image_size: int) -> dict:
     return resolve_experiments(config)["e"]
 
 
-def median_seconds(function, repeats: int) -> float:
+def median_seconds(function, repeats: int, device: str) -> float:
     function()  # warm-up
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         function()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -58,20 +60,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = args.device
     torch.manual_seed(0)
     exp = experiment(args.batch, args.image_size)
-    model = build_model(exp)
+    model = build_model(exp).to(device)
     optimizer = build_optimizer(model, exp["recipe"])
     with tempfile.TemporaryDirectory() as tmp:
         encoder_dir = build_tiny_quality_encoder(Path(tmp) / "encoder")
         spec = {"model": f"local-dir:{encoder_dir}", "pretrained": None}
         # A random unit PC-1 vector of the encoder's token width: the cost does not depend on its direction.
-        width = QualityEncoder(spec).features(torch.rand(1, 3, 64, 64))[0].shape[-1]
+        width = QualityEncoder(spec, device=device).features(torch.rand(1, 3, 64, 64))[0].shape[-1]
         vector = np.random.default_rng(0).standard_normal(width).astype(np.float32)
         np.savez(Path(tmp) / "vector.npz", vector=vector / np.linalg.norm(vector), sign=1, grid=(2, 2))
-        scorer = QualityScorer(spec, Path(tmp) / "vector.npz")
-        view1, view2 = torch.rand(2, args.batch, 3, args.image_size, args.image_size)
+        scorer = QualityScorer(spec, Path(tmp) / "vector.npz", device=device)
+        view1, view2 = torch.rand(2, args.batch, 3, args.image_size, args.image_size, device=device)
 
         def step(weights=None):
             optimizer.zero_grad(set_to_none=True)
@@ -81,16 +85,17 @@ def main() -> None:
             optimizer.step()
 
         seconds = {
-            "step": median_seconds(step, args.repeats),
-            "weighted": median_seconds(lambda: step(scorer.two_view_weights(view1, view2)), args.repeats),
+            "step": median_seconds(step, args.repeats, device),
+            "weighted": median_seconds(lambda: step(scorer.two_view_weights(view1, view2)), args.repeats, device),
             "encoder": median_seconds(
-                lambda: scorer._encode(torch.cat([scorer._prepare(view1), scorer._prepare(view2)])), args.repeats
+                lambda: scorer._encode(torch.cat([scorer._prepare(view1), scorer._prepare(view2)])), args.repeats,
+                device,
             ),
         }
     overhead = seconds["weighted"] / seconds["step"] - 1
     inherent = seconds["encoder"] / seconds["step"]
     print(f"SimCLR step, ViT d128x4 at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder at "
-          f"64 px; torch threads {torch.get_num_threads()}; medians of {args.repeats}")
+          f"64 px; device {device}; torch threads {torch.get_num_threads()}; medians of {args.repeats}")
     for name, value in seconds.items():
         print(f"  {name:9s} {value * 1000:8.1f} ms")
     print(f"  overhead weighted/step - 1: {overhead:.3f}")
