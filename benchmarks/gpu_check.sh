@@ -12,7 +12,7 @@ py() { python3 "$@"; }
 step() { echo; echo "=== $*"; }
 
 step versions
-py -c "import torch, diffusers, open_clip, transformers; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA", diffusers.__version__, open_clip.__version__, transformers.__version__)"
+py -c 'import torch, diffusers, open_clip, transformers; print(torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0), diffusers.__version__, open_clip.__version__, transformers.__version__)'
 
 step tiny models and data
 py -m genview models build-tiny --out-dir "$work/models" 2>"$OUT/build.log" || tail -20 "$OUT/build.log"
@@ -47,6 +47,8 @@ py benchmarks/generation.py --images 128 --batch-size 32 --steps 20 --device "$D
 
 step "quality overhead"
 py benchmarks/quality_overhead.py --batch 256 --image-size 64 --repeats 20 --device "$DEVICE" 2>>"$OUT/bench_quality.log" | tail -7
+py benchmarks/quality_overhead.py --backbone resnet50 --batch 128 --image-size 224 --encoder-size 224 --repeats 10 \
+  --device "$DEVICE" 2>>"$OUT/bench_quality.log" | tail -7
 fi
 
 step "training with quality weights (amp bf16 and fp16 on CUDA)"

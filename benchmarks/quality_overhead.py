@@ -4,7 +4,8 @@
   weighted  the same step with the per-sample quality weights of the frozen encoder
   encoder   the frozen encoder's own forward on the step's two views (the part no implementation can avoid)
 
-    python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--repeats 10] [--device cpu|cuda]
+    python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--backbone vit|resnet50]
+                                          [--encoder-size 64] [--repeats 10] [--device cpu|cuda]
 
 Prints weighted/step - 1 (our overhead) beside encoder/step (the inherent ratio); the goal is overhead <= inherent
 + 0.05, i.e. the masks, pooling and weights cost at most 5 % of a step on top of the encoder.
@@ -28,13 +29,18 @@ from genview.training.experiments import resolve_experiments
 from genview.training.train import build_model, build_optimizer
 
 
-def experiment(batch: int, image_size: int) -> dict:
+BACKBONES = {
+    "vit": {"name": "vit", "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4},
+    "resnet50": {"name": "resnet50"},
+}
+
+
+def experiment(batch: int, image_size: int, backbone: str) -> dict:
     config = validate_config({
         "datasets": {"s": {"kind": "shapes"}},
         "pretrain": {
             "recipes": {"r": {"epochs": 1, "batch_size": batch, "image_size": image_size}},
-            "backbones": {"b": {"name": "vit", "image_size": image_size, "patch_size": 8, "embed_dim": 128,
-                                "depth": 4, "num_heads": 4}},
+            "backbones": {"b": {**BACKBONES[backbone], "image_size": image_size}},
             "experiments": {"e": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b",
                                   "dataset": "s", "method_args": {"simclr": {"proj_hidden_dim": 256,
                                                                              "proj_dim": 64}}}},
@@ -59,12 +65,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default="vit")
+    parser.add_argument("--encoder-size", type=int, default=64, help="input side of the tiny quality encoder")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = args.device
     torch.manual_seed(0)
-    exp = experiment(args.batch, args.image_size)
+    exp = experiment(args.batch, args.image_size, args.backbone)
     model = build_model(exp).to(device)
     optimizer = build_optimizer(model, exp["recipe"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,9 +80,10 @@ def main() -> None:
         spec = {"model": f"local-dir:{encoder_dir}", "pretrained": None}
         # A random unit PC-1 vector of the encoder's token width: the cost does not depend on its direction.
         width = QualityEncoder(spec, device=device).features(torch.rand(1, 3, 64, 64))[0].shape[-1]
+        grid = args.encoder_size // 32
         vector = np.random.default_rng(0).standard_normal(width).astype(np.float32)
-        np.savez(Path(tmp) / "vector.npz", vector=vector / np.linalg.norm(vector), sign=1, grid=(2, 2))
-        scorer = QualityScorer(spec, Path(tmp) / "vector.npz", device=device)
+        np.savez(Path(tmp) / "vector.npz", vector=vector / np.linalg.norm(vector), sign=1, grid=(grid, grid))
+        scorer = QualityScorer(spec, Path(tmp) / "vector.npz", device=device, image_size=args.encoder_size)
         view1, view2 = torch.rand(2, args.batch, 3, args.image_size, args.image_size, device=device)
 
         def step(weights=None):
@@ -94,8 +103,9 @@ def main() -> None:
         }
     overhead = seconds["weighted"] / seconds["step"] - 1
     inherent = seconds["encoder"] / seconds["step"]
-    print(f"SimCLR step, ViT d128x4 at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder at "
-          f"64 px; device {device}; torch threads {torch.get_num_threads()}; medians of {args.repeats}")
+    print(f"SimCLR step, {args.backbone} at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder "
+          f"at {args.encoder_size} px; device {device}; torch threads {torch.get_num_threads()}; medians of "
+          f"{args.repeats}")
     for name, value in seconds.items():
         print(f"  {name:9s} {value * 1000:8.1f} ms")
     print(f"  overhead weighted/step - 1: {overhead:.3f}")

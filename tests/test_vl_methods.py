@@ -475,3 +475,16 @@ def test_two_ranks_match_one_process_on_the_global_batch(tmp_path):
             torch.testing.assert_close(
                 results[key], value, msg=lambda m, key=key, r=r: f"rank {r}, {key}: {m}"
             )
+
+
+def test_losses_stay_in_float32_under_half_precision_autocast():
+    """fp16 autocast must not overflow the -1e9 self-similarity mask or the logits (seen on a GPU)."""
+    from genview.methods.vl_losses import image_image_loss, image_text_loss
+
+    features = torch.randn(8, 16, dtype=torch.float16)
+    labels = torch.arange(8) % 4
+    with torch.autocast("cpu", dtype=torch.float16):
+        ii = image_image_loss(features, labels, 0.1)
+        it = image_text_loss(features, features[:4], 100.0)
+    assert ii.dtype == it.dtype == torch.float32 and torch.isfinite(ii) and torch.isfinite(it)
+    assert torch.allclose(ii, image_image_loss(features.float(), labels, 0.1))

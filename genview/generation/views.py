@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("ic", "tc", "itc")
 ROLE_FOR_SOURCE = {"ic": "unclip", "tc": "text2img", "itc": "unclip"}
 PAD_MULTIPLE = 8
+IO_THREADS = 4
 VIEW_COLUMNS = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed"]
 
 
@@ -125,15 +127,23 @@ def save_view(image: Image.Image, path: Path, size: int, quality: int) -> None:
         image.convert("RGB").save(tmp, format="JPEG", quality=quality)
 
 
-def _load_sources(tasks: list[ViewTask], on_bad_image: str, skipped: list) -> tuple[list[ViewTask], list[Image.Image]]:
+def _read_source(path: str):
+    try:
+        return load_rgb(path), None
+    except (OSError, SyntaxError, ValueError) as error:
+        return None, error
+
+
+def _load_sources(tasks: list[ViewTask], on_bad_image: str, skipped: list, pool: ThreadPoolExecutor):
+    """The batch's source images, decoded in ``pool``; unreadable ones fail the job or are skipped (policy)."""
     kept, images = [], []
-    for task in tasks:
-        try:
-            images.append(load_rgb(task.path))
+    for task, (image, error) in zip(tasks, pool.map(_read_source, [task.path for task in tasks])):
+        if error is None:
             kept.append(task)
-        except (OSError, SyntaxError, ValueError) as error:
-            if on_bad_image == "error":
-                raise BadInputError(f"source image {task.path} (id {task.id}) cannot be read: {error}") from None
+            images.append(image)
+        elif on_bad_image == "error":
+            raise BadInputError(f"source image {task.path} (id {task.id}) cannot be read: {error}")
+        else:
             skipped.append((task.path, f"unreadable source image: {error}"))
     return kept, images
 
@@ -165,17 +175,24 @@ def generate_shard(
     log.info("%s %s: %d view(s) planned, %d reused from an earlier run, %d to generate, %d row(s) skipped",
              shard_csv, source, len(tasks), len(tasks) - len(todo), len(todo), len(skipped))
     batch_size = generation["batch_size"]
-    with tqdm(total=len(todo), desc=f"{source} {Path(shard_csv).stem}", unit="view", mininterval=2) as progress:
+    # Decoding sources and encoding JPEGs run in threads (PIL releases the GIL), beside the pipeline's compute.
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool, tqdm(
+        total=len(todo), desc=f"{source} {Path(shard_csv).stem}", unit="view", mininterval=2
+    ) as progress:
+        saves = []
         for group in group_by_settings(todo):
             for start in range(0, len(group), batch_size):
                 batch, images = group[start : start + batch_size], None
                 if source != "tc":
-                    batch, images = _load_sources(batch, on_bad_image, skipped)
+                    batch, images = _load_sources(batch, on_bad_image, skipped, pool)
                     if not batch:
                         continue
                 for task, view in zip(batch, run_pipeline(pipeline, source, batch, images, generation["steps"])):
-                    save_view(view, task.out, generation["save_size"], generation["jpeg_quality"])
+                    saves.append(pool.submit(save_view, view, task.out, generation["save_size"],
+                                             generation["jpeg_quality"]))
                 progress.update(len(batch))
+        for save in saves:
+            save.result()  # a failed write fails the job before the manifest is written
     for path, reason in skipped:
         log.warning("skipped %s: %s", path, reason)
     skipped_paths = {path for path, _ in skipped}

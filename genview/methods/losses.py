@@ -7,8 +7,30 @@ where the loss is defined on cosine similarities, so callers may pass raw projec
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+
+def full_precision(loss):
+    """Run ``loss`` in float32 even inside an autocast region: cosine logits over small temperatures, large
+    negative masks and log-softmax overflow or lose precision in float16."""
+
+    @functools.wraps(loss)
+    def wrapper(*args, **kwargs):
+        tensors = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
+        if not tensors:
+            return loss(*args, **kwargs)
+
+        def widen(value):
+            is_low = isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16)
+            return value.float() if is_low else value
+
+        with torch.autocast(tensors[0].device.type, enabled=False):
+            return loss(*map(widen, args), **{key: widen(value) for key, value in kwargs.items()})
+
+    return wrapper
 
 
 def _cross_entropy_per_anchor(
@@ -28,6 +50,7 @@ def _cross_entropy_per_anchor(
     return F.cross_entropy(logits, positive_index, reduction="none")
 
 
+@full_precision
 def nt_xent_per_sample(
     z1: torch.Tensor,
     z2: torch.Tensor,
@@ -58,6 +81,7 @@ def nt_xent_per_sample(
     return 0.5 * (loss_view1 + loss_view2)
 
 
+@full_precision
 def info_nce_per_sample(
     q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -73,6 +97,7 @@ def info_nce_per_sample(
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device), reduction="none")
 
 
+@full_precision
 def moco_v3_per_sample(
     q: torch.Tensor, k_all: torch.Tensor, temperature: float, offset: int = 0
 ) -> torch.Tensor:
@@ -83,17 +108,20 @@ def moco_v3_per_sample(
     return 2 * temperature * _cross_entropy_per_anchor(q, k_all.detach(), positive_index, temperature)
 
 
+@full_precision
 def negative_cosine_per_sample(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """-cos(p, z) with the target ``z`` detached (the stop-gradient of SimSiam and BYOL)."""
     return -(F.normalize(p, dim=1) * F.normalize(z.detach(), dim=1)).sum(dim=1)
 
 
+@full_precision
 def normalized_mse_per_sample(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's ||p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z), target detached."""
     return 2 + 2 * negative_cosine_per_sample(p, z)
 
 
 @torch.no_grad()
+@full_precision
 def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
     """SwAV's equal-partition soft assignment of B samples to K prototypes from scores (B, K); rows sum to 1.
 
@@ -112,6 +140,7 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
     return codes * num_samples
 
 
+@full_precision
 def swav_per_sample(
     scores1: torch.Tensor,
     scores2: torch.Tensor,

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from genview.distributed import gather_no_grad, gather_with_grad, rank
+from genview.methods.losses import full_precision
 
 # Replaces self-similarities so that a view is never its own candidate. Finite (not -inf), so that the zero
 # target on the diagonal times its log-probability stays 0 rather than NaN; the losses compute logits in
@@ -27,6 +28,7 @@ from genview.distributed import gather_no_grad, gather_with_grad, rank
 SELF_SIMILARITY_MASK = -1e9
 
 
+@full_precision
 def multi_positive_cross_entropy(
     logits: torch.Tensor, positives_mask: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -59,6 +61,7 @@ def place_in_rank_columns(local_weights: torch.Tensor, n_global_columns: int) ->
     return padded
 
 
+@full_precision
 def image_image_loss(
     features: torch.Tensor, labels: torch.Tensor, temperature: float, weights: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -83,6 +86,7 @@ def image_image_loss(
     return multi_positive_cross_entropy(logits, positives, weights)
 
 
+@full_precision
 def image_text_loss(
     image_features: torch.Tensor,
     text_features: torch.Tensor,
