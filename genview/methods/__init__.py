@@ -57,9 +57,12 @@ def build_method(name: str, backbone: nn.Module, feature_dim: int, options: dict
     return cls(backbone, feature_dim, **{**cls.default_options, **options})
 
 
-class TwoViewMethod(nn.Module):
-    kind = "two_view"
-    name = "two_view"
+class Method(nn.Module):
+    """What the training loop needs of every method; subclass :class:`TwoViewMethod` or
+    :class:`VisionLanguageMethod`."""
+
+    kind = "method"
+    name = "method"
     default_options: dict = {}
     #: True for methods with a momentum (EMA) encoder; the trainer then calls momentum_update after each step.
     uses_momentum = False
@@ -76,9 +79,6 @@ class TwoViewMethod(nn.Module):
         self.feature_dim = feature_dim
         self.options = options
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
     @torch.no_grad()
     def momentum_update(self, momentum: float) -> None:
         """Move the momentum encoder towards the online one: p_m <- momentum * p_m + (1 - momentum) * p."""
@@ -87,19 +87,16 @@ class TwoViewMethod(nn.Module):
         """Called between backward and the optimiser step (e.g. to hold some parameters fixed early on)."""
 
 
-class VisionLanguageMethod(nn.Module):
-    kind = "vision_language"
-    name = "vision_language"
-    default_options: dict = {}
-    uses_momentum = False
-    default_augmentation = "simclr"
-    fixed_lr_modules: tuple[str, ...] = ()
+class TwoViewMethod(Method):
+    kind = "two_view"
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, **options):
-        super().__init__()
-        self.backbone = backbone
-        self.feature_dim = feature_dim
-        self.options = options
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss (N,) of N view pairs."""
+        raise NotImplementedError
+
+
+class VisionLanguageMethod(Method):
+    kind = "vision_language"
 
     def forward(
         self,
@@ -110,11 +107,5 @@ class VisionLanguageMethod(nn.Module):
         image_weights: torch.Tensor | None = None,
         text_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """Named loss terms of V views (V, B, 3, H, W) of B captions (B, L tokens), the total under "loss"."""
         raise NotImplementedError
-
-    @torch.no_grad()
-    def momentum_update(self, momentum: float) -> None:
-        """Vision-language methods here have no momentum encoder."""
-
-    def before_optimizer_step(self, step: int) -> None:
-        """See TwoViewMethod.before_optimizer_step."""
