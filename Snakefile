@@ -20,6 +20,7 @@ include: "rules/models.smk"
 include: "rules/analyze.smk"
 include: "rules/generate.smk"
 include: "rules/pretrain.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -18,6 +18,7 @@ STAGES = (
     "genview.analysis.cli",
     "genview.generation.cli",
     "genview.training.cli",
+    "genview.evaluation.cli",
 )
 
 

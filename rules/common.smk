@@ -27,6 +27,7 @@ wildcard_constraints:
     shard=r"\d+",
     source="ic|tc|itc",
     experiment=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    protocol=r"[a-z][a-z0-9_]*",
 
 
 def dataset_spec_json(wildcards):
@@ -53,7 +54,7 @@ def all_outputs():
     outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(ALL_DATASETS))
     for dataset in TRAIN_DATASETS:
         outputs += shard_files(dataset) + view_manifests(dataset)
-    return outputs + foreground_fits() + pretrain_outputs()
+    return outputs + foreground_fits() + pretrain_outputs() + evaluation_outputs()
 
 
 # --- models -------------------------------------------------------------------------------------------------------
@@ -185,3 +186,26 @@ def experiment_resource(key):
 
 def pretrain_outputs():
     return expand("results/pretrain/{experiment}/checkpoint.pt", experiment=sorted(EXPERIMENTS))
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------------
+from genview.evaluation.runs import protocol_names, resolve_evaluations
+
+try:
+    EVALUATIONS = resolve_evaluations(config, sorted(EXPERIMENTS))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+PROTOCOLS_NEEDING_GPU = ("linear", "semisup", "zeroshot", "retrieval")
+
+
+def protocol_settings_json(wildcards):
+    return as_json(config["evaluation"][wildcards.protocol])
+
+
+def protocol_gpus(wildcards):
+    return 1 if wildcards.protocol in PROTOCOLS_NEEDING_GPU else 0
+
+
+def evaluation_outputs():
+    return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in EVALUATIONS]

@@ -227,3 +227,134 @@ def test_torchvision_errors_name_the_problem(tmp_path):
         index_dataset("t", spec("torchvision", name="NoSuchSet", root=str(tmp_path)), tmp_path / "o")
     with pytest.raises(BadInputError, match=f"could not be opened under {tmp_path}"):
         index_dataset("t", spec("torchvision", name="CIFAR10", root=str(tmp_path)), tmp_path / "o")
+
+
+# --- evaluation datasets: Karpathy split JSON, imagefolder class lists, held-out test split ---------------------
+
+
+def _write_karpathy(root, *, coco=False):
+    """A Karpathy split JSON with 3 images (train, restval, test), 5 captions each; the test image is missing."""
+    import json
+
+    folder = root / ("val2014" if coco else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for number, (filename, split) in enumerate([("a.jpg", "train"), ("b.jpg", "restval"), ("c.jpg", "test")]):
+        if filename != "c.jpg":
+            (folder / filename).write_bytes(_jpeg_bytes())
+        entry = {"filename": filename, "imgid": number, "split": split,
+                 "sentences": [{"raw": f"caption {k} of {filename} ", "tokens": []} for k in range(5)]}
+        if coco:
+            entry["filepath"] = "val2014"
+        images.append(entry)
+    (root / "dataset.json").write_text(json.dumps({"images": images, "dataset": "x"}))
+
+
+@pytest.mark.parametrize("coco", [False, True])
+def test_karpathy_kind(tmp_path, coco):
+    root = tmp_path / "flickr"
+    _write_karpathy(root, coco=coco)
+    out = tmp_path / "out"
+    manifest = index_dataset("f", spec("karpathy", root=str(root), file="dataset.json"), out)
+    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert len(manifest) == 10 and manifest.id.is_unique
+    assert set(manifest.split) == {"train"}  # train + restval; the only test image is missing
+    prefix = "val2014/" if coco else ""
+    assert sorted(set(manifest.label)) == [f"{prefix}a.jpg", f"{prefix}b.jpg"]
+    assert (manifest.groupby("label").size() == 5).all()
+    assert manifest.caption.iloc[0] == "caption 0 of a.jpg"  # trimmed
+    assert all(p == str(root / label) for p, label in zip(manifest.path, manifest.label))
+    rejects = pd.read_csv(out / "rejects.csv")
+    assert list(rejects.reason) == ["missing file"] and list(rejects.split) == ["test"]
+    assert rejects.path.iloc[0].endswith(f"{prefix}c.jpg")
+    # ids depend on (relative path, caption) only: same ids from a moved root
+    shutil.copytree(root, tmp_path / "moved")
+    again = index_dataset("f", spec("karpathy", root=str(tmp_path / "moved"), file="dataset.json"), tmp_path / "o2")
+    assert list(again.id) == list(manifest.id)
+
+
+def test_karpathy_custom_splits_and_absolute_file(tmp_path):
+    root = tmp_path / "coco"
+    _write_karpathy(root)
+    manifest = index_dataset(
+        "c", spec("karpathy", root=str(root), file=str(root / "dataset.json"),
+                  splits={"train": ["train"], "val": ["restval"]}), tmp_path / "out")
+    assert manifest.groupby("split").size().to_dict() == {"train": 5, "val": 5}
+    assert pd.read_csv(tmp_path / "out" / "rejects.csv").empty  # the test image is not asked for
+    with pytest.raises(BadInputError, match="not found"):
+        index_dataset("c", spec("karpathy", root=str(root), file="nope.json"), tmp_path / "o2")
+    with pytest.raises(ConfigError, match="'file' is a required property"):
+        spec("karpathy", root=str(root))
+
+
+def _class_tree(root, classes, per_class=2, splits=("train",)):
+    for split in splits:
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                Image.new("RGB", (8, 8), (k * 40, 0, 0)).save(root / split / name / f"{k}.png")
+
+
+def test_imagefolder_class_list(tmp_path):
+    root = tmp_path / "imagenet"
+    _class_tree(root, ["n01", "n02", "n03", "n04"], splits=("train", "val"))
+    splits = {"train": "train", "test": "val"}
+    manifest = index_dataset("i", spec("imagefolder", root=str(root), splits=splits, classes=["n03", "n01"]),
+                             tmp_path / "o1")
+    assert sorted(set(manifest.label)) == ["n01", "n03"] and len(manifest) == 8
+    (root / "in100.txt").write_text("# ImageNet-100\nn02 some name\n\nn04\n")
+    manifest = index_dataset("i", spec("imagefolder", root=str(root), splits=splits, classes="in100.txt"),
+                             tmp_path / "o2")
+    assert sorted(set(manifest.label)) == ["n02", "n04"]
+    absolute = tmp_path / "list.txt"
+    absolute.write_text("n04\n")
+    manifest = index_dataset("i", spec("imagefolder", root=str(root), classes=str(absolute)), tmp_path / "o3")
+    assert set(manifest.label) == {"n04"} and len(manifest) == 2
+
+
+def test_imagefolder_missing_listed_class_is_named(tmp_path):
+    root = tmp_path / "imagenet"
+    _class_tree(root, ["n01", "n02"])
+    with pytest.raises(BadInputError, match=r"missing from split folder .*train.*\['n09'\]"):
+        index_dataset("i", spec("imagefolder", root=str(root), classes=["n01", "n09"]), tmp_path / "o")
+    with pytest.raises(BadInputError, match="class list file .*absent.txt not found"):
+        index_dataset("i", spec("imagefolder", root=str(root), classes="absent.txt"), tmp_path / "o")
+    with pytest.raises(ConfigError, match="holdout"):
+        spec("imagefolder", root=str(root), holdout=1.5)
+
+
+def test_holdout_split(tmp_path):
+    root = tmp_path / "caltech"
+    sizes = {"big": 60, "mid": 25, "small": 2, "single": 1}
+    for name, count in sizes.items():
+        _class_tree(root, [name], per_class=count)
+    settings = dict(root=str(root), holdout=0.2)
+    manifest = index_dataset("c", spec("imagefolder", **settings), tmp_path / "o1")
+    assert len(manifest) == sum(sizes.values())
+    counts = manifest.groupby(["label", "split"]).size().unstack(fill_value=0)
+    assert counts.loc["big", "test"] == 12 and counts.loc["mid", "test"] == 5  # per class, rounded
+    assert (counts["train"] >= 1).all()  # every class keeps a train image
+    assert abs(counts["test"].sum() / len(manifest) - 0.2) < 0.05
+    # deterministic: same split on a rerun, from a moved root and with another worker count
+    shutil.copytree(root, tmp_path / "moved")
+    again = index_dataset("c", spec("imagefolder", **{**settings, "root": str(tmp_path / "moved")}), tmp_path / "o2",
+                          workers=2)
+    assert list(zip(again.id, again.split)) == list(zip(manifest.id, manifest.split))
+    other = index_dataset("c", spec("imagefolder", **settings, holdout_seed=1), tmp_path / "o3")
+    assert set(other.id[other.split == "test"]) != set(manifest.id[manifest.split == "test"])
+    assert (other.split == "test").sum() == (manifest.split == "test").sum()
+    plain = index_dataset("c", spec("imagefolder", root=str(root)), tmp_path / "o4")
+    assert set(plain.split) == {"train"}
+
+
+def test_holdout_keeps_captions_of_an_image_together():
+    rows = [dict(id=f"{image}-{k}", path=f"/d/{image}.jpg", caption=str(k), label=f"{image}.jpg", split="train",
+                 mask="") for image in range(50) for k in range(5)]
+    rows.append(dict(id="v", path="/d/v.jpg", caption="", label="v.jpg", split="val", mask=""))
+    moved = index_module.apply_holdout(rows, 0.3, seed=0, stratify=False)
+    assert moved == 15 * 5
+    by_image = {}
+    for row in rows:
+        by_image.setdefault(row["path"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in by_image.values())
+    assert by_image["/d/v.jpg"] == {"val"}

@@ -1,5 +1,6 @@
 """The workflow itself: lint, format, dry-runs of both configs, and a real run of what exists so far."""
 
+import json
 import os
 import re
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from conftest import REPO, VENV_BIN, run_tool, snakemake
 from genview.config import load_config
+from genview.evaluation.runs import resolve_evaluations
 from genview.training.experiments import resolve_experiments
 
 pytestmark = pytest.mark.workflow
@@ -36,10 +38,13 @@ def test_default_dry_run(workdir):
     result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
     config = load_config(REPO / "config/config.yaml")
     shards, experiments = config["datasets"]["shapes"]["num_shards"], len(resolve_experiments(config))
+    evaluations = resolve_evaluations(config, sorted(resolve_experiments(config)))
+    assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
     assert job_counts(result.stdout) == {
         "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
         "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
-        "fit_quality_vector": 1, "pretrain": experiments, "all": 1, "total": 7 + 6 * shards + experiments,
+        "fit_quality_vector": 1, "pretrain": experiments, "extract_features": experiments,
+        "evaluate": len(evaluations), "all": 1, "total": 7 + 6 * shards + 2 * experiments + len(evaluations),
     }
 
 
@@ -86,6 +91,10 @@ def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
         checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=False)
         assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
         assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
+    for experiment, protocol, dataset in resolve_evaluations(load_config(config), sorted(resolve_experiments(
+            load_config(config)))):
+        result = json.loads((workdir / f"results/eval/{experiment}/{protocol}/{dataset}.json").read_text())
+        assert result["experiment"] == experiment and result["metrics"]
     params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
     assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
     again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)

@@ -1,14 +1,19 @@
 """Index a dataset into a manifest (id, path, caption, label, split, mask), verifying every image.
 
-Kinds: ``imagefolder`` (class folders per split, optional caption CSV), ``csv`` (image/caption[/label/split/mask]
-columns), ``torchvision`` (a torchvision.datasets class over a local root) and ``shapes`` (the generated set, read
-as the CSV it is written as). Files that cannot be used are listed in rejects.csv with the reason.
+Kinds: ``imagefolder`` (class folders per split, optional caption CSV, optional class list), ``csv``
+(image/caption[/label/split/mask] columns), ``torchvision`` (a torchvision.datasets class over a local root),
+``karpathy`` (Flickr30k / MSCOCO through Karpathy's split JSON, one row per image and caption) and ``shapes`` (the
+generated set, read as the CSV it is written as). Files that cannot be used are listed in rejects.csv with the reason.
+
+Every kind takes ``holdout``: a seeded, per-class share of the train rows moved to a test split, for datasets
+that have none (Caltech-101); see :func:`apply_holdout`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
 import time
@@ -51,6 +56,30 @@ class Listing:
         )
 
 
+def _class_list(name: str, spec: dict) -> list[str] | None:
+    """The imagefolder ``classes`` setting as a list of folder names (None: every class folder).
+
+    A list is used as is; a string is a text file (relative to root, or absolute) with one name per line; blank
+    lines and lines starting with ``#`` are skipped, and so is anything after the first whitespace on a line, so a
+    ``wnid name`` list works too.
+    """
+    classes = spec.get("classes")
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        path = Path(spec["root"]) / classes
+        try:
+            lines = path.read_text().splitlines()
+        except (FileNotFoundError, IsADirectoryError):
+            raise BadInputError(f"{name}.classes: class list file {path} not found") from None
+        except UnicodeDecodeError as error:
+            raise BadInputError(f"{name}.classes: {path} is not a text file: {error}") from None
+        classes = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not classes:
+            raise BadInputError(f"{name}.classes: {path} lists no class")
+    return list(dict.fromkeys(str(c) for c in classes))
+
+
 def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
     root = Path(spec["root"])
     listing = Listing()
@@ -58,12 +87,24 @@ def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
     if spec.get("captions"):
         caption_rows = _read_csv(root / spec["captions"], required=("image", "caption"))
         captions = dict(zip(caption_rows["image"], caption_rows["caption"]))
+    wanted = _class_list(name, spec)
     ignored = 0
     for split, folder in spec["splits"].items():
         split_dir = root / folder
         if not split_dir.is_dir():
             raise BadInputError(f"{name}: split folder {split_dir} does not exist (splits.{split} = {folder!r})")
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        class_dirs = sorted(p for p in split_dir.iterdir() if p.is_dir())
+        if wanted is not None:
+            present = {p.name for p in class_dirs}
+            absent = [c for c in wanted if c not in present]
+            if absent:
+                raise BadInputError(
+                    f"{name}: {len(absent)} listed class(es) missing from split folder {split_dir} "
+                    f"(splits.{split}), e.g. {absent[:5]}"
+                )
+            keep = set(wanted)
+            class_dirs = [p for p in class_dirs if p.name in keep]
+        for class_dir in class_dirs:
             for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     ignored += 1
@@ -177,7 +218,11 @@ def _list_torchvision(name: str, spec: dict, export_dir: Path) -> Listing:
             raise BadInputError(
                 f"{name}: torchvision {spec['name']}({arguments}) could not be opened under {root}: {error}"
             ) from None
-        classes = list(getattr(dataset, "classes", None) or getattr(dataset, "categories", None) or [])
+        # ImageNet's classes are tuples of names; its wnids (the folder names) are the labels, as for imagefolder.
+        classes = list(
+            getattr(dataset, "wnids", None) or getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
+            or []
+        )
         samples = _torchvision_file_samples(dataset)
         if samples is None:
             samples = _export_torchvision(dataset, export_dir / split)
@@ -189,7 +234,112 @@ def _list_torchvision(name: str, spec: dict, export_dir: Path) -> Listing:
     return listing
 
 
-LISTERS = {"imagefolder": _list_imagefolder, "csv": _list_csv, "torchvision": _list_torchvision, "shapes": _list_shapes}
+KARPATHY_SPLITS = ("train", "val", "test", "restval")
+
+
+def _list_karpathy(name: str, spec: dict, export_dir: Path) -> Listing:
+    """Karpathy's split JSON (``dataset_flickr30k.json``, ``dataset_coco.json``): one row per (image, caption).
+
+    The image is ``root/[filepath/]filename`` (COCO gives filepath, e.g. ``val2014``); the label is that relative
+    path, so retrieval groups the (usually five) captions of an image. Ids hash (relative path, caption) as for
+    the csv kind. An image whose file is missing is one reject (reason "missing file").
+    """
+    root = Path(spec["root"])
+    file = root / spec["file"]
+    try:
+        data = json.loads(file.read_text())
+    except (FileNotFoundError, IsADirectoryError):
+        raise BadInputError(f"{name}: Karpathy split file {file} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{name}: {file} is not readable JSON: {error}") from None
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, list):
+        raise BadInputError(f"{name}: {file} has no 'images' list (not a Karpathy split file?)")
+    ours: dict[str, str] = {}
+    for split, theirs in spec["splits"].items():
+        for karpathy_split in theirs:
+            if karpathy_split in ours:
+                raise BadInputError(
+                    f"{name}.splits: Karpathy split {karpathy_split!r} is mapped to both "
+                    f"{ours[karpathy_split]!r} and {split!r}"
+                )
+            ours[karpathy_split] = split
+    listing = Listing()
+    unused: Counter = Counter()
+    duplicates = 0
+    for number, image in enumerate(images):
+        try:
+            rel = (Path(image.get("filepath") or "") / image["filename"]).as_posix()
+            sentences = image.get("sentences") or []
+            karpathy_split = image.get("split", "")
+        except (KeyError, TypeError, AttributeError):
+            raise BadInputError(f"{name}: {file}: images[{number}] has no filename") from None
+        split = ours.get(karpathy_split)
+        if split is None:
+            unused[karpathy_split] += 1
+            continue
+        path = root / rel
+        if not path.is_file():
+            listing.rejects.append(dict(path=str(path), split=split, reason="missing file"))
+            continue
+        seen: set[str] = set()
+        for sentence in sentences:
+            if not isinstance(sentence, dict):
+                raise BadInputError(f"{name}: {file}: images[{number}].sentences holds {sentence!r}, not an object")
+            caption = " ".join(str(sentence.get("raw") or " ".join(sentence.get("tokens") or [])).split())
+            if not caption or caption in seen:
+                duplicates += 1
+                continue
+            seen.add(caption)
+            listing.add(path, id_parts=(rel, caption), caption=caption, label=rel, split=split)
+    for karpathy_split, count in sorted(unused.items()):
+        listing.notes.append(f"left out {count} image(s) of Karpathy split {karpathy_split!r} (not in splits)")
+    if duplicates:
+        listing.notes.append(f"left out {duplicates} empty or repeated caption(s)")
+    return listing
+
+
+LISTERS = {
+    "imagefolder": _list_imagefolder,
+    "csv": _list_csv,
+    "torchvision": _list_torchvision,
+    "karpathy": _list_karpathy,
+    "shapes": _list_shapes,
+}
+
+
+def _unit_draw(seed: int, key: str) -> float:
+    """A number in [0, 1) that depends only on (seed, key)."""
+    return int.from_bytes(hashlib.sha1(f"holdout\0{seed}\0{key}".encode()).digest()[:8], "big") / 2**64
+
+
+def apply_holdout(rows: list[dict], fraction: float, seed: int, *, stratify: bool = True) -> int:
+    """Move a seeded ``fraction`` of the ``train`` rows to ``test`` in place; return how many rows moved.
+
+    The unit moved is an image: rows sharing a path (several captions) move together, keyed by the smallest of
+    their ids. Within each class (label; all units form one group when ``stratify`` is false), units are ranked
+    by a hash of (seed, key) and the first ``round(fraction * n)`` go to test, but never the last one: a class
+    with at least one train image keeps one. The choice depends only on the seed and the ids of the class, not on
+    row order, shard counts or the root's location.
+    """
+    units: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["split"] == "train":
+            units.setdefault(row["path"], []).append(row)
+    groups: dict[str, list[tuple[float, str, list[dict]]]] = {}
+    for members in units.values():
+        key = min(row["id"] for row in members)
+        group = members[0]["label"] if stratify else ""
+        groups.setdefault(group, []).append((_unit_draw(seed, key), key, members))
+    moved = 0
+    for entries in groups.values():
+        entries.sort(key=lambda entry: entry[:2])
+        count = min(int(fraction * len(entries) + 0.5), len(entries) - 1)
+        for _, _, members in entries[:count]:
+            for row in members:
+                row["split"] = "test"
+                moved += 1
+    return moved
 
 
 class VerifyCache:
@@ -279,6 +429,10 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
             rejects.append(dict(path=row["path"], split=row["split"], reason=problem))
         else:
             rows.append(row)
+    if spec.get("holdout"):
+        seed = spec.get("holdout_seed", 0)
+        moved = apply_holdout(rows, spec["holdout"], seed, stratify=spec["kind"] != "karpathy")
+        log.info("%s: holdout %.3g (seed %d): moved %d train row(s) to test", name, spec["holdout"], seed, moved)
     ids = Counter(row["id"] for row in rows)
     clashes = [key for key, count in ids.items() if count > 1]
     if clashes:

@@ -1,0 +1,129 @@
+"""Evaluation protocols: a registry from name to class, one module each (``@register("name")``).
+
+A protocol reads an :class:`EvalContext` (the experiment, its checkpoint, the dataset's cached features and the
+protocol's settings from the config) and returns its metrics; :func:`evaluate` writes them with provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pkgutil
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from genview import __version__
+from genview.errors import ConfigError
+from genview.io import atomic_path
+
+PROTOCOLS: dict[str, type] = {}
+
+
+def register(name: str):
+    def decorate(cls):
+        cls.name = name
+        PROTOCOLS[name] = cls
+        return cls
+
+    return decorate
+
+
+def protocol_class(name: str) -> type:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown evaluation protocol {name!r} (registered: {', '.join(sorted(PROTOCOLS))})")
+    return PROTOCOLS[name]
+
+
+@dataclass
+class EvalContext:
+    experiment_name: str
+    checkpoint: Path
+    dataset: str
+    spec: dict
+    features_npz: Path
+    settings: dict
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 4
+    extra: dict = field(default_factory=dict)
+
+    @cached_property
+    def features(self):
+        from genview.evaluation.features import FeatureCache
+
+        return FeatureCache(self.features_npz)
+
+    @cached_property
+    def loaded(self):
+        from genview.evaluation.pretrained import load_checkpoint
+
+        return load_checkpoint(self.checkpoint, self.device)
+
+    @property
+    def model(self):
+        return self.loaded[0]
+
+    @property
+    def experiment(self) -> dict:
+        return self.loaded[1]
+
+
+class Protocol:
+    name = "protocol"
+
+    def run(self, context: EvalContext) -> dict:
+        raise NotImplementedError
+
+
+def _code_version() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
+    """Run ``protocol`` and write its result JSON: metrics, settings, provenance."""
+    from genview.evaluation.pretrained import file_sha256
+
+    started = time.perf_counter()
+    metrics = protocol_class(protocol)().run(context)
+    experiment = context.experiment
+    result = {
+        "experiment": context.experiment_name,
+        "protocol": protocol,
+        "dataset": context.dataset,
+        "metrics": metrics,
+        "settings": context.settings,
+        "provenance": {
+            "config_hash": hashlib.sha256(json.dumps(experiment, sort_keys=True).encode()).hexdigest()[:16],
+            "experiment_config": str(Path(context.checkpoint).parent / "config.yaml"),
+            "checkpoint": str(context.checkpoint),
+            "checkpoint_sha256": file_sha256(context.checkpoint),
+            "code_version": _code_version(),
+            "seed": context.seed,
+            "device": context.device,
+            "host": platform.node(),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        },
+    }
+    text = json.dumps(result, indent=2, default=_plain) + "\n"
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(text)
+    return json.loads(text)
+
+
+def _plain(value):
+    """numpy scalars and arrays in metrics, as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,65 @@
+"""Semi-supervised fine-tuning: the pre-trained backbone plus a linear head, fine-tuned end to end on 1 % and
+10 % of the training labels (the official ImageNet lists when given, else seeded class-balanced subsets)."""
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from genview.evaluation.metrics import balanced_subset, subset_from_ids, topk_accuracy
+from genview.evaluation.pretrained import image_loader, test_transform, train_transform
+from genview.evaluation.protocols import Protocol, register
+
+
+def _subset(cache, fraction: float, lists: dict, seed: int):
+    ids, labels = cache.get("train", "ids"), cache.get("train", "labels")
+    listed = lists.get(str(fraction))
+    if listed:
+        with open(listed) as handle:
+            return subset_from_ids(ids, [line.strip() for line in handle if line.strip()])
+    return balanced_subset(labels, fraction, seed)
+
+
+@register("semisup")
+class SemiSupervised(Protocol):
+    def run(self, context) -> dict:
+        cache, settings, device = context.features, context.settings, context.device
+        image_size = context.experiment["recipe"]["image_size"]
+        paths, labels = cache.get("train", "paths"), cache.get("train", "labels")
+        test_loader = image_loader(cache.get("test", "paths"), cache.get("test", "labels"), test_transform(image_size),
+                                   batch_size=settings["batch_size"], num_workers=context.num_workers)
+        metrics = {}
+        for fraction in settings["fractions"]:
+            chosen = _subset(cache, fraction, settings["subset_lists"], context.seed)
+            backbone = copy.deepcopy(context.model.backbone).train()
+            head = nn.Linear(context.model.feature_dim, len(cache.label_names)).to(device)
+            optimizer = torch.optim.SGD(
+                [{"params": backbone.parameters(), "lr": settings["backbone_lr"]},
+                 {"params": head.parameters(), "lr": settings["head_lr"]}],
+                momentum=0.9, weight_decay=settings["weight_decay"],
+            )
+            base_lrs = [group["lr"] for group in optimizer.param_groups]
+            batch_size = min(settings["batch_size"], len(chosen))
+            steps, total = 0, settings["epochs"] * max(1, len(chosen) // batch_size)
+            torch.manual_seed(context.seed)
+            for epoch in range(settings["epochs"]):
+                loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
+                                      batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
+                                      seed=context.seed + epoch, drop_last=True)
+                for images, targets in loader:
+                    for group, base in zip(optimizer.param_groups, base_lrs):
+                        group["lr"] = base * 0.5 * (1 + math.cos(math.pi * steps / total))
+                    loss = nn.functional.cross_entropy(head(backbone(images.to(device))), targets.to(device))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    steps += 1
+            backbone.eval()
+            with torch.no_grad():
+                scores, targets = zip(*[(head(backbone(x.to(device))).cpu(), y) for x, y in test_loader])
+            accuracy = topk_accuracy(torch.cat(scores), torch.cat(targets), ks=(1, 5))
+            percent = f"{fraction * 100:g}pct"
+            metrics.update({f"top1_{percent}": accuracy["top1"], f"top5_{percent}": accuracy["top5"],
+                            f"labelled_{percent}": int(len(chosen))})
+        return metrics

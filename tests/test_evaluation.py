@@ -1,0 +1,102 @@
+"""Evaluation end to end on tiny trained experiments: features, every protocol, result files with provenance."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import indexed_shapes
+from genview.config import validate_config
+from genview.errors import ConfigError, GenviewError
+from genview.evaluation.features import FeatureCache, extract_features
+from genview.evaluation.protocols import EvalContext, evaluate, protocol_class
+from genview.evaluation.runs import resolve_evaluations
+from genview.training.experiments import resolve_experiments
+from genview.training.train import train
+
+METHOD_ARGS = {
+    "simclr": {"proj_hidden_dim": 32, "proj_dim": 16},
+    "clip": {"embed_dim": 16, "text_width": 16, "text_heads": 2, "text_layers": 1, "context_length": 16},
+}
+SETTINGS = validate_config({"evaluation": {"linear": {"epochs": 2, "batch_size": 16},
+                                           "semisup": {"epochs": 1, "batch_size": 8}}})["evaluation"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    indexed_shapes(root, train_per_class=3, test_per_class=2)
+    config = validate_config({
+        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+        "pretrain": {
+            "recipes": {"r": {"epochs": 1, "batch_size": 12, "image_size": 16, "num_workers": 0}},
+            "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
+                                "num_heads": 2}},
+            "matrix": [{"methods": ["simclr", "clip"], "variants": ["baseline"], "recipe": "r", "backbone": "b",
+                        "dataset": "s", "method_args": METHOD_ARGS, "views": {"n_views": 1}}],
+        },
+    })
+    paths = {}
+    spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
+    for name, experiment in resolve_experiments(config).items():
+        train(experiment, root / name, manifest=str(root / "manifest.csv"), view_manifests=[])
+        extract_features(root / name / "checkpoint.pt", root / "manifest.csv", "shapes", spec,
+                         root / name / "features.npz", batch_size=16, num_workers=0)
+        paths[experiment["method"]] = root / name
+    return paths, spec
+
+
+def context(folder, spec, protocol):
+    return EvalContext(experiment_name=folder.name, checkpoint=folder / "checkpoint.pt", dataset="shapes", spec=spec,
+                       features_npz=folder / "features.npz", settings=SETTINGS[protocol], num_workers=0)
+
+
+def test_feature_cache_holds_every_split(trained):
+    (paths, _) = trained
+    clip_cache, simclr_cache = FeatureCache(paths["clip"] / "features.npz"), FeatureCache(paths["simclr"] / "features.npz")
+    assert clip_cache.splits() == ["test", "train"] and len(clip_cache.label_names) == 12
+    assert clip_cache.get("train", "features").shape == (36, 16) and clip_cache.get("test", "labels").shape == (24,)
+    assert clip_cache.get("test", "image_embeddings").shape == (24, 16)
+    with pytest.raises(Exception, match="image_embeddings"):
+        simclr_cache.get("test", "image_embeddings")
+
+
+@pytest.mark.parametrize("protocol", ["linear_fast", "knn", "linear", "semisup"])
+def test_image_protocols_write_results_with_provenance(trained, protocol, tmp_path):
+    paths, spec = trained
+    result = evaluate(protocol, context(paths["simclr"], spec, protocol), tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == result
+    numbers = [v for k, v in result["metrics"].items() if k.startswith("top")]
+    assert numbers and all(0 <= v <= 100 for v in numbers)
+    provenance = result["provenance"]
+    assert provenance["checkpoint"].endswith("checkpoint.pt") and len(provenance["checkpoint_sha256"]) == 64
+    assert provenance["experiment_config"].endswith("config.yaml") and provenance["seed"] == 0
+    assert provenance["wall_seconds"] > 0 and provenance["code_version"]
+
+
+@pytest.mark.parametrize("protocol", ["zeroshot", "retrieval"])
+def test_vision_language_protocols(trained, protocol, tmp_path):
+    paths, spec = trained
+    metrics = evaluate(protocol, context(paths["clip"], spec, protocol), tmp_path / "r.json")["metrics"]
+    if protocol == "zeroshot":
+        assert 0 <= metrics["top1"] <= metrics["top5"] <= 100 and metrics["classes"] == 12
+    else:
+        assert metrics["images"] == 24 and metrics["captions"] == 24
+        assert all(0 <= metrics[f"{d}_R@{k}"] <= 100 for d in ("image_to_text", "text_to_image") for k in (1, 5, 10))
+    with pytest.raises(GenviewError, match="no text tower"):
+        evaluate(protocol, context(paths["simclr"], spec, protocol), tmp_path / "x.json")
+
+
+def test_unknown_protocol_and_bad_runs_are_named():
+    with pytest.raises(ConfigError, match="unknown evaluation protocol"):
+        protocol_class("nope")
+    config = validate_config({"datasets": {"s": {"kind": "shapes"}},
+                              "evaluation": {"runs": [{"protocols": ["knn"], "experiments": ["x_*"],
+                                                       "datasets": ["s"]}]}})
+    assert resolve_evaluations(config, ["x_a", "x_b", "y"]) == [("x_a", "knn", "s"), ("x_b", "knn", "s")]
+    with pytest.raises(ConfigError, match=r"evaluation.runs\[0\].experiments: 'z\*' matches no"):
+        config["evaluation"]["runs"][0]["experiments"] = ["z*"]
+        resolve_evaluations(config, ["x_a"])
+    config["evaluation"]["runs"][0].update(experiments=["x_a"], protocols=["linear_slow"])
+    with pytest.raises(ConfigError, match="unknown protocol 'linear_slow'"):
+        resolve_evaluations(config, ["x_a"])
