@@ -14,7 +14,7 @@ rule extract_features:
         "results/benchmarks/extract_features/{experiment}/{dataset}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=1,
     params:
@@ -39,7 +39,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{experiment}/{protocol}/{dataset}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=protocol_gpus,
     params:

@@ -37,7 +37,7 @@ rule pretrain:
         "results/benchmarks/pretrain/{experiment}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: 2
+    threads: 1
     resources:
         gpu=experiment_resource("gpus"),
         mem_mb=experiment_resource("mem_mb"),

@@ -14,17 +14,27 @@ from torchvision.transforms import v2
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.training.data import to_tensor
-from genview.training.train import build_model
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """(method with its pre-trained weights, in eval mode; the resolved experiment it was trained from)."""
+def _read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except (OSError, RuntimeError) as error:
         raise BadInputError(f"cannot read checkpoint {path}: {error}") from None
     if checkpoint.get("format") != 1:
         raise BadInputError(f"{path}: not a genview pre-training checkpoint (format {checkpoint.get('format')!r})")
+    return checkpoint
+
+
+def checkpoint_experiment(path: str | Path) -> dict:
+    """The resolved experiment a checkpoint was trained from."""
+    return _read_checkpoint(path)["experiment"]
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"):
+    """(method with its pre-trained weights, in eval mode; the resolved experiment it was trained from)."""
+    checkpoint = _read_checkpoint(path, device)
+    
     model = build_model(checkpoint["experiment"])
     model.load_state_dict(checkpoint["method"])
     return model.to(device).eval(), checkpoint["experiment"]

@@ -34,8 +34,12 @@ def register(name: str):
 
 
 def protocol_class(name: str) -> type:
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    # A protocol usually lives in the module of its name: import just that one (a job runs one protocol).
+    if name not in PROTOCOLS and name in {module.name for module in pkgutil.iter_modules(__path__)}:
+        importlib.import_module(f"{__name__}.{name}")
+    if name not in PROTOCOLS:
+        for module in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{module.name}")
     if name not in PROTOCOLS:
         raise ConfigError(f"unknown evaluation protocol {name!r} (registered: {', '.join(sorted(PROTOCOLS))})")
     return PROTOCOLS[name]
@@ -70,9 +74,12 @@ class EvalContext:
     def model(self):
         return self.loaded[0]
 
-    @property
+    @cached_property
     def experiment(self) -> dict:
-        return self.loaded[1]
+        """The checkpoint's resolved experiment, read without building the model (most protocols never need it)."""
+        from genview.evaluation.pretrained import checkpoint_experiment
+
+        return checkpoint_experiment(self.checkpoint)
 
 
 class Protocol:
