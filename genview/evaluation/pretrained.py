@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.training.data import to_tensor
+from genview.training.train import build_model
 
 
 def _read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
@@ -34,7 +35,6 @@ def checkpoint_experiment(path: str | Path) -> dict:
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """(method with its pre-trained weights, in eval mode; the resolved experiment it was trained from)."""
     checkpoint = _read_checkpoint(path, device)
-    
     model = build_model(checkpoint["experiment"])
     model.load_state_dict(checkpoint["method"])
     return model.to(device).eval(), checkpoint["experiment"]
