@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from genview.errors import BadInputError
-from genview.evaluation.pretrained import encode_images, image_loader, load_checkpoint, read_manifest, test_transform
 from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,6 +27,10 @@ def label_order_and_names(dataset: str, spec: dict, labels: list[str]) -> tuple[
 
 def extract_features(checkpoint: str | Path, manifest_csv: str | Path, dataset: str, spec: dict,
                      out_npz: str | Path, *, batch_size: int = 256, num_workers: int = 4, device: str = "cpu") -> None:
+    from genview.evaluation.pretrained import (
+        encode_images, image_loader, load_checkpoint, read_manifest, test_transform,
+    )
+
     model, experiment = load_checkpoint(checkpoint, device)
     manifest = read_manifest(manifest_csv)
     order, names = label_order_and_names(dataset, spec, sorted(set(manifest["label"])))

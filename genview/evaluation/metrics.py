@@ -19,10 +19,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from genview.errors import BadInputError
 
@@ -117,6 +113,12 @@ def logistic_regression_probe(
 
     Returns ``top1`` (test, %), ``best_c`` and ``val_top1_by_c`` (validation top-1 % for each C).
     """
+    # sklearn takes a second to import: only the jobs that run this probe pay for it.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     train_x, train_y = np.asarray(train_x), np.asarray(train_y)
     fit_x, val_x, fit_y, val_y = train_test_split(
         train_x,

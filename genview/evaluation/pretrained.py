@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,40 +11,18 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from genview.data.images import load_rgb
+from genview.evaluation.checkpoints import read_checkpoint
 from genview.errors import BadInputError, GenviewError
 from genview.training.data import to_tensor
 from genview.training.train import build_model
 
 
-def _read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError) as error:
-        raise BadInputError(f"cannot read checkpoint {path}: {error}") from None
-    if checkpoint.get("format") != 1:
-        raise BadInputError(f"{path}: not a genview pre-training checkpoint (format {checkpoint.get('format')!r})")
-    return checkpoint
-
-
-def checkpoint_experiment(path: str | Path) -> dict:
-    """The resolved experiment a checkpoint was trained from."""
-    return _read_checkpoint(path)["experiment"]
-
-
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """(method with its pre-trained weights, in eval mode; the resolved experiment it was trained from)."""
-    checkpoint = _read_checkpoint(path, device)
+    checkpoint = read_checkpoint(path, device)
     model = build_model(checkpoint["experiment"])
     model.load_state_dict(checkpoint["method"])
     return model.to(device).eval(), checkpoint["experiment"]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def test_transform(image_size: int) -> v2.Compose:

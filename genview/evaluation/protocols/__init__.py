@@ -19,7 +19,7 @@ from pathlib import Path
 
 from genview import __version__
 from genview.errors import ConfigError
-from genview.io import atomic_path
+from genview.io import atomic_path, file_sha256
 
 PROTOCOLS: dict[str, type] = {}
 
@@ -77,7 +77,7 @@ class EvalContext:
     @cached_property
     def experiment(self) -> dict:
         """The checkpoint's resolved experiment, read without building the model (most protocols never need it)."""
-        from genview.evaluation.pretrained import checkpoint_experiment
+        from genview.evaluation.checkpoints import checkpoint_experiment
 
         return checkpoint_experiment(self.checkpoint)
 
@@ -100,8 +100,6 @@ def _code_version() -> str:
 
 def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
     """Run ``protocol`` and write its result JSON: metrics, settings, provenance."""
-    from genview.evaluation.pretrained import file_sha256
-
     started = time.perf_counter()
     metrics = protocol_class(protocol)().run(context)
     experiment = context.experiment
