@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from genview.errors import GenviewError
+from genview.errors import ConfigError, GenviewError
 
 STAGES = (
     "genview.config_cli",
@@ -20,6 +20,16 @@ STAGES = (
     "genview.training.cli",
     "genview.evaluation.cli",
 )
+
+
+def json_argument(text: str, option: str):
+    """The value of a JSON command-line option (the workflow passes config sections this way)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{option} must be JSON: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ def test_errors_are_one_clear_line_without_traceback(tmp_path, monkeypatch, caps
     error = capsys.readouterr().err
     assert "genview data: error: x: split folder" in error and "Traceback" not in error
     assert main(["data", "index", "--dataset", "x", "--spec", "{not json", "--out-dir", "o"]) == 2
-    assert "--spec is not valid JSON" in capsys.readouterr().err
+    assert "--spec must be JSON" in capsys.readouterr().err
     bad = json.dumps({"kind": "imagefolder", "root": "/r", "num_shards": 0})
     assert main(["data", "index", "--dataset", "x", "--spec", bad, "--out-dir", "o"]) == 2
     assert "datasets.x.num_shards: 0 is less than the minimum of 1" in capsys.readouterr().err

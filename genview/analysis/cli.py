@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
-from genview.errors import ConfigError
-
-
-def _json(text: str, option: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{option} must be JSON: {error}") from None
+from genview.cli import json_argument
 
 
 def _fit_foreground(args) -> None:
     from genview.analysis.foreground import fit_foreground
     from genview.devices import resolve_device
 
-    analysis = _json(args.analysis, "--analysis")
+    analysis = json_argument(args.analysis, "--analysis")
     fit_foreground(
-        args.manifest, _json(args.encoder, "--encoder"), args.out, args.overlay,
+        args.manifest, json_argument(args.encoder, "--encoder"), args.out, args.overlay,
         per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"], bins=analysis["fg_bins"],
         cdf=analysis["fg_cdf"], sign=analysis["fg_sign"], batch_size=analysis["batch_size"], seed=args.seed,
         device=resolve_device(args.device),
@@ -31,7 +22,7 @@ def _fit_quality(args) -> None:
     from genview.devices import resolve_device
     from genview.quality.encoder import fit_quality_vector
 
-    analysis, encoder = _json(args.analysis, "--analysis"), _json(args.encoder, "--encoder")
+    analysis, encoder = json_argument(args.analysis, "--analysis"), json_argument(args.encoder, "--encoder")
     fit_quality_vector(
         args.manifest, encoder, args.out, per_class=analysis["fg_sample_per_class"],
         sample_size=analysis["fg_sample_size"], seed=args.seed, batch_size=analysis["batch_size"],
@@ -43,9 +34,9 @@ def _foreground(args) -> None:
     from genview.analysis.foreground import foreground_shard
     from genview.devices import resolve_device
 
-    analysis = _json(args.analysis, "--analysis")
+    analysis = json_argument(args.analysis, "--analysis")
     foreground_shard(
-        args.shard, args.fit, _json(args.encoder, "--encoder"), args.out,
+        args.shard, args.fit, json_argument(args.encoder, "--encoder"), args.out,
         noise_edges=analysis["noise_edges"], noise_levels=analysis["noise_levels"],
         batch_size=analysis["batch_size"], device=resolve_device(args.device),
     )
@@ -54,13 +45,13 @@ def _foreground(args) -> None:
 def _complexity(args) -> None:
     from genview.analysis.params import complexity_shard
 
-    analysis = _json(args.analysis, "--analysis")
+    analysis = json_argument(args.analysis, "--analysis")
     generate = None
     if analysis["complexity_scorer"] == "llm":
         from genview.devices import resolve_device
         from genview.models.chat_llm import load_chat_model
 
-        spec = _json(args.llm, "--llm")
+        spec = json_argument(args.llm, "--llm")
         generate = load_chat_model(
             spec["path"], trust_remote_code=spec["trust_remote_code"], device=resolve_device(args.device),
             max_new_tokens=spec["max_new_tokens"],

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from genview.cli import json_argument
 from genview.errors import ConfigError
 
 
@@ -12,10 +11,7 @@ def dataset_spec(args) -> dict:
     from genview.config import load_config, validate_config
 
     if args.spec is not None:
-        try:
-            spec = json.loads(args.spec)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"--spec is not valid JSON: {error}") from None
+        spec = json_argument(args.spec, "--spec")
         return validate_config({"datasets": {args.dataset: spec}}, source="--spec")["datasets"][args.dataset]
     config = load_config(args.config)
     for section in ("datasets", "eval_datasets"):

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from genview.errors import ConfigError
-
-
-def _json(text: str, option: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{option} must be JSON: {error}") from None
+from genview.cli import json_argument
 
 
 def _features(args) -> None:
     from genview.devices import resolve_device
     from genview.evaluation.features import extract_features
 
-    extract_features(args.checkpoint, args.manifest, args.dataset, _json(args.spec, "--spec"), args.out,
+    extract_features(args.checkpoint, args.manifest, args.dataset, json_argument(args.spec, "--spec"), args.out,
                      batch_size=args.batch_size, num_workers=args.num_workers, device=resolve_device(args.device))
 
 
@@ -29,7 +21,7 @@ def _run(args) -> None:
 
     context = EvalContext(
         experiment_name=args.experiment, checkpoint=Path(args.checkpoint), dataset=args.dataset,
-        spec=_json(args.spec, "--spec"), features_npz=Path(args.features), settings=_json(args.settings, "--settings"),
+        spec=json_argument(args.spec, "--spec"), features_npz=Path(args.features), settings=json_argument(args.settings, "--settings"),
         seed=args.seed, device=resolve_device(args.device), num_workers=args.num_workers,
     )
     evaluate(args.protocol, context, args.out)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from genview.errors import ConfigError
+from genview.cli import json_argument
 
 
 def _views(args) -> None:
@@ -12,10 +10,7 @@ def _views(args) -> None:
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models.diffusion import load_pipeline
 
-    try:
-        generation, model = json.loads(args.generation), json.loads(args.model)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--generation/--model must be JSON: {error}") from None
+    generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
     generate_shard(
         source=args.source,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-from genview.errors import ConfigError
+from genview.cli import json_argument
 
 
 def _run(args) -> None:
@@ -21,10 +20,7 @@ def _run(args) -> None:
     from genview.devices import resolve_device
     from genview.training.train import train
 
-    try:
-        experiment = json.loads(args.experiment)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--experiment must be JSON: {error}") from None
+    experiment = json_argument(args.experiment, "--experiment")
     train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
           quality_vector=args.quality_vector, device=resolve_device(args.device))
 
