@@ -1,0 +1,1 @@
+"""The paper's tables, rendered only from evaluation result files (Markdown, LaTeX and CSV)."""

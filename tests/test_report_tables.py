@@ -1,0 +1,161 @@
+"""Golden tests for the result tables: exact Markdown, LaTeX and CSV from fixture result files."""
+
+from pathlib import Path
+
+import pytest
+
+from genview.errors import BadInputError, ConfigError
+from genview.report.tables import (
+    load_cells, mark_best, render_csv, render_latex, render_markdown, render_table,
+)
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
+
+
+def _cell(experiment, protocol, dataset, metric, paper=None):
+    return {
+        "experiment": experiment, "protocol": protocol, "dataset": dataset, "metric": metric, "paper": paper,
+    }
+
+
+SPEC = {
+    "title": "Linear & k-NN evaluation (top_1, %)",
+    "caption": "Reproduced values; the paper's value and the difference in parentheses.",
+    "group_label": "Method",
+    "row_label": "Model",
+    "columns": [
+        {"key": "in1k", "label": "ImageNet-1K linear"},
+        {"key": "c10", "label": "CIFAR-10 k-NN"},
+        {"key": "err", "label": "Error_top1 %", "higher_is_better": False},
+    ],
+    "rows": [
+        {"label": "r50_baseline", "group": "MoCo v2", "cells": {
+            "in1k": _cell("baseline_r50", "linear", "imagenet1k", "top1", 71.1),
+            "c10": _cell("baseline_r50", "knn", "cifar10", "top1"),
+            "err": _cell("baseline_r50", "linear", "imagenet1k", "top1_error", 28.9),
+        }},
+        {"label": "+ GenView", "group": "MoCo v2", "cells": {
+            "in1k": _cell("genview_r50", "linear", "imagenet1k", "top1", 73.5),
+            "c10": _cell("genview_r50", "knn", "cifar10", "top1", 89.9),
+            "err": _cell("genview_r50", "linear", "imagenet1k", "top1_error", 26.5),
+        }},
+        {"label": "+ GenView", "group": "SimSiam", "cells": {
+            "in1k": _cell("simsiam_r50_genview", "linear", "imagenet1k", "top1", 72.0),
+            "c10": _cell("simsiam_r50_genview", "knn", "cifar10", "top1"),
+        }},
+    ],
+    "best": "column",
+    "digits": 1,
+}
+
+EXPECTED_MARKDOWN = """\
+## Linear & k-NN evaluation (top_1, %)
+
+| Method | Model | ImageNet-1K linear | CIFAR-10 k-NN | Error_top1 % |
+|---|---|---:|---:|---:|
+| MoCo v2 | r50_baseline | 71.3 (paper 71.1, +0.2) | **90.0** | 28.7 (paper 28.9, -0.2) |
+| MoCo v2 | + GenView | **73.2** (paper 73.5, -0.3) | **90.0** (paper 89.9, +0.1) | **26.8** (paper 26.5, +0.3) |
+| SimSiam | + GenView | — (missing: eval/simsiam_r50_genview/linear/imagenet1k.json) \
+| — (missing: metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json) |  |
+
+Reproduced values; the paper's value and the difference in parentheses.
+"""
+
+EXPECTED_LATEX = r"""\begin{table}[t]
+\centering
+\caption{Linear \& k-NN evaluation (top\_1, \%). Reproduced values; the paper's value and the difference in parentheses.}
+\begin{tabular}{llrrr}
+\toprule
+Method & Model & ImageNet-1K linear & CIFAR-10 k-NN & Error\_top1 \% \\
+\midrule
+MoCo v2 & r50\_baseline & 71.3 {\scriptsize (71.1, +0.2)} & \textbf{90.0} & 28.7 {\scriptsize (28.9, -0.2)} \\
+ & + GenView & \textbf{73.2} {\scriptsize (73.5, -0.3)} & \textbf{90.0} {\scriptsize (89.9, +0.1)} & \textbf{26.8} {\scriptsize (26.5, +0.3)} \\
+SimSiam & + GenView & -- & -- &  \\
+\bottomrule
+\end{tabular}
+\end{table}
+% missing: eval/simsiam_r50_genview/linear/imagenet1k.json
+% missing: metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json
+"""
+
+EXPECTED_CSV = """\
+row,group,in1k,in1k_paper,in1k_diff,in1k_missing,c10,c10_paper,c10_diff,c10_missing,err,err_paper,err_diff,err_missing
+r50_baseline,MoCo v2,71.3,71.1,+0.2,,90.0,,,,28.7,28.9,-0.2,
++ GenView,MoCo v2,73.2,73.5,-0.3,,90.0,89.9,+0.1,,26.8,26.5,+0.3,
++ GenView,SimSiam,,72.0,,eval/simsiam_r50_genview/linear/imagenet1k.json,,,,\
+metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json,,,,
+"""
+
+
+@pytest.fixture
+def cells(monkeypatch):
+    # Relative paths keep the golden output independent of where the checkout lives.
+    monkeypatch.chdir(FIXTURES)
+    return load_cells(SPEC, "eval")
+
+
+def test_cells_carry_value_paper_difference_and_source(cells):
+    baseline_in1k = cells[0][0]
+    assert baseline_in1k.value == 71.26
+    assert baseline_in1k.paper == 71.1
+    assert baseline_in1k.difference == pytest.approx(0.16)
+    assert baseline_in1k.missing is None
+    assert baseline_in1k.source == "eval/baseline_r50/linear/imagenet1k.json"
+
+
+def test_missing_file_metric_and_absent_cell_are_told_apart(cells):
+    missing_file, missing_metric, not_in_row = cells[2]
+    assert missing_file.value is None and missing_file.paper == 72.0 and missing_file.difference is None
+    assert missing_file.missing == "eval/simsiam_r50_genview/linear/imagenet1k.json"
+    assert missing_metric.missing == "metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json"
+    assert not_in_row.missing is None and not_in_row.source is None
+
+
+def test_mark_best_respects_direction_and_marks_ties(cells):
+    best = [[cell.best for cell in row] for row in mark_best(cells, SPEC)]
+    assert best == [[False, True, False], [True, True, True], [False, False, False]]
+
+
+def test_mark_best_marks_nothing_without_best_mode(cells):
+    spec = {**SPEC, "best": None}
+    assert not any(cell.best for row in mark_best(cells, spec) for cell in row)
+    assert "**" not in render_markdown(spec, cells)
+
+
+def test_markdown_golden(cells):
+    assert render_markdown(SPEC, cells) == EXPECTED_MARKDOWN
+
+
+def test_latex_golden(cells):
+    assert render_latex(SPEC, cells) == EXPECTED_LATEX
+
+
+def test_csv_golden(cells):
+    assert render_csv(SPEC, cells) == EXPECTED_CSV
+
+
+def test_render_table_writes_the_three_formats(monkeypatch, tmp_path):
+    monkeypatch.chdir(FIXTURES)
+    paths = render_table(SPEC, "eval", tmp_path / "tables" / "linear")
+    assert {suffix: path.name for suffix, path in paths.items()} == {
+        "md": "linear.md", "tex": "linear.tex", "csv": "linear.csv"}
+    assert paths["md"].read_text() == EXPECTED_MARKDOWN
+    assert paths["tex"].read_text() == EXPECTED_LATEX
+    assert paths["csv"].read_text() == EXPECTED_CSV
+    # No temporary files are left beside the outputs.
+    written = sorted(path.name for path in (tmp_path / "tables").iterdir())
+    assert written == ["linear.csv", "linear.md", "linear.tex"]
+
+
+def test_unreadable_result_file_raises(tmp_path):
+    broken = tmp_path / "baseline_r50" / "linear" / "imagenet1k.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")
+    with pytest.raises(BadInputError, match="imagenet1k.json"):
+        load_cells(SPEC, tmp_path)
+
+
+def test_cell_naming_an_unknown_column_is_a_config_error():
+    spec = {**SPEC, "rows": [{"label": "x", "cells": {"top5": _cell("a", "linear", "imagenet1k", "top5")}}]}
+    with pytest.raises(ConfigError, match="no such column"):
+        load_cells(spec, FIXTURES / "eval")
