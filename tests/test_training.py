@@ -130,7 +130,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
                "--out-dir", str(out), "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"),
                "--device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    metrics, deadline = out / "metrics.jsonl", time.monotonic() + 120
+    metrics, deadline = out / "metrics.partial.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if metrics.is_file() and sum(1 for line in metrics.read_text().splitlines() if '"step"' in line) >= 5:
             break
@@ -138,22 +138,44 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert (out / "resume.pt").is_file() and not (out / "checkpoint.pt").exists(), "kill must land mid-run"
+    (out / "config.yaml").unlink()  # as Snakemake does with the outputs of an interrupted job
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
     final = torch.load(out / "checkpoint.pt", weights_only=False)
     assert _weights_equal(final["method"], reference["method"])
-    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
-    assert sorted(s for s in steps) == steps and len([1 for line in metrics.read_text().splitlines()
-                                                      if '"type": "step"' in line]) == final["steps"]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(line)["step"] for line in lines]
+    assert sorted(steps) == steps and sum('"type": "step"' in line for line in lines) == final["steps"]
+
+
+def test_stale_resume_point_is_not_used_and_a_finished_one_rewrites_the_outputs(data, tmp_path, caplog):
+    exp = experiment("simclr", epochs=1)
+    first = run_training(data, exp, tmp_path)
+    metrics = (tmp_path / "metrics.jsonl").read_text()
+    for name in ("checkpoint.pt", "metrics.jsonl", "config.yaml"):  # Snakemake reruns the job: outputs removed
+        (tmp_path / name).unlink()
+    again = run_training(data, exp, tmp_path)
+    assert _weights_equal(again["method"], first["method"]) and (tmp_path / "metrics.jsonl").read_text() == metrics
+    manifest = data / "manifest.csv"
+    rows = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(rows[:-1]) + "\n")  # the inputs changed upstream
+    try:
+        (tmp_path / "checkpoint.pt").unlink()
+        with caplog.at_level("INFO", logger="genview"):
+            run_training(data, exp, tmp_path)
+        assert "made from other input files" in caplog.text and "resumed from" not in caplog.text
+    finally:
+        manifest.write_text("\n".join(rows) + "\n")
 
 
 def test_nonfinite_losses_are_skipped_then_abort(data, tmp_path):
     exp = experiment("simclr", lr=1e38, max_nonfinite_in_row=3, epochs=5)
     with pytest.raises(GenviewError, match=r"3 non-finite losses in a row"):
         run_training(data, exp, tmp_path)
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "metrics.partial.jsonl").read_text().splitlines()]
     assert any(r.get("skipped") for r in records)
+    assert not (tmp_path / "metrics.jsonl").exists(), "metrics.jsonl is written only by a finished run"
 
 
 def test_batch_larger_than_dataset_is_a_clear_error(data, tmp_path):

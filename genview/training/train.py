@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from genview import distributed
 from genview.errors import GenviewError
-from genview.io import atomic_path
+from genview.io import atomic_path, file_sha256
 from genview.methods import build_method, method_class
 from genview.training.backbones import build_backbone
 from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 RESUME_FILE = "resume.pt"
+# Metrics go to a side file, copied to metrics.jsonl when the run ends: Snakemake deletes the outputs of an
+# interrupted job before rerunning it, and the side file keeps the records of the steps the resumed run will not redo.
+METRICS_PARTIAL = "metrics.partial.jsonl"
+METRICS_FILE = "metrics.jsonl"
 
 
 class Normalize(nn.Module):
@@ -130,6 +135,7 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.scorer = self._scorer(quality_vector)
+        self.inputs_sha256 = {path: file_sha256(path) for path in [manifest, *view_manifests, quality_vector] if path}
         self.ema_base = self.recipe["ema_momentum"] or self.model.options.get("base_momentum")
         self.global_step, self.nonfinite_in_row, self.skipped_steps = 0, 0, 0
         self.ddp_model = self.model
@@ -203,7 +209,7 @@ class Trainer:
             format=CHECKPOINT_FORMAT, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
             scaler=self.scaler.state_dict(), rng=_rng_state(), epoch=epoch, step_in_epoch=step_in_epoch,
             global_step=self.global_step, nonfinite_in_row=self.nonfinite_in_row, skipped_steps=self.skipped_steps,
-            experiment=self.experiment,
+            experiment=self.experiment, inputs_sha256=sorted(self.inputs_sha256.values()),
         )
 
     def save_resume_point(self, epoch: int, step_in_epoch: int) -> None:
@@ -212,13 +218,17 @@ class Trainer:
 
     def resume(self) -> tuple[int, int]:
         path = self.out_dir / RESUME_FILE
-        if not path.is_file():
-            if self.rank == 0:  # metrics of a run killed before its first resume point
-                (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
-            return 0, 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("experiment") != self.experiment:
+        state = torch.load(path, map_location=self.device, weights_only=False) if path.is_file() else None
+        if state is not None and state.get("experiment") != self.experiment:
             raise GenviewError(f"{path} belongs to a different experiment configuration; delete it to start over")
+        if state is not None and state.get("inputs_sha256") != sorted(self.inputs_sha256.values()):
+            # Snakemake reruns a training when its inputs changed; a resume point made from the old ones is stale.
+            log.warning("%s was made from other input files (%s); starting over", path, ", ".join(self.inputs_sha256))
+            state = None
+        if state is None:
+            if self.rank == 0:  # records of a run killed before its first resume point, or of a stale one
+                (self.out_dir / METRICS_PARTIAL).unlink(missing_ok=True)
+            return 0, 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -231,7 +241,7 @@ class Trainer:
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric records written after the resume point; the resumed run writes them again."""
-        path = self.out_dir / "metrics.jsonl"
+        path = self.out_dir / METRICS_PARTIAL
         if self.rank != 0 or not path.is_file():
             return
         def before(record: dict) -> bool:  # a step record's step ran before; an epoch record's ended at or before
@@ -243,7 +253,7 @@ class Trainer:
 
     def log_metrics(self, record: dict) -> None:
         if self.rank == 0:
-            with open(self.out_dir / "metrics.jsonl", "a") as handle:
+            with open(self.out_dir / METRICS_PARTIAL, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     # --- one step ----------------------------------------------------------------------------------------------
@@ -338,6 +348,9 @@ class Trainer:
                 self.save_resume_point(epoch + 1, 0)
         if self.rank == 0:
             self.write_checkpoint()
+            # Copied, not moved: a rerun that resumes from the final resume point writes the same outputs again.
+            with atomic_path(self.out_dir / METRICS_FILE) as tmp:
+                shutil.copyfile(self.out_dir / METRICS_PARTIAL, tmp)
 
     def write_checkpoint(self) -> None:
         if hasattr(self.model, "clamp_logit_scale"):  # CLIP clamps before each step; the last one too
