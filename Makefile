@@ -1,5 +1,5 @@
 # Two commands for a fresh machine (see README.md):
-#   make run    create .venv if needed, then run the workflow on the embedded default
+#   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
 #   make test   create .venv if needed, then run the test suite
 # The environment is rebuilt only when requirements.txt or pyproject.toml change.
 
@@ -25,6 +25,7 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 
 run: $(STAMP)
 	snakemake --cores all
+	snakemake --cores all --report results/report.html
 
 test: $(STAMP)
 	python -m pytest

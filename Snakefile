@@ -21,9 +21,14 @@ include: "rules/analyze.smk"
 include: "rules/generate.smk"
 include: "rules/pretrain.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
         all_outputs(),
+        report_outputs(),

@@ -1,6 +1,7 @@
 """Command line: ``python -m genview <stage> <command> ...`` (also ``genview ...``).
 
 Each stage module registers its commands; heavy imports happen inside the commands, so ``--help`` is quick.
+``--gpus N`` leases N of the machine's GPUs before the command runs (see :mod:`genview.gpu_lease`).
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import logging
 import sys
 
 from genview.errors import ConfigError, GenviewError
+from genview.gpu_lease import lease_gpus
 
 STAGES = (
     "genview.config_cli",
+    "genview.devices_cli",
     "genview.data.cli",
     "genview.models.cli",
     "genview.analysis.cli",
     "genview.generation.cli",
     "genview.training.cli",
     "genview.evaluation.cli",
+    "genview.report.cli",
 )
 
 
@@ -37,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="genview", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--gpus", type=int, metavar="N",
+                        help="lease N GPUs of this machine and set CUDA_VISIBLE_DEVICES to them (0: hide the GPUs);"
+                        " no-op on a machine without GPUs or when CUDA_VISIBLE_DEVICES is already set")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for module in STAGES:
         import_module(module).register(stages)
@@ -52,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     try:
+        if args.gpus is not None:  # before the command imports torch, which reads CUDA_VISIBLE_DEVICES once
+            lease_gpus(args.gpus)
         args.run(args)
     except GenviewError as error:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)

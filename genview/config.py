@@ -117,3 +117,11 @@ def load_config(path: str | Path) -> dict:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     return validate_config(config, source=str(path))
+
+
+def dataset_generation(config: dict, dataset: str) -> dict:
+    """The generation settings of ``dataset``: the global ones with the dataset's per-source overrides."""
+    settings = copy.deepcopy(config["generation"])
+    for source, overrides in config["datasets"][dataset].get("generation", {}).items():
+        settings[source].update(overrides)
+    return settings

@@ -17,14 +17,15 @@ rule fit_foreground:
         "../envs/generate.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=RULE_GPUS["fit_foreground"],
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=as_json(config["analysis"]),
         seed=config["seed"],
     shell:
-        "python -m genview analyze fit-foreground --manifest {input.manifest} --encoder {params.encoder:q}"
-        " --analysis {params.analysis:q} --seed {params.seed} --out {output.fit} --overlay {output.overlay} 2> {log}"
+        "python -m genview --gpus {resources.gpu} analyze fit-foreground --manifest {input.manifest}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit}"
+        " --overlay {output.overlay} 2> {log}"
 
 
 rule foreground_shard:
@@ -42,13 +43,13 @@ rule foreground_shard:
         "../envs/generate.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=RULE_GPUS["foreground_shard"],
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=as_json(config["analysis"]),
     shell:
-        "python -m genview analyze foreground --shard {input.shard} --fit {input.fit} --encoder {params.encoder:q}"
-        " --analysis {params.analysis:q} --out {output} 2> {log}"
+        "python -m genview --gpus {resources.gpu} analyze foreground --shard {input.shard} --fit {input.fit}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output} 2> {log}"
 
 
 rule complexity_shard:
@@ -69,8 +70,8 @@ rule complexity_shard:
         analysis=as_json(config["analysis"]),
         llm=as_json(config["models"]["complexity_llm"]),
     shell:
-        "python -m genview analyze complexity --shard {input.shard} --analysis {params.analysis:q}"
-        " --llm {params.llm:q} --out {output} 2> {log}"
+        "python -m genview --gpus {resources.gpu} analyze complexity --shard {input.shard}"
+        " --analysis {params.analysis:q} --llm {params.llm:q} --out {output} 2> {log}"
 
 
 rule shard_params:

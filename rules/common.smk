@@ -3,7 +3,7 @@ import json
 import re
 from pathlib import Path
 
-from genview.config import load_schema, validate_config
+from genview.config import dataset_generation, load_schema, validate_config
 from genview.data import dataset_root
 from genview.errors import ConfigError
 
@@ -78,23 +78,39 @@ def model_inputs(*roles):
     ]
 
 
+# GPUs per job of the rules with a fixed count: their `gpu` resources and the cost table's GPU-hours read it.
+RULE_GPUS = {
+    "fit_foreground": 1,
+    "foreground_shard": 1,
+    "generate_views": 1,
+    "fit_quality_vector": 1,
+    "extract_features": 1,
+    "figure_gallery": 1,
+    "figure_quality": 1,
+}
+
+
 def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
 # --- analysis and generation ----------------------------------------------------------------------------------------
-def _adaptive(source, key):
-    return config["generation"][source].get(key) == "adaptive"
+def _adaptive(dataset, source, key):
+    return dataset_generation(config, dataset)[source].get(key) == "adaptive"
 
 
 def needs_foreground(dataset):
     sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(s, "noise_level") for s in ("ic", "itc"))
+    return any(s in sources and _adaptive(dataset, s, "noise_level") for s in ("ic", "itc"))
 
 
 def needs_complexity(dataset):
     sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(s, "guidance_scale") for s in ("tc", "itc"))
+    return any(s in sources and _adaptive(dataset, s, "guidance_scale") for s in ("tc", "itc"))
+
+
+def generation_json(wildcards):
+    return as_json(dataset_generation(config, wildcards.dataset))
 
 
 def params_parts(wildcards):

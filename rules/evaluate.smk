@@ -16,15 +16,15 @@ rule extract_features:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
-        gpu=1,
+        gpu=RULE_GPUS["extract_features"],
     params:
         spec=dataset_spec_json,
         batch_size=config["evaluation"]["batch_size"],
         num_workers=config["evaluation"]["num_workers"],
     shell:
-        "python -m genview evaluate features --checkpoint {input.checkpoint} --manifest {input.manifest}"
-        " --dataset {wildcards.dataset} --spec {params.spec:q} --out {output} --batch-size {params.batch_size}"
-        " --num-workers {params.num_workers} 2> {log}"
+        "python -m genview --gpus {resources.gpu} evaluate features --checkpoint {input.checkpoint}"
+        " --manifest {input.manifest} --dataset {wildcards.dataset} --spec {params.spec:q} --out {output}"
+        " --batch-size {params.batch_size} --num-workers {params.num_workers} 2> {log}"
 
 
 rule evaluate:
@@ -48,7 +48,7 @@ rule evaluate:
         seed=config["seed"],
         num_workers=config["evaluation"]["num_workers"],
     shell:
-        "python -m genview evaluate run --protocol {wildcards.protocol} --experiment {wildcards.experiment}"
-        " --checkpoint {input.checkpoint} --dataset {wildcards.dataset} --spec {params.spec:q}"
-        " --features {input.features} --settings {params.settings:q} --seed {params.seed}"
+        "python -m genview --gpus {resources.gpu} evaluate run --protocol {wildcards.protocol}"
+        " --experiment {wildcards.experiment} --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
+        " --spec {params.spec:q} --features {input.features} --settings {params.settings:q} --seed {params.seed}"
         " --num-workers {params.num_workers} --out {output} 2> {log}"

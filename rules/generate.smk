@@ -17,14 +17,15 @@ rule generate_views:
         "../envs/generate.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=RULE_GPUS["generate_views"],
     params:
         views_dir=lambda wildcards, output: output[0].removesuffix(".manifest.csv"),
-        generation=as_json(config["generation"]),
+        generation=generation_json,
         model=generation_model_json,
         seed=config["seed"],
         on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
     shell:
-        "python -m genview generate views --source {wildcards.source} --shard {input.shard} --params {input.params}"
-        " --views-dir {params.views_dir} --out {output} --generation {params.generation:q} --model {params.model:q}"
-        " --seed {params.seed} --on-bad-image {params.on_bad_image} 2> {log}"
+        "python -m genview --gpus {resources.gpu} generate views --source {wildcards.source}"
+        " --shard {input.shard} --params {input.params} --views-dir {params.views_dir} --out {output}"
+        " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
+        " --on-bad-image {params.on_bad_image} 2> {log}"

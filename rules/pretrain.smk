@@ -14,14 +14,15 @@ rule fit_quality_vector:
         "../envs/train.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=RULE_GPUS["fit_quality_vector"],
     params:
         encoder=as_json(config["models"]["quality_encoder"]),
         analysis=as_json(config["analysis"]),
         seed=config["seed"],
     shell:
-        "python -m genview analyze fit-quality --manifest {input.manifest} --encoder {params.encoder:q}"
-        " --analysis {params.analysis:q} --seed {params.seed} --out {output} 2> {log}"
+        "python -m genview --gpus {resources.gpu} analyze fit-quality --manifest {input.manifest}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output}"
+        " 2> {log}"
 
 
 rule pretrain:
@@ -47,5 +48,6 @@ rule pretrain:
         out_dir=lambda wildcards, output: Path(output.checkpoint).parent,
         quality=quality_vector_option,
     shell:
-        "python -m genview pretrain run --experiment {params.experiment:q} --out-dir {params.out_dir}"
-        " --manifest {input.manifest} --views {input.views} {params.quality} --nproc {resources.gpu} 2> {log}"
+        "python -m genview --gpus {resources.gpu} pretrain run --experiment {params.experiment:q}"
+        " --out-dir {params.out_dir} --manifest {input.manifest} --views {input.views} {params.quality}"
+        " --nproc {resources.gpu} 2> {log}"

@@ -6,7 +6,8 @@ import pytest
 
 from genview.errors import BadInputError, ConfigError
 from genview.report.tables import (
-    load_cells, mark_best, render_csv, render_latex, render_markdown, render_table,
+    cell_sources, expand_spec, gain_lines, load_cells, mark_best, render_csv, render_latex, render_markdown,
+    render_table, validate_spec,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
@@ -55,10 +56,14 @@ EXPECTED_MARKDOWN = """\
 |---|---|---:|---:|---:|
 | MoCo v2 | r50_baseline | 71.3 (paper 71.1, +0.2) | **90.0** | 28.7 (paper 28.9, -0.2) |
 | MoCo v2 | + GenView | **73.2** (paper 73.5, -0.3) | **90.0** (paper 89.9, +0.1) | **26.8** (paper 26.5, +0.3) |
-| SimSiam | + GenView | — (missing: eval/simsiam_r50_genview/linear/imagenet1k.json) \
-| — (missing: metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json) |  |
+| SimSiam | + GenView | — [1] | — [2] |  |
 
 Reproduced values; the paper's value and the difference in parentheses.
+
+Missing results (— [n] in the table):
+
+1. eval/simsiam_r50_genview/linear/imagenet1k.json
+2. metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json
 """
 
 EXPECTED_LATEX = r"""\begin{table}[t]
@@ -134,17 +139,73 @@ def test_csv_golden(cells):
     assert render_csv(SPEC, cells) == EXPECTED_CSV
 
 
-def test_render_table_writes_the_three_formats(monkeypatch, tmp_path):
+def test_render_table_writes_the_four_formats(monkeypatch, tmp_path):
     monkeypatch.chdir(FIXTURES)
     paths = render_table(SPEC, "eval", tmp_path / "tables" / "linear")
     assert {suffix: path.name for suffix, path in paths.items()} == {
-        "md": "linear.md", "tex": "linear.tex", "csv": "linear.csv"}
+        "md": "linear.md", "tex": "linear.tex", "csv": "linear.csv", "html": "linear.html"}
     assert paths["md"].read_text() == EXPECTED_MARKDOWN
     assert paths["tex"].read_text() == EXPECTED_LATEX
     assert paths["csv"].read_text() == EXPECTED_CSV
+    html = paths["html"].read_text()
+    assert "<td class='n'><b>73.2</b> (paper 73.5, -0.3)</td>" in html
+    assert "<li>eval/simsiam_r50_genview/linear/imagenet1k.json</li>" in html
     # No temporary files are left beside the outputs.
     written = sorted(path.name for path in (tmp_path / "tables").iterdir())
-    assert written == ["linear.csv", "linear.md", "linear.tex"]
+    assert written == ["linear.csv", "linear.html", "linear.md", "linear.tex"]
+
+
+COMPACT = {
+    "title": "Zero-shot",
+    "cell": {"protocol": "knn", "metric": "top1"},
+    "columns": [
+        {"key": "c10", "label": "CIFAR-10", "cell": {"dataset": "cifar10"}},
+        {"key": "in1k", "label": "ImageNet", "cell": {"dataset": "imagenet1k", "protocol": "linear"}},
+        {"key": "avg", "label": "Average", "mean_of": "all"},
+    ],
+    "rows": [
+        {"label": "base", "cell": {"experiment": "baseline_r50"}, "paper": {"c10": 89.0, "avg": 80.0}},
+        {"label": "ours", "cell": {"experiment": "genview_r50"}, "paper": {"avg": 81.0}},
+        {"label": "simsiam", "cell": {"experiment": "simsiam_r50_genview"}, "cells": {"in1k": None}},
+    ],
+    "gains": [{"row": "ours", "over": "base", "column": "avg", "paper": 1.5},
+              {"row": "simsiam", "over": "base", "column": "c10"}],
+}
+
+
+def test_compact_spec_expands_defaults_table_column_row_cell():
+    expanded = expand_spec(COMPACT)
+    base, ours, simsiam = (row["cells"] for row in expanded["rows"])
+    assert base["c10"] == {"protocol": "knn", "metric": "top1", "dataset": "cifar10", "experiment": "baseline_r50",
+                           "paper": 89.0}
+    assert ours["in1k"] == {"protocol": "linear", "metric": "top1", "dataset": "imagenet1k",
+                            "experiment": "genview_r50"}
+    assert "in1k" not in simsiam and "avg" not in base  # not applicable; computed
+    assert cell_sources(expanded)[:2] == [("baseline_r50", "knn", "cifar10"), ("baseline_r50", "linear", "imagenet1k")]
+
+
+def test_mean_column_and_gains(monkeypatch):
+    monkeypatch.chdir(FIXTURES)
+    spec = expand_spec(COMPACT)
+    cells = load_cells(spec, "eval")
+    base, ours, simsiam = cells
+    # The mean is over the cells the row has, and waits for a missing one by name.
+    assert base[2].value == pytest.approx((base[0].value + base[1].value) / 2) and base[2].paper == 80.0
+    assert simsiam[2].missing == "row 'simsiam': the mean waits for c10"
+    gains = gain_lines(spec, cells)
+    expected = round(round(ours[2].value, 1) - round(base[2].value, 1), 1)
+    assert gains[0] == f"ours over base, Average: {expected:+.1f}; paper +1.5"
+    assert gains[1] == "simsiam over base, CIFAR-10: not yet reproduced (a result is missing)"
+    markdown = render_markdown(spec, cells)
+    assert "- ours over base, Average:" in markdown and "1. metric 'top1' in eval/simsiam_r50_genview/knn" in markdown
+
+
+def test_mean_of_unknown_column_and_gain_of_unknown_row_are_config_errors():
+    bad_mean = {**COMPACT, "columns": COMPACT["columns"][:2] + [{"key": "avg", "label": "A", "mean_of": ["x"]}]}
+    with pytest.raises(ConfigError, match=r"column 'avg': mean_of names unknown columns \['x'\]"):
+        validate_spec(expand_spec(bad_mean))
+    with pytest.raises(ConfigError, match="row 'nobody' must name exactly one row"):
+        validate_spec(expand_spec({**COMPACT, "gains": [{"row": "nobody", "over": "base", "column": "c10"}]}))
 
 
 def test_unreadable_result_file_raises(tmp_path):

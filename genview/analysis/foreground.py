@@ -363,6 +363,35 @@ def load_fit(path: str | os.PathLike) -> dict:
         raise BadInputError(f"{path}: not a foreground fit: {error}") from None
 
 
+def foreground_masks(
+    paths: list[str], fit: dict, encoder: dict, *, batch_size: int = 64, device: str = "cpu",
+    fit_name: str = "the foreground fit", desc: str = "foreground",
+) -> tuple[list[float], list[torch.Tensor]]:
+    """Foreground ratio and token mask (h, w) of each image under a :func:`fit_foreground` fit."""
+    vector, threshold = torch.from_numpy(fit["vector"]), float(fit["threshold"])
+    grid = tuple(int(n) for n in fit["grid"])
+    ratios: list[float] = []
+    token_masks: list[torch.Tensor] = []
+    if not paths:
+        return ratios, token_masks
+    model, preprocess = load_open_clip(encoder, device)
+    if token_grid(model) != grid:
+        raise BadInputError(
+            f"{fit_name} was fitted on a {grid[0]}x{grid[1]} token grid, but models.fg_encoder gives "
+            f"{token_grid(model)}; refit it with this encoder"
+        )
+    for tokens in _encode(model, preprocess, paths, batch_size, device, desc):
+        if tokens.shape[-1] != len(vector):
+            raise BadInputError(
+                f"{fit_name} was fitted on {len(vector)}-d tokens; models.fg_encoder gives "
+                f"{tokens.shape[-1]}-d, refit it with this encoder"
+            )
+        projections = project(tokens, vector)
+        ratios.extend(foreground_ratio(projections, threshold).cpu().tolist())
+        token_masks.extend((projections > threshold).reshape(-1, *grid).cpu())
+    return ratios, token_masks
+
+
 def foreground_shard(
     shard_csv: str | os.PathLike,
     fit_npz: str | os.PathLike,
@@ -380,28 +409,8 @@ def foreground_shard(
     """
     rows = _read_rows(shard_csv)
     fit = load_fit(fit_npz)
-    vector, threshold = torch.from_numpy(fit["vector"]), float(fit["threshold"])
-    grid = tuple(int(n) for n in fit["grid"])
-    ratios: list[float] = []
-    token_masks: list[torch.Tensor] = []
-    if len(rows):
-        model, preprocess = load_open_clip(encoder, device)
-        if token_grid(model) != grid:
-            raise BadInputError(
-                f"{fit_npz} was fitted on a {grid[0]}x{grid[1]} token grid, but models.fg_encoder gives "
-                f"{token_grid(model)}; refit it with this encoder"
-            )
-        for tokens in _encode(
-            model, preprocess, rows["path"].tolist(), batch_size, device, Path(shard_csv).name
-        ):
-            if tokens.shape[-1] != len(vector):
-                raise BadInputError(
-                    f"{fit_npz} was fitted on {len(vector)}-d tokens; models.fg_encoder gives "
-                    f"{tokens.shape[-1]}-d, refit it with this encoder"
-                )
-            projections = project(tokens, vector)
-            ratios.extend(foreground_ratio(projections, threshold).cpu().tolist())
-            token_masks.extend((projections > threshold).reshape(-1, *grid).cpu())
+    ratios, token_masks = foreground_masks(rows["path"].tolist(), fit, encoder, batch_size=batch_size,
+                                           device=device, fit_name=str(fit_npz), desc=Path(shard_csv).name)
     ious = [
         _mask_iou(token_mask, mask) if mask else math.nan
         for token_mask, mask in zip(token_masks, rows["mask"])

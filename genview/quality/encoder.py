@@ -34,6 +34,7 @@ from genview.quality.weights import (
     genview_weights,
     image_image_weights,
     image_text_weights,
+    pair_quality,
     pooled_features,
     soft_masks,
 )
@@ -152,6 +153,14 @@ class QualityScorer(QualityEncoder):
         return self._pooled_foreground_background(token_map)
 
     @torch.no_grad()
+    def pair_quality(self, images1: torch.Tensor, images2: torch.Tensor) -> torch.Tensor:
+        """GenView's quality ``q`` (B,) of B image pairs (the score its weights are a softmax of)."""
+        fg, bg = self.foreground_background(torch.cat([images1, images2]))
+        fg1, fg2 = fg.chunk(2)
+        bg1, bg2 = bg.chunk(2)
+        return pair_quality(fg1, bg1, fg2, bg2)
+
+    @torch.no_grad()
     def two_view_weights(self, view1: torch.Tensor, view2: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
         """GenView's per-sample weights (B,) of B view pairs, mean 1; both views go through one forward."""
         token_map, _ = self._encode(torch.cat([self._prepare(view1), self._prepare(view2)]))
@@ -198,7 +207,7 @@ class QualityScorer(QualityEncoder):
 # --- Fitting the vector -------------------------------------------------------------------------------------
 
 
-def _load_centre_crop(path: str, size: tuple[int, int]) -> torch.Tensor:
+def load_centre_crop(path: str, size: tuple[int, int]) -> torch.Tensor:
     """[0, 1] image (3, h, w): centre crop to the aspect of ``size``, resized (the CLIP preprocessing)."""
     image = ImageOps.fit(load_rgb(path), (size[1], size[0]), method=Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
@@ -210,7 +219,7 @@ def _token_maps(encoder: QualityEncoder, paths: list[str], batch_size: int, desc
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
             token_map, _ = encoder.features(
-                torch.stack([_load_centre_crop(path, encoder.image_size) for path in batch])
+                torch.stack([load_centre_crop(path, encoder.image_size) for path in batch])
             )
             progress.update(len(batch))
             yield token_map

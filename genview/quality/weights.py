@@ -45,15 +45,17 @@ def _cosine_matrix(rows: torch.Tensor) -> torch.Tensor:
     return unit @ unit.T
 
 
+def pair_quality(fg1: torch.Tensor, bg1: torch.Tensor, fg2: torch.Tensor, bg2: torch.Tensor) -> torch.Tensor:
+    """``q = cos(fg1, fg2) − cos(bg1, bg2)`` per pair (N,), from pooled features (N, D) of the two views."""
+    return F.cosine_similarity(fg1, fg2, dim=-1) - F.cosine_similarity(bg1, bg2, dim=-1)
+
+
 def genview_weights(
     fg1: torch.Tensor, bg1: torch.Tensor, fg2: torch.Tensor, bg2: torch.Tensor, gamma: float = 1.0
 ) -> torch.Tensor:
-    """GenView's per-sample weights (N,) of N view pairs: ``N · softmax_batch(γ q)``, mean 1.
-
-    ``q = cos(fg1, fg2) − cos(bg1, bg2)`` per pair, from pooled features (N, D) of the two views.
-    """
-    quality = F.cosine_similarity(fg1, fg2, dim=-1) - F.cosine_similarity(bg1, bg2, dim=-1)
-    return len(quality) * torch.softmax(gamma * quality, dim=0)
+    """GenView's per-sample weights (N,) of N view pairs: ``N · softmax_batch(γ q)``, mean 1, q from
+    :func:`pair_quality`."""
+    return len(fg1) * torch.softmax(gamma * pair_quality(fg1, bg1, fg2, bg2), dim=0)
 
 
 def image_image_weights(

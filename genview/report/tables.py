@@ -5,12 +5,17 @@ A table spec (a dict, read from YAML) names, for every cell, the evaluation resu
 from those files only, so every number in a rendered table can be traced to its source; a result
 that does not exist yet is shown as missing, naming the file or metric that would fill it.
 
-Spec keys: ``title``; optional ``caption``; ``columns`` (``key``, ``label``, optional
-``higher_is_better``, default true); ``rows`` (``label``, optional ``group``, ``cells`` keyed by
-column key, each with ``experiment``, ``protocol``, ``dataset``, ``metric`` and optional ``paper``);
-optional ``best`` (``"column"`` bolds the best reproduced value per column); optional ``digits``
-(default 1); optional ``group_label`` / ``row_label`` for the two leading header cells.
+Spec keys (``config/tables.schema.yaml`` documents them for the YAML files): ``title``; optional
+``caption``; ``columns`` (``key``, ``label``, optional ``higher_is_better``, default true, optional
+``mean_of``: the row's mean over other columns); ``rows`` (``label``, optional ``group``, ``cells``
+keyed by column key, each with ``experiment``, ``protocol``, ``dataset``, ``metric`` and optional
+``paper``); optional ``best`` (``"column"`` bolds the best reproduced value per column, ``"group"`` per column within
+each group of rows); optional
+``digits`` (default 1); optional ``group_label`` / ``row_label`` for the two leading header cells;
+optional ``gains`` (a row's improvement over another row in one column, with the paper's claim).
 A row may leave a column out; that cell is rendered empty (not applicable, not missing).
+:func:`expand_spec` turns the compact form of the YAML files (defaults per table, column and row)
+into this one.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 
 _CELL_FIELDS = ("experiment", "protocol", "dataset", "metric")
-_BEST_MODES = ("column", None)
+_BEST_MODES = ("column", "group", None)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,46 @@ class Cell:
         if self.value is None or self.paper is None:
             return None
         return self.value - self.paper
+
+
+def _merged(*layers: dict | None) -> dict:
+    merged: dict = {}
+    for layer in layers:
+        merged.update(layer or {})
+    return merged
+
+
+def expand_spec(spec: dict) -> dict:
+    """Every cell spelled out: the table's ``cell``, the column's, the row's, then ``cells[key]``; ``paper``
+    values from the row's ``paper`` mapping. Mean columns get no cell (they are computed)."""
+    expanded = {key: value for key, value in spec.items() if key != "cell"}
+    rows = []
+    for row in spec["rows"]:
+        overrides = row.get("cells", {})
+        cells = {}
+        for column in spec["columns"]:
+            key = column["key"]
+            if "mean_of" in column or (key in overrides and overrides[key] is None):
+                continue
+            cell = _merged(spec.get("cell"), column.get("cell"), row.get("cell"), overrides.get(key))
+            if key in row.get("paper", {}):
+                cell["paper"] = row["paper"][key]
+            if any(field in cell for field in _CELL_FIELDS):
+                cells[key] = cell
+        rows.append({**{k: v for k, v in row.items() if k not in ("cell", "cells", "paper")}, "cells": cells,
+                     "paper": row.get("paper", {})})
+    expanded["rows"] = rows
+    return expanded
+
+
+def mean_columns(spec: dict) -> dict[str, list[str]]:
+    """Mean column key -> the keys it averages."""
+    plain = [column["key"] for column in spec["columns"] if "mean_of" not in column]
+    return {
+        column["key"]: plain if column["mean_of"] == "all" else list(column["mean_of"])
+        for column in spec["columns"]
+        if "mean_of" in column
+    }
 
 
 def validate_spec(spec: dict) -> None:
@@ -65,16 +110,61 @@ def validate_spec(spec: dict) -> None:
             absent = [field for field in _CELL_FIELDS if not cell.get(field)]
             if absent:
                 raise ConfigError(f"{where}: missing {', '.join(absent)}")
+    plain = [column["key"] for column in columns if "mean_of" not in column]
+    for key, averaged in mean_columns(spec).items():
+        unknown = sorted(set(averaged) - set(plain))
+        if unknown:
+            raise ConfigError(f"table {spec['title']!r}, column {key!r}: mean_of names unknown columns {unknown}")
+    for gain in spec.get("gains") or []:
+        for name in (gain["row"], gain["over"]):
+            if len(_rows_named(spec, name)) != 1:
+                raise ConfigError(
+                    f"table {spec['title']!r}, gains: row {name!r} must name exactly one row (as label or group/label)"
+                )
+        if gain["column"] not in keys:
+            raise ConfigError(f"table {spec['title']!r}, gains: no column {gain['column']!r} (columns: {keys})")
+
+
+def _rows_named(spec: dict, name: str) -> list[int]:
+    """Rows whose label, or group/label, is ``name``."""
+    return [
+        index for index, row in enumerate(spec.get("rows") or [])
+        if name in (row.get("label"), f"{row.get('group')}/{row.get('label')}")
+    ]
+
+
+def cell_sources(spec: dict) -> list[tuple[str, str, str]]:
+    """The (experiment, protocol, dataset) of every cell, in table order, without repeats."""
+    seen = {}
+    for row in spec.get("rows") or []:
+        for cell in row.get("cells", {}).values():
+            seen.setdefault((cell["experiment"], cell["protocol"], cell["dataset"]), None)
+    return list(seen)
 
 
 def load_cells(spec: dict, results_root: str | os.PathLike) -> list[list[Cell]]:
     """One row of cells per spec row, in column order, read from the result files."""
     validate_spec(spec)
     root = Path(results_root)
-    return [
-        [_load_cell(row.get("cells", {}).get(column["key"]), root) for column in spec["columns"]]
-        for row in spec.get("rows") or []
-    ]
+    means = mean_columns(spec)
+    keys = [column["key"] for column in spec["columns"]]
+    table = []
+    for row in spec.get("rows") or []:
+        cells = {key: _load_cell(row.get("cells", {}).get(key), root) for key in keys if key not in means}
+        for key, averaged in means.items():
+            cells[key] = _mean_cell({k: cells[k] for k in averaged}, row.get("paper", {}).get(key), row["label"])
+        table.append([cells[key] for key in keys])
+    return table
+
+
+def _mean_cell(cells: dict[str, Cell], paper: float | None, row_label: str) -> Cell:
+    present = {key: cell for key, cell in cells.items() if cell.source is not None}
+    if not present:
+        return Cell()
+    missing = [key for key, cell in present.items() if cell.value is None]
+    if missing:
+        return Cell(paper=paper, missing=f"row {row_label!r}: the mean waits for {', '.join(missing)}")
+    return Cell(value=sum(cell.value for cell in present.values()) / len(present), paper=paper, source="mean")
 
 
 def _load_cell(cell_spec: dict | None, results_root: Path) -> Cell:
@@ -97,23 +187,31 @@ def _load_cell(cell_spec: dict | None, results_root: Path) -> Cell:
 
 
 def mark_best(cells: list[list[Cell]], spec: dict) -> list[list[Cell]]:
-    """Return ``cells`` with the best reproduced value of every column marked (ties all marked).
+    """Return ``cells`` with the best reproduced value of every column marked (ties all marked), over the whole
+    table (``best: column``) or within each group of rows (``best: group``).
 
     Values are compared as displayed (rounded to ``digits``), so two cells that read the same are
     either both bold or neither, as in the paper.
     """
     unmarked = [[dataclasses.replace(cell, best=False) for cell in row] for row in cells]
-    if spec.get("best") != "column":
+    mode = spec.get("best")
+    if mode is None:
         return unmarked
     digits = spec.get("digits", 1)
-    for index, column in enumerate(spec["columns"]):
-        shown = [round(row[index].value, digits) for row in unmarked if row[index].value is not None]
-        if not shown:
-            continue
-        target = max(shown) if column.get("higher_is_better", True) else min(shown)
-        for row in unmarked:
-            if row[index].value is not None and round(row[index].value, digits) == target:
-                row[index] = dataclasses.replace(row[index], best=True)
+    rows = spec.get("rows") or []
+    groups: dict = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(row.get("group") if mode == "group" else None, []).append(index)
+    for members in groups.values():
+        for index, column in enumerate(spec["columns"]):
+            shown = [round(unmarked[r][index].value, digits) for r in members if unmarked[r][index].value is not None]
+            if not shown:
+                continue
+            target = max(shown) if column.get("higher_is_better", True) else min(shown)
+            for r in members:
+                cell = unmarked[r][index]
+                if cell.value is not None and round(cell.value, digits) == target:
+                    unmarked[r][index] = dataclasses.replace(cell, best=True)
     return unmarked
 
 
@@ -126,6 +224,26 @@ def _signed_difference(cell: Cell, digits: int) -> str:
     difference = round(cell.value, digits) - round(cell.paper, digits)
     # Adding 0.0 turns a rounded -0.0 into 0.0, which prints as "+0.0" rather than "-0.0".
     return f"{round(difference, digits) + 0.0:+.{digits}f}"
+
+
+def gain_lines(spec: dict, cells: list[list[Cell]]) -> list[str]:
+    """One sentence per declared gain: reproduced improvement (as displayed) and the paper's."""
+    digits = spec.get("digits", 1)
+    keys = [column["key"] for column in spec["columns"]]
+    lines = []
+    for gain in spec.get("gains") or []:
+        column = keys.index(gain["column"])
+        better = cells[_rows_named(spec, gain["row"])[0]][column]
+        base = cells[_rows_named(spec, gain["over"])[0]][column]
+        label = spec["columns"][column]["label"]
+        if better.value is None or base.value is None:
+            reproduced = "not yet reproduced (a result is missing)"
+        else:
+            difference = round(better.value, digits) - round(base.value, digits)
+            reproduced = f"{round(difference, digits) + 0.0:+.{digits}f}"
+        claim = "" if gain.get("paper") is None else f"; paper {gain['paper']:+g}"
+        lines.append(f"{gain['row']} over {gain['over']}, {label}: {reproduced}{claim}")
+    return lines
 
 
 def _header_labels(spec: dict) -> list[str]:
@@ -144,14 +262,20 @@ def _markdown_escape(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-def _markdown_cell(cell: Cell, digits: int) -> str:
+def missing_notes(cells: list[list[Cell]]) -> list[str]:
+    """What each missing cell waits for, once each, in table order; cells refer to them by number."""
+    return list(dict.fromkeys(cell.missing for row in cells for cell in row if cell.missing is not None))
+
+
+def _text_cell(cell: Cell, digits: int, notes: list[str], bold) -> str:
+    """A cell as text (Markdown and HTML): value, best in ``bold``, paper value and difference; or a note number."""
     if cell.missing is not None:
-        return f"— (missing: {cell.missing})"
+        return f"— [{notes.index(cell.missing) + 1}]"
     if cell.value is None:
         return ""
     text = _number(cell.value, digits)
     if cell.best:
-        text = f"**{text}**"
+        text = bold(text)
     if cell.paper is not None:
         text += f" (paper {_number(cell.paper, digits)}, {_signed_difference(cell, digits)})"
     return text
@@ -160,6 +284,7 @@ def _markdown_cell(cell: Cell, digits: int) -> str:
 def render_markdown(spec: dict, cells: list[list[Cell]]) -> str:
     """A GitHub table under the title as a heading, with the caption below it."""
     cells = mark_best(cells, spec)
+    notes = missing_notes(cells)
     digits = spec.get("digits", 1)
     headers = _header_labels(spec)
     leading = len(headers) - len(spec["columns"])
@@ -169,10 +294,52 @@ def render_markdown(spec: dict, cells: list[list[Cell]]) -> str:
     for row, row_cells in zip(spec.get("rows") or [], cells):
         texts = [row["label"]] if leading == 1 else [row.get("group", ""), row["label"]]
         texts = [_markdown_escape(text) for text in texts]
-        texts += [_markdown_cell(cell, digits) for cell in row_cells]
+        texts += [_text_cell(cell, digits, notes, lambda text: f"**{text}**") for cell in row_cells]
         lines.append("| " + " | ".join(texts) + " |")
     if spec.get("caption"):
         lines += ["", spec["caption"]]
+    gains = gain_lines(spec, cells)
+    if gains:
+        lines += ["", "Gains (reproduced; paper):", ""] + [f"- {_markdown_escape(line)}" for line in gains]
+    if notes:
+        lines += ["", "Missing results (— [n] in the table):", ""]
+        lines += [f"{number}. {note}" for number, note in enumerate(notes, start=1)]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(spec: dict, cells: list[list[Cell]]) -> str:
+    """A standalone HTML page with the Markdown table's content (for Snakemake's HTML report)."""
+    from html import escape
+
+    cells = mark_best(cells, spec)
+    notes = missing_notes(cells)
+    digits = spec.get("digits", 1)
+    headers = _header_labels(spec)
+    leading = len(headers) - len(spec["columns"])
+    lines = [
+        "<!DOCTYPE html>",
+        f"<html><head><meta charset='utf-8'><title>{escape(spec['title'])}</title>",
+        "<style>body{font-family:sans-serif;font-size:14px}table{border-collapse:collapse}"
+        "th,td{padding:3px 9px;border-bottom:1px solid #ccc}td.n{text-align:right}</style></head><body>",
+        f"<h3>{escape(spec['title'])}</h3>",
+        "<table><thead><tr>" + "".join(f"<th>{escape(label)}</th>" for label in headers) + "</tr></thead><tbody>",
+    ]
+    for row, row_cells in zip(spec.get("rows") or [], cells):
+        texts = [row["label"]] if leading == 1 else [row.get("group", ""), row["label"]]
+        values = [escape(_text_cell(cell, digits, notes, lambda text: f"\0{text}\1")) for cell in row_cells]
+        values = [value.replace("\0", "<b>").replace("\1", "</b>") for value in values]
+        lines.append("<tr>" + "".join(f"<td>{escape(text)}</td>" for text in texts)
+                     + "".join(f"<td class='n'>{value}</td>" for value in values) + "</tr>")
+    lines.append("</tbody></table>")
+    if spec.get("caption"):
+        lines.append(f"<p>{escape(spec['caption'])}</p>")
+    gains = gain_lines(spec, cells)
+    if gains:
+        lines.append("<p>Gains (reproduced; paper):</p><ul>" + "".join(f"<li>{escape(g)}</li>" for g in gains) + "</ul>")
+    if notes:
+        lines.append("<p>Missing results (— [n] in the table):</p><ol>"
+                     + "".join(f"<li>{escape(note)}</li>" for note in notes) + "</ol>")
+    lines.append("</body></html>")
     return "\n".join(lines) + "\n"
 
 
@@ -227,8 +394,10 @@ def render_latex(spec: dict, cells: list[list[Cell]]) -> str:
             previous_group = group
         texts += [_latex_cell(cell, digits) for cell in row_cells]
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    lines += [f"% missing: {cell.missing}" for row in cells for cell in row if cell.missing is not None]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [rf"\par\footnotesize {latex_escape(line)}" for line in gain_lines(spec, cells)]
+    lines += [r"\end{table}"]
+    lines += [f"% missing: {note}" for note in missing_notes(cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -261,9 +430,9 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
 def render_table(
     spec: dict, results_root: str | os.PathLike, out_prefix: str | os.PathLike
 ) -> dict[str, Path]:
-    """Write ``out_prefix`` + ``.md``, ``.tex`` and ``.csv``, atomically; return their paths by suffix."""
+    """Write ``out_prefix`` + ``.md``, ``.tex``, ``.csv`` and ``.html``, atomically; return their paths by suffix."""
     cells = load_cells(spec, results_root)
-    renderers = {"md": render_markdown, "tex": render_latex, "csv": render_csv}
+    renderers = {"md": render_markdown, "tex": render_latex, "csv": render_csv, "html": render_html}
     paths = {}
     for suffix, render in renderers.items():
         path = Path(f"{out_prefix}.{suffix}")

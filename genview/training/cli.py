@@ -11,6 +11,8 @@ from genview.cli import json_argument
 def _run(args) -> None:
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
         # Re-launch this same command under torchrun, one process per GPU (gloo processes on a CPU-only machine).
+        # exec keeps the GPU lease (genview --gpus) in torchrun, and its workers inherit CUDA_VISIBLE_DEVICES, so
+        # LOCAL_RANK indexes the leased devices.
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                    "-m", "genview", "pretrain", "run", "--experiment", args.experiment, "--out-dir", args.out_dir,
                    "--manifest", args.manifest, "--device", args.device, "--views", *(args.views or [])]

@@ -1,0 +1,134 @@
+"""``genview report table | tsne | gallery | quality | cost``: tables and figures from the workflow's result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genview.cli import json_argument
+
+
+def _table(args) -> None:
+    from genview.report.specs import load_table_specs
+    from genview.report.tables import render_table
+
+    specs = load_table_specs(args.tables)
+    if args.name not in specs:
+        from genview.errors import ConfigError
+
+        raise ConfigError(f"{args.tables} has no table {args.name!r} (tables: {', '.join(sorted(specs))})")
+    paths = render_table(specs[args.name], args.results, Path(args.out_dir) / args.name)
+    print(paths["md"].read_text(), end="")
+
+
+def _tsne(args) -> None:
+    from genview.errors import ConfigError
+    from genview.report.tsne import tsne_figure
+
+    panels = []
+    for panel in args.panel:
+        label, separator, npz = panel.partition("=")
+        if not separator:
+            raise ConfigError(f"--panel {panel!r}: expected LABEL=FEATURES.npz")
+        panels.append((label, npz))
+    tsne_figure(panels, args.out, args.points, splits=args.splits, classes=args.classes, per_class=args.per_class,
+                seed=args.seed, perplexity=args.perplexity, title=args.title)
+
+
+def _gallery(args) -> None:
+    from genview.analysis.foreground import foreground_masks, load_fit
+    from genview.devices import resolve_device
+    from genview.models.diffusion import load_pipeline
+    from genview.report.gallery import gallery_rows, image_gallery, spread_rows, text_gallery
+
+    device = resolve_device(args.device)
+    generation = json_argument(args.generation, "--generation")
+    rows = gallery_rows(args.shard, args.params)
+    chosen = spread_rows(rows, "fg_ratio", args.images)
+    _, masks = foreground_masks(chosen["path"].tolist(), load_fit(args.fit), json_argument(args.fg_encoder, "--fg-encoder"),
+                                device=device, fit_name=args.fit)
+    image_gallery(chosen, masks, load_pipeline("unclip", json_argument(args.unclip, "--unclip"), device),
+                  noise_levels=args.noise_levels, guidance_scale=generation["ic"]["guidance_scale"],
+                  steps=generation["steps"], seed=args.seed, out_png=args.out_ic,
+                  title="IC views across noise levels (framed: the adaptive level)")
+    if args.out_tc:
+        captioned = rows[rows["caption"] != ""]
+        extremes = spread_rows(captioned, "complexity", 2)  # the simplest and the most detailed caption
+        text_gallery(extremes, load_pipeline("text2img", json_argument(args.text2img, "--text2img"), device),
+                     guidance_scales=args.guidance_scales, steps=generation["steps"], seed=args.seed,
+                     out_png=args.out_tc, title="TC views across guidance scales (framed: the adaptive scale)")
+
+
+def _quality(args) -> None:
+    from genview.devices import resolve_device
+    from genview.quality.encoder import QualityScorer
+    from genview.report.quality_audit import quality_audit
+
+    encoder = json_argument(args.encoder, "--encoder")
+    scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device),
+                           normalization=args.normalization, image_size=encoder.get("image_size"))
+    quality_audit(args.views, args.manifest, scorer, args.out, args.scores, sample=args.sample,
+                  extremes=args.extremes, seed=args.seed)
+
+
+def _cost(args) -> None:
+    from genview.report.cost import write_cost
+
+    write_cost(args.benchmarks, json_argument(args.rule_gpus, "--rule-gpus"), args.stages, args.out_prefix)
+    print(Path(f"{args.out_prefix}.md").read_text(), end="")
+
+
+def register(stages) -> None:
+    stage = stages.add_parser("report", help="tables and figures from result files")
+    commands = stage.add_subparsers(dest="command", required=True)
+
+    table = commands.add_parser("table", help="render one table of the spec file (Markdown, LaTeX, CSV)")
+    table.add_argument("name", help="table name in the spec file")
+    table.add_argument("--tables", default="config/tables.yaml", help="table spec file")
+    table.add_argument("--results", default="results/eval", help="folder of <experiment>/<protocol>/<dataset>.json")
+    table.add_argument("--out-dir", default="results/tables")
+    table.set_defaults(run=_table)
+
+    tsne = commands.add_parser("tsne", help="t-SNE panels of cached features (same classes and images in each)")
+    tsne.add_argument("--panel", action="append", required=True, help="LABEL=FEATURES.npz, once per panel")
+    tsne.add_argument("--splits", nargs="+", default=["test"])
+    tsne.add_argument("--classes", type=int, default=9)
+    tsne.add_argument("--per-class", type=int, default=100)
+    tsne.add_argument("--perplexity", type=float, default=30.0)
+    tsne.add_argument("--seed", type=int, default=0)
+    tsne.add_argument("--title")
+    tsne.add_argument("--out", required=True, help="PNG")
+    tsne.add_argument("--points", required=True, help="CSV of the 2-d points")
+    tsne.set_defaults(run=_tsne)
+
+    gallery = commands.add_parser("gallery", help="IC views across noise levels, TC views across guidance scales")
+    for option in ("--shard", "--params", "--fit", "--fg-encoder", "--unclip", "--generation", "--out-ic"):
+        gallery.add_argument(option, required=True)
+    gallery.add_argument("--text2img", help="models.text2img as JSON (with --out-tc)")
+    gallery.add_argument("--out-tc", help="PNG of the TC gallery; left out for datasets without captions")
+    gallery.add_argument("--images", type=int, default=3)
+    gallery.add_argument("--noise-levels", type=int, nargs="+", default=[0, 100, 200, 300, 400])
+    gallery.add_argument("--guidance-scales", type=float, nargs="+", default=[2, 4, 6, 8])
+    gallery.add_argument("--seed", type=int, default=0)
+    gallery.add_argument("--device", default="auto")
+    gallery.set_defaults(run=_gallery)
+
+    quality = commands.add_parser("quality", help="quality scores of (real, generated) pairs per source")
+    quality.add_argument("--manifest", required=True)
+    quality.add_argument("--views", nargs="+", required=True, help="view manifests")
+    quality.add_argument("--encoder", required=True, help="models.quality_encoder as JSON")
+    quality.add_argument("--vector", required=True, help="quality PC-1 fit (npz)")
+    quality.add_argument("--normalization", choices=["clip", "imagenet"], default="clip")
+    quality.add_argument("--sample", type=int, default=256, help="pairs per source")
+    quality.add_argument("--extremes", type=int, default=3, help="highest and lowest pairs shown")
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument("--device", default="auto")
+    quality.add_argument("--out", required=True, help="PNG")
+    quality.add_argument("--scores", required=True, help="CSV of every scored pair")
+    quality.set_defaults(run=_quality)
+
+    cost = commands.add_parser("cost", help="wall time and GPU-hours per stage from the benchmark files")
+    cost.add_argument("--benchmarks", default="results/benchmarks")
+    cost.add_argument("--rule-gpus", default="{}", help="JSON: rule -> GPUs, or rule -> {experiment|protocol: GPUs}")
+    cost.add_argument("--stages", nargs="*", default=[], help="stage order of the table")
+    cost.add_argument("--out-prefix", default="results/tables/cost")
+    cost.set_defaults(run=_cost)

@@ -1,0 +1,188 @@
+"""The workflow under a real SLURM, through profiles/slurm: a private single-node cluster with two fake GPUs
+(tests/slurm_cluster.py) runs a subset of the embedded default (the data chain, one view-generation shard and one
+pre-training experiment). Checks that every job went through sbatch, that the GPU rules got a GPU from SLURM (asked
+for, allocated, and seen in the job as CUDA_VISIBLE_DEVICES) while the others got none, and that the results are the
+same as those of a local run of the same targets.
+
+Needs root (it installs the Debian SLURM packages with apt-get when they are missing); elsewhere it is skipped with
+the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, VENV_BIN, run_tool
+from slurm_cluster import LocalSlurm, SlurmUnavailable
+
+pytestmark = pytest.mark.workflow
+
+WORKFLOW_FILES = ("Snakefile", "rules", "config", "profiles", "envs")
+EXPERIMENT = "shapes_simclr_baseline"
+VIEWS = "results/views/shapes/ic/0.manifest.csv"
+CHECKPOINT = f"results/pretrain/{EXPERIMENT}/checkpoint.pt"
+TARGETS = (VIEWS, CHECKPOINT)
+# What the targets need, by where it runs. shard_params is a localrule (runs beside Snakemake, not in SLURM).
+GPU_RULES = {"fit_foreground", "foreground_shard", "generate_views", "pretrain"}
+CPU_RULES = {"build_tiny_models", "make_shapes", "index_dataset", "shard_shapes", "complexity_shard"}
+SAME_FILES = ("results/data/shapes/manifest.csv", "results/analysis/shapes/params/0.csv", VIEWS)
+RUN_LIMIT_S = 480  # the SLURM run takes ~2-3 minutes on 2 cores
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm_cluster"))
+    try:
+        cluster.start()
+    except SlurmUnavailable as error:
+        message = f"no local SLURM cluster: {error}"
+        if in_ci():
+            pytest.fail(f"{message} (CI is set: this test must run there, so it fails instead of skipping)")
+        pytest.skip(message)
+    print(f"local SLURM: packages {cluster.timings['install']:.1f} s, daemons up {cluster.timings['start']:.1f} s")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def python_shim(folder: Path, record: Path) -> Path:
+    """A `python` first on PATH that appends what the job sees (SLURM job id, CUDA_VISIBLE_DEVICES, the first
+    arguments) to ``record`` and then runs this interpreter: the rules call `python -m genview ...`."""
+    folder.mkdir()
+    shim = folder / "python"
+    shim.write_text(
+        "#!/bin/sh\n"
+        f"printf '%s\\t%s\\t%s %s %s %s %s\\n' \"${{SLURM_JOB_ID:-none}}\" \"${{CUDA_VISIBLE_DEVICES-unset}}\""
+        f" \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" >> '{record}'\n"
+        f"exec '{sys.executable}' \"$@\"\n"
+    )
+    shim.chmod(0o755)
+    return folder
+
+
+def rule_of(comment: str) -> str | None:
+    """The plugin's sbatch --comment is rule_<rule> or rule_<rule>_wildcards_<values>."""
+    for rule in GPU_RULES | CPU_RULES:
+        if comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_"):
+            return rule
+    return None
+
+
+def resource_args(profile: dict, partition: str) -> list[str]:
+    """The profile's default-resources with the test cluster's partition: a command-line --default-resources
+    replaces the profile's whole key, so every entry is passed again."""
+    defaults = {**profile["default-resources"], "slurm_partition": partition}
+    defaults.pop("slurm_account", None)  # the test cluster has no accounts
+    return [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in defaults.items()]
+
+
+def diagnostics(workdir: Path, result: subprocess.CompletedProcess, cluster: LocalSlurm) -> str:
+    parts = [f"--- snakemake stdout\n{result.stdout[-3000:]}", f"--- snakemake stderr\n{result.stderr[-5000:]}"]
+    for log in sorted((workdir / ".snakemake/slurm_logs").rglob("*.log"))[-4:]:
+        parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
+    for log in sorted((workdir / "logs").rglob("*.log")):
+        text = log.read_text(errors="replace")
+        if "Error" in text or "Traceback" in text:
+            parts.append(f"--- {log.relative_to(workdir)}\n{text[-2000:]}")
+    parts.append(f"--- slurmctld.log\n{(cluster.base / 'log/slurmctld.log').read_text(errors='replace')[-2000:]}")
+    return "\n".join(parts)
+
+
+def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slurm, tmp_path):
+    # --- the run under SLURM, through the profile --------------------------------------------------------------------
+    workdir = copy_workflow(tmp_path / "slurm_run")
+    profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    record = tmp_path / "python_calls.tsv"
+    env = slurm.client_env({**os.environ, "PATH": f"{python_shim(tmp_path / 'shim', record)}{os.pathsep}"
+                                                  f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs see only what SLURM gives them (sbatch --export=ALL)
+    command = [
+        "timeout", "-s", "INT", "-k", "10", str(RUN_LIMIT_S),  # the plugin's poll loop ignores SIGTERM
+        VENV_BIN / "snakemake", *TARGETS, "--workflow-profile", "profiles/slurm",
+        # test-cluster settings: no slurmdbd, so job states come from squeue; poll soon after submitting
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--default-resources", *resource_args(profile, slurm.partition),
+    ]
+    started = time.monotonic()
+    result = subprocess.run([str(c) for c in command], cwd=workdir, env=env, capture_output=True, text=True,
+                            timeout=RUN_LIMIT_S + 60)
+    slurm_s = time.monotonic() - started
+    assert result.returncode == 0, (f"snakemake under SLURM exited {result.returncode}"
+                                     f"{' (timed out)' if result.returncode == 124 else ''}\n"
+                                     + diagnostics(workdir, result, slurm))
+    print(f"SLURM run: {slurm_s:.0f} s")
+
+    # --- every job went through SLURM, GPU rules with a GPU, the others without ---------------------------------
+    jobs = {}
+    for job in slurm.jobs():
+        rule = rule_of(job.get("Comment", ""))
+        if rule is not None and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve():
+            assert rule not in jobs, f"{rule} was submitted twice (a retry?): {job}"
+            jobs[rule] = job
+    assert set(jobs) == GPU_RULES | CPU_RULES, f"submitted: {sorted(jobs)}; snakemake said:\n{result.stderr[-3000:]}"
+    for rule, job in jobs.items():
+        assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), f"{rule}: {job}"
+        assert job["Partition"] == slurm.partition
+        if rule in GPU_RULES:
+            assert job.get("TresPerJob") == "gres:gpu:1", f"{rule} did not ask SLURM for a GPU: {job}"
+            assert job.get("JOB_GRES") == "gpu:fake:1", f"{rule} got no GPU from SLURM: {job}"
+        else:
+            assert "gpu" not in job.get("TresPerJob", ""), f"{rule} asked for a GPU: {job}"
+            assert job.get("JOB_GRES") in (None, "(null)"), f"{rule} got a GPU: {job}"
+    calls = [line.split("\t") for line in record.read_text().splitlines()]
+    seen = {}
+    for job_id, visible, arguments in calls:
+        assert job_id != "none", f"`python {arguments}` ran outside SLURM"
+        if arguments.startswith("-m genview"):
+            seen.setdefault(job_id, set()).add(visible)
+    for rule, job in jobs.items():
+        visible = seen.get(job["JobId"])
+        assert visible, f"no `python -m genview` call recorded in {rule}'s job {job['JobId']}"
+        if rule in GPU_RULES:
+            assert len(visible) == 1 and visible <= {"0", "1"}, f"{rule}: CUDA_VISIBLE_DEVICES was {visible}"
+        else:
+            assert visible == {"unset"}, f"{rule}: CUDA_VISIBLE_DEVICES was {visible}"
+
+    # --- the same targets run locally give the same results -----------------------------------------------------
+    local = copy_workflow(tmp_path / "local_run")
+    started = time.monotonic()
+    run_tool([VENV_BIN / "snakemake", *TARGETS, "--cores", "2"], cwd=local, timeout=600)
+    print(f"local run: {time.monotonic() - started:.0f} s")
+    for path in SAME_FILES:
+        assert (workdir / path).read_bytes() == (local / path).read_bytes(), f"{path} differs"
+    views = pd.read_csv(workdir / VIEWS)
+    assert len(views) > 0
+    view_dir = Path(VIEWS.removesuffix(".manifest.csv"))
+    assert sorted(p.name for p in (workdir / view_dir).iterdir()) == sorted(p.name for p in (local / view_dir).iterdir())
+    for view in views.view:
+        assert (workdir / view).read_bytes() == (local / view).read_bytes(), f"{view} differs"
+    remote, here = (torch.load(d / CHECKPOINT, map_location="cpu", weights_only=False) for d in (workdir, local))
+    assert remote["experiment"] == here["experiment"] and remote["steps"] == here["steps"] > 0
+    for part in ("backbone", "method"):
+        assert remote[part].keys() == here[part].keys()
+        for name, tensor in remote[part].items():
+            assert torch.equal(tensor, here[part][name]), f"checkpoint {part}.{name} differs"
