@@ -225,3 +225,146 @@ def protocol_gpus(wildcards):
 
 def evaluation_outputs():
     return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in EVALUATIONS]
+
+
+# --- reporting ------------------------------------------------------------------------------------------------------
+import shlex
+from types import SimpleNamespace
+
+from genview.report.specs import check_sources, load_table_specs
+from genview.report.tables import cell_sources
+
+REPORT = config["report"]
+TABLES_FILE = Path(workflow.basedir, REPORT["tables"]) if REPORT["tables"] else None
+
+
+def _report_error(key, message):
+    raise WorkflowError(f"report.{key}: {message}")
+
+
+def _table_specs():
+    if TABLES_FILE is None:
+        return {}
+    try:
+        specs = load_table_specs(TABLES_FILE)
+        check_sources(specs, EVALUATIONS, REPORT["tables"])
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+    return specs
+
+
+TABLES = _table_specs()
+
+
+def table_inputs(name):
+    return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in cell_sources(TABLES[name])]
+
+
+def _check_training_dataset(key):
+    dataset = REPORT[key]["dataset"]
+    if dataset not in TRAIN_DATASETS:
+        _report_error(
+            f"{key}.dataset", f"{dataset!r} is not a training dataset of this config ({TRAIN_DATASETS})"
+        )
+    return dataset
+
+
+def tsne_inputs():
+    return [
+        f"results/eval/{e}/features/{REPORT['tsne']['dataset']}.npz"
+        for e in REPORT["tsne"]["panels"].values()
+    ]
+
+
+def tsne_options():
+    tsne = REPORT["tsne"]
+    panels = [
+        f"--panel {shlex.quote(f'{label}={path}')}" for label, path in zip(tsne["panels"], tsne_inputs())
+    ]
+    title = f"t-SNE of {tsne['dataset']} features, {tsne['classes']} seeded-random classes"
+    return " ".join(panels) + (
+        f" --splits {' '.join(tsne['splits'])} --classes {tsne['classes']} --per-class {tsne['per_class']}"
+        f" --perplexity {tsne['perplexity']} --seed {tsne['seed']} --title {shlex.quote(title)}"
+    )
+
+
+def gallery_inputs():
+    dataset, shard = REPORT["gallery"]["dataset"], REPORT["gallery"]["shard"]
+    return {
+        "shard": f"results/data/{dataset}/shards/{shard}.csv",
+        "params": f"results/analysis/{dataset}/params/{shard}.csv",
+        "fit": f"results/analysis/{dataset}/fg_pca.npz",
+    }
+
+
+def gallery_outputs():
+    """IC gallery when the dataset's noise level is adaptive, TC gallery when its guidance is."""
+    dataset = REPORT["gallery"]["dataset"]
+    outputs = {}
+    if needs_foreground(dataset):
+        outputs["ic"] = "results/figures/gallery_ic.png"
+    if needs_complexity(dataset):
+        outputs["tc"] = "results/figures/gallery_tc.png"
+    return outputs
+
+
+def gallery_options():
+    gallery = REPORT["gallery"]
+    return (
+        f"--images {gallery['images']} --noise-levels {' '.join(map(str, gallery['noise_levels']))}"
+        f" --guidance-scales {' '.join(map(str, gallery['guidance_scales']))} --seed {config['seed']}"
+    )
+
+
+def quality_audit_inputs():
+    dataset = REPORT["quality_audit"]["dataset"]
+    return {
+        "manifest": f"results/data/{dataset}/manifest.csv",
+        "views": view_manifests(dataset),
+        "vector": f"results/analysis/{dataset}/quality_pca.npz",
+    }
+
+
+def quality_audit_options():
+    audit = REPORT["quality_audit"]
+    return f"--sample {audit['sample']} --extremes {audit['extremes']} --seed {config['seed']}"
+
+
+def declared_gpus():
+    """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
+    gpus = dict(RULE_GPUS)
+    gpus["complexity_shard"] = complexity_gpus(None)
+    gpus["pretrain"] = {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()}
+    gpus["evaluate"] = {p: protocol_gpus(SimpleNamespace(protocol=p)) for p in protocol_names(config)}
+    return gpus
+
+
+def report_outputs():
+    outputs = [f"results/tables/{name}.html" for name in TABLES]
+    if REPORT["tsne"]:
+        outputs.append("results/figures/tsne.png")
+    if REPORT["gallery"]:
+        outputs += gallery_outputs().values()
+    if REPORT["quality_audit"]:
+        outputs.append("results/figures/quality_audit.png")
+    if REPORT["cost"]:
+        outputs.append("results/tables/cost.csv")
+    return outputs
+
+
+if REPORT["tsne"]:
+    if REPORT["tsne"]["dataset"] not in ALL_DATASETS:
+        _report_error("tsne.dataset", f"{REPORT['tsne']['dataset']!r} is not a dataset of this config")
+    _unknown = sorted(set(REPORT["tsne"]["panels"].values()) - set(EXPERIMENTS))
+    if _unknown:
+        _report_error("tsne.panels", f"unknown experiment(s) {_unknown}")
+if REPORT["gallery"]:
+    _dataset = _check_training_dataset("gallery")
+    if REPORT["gallery"]["shard"] >= config["datasets"][_dataset]["num_shards"]:
+        _report_error(
+            "gallery.shard", f"{_dataset} has {config['datasets'][_dataset]['num_shards']} shard(s)"
+        )
+    if not gallery_outputs():
+        _report_error("gallery", f"{_dataset} has no adaptive noise level or guidance scale to show")
+if REPORT["quality_audit"]:
+    _check_training_dataset("quality_audit")

@@ -1,54 +1,14 @@
 # Reporting: the tables of config report.tables (results/tables/<name>.{md,tex,csv,html}, rule table_<name>), the
 # t-SNE triptych, view galleries, quality audit (results/figures/) and the cost table. Each is its own target rule;
-# `snakemake --report results/report.html` collects them.
-import shlex
-from types import SimpleNamespace
-
-from genview.report.specs import check_sources, load_table_specs
-from genview.report.tables import cell_sources
-
-REPORT = config["report"]
-
-
-def _table_specs():
-    if not REPORT["tables"]:
-        return {}
-    try:
-        specs = load_table_specs(Path(workflow.basedir) / REPORT["tables"])
-        check_sources(specs, EVALUATIONS, REPORT["tables"])
-    except ConfigError as error:
-        raise WorkflowError(str(error)) from None
-    return specs
-
-
-def _report_error(key, message):
-    raise WorkflowError(f"report.{key}: {message}")
-
-
-TABLES = _table_specs()
-
-
-def report_outputs():
-    outputs = [f"results/tables/{name}.html" for name in TABLES]
-    if REPORT["tsne"]:
-        outputs.append("results/figures/tsne.png")
-    if REPORT["gallery"]:
-        outputs += gallery_outputs().values()
-    if REPORT["quality_audit"]:
-        outputs.append("results/figures/quality_audit.png")
-    if REPORT["cost"]:
-        outputs.append("results/tables/cost.csv")
-    return outputs
-
-
+# `snakemake --report results/report.html` collects them. Settings are checked in common.smk.
 for _table in TABLES:
 
     rule:
         name:
             f"table_{_table}"
         input:
-            results=[f"results/eval/{e}/{p}/{d}.json" for e, p, d in cell_sources(TABLES[_table])],
-            spec=Path(workflow.basedir) / REPORT["tables"],
+            results=table_inputs(_table),
+            spec=TABLES_FILE,
         output:
             md=f"results/tables/{_table}.md",
             tex=f"results/tables/{_table}.tex",
@@ -67,19 +27,10 @@ for _table in TABLES:
 
 
 if REPORT["tsne"]:
-    _tsne = REPORT["tsne"]
-    if _tsne["dataset"] not in ALL_DATASETS:
-        _report_error("tsne.dataset", f"{_tsne['dataset']!r} is not a dataset of this config")
-    _unknown = sorted(set(_tsne["panels"].values()) - set(EXPERIMENTS))
-    if _unknown:
-        _report_error("tsne.panels", f"unknown experiment(s) {_unknown}")
-
-    def tsne_features(experiment):
-        return f"results/eval/{experiment}/features/{REPORT['tsne']['dataset']}.npz"
 
     rule figure_tsne:
         input:
-            [tsne_features(e) for e in _tsne["panels"].values()],
+            tsne_inputs(),
         output:
             png=report("results/figures/tsne.png", category="Figures", labels={"figure": "t-SNE"}),
             points="results/figures/tsne.csv",
@@ -90,47 +41,16 @@ if REPORT["tsne"]:
         conda:
             "../envs/report.yaml"
         params:
-            panels=" ".join(
-                "--panel " + shlex.quote(f"{label}={tsne_features(e)}")
-                for label, e in _tsne["panels"].items()
-            ),
-            title=f"t-SNE of {_tsne['dataset']} features, {_tsne['classes']} seeded-random classes",
-            settings=f"--splits {' '.join(_tsne['splits'])} --classes {_tsne['classes']} --per-class {_tsne['per_class']}"
-            f" --perplexity {_tsne['perplexity']} --seed {_tsne['seed']}",
+            options=tsne_options(),
         shell:
-            "python -m genview report tsne {params.panels} {params.settings} --title {params.title:q}"
-            " --out {output.png} --points {output.points} 2> {log}"
-
-
-def gallery_outputs():
-    dataset = REPORT["gallery"]["dataset"]
-    outputs = {}
-    if needs_foreground(dataset):
-        outputs["ic"] = "results/figures/gallery_ic.png"
-    if needs_complexity(dataset):
-        outputs["tc"] = "results/figures/gallery_tc.png"
-    return outputs
+            "python -m genview report tsne {params.options} --out {output.png} --points {output.points} 2> {log}"
 
 
 if REPORT["gallery"]:
-    _gallery = REPORT["gallery"]
-    if _gallery["dataset"] not in TRAIN_DATASETS:
-        _report_error("gallery.dataset", f"{_gallery['dataset']!r} is not a training dataset of this config")
-    if _gallery["shard"] >= config["datasets"][_gallery["dataset"]]["num_shards"]:
-        _report_error(
-            "gallery.shard",
-            f"{_gallery['dataset']} has {config['datasets'][_gallery['dataset']]['num_shards']} shard(s)",
-        )
-    if not gallery_outputs():
-        _report_error(
-            "gallery", f"{_gallery['dataset']} has no adaptive noise level or guidance scale to show"
-        )
 
     rule figure_gallery:
         input:
-            shard=f"results/data/{_gallery['dataset']}/shards/{_gallery['shard']}.csv",
-            params=f"results/analysis/{_gallery['dataset']}/params/{_gallery['shard']}.csv",
-            fit=f"results/analysis/{_gallery['dataset']}/fg_pca.npz",
+            **gallery_inputs(),
             models=model_inputs("fg_encoder", "unclip", "text2img"),
         output:
             **{
@@ -150,28 +70,21 @@ if REPORT["gallery"]:
             fg_encoder=as_json(config["models"]["fg_encoder"]),
             unclip=as_json(config["models"]["unclip"]),
             text2img=as_json(config["models"]["text2img"]),
-            generation=as_json(dataset_generation(config, _gallery["dataset"])),
+            generation=as_json(dataset_generation(config, REPORT["gallery"]["dataset"])),
+            options=gallery_options(),
             out_tc=lambda wildcards, output: f"--out-tc {output.tc}" if "tc" in output.keys() else "",
-            settings=f"--images {_gallery['images']} --noise-levels {' '.join(map(str, _gallery['noise_levels']))}"
-            f" --guidance-scales {' '.join(map(str, _gallery['guidance_scales']))} --seed {config['seed']}",
         shell:
-            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} --params {input.params} --fit {input.fit}"
-            " --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q} --text2img {params.text2img:q}"
-            " --generation {params.generation:q} {params.settings} --out-ic {output.ic} {params.out_tc} 2> {log}"
+            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} --params {input.params}"
+            " --fit {input.fit} --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q}"
+            " --text2img {params.text2img:q} --generation {params.generation:q} {params.options}"
+            " --out-ic {output.ic} {params.out_tc} 2> {log}"
 
 
 if REPORT["quality_audit"]:
-    _audit = REPORT["quality_audit"]
-    if _audit["dataset"] not in TRAIN_DATASETS:
-        _report_error(
-            "quality_audit.dataset", f"{_audit['dataset']!r} is not a training dataset of this config"
-        )
 
     rule figure_quality:
         input:
-            manifest=f"results/data/{_audit['dataset']}/manifest.csv",
-            views=view_manifests(_audit["dataset"]),
-            vector=f"results/analysis/{_audit['dataset']}/quality_pca.npz",
+            **quality_audit_inputs(),
             models=model_inputs("quality_encoder"),
         output:
             png=report(
@@ -189,20 +102,11 @@ if REPORT["quality_audit"]:
             gpu=RULE_GPUS["figure_quality"],
         params:
             encoder=as_json(config["models"]["quality_encoder"]),
-            settings=f"--sample {_audit['sample']} --extremes {_audit['extremes']} --seed {config['seed']}",
+            options=quality_audit_options(),
         shell:
-            "python -m genview --gpus {resources.gpu} report quality --manifest {input.manifest} --views {input.views}"
-            " --vector {input.vector} --encoder {params.encoder:q} {params.settings}"
+            "python -m genview --gpus {resources.gpu} report quality --manifest {input.manifest}"
+            " --views {input.views} --vector {input.vector} --encoder {params.encoder:q} {params.options}"
             " --out {output.png} --scores {output.scores} 2> {log}"
-
-
-def declared_gpus():
-    """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
-    gpus = dict(RULE_GPUS)
-    gpus["complexity_shard"] = complexity_gpus(None)
-    gpus["pretrain"] = {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()}
-    gpus["evaluate"] = {p: protocol_gpus(SimpleNamespace(protocol=p)) for p in protocol_names(config)}
-    return gpus
 
 
 if REPORT["cost"]:
@@ -220,7 +124,7 @@ if REPORT["cost"]:
             "../envs/report.yaml"
         params:
             gpus=lambda wildcards: as_json(declared_gpus()),
-            stages=" ".join(rule.name for rule in workflow.rules),
+            stages=lambda wildcards: " ".join(rule.name for rule in workflow.rules),
         shell:
             "python -m genview report cost --benchmarks results/benchmarks --rule-gpus {params.gpus:q}"
             " --stages {params.stages} --out-prefix results/tables/cost > {log} 2>&1"

@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import REPO, VENV_BIN, run_tool, snakemake
 from genview.config import load_config
 from genview.evaluation.runs import resolve_evaluations
+from genview.report.specs import load_table_specs
 from genview.training.experiments import resolve_experiments
 
 pytestmark = pytest.mark.workflow
@@ -40,12 +41,29 @@ def test_default_dry_run(workdir):
     shards, experiments = config["datasets"]["shapes"]["num_shards"], len(resolve_experiments(config))
     evaluations = resolve_evaluations(config, sorted(resolve_experiments(config)))
     assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
+    tables = {f"table_{name}": 1 for name in load_table_specs(REPO / config["report"]["tables"])}
+    figures = {"figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1}
     assert job_counts(result.stdout) == {
         "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
         "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
         "fit_quality_vector": 1, "pretrain": experiments, "extract_features": experiments,
-        "evaluate": len(evaluations), "all": 1, "total": 7 + 6 * shards + 2 * experiments + len(evaluations),
+        "evaluate": len(evaluations), "all": 1, **tables, **figures,
+        "total": 7 + 6 * shards + 2 * experiments + len(evaluations) + len(tables) + len(figures),
     }
+
+
+@pytest.mark.parametrize("table, experiments, protocols", [
+    ("vl_retrieval", 6, {"retrieval"}),
+    ("ssl_linear", 18, {"linear"}),
+])
+def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, protocols):
+    result = snakemake(f"table_{table}", "-n", "--cores", "1", "--configfile", REPO / "config/config.yaml",
+                       workdir=workdir)
+    counts = job_counts(result.stdout)
+    assert counts["pretrain"] == counts["extract_features"] == counts["evaluate"] == experiments
+    assert counts[f"table_{table}"] == 1
+    assert not {name for name in counts if name.startswith(("table_", "figure_")) and name != f"table_{table}"}
+    assert set(re.findall(r"^    wildcards: experiment=\S+, protocol=(\w+)", result.stdout, re.MULTILINE)) == protocols
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
@@ -97,5 +115,18 @@ def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
         assert result["experiment"] == experiment and result["metrics"]
     params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
     assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
+    for name in load_table_specs(REPO / "config/tables_default.yaml"):
+        markdown = (workdir / f"results/tables/{name}.md").read_text()
+        assert "missing" not in markdown, f"every cell of {name} is filled by the run"
+        assert all((workdir / f"results/tables/{name}.{suffix}").is_file() for suffix in ("tex", "csv", "html"))
+    for figure in ("tsne", "gallery_ic", "gallery_tc", "quality_audit"):
+        Image.open(workdir / f"results/figures/{figure}.png").verify()
+    assert pd.read_csv(workdir / "results/figures/tsne.csv")["panel"].nunique() == 3
+    cost = pd.read_csv(workdir / "results/tables/cost.csv")
+    assert {"generate_views", "pretrain", "evaluate", "total"} <= set(cost["stage"])
+    report = snakemake("--cores", "1", "--configfile", config, "--report", "results/report.html", workdir=workdir)
+    html = (workdir / "results/report.html").read_text()
+    assert "Report created" in report.stdout + report.stderr
+    assert all(f"{name}.html" in html for name in ("ssl_linear", "vl_transfer")) and "tsne.png" in html
     again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr
