@@ -23,9 +23,13 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# flock: one `make run` per checkout at a time. Holding it, any Snakemake lock left in .snakemake/locks is stale
+# (a run that was killed), so it is removed; the profile reruns the jobs the kill left incomplete.
 run: $(STAMP)
-	snakemake --cores all
-	snakemake --cores all --report results/report.html
+	@mkdir -p .snakemake
+	@flock --nonblock --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
+		'snakemake --unlock --cores 1 > /dev/null && snakemake --cores all && snakemake --cores all --report results/report.html' \
+		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }
 
 test: $(STAMP)
 	python -m pytest

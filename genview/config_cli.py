@@ -1,4 +1,5 @@
-"""``genview config check FILE``: validate a config file as the Snakefile does and print it resolved."""
+"""``genview config check FILE``: validate a config file as the Snakefile does and print it resolved;
+``genview config estimate FILE``: GPU-hours per stage before anything runs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,30 @@ def _check(args) -> None:
         print(f"{args.file}: valid")
 
 
+def _estimate(args) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from genview.config import load_config
+    from genview.estimate import estimate_gpu_hours, render_estimate
+    from genview.evaluation.runs import resolve_evaluations
+    from genview.methods import method_class
+    from genview.training.experiments import resolve_experiments
+
+    config = load_config(args.file)
+    experiments = resolve_experiments(config)
+    evaluations = resolve_evaluations(config, sorted(experiments))
+    counts = dict(config["estimate"]["images"])
+    for dataset in {**config["datasets"], **config["eval_datasets"]}:
+        manifest = Path(args.results, "data", dataset, "manifest.csv")
+        if manifest.is_file():  # the real count, once the dataset is indexed
+            rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
+            counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
+    vision_language = {e["method"] for e in experiments.values() if method_class(e["method"]).kind != "two_view"}
+    print(render_estimate(estimate_gpu_hours(config, experiments, evaluations, counts, vision_language), counts), end="")
+
+
 def register(stages) -> None:
     stage = stages.add_parser("config", help="validate configuration files")
     commands = stage.add_subparsers(dest="command", required=True)
@@ -24,3 +49,7 @@ def register(stages) -> None:
     check.add_argument("file")
     check.add_argument("--print", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(run=_check)
+    estimate = commands.add_parser("estimate", help="GPU-hours per stage, from image counts and per-GPU rates")
+    estimate.add_argument("file")
+    estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
+    estimate.set_defaults(run=_estimate)

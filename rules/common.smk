@@ -53,7 +53,7 @@ def shard_files(dataset):
 def all_outputs():
     outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(ALL_DATASETS))
     for dataset in TRAIN_DATASETS:
-        outputs += shard_files(dataset) + view_manifests(dataset)
+        outputs += view_manifests(dataset)  # implies every shard and every shard's views
     return outputs + foreground_fits() + pretrain_outputs() + evaluation_outputs()
 
 
@@ -144,13 +144,18 @@ def generation_model_json(wildcards):
     return as_json(config["models"]["text2img" if wildcards.source == "tc" else "unclip"])
 
 
-def view_manifests(dataset):
-    spec = config["datasets"][dataset]
+def view_manifests(dataset, sources=None):
+    """The collected view manifest of each source (one file per source, not one per shard: see collect_views)."""
+    sources = config["datasets"][dataset]["sources"] if sources is None else sources
+    return expand("results/views/{dataset}/{source}.manifest.csv", dataset=dataset, source=sources)
+
+
+def shard_view_manifests(wildcards):
     return expand(
         "results/views/{dataset}/{source}/{shard}.manifest.csv",
-        dataset=dataset,
-        source=spec["sources"],
-        shard=range(spec["num_shards"]),
+        dataset=wildcards.dataset,
+        source=wildcards.source,
+        shard=range(config["datasets"][wildcards.dataset]["num_shards"]),
     )
 
 
@@ -179,13 +184,7 @@ def pretrain_inputs(wildcards):
     dataset = experiment["dataset"]
     inputs = {"manifest": f"results/data/{dataset}/manifest.csv", "views": []}
     if experiment["variant"] != "baseline":
-        spec = config["datasets"][dataset]
-        inputs["views"] = expand(
-            "results/views/{dataset}/{source}/{shard}.manifest.csv",
-            dataset=dataset,
-            source=experiment["views"]["sources"],
-            shard=range(spec["num_shards"]),
-        )
+        inputs["views"] = view_manifests(dataset, experiment["views"]["sources"])
     if experiment["variant"] == "genview":
         inputs["quality_vector"] = f"results/analysis/{dataset}/quality_pca.npz"
         inputs["models"] = model_inputs("quality_encoder")

@@ -29,3 +29,19 @@ rule generate_views:
         " --shard {input.shard} --params {input.params} --views-dir {params.views_dir} --out {output}"
         " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
         " --on-bad-image {params.on_bad_image} 2> {log}"
+
+
+# Training reads one view manifest per (dataset, source); one edge per source instead of one per shard also keeps the
+# paper's DAG (CC3M: 512 shards x 3 sources) quick to build.
+rule collect_views:
+    input:
+        shard_view_manifests,
+    output:
+        "results/views/{dataset}/{source}.manifest.csv",
+    log:
+        "logs/generate/{dataset}/{source}/collect.log",
+    localrule: True
+    conda:
+        "../envs/generate.yaml"
+    shell:
+        "python -m genview generate collect --out {output} {input} 2> {log}"

@@ -2,23 +2,24 @@
 
 What it does (Debian/Ubuntu, as root, no systemd needed):
 - installs the Debian packages ``slurmctld slurmd slurm-client munge`` with apt-get when a binary is missing;
-- writes every file into one folder (``base``): ``etc/slurm.conf`` and ``etc/gres.conf`` (clients and daemons find
-  them through ``SLURM_CONF``, which the jobs inherit through ``sbatch --export=ALL``; ``/etc/slurm`` is never read
-  or written), its own munge key and socket, state, spool, logs and two fake GPU devices (character devices cloned
-  from /dev/null, declared as GRES ``gpu:fake:2``);
-- starts munged, slurmctld and slurmd in the foreground as children of this process (so their PIDs are known),
-  on free TCP ports, and waits until the node is idle;
-- stops exactly those daemons at the end, after cancelling the cluster's jobs; processes left by them (job steps)
-  are found by the marker variables every process of this cluster carries in its environment.
+- writes every file into one folder (``base``): ``etc/slurm.conf`` and ``etc/gres.conf`` (found through
+  ``SLURM_CONF``, which the jobs inherit through ``sbatch --export=ALL``; ``/etc/slurm`` is never read or
+  written), its own munge key and socket, state, spool, logs, an ``srun`` wrapper (see ``_write_files``)
+  and two fake GPU devices (character devices cloned from /dev/null, declared as GRES ``gpu:fake:2``);
+- starts munged, slurmctld and slurmd in the foreground as children of this process (so their PIDs are
+  known), on free TCP ports, and waits until the node is idle;
+- stops exactly those daemons at the end, after cancelling the cluster's jobs; what they leave (job steps) is
+  found by the marker variables every process of this cluster carries in its environment.
 
-No accounting daemon (slurmdbd + MariaDB) is started: it would add a database server and ~20 s of install and start
-time, and the only thing it provides is ``sacct``. The Snakemake SLURM plugin reads job states with ``squeue``
-instead when run with ``--slurm-status-command squeue`` (the node keeps finished jobs for ``MinJobAge`` seconds, so
-``squeue``/``scontrol`` still show them after the run). Without that option the plugin would poll ``sacct``, which
-fails without accounting, and wait forever.
+No accounting daemon (slurmdbd + MariaDB) is started: it would add a database server and ~20 s of install and
+start time, and the only thing it provides is ``sacct``. The Snakemake SLURM plugin reads job states with
+``squeue`` instead when run with ``--slurm-status-command squeue`` (the node keeps finished jobs for
+``MinJobAge`` seconds, so ``squeue``/``scontrol`` still show them after the run). Without that option the
+plugin would poll ``sacct``, which fails without accounting, and wait forever.
 
-The node declares more CPUs and memory than the machine has (``SlurmdParameters=config_overrides``): the profile
-asks for site-sized memory and CPUs per job, SLURM only books them here (no cgroups), and the jobs are small.
+The node declares more CPUs and memory than the machine has (``SlurmdParameters=config_overrides``): the
+profile asks for site-sized memory and CPUs per job, SLURM only books them here (no cgroups), and the jobs are
+small.
 
 If SLURM cannot be brought up (not root, not Linux, no apt-get, a package or daemon fails), ``start()`` raises
 ``SlurmUnavailable`` with the reason, for the test to skip (or fail, under CI) with it.
@@ -31,15 +32,25 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 # binary -> the package that ships it
 BINARIES = {
-    "slurmctld": "slurmctld", "slurmd": "slurmd", "sbatch": "slurm-client", "squeue": "slurm-client",
-    "scontrol": "slurm-client", "sinfo": "slurm-client", "scancel": "slurm-client", "sacct": "slurm-client",
-    "srun": "slurm-client", "munged": "munge", "munge": "munge", "unmunge": "munge",
+    "slurmctld": "slurmctld",
+    "slurmd": "slurmd",
+    "sbatch": "slurm-client",
+    "squeue": "slurm-client",
+    "scontrol": "slurm-client",
+    "sinfo": "slurm-client",
+    "scancel": "slurm-client",
+    "sacct": "slurm-client",
+    "srun": "slurm-client",
+    "munged": "munge",
+    "munge": "munge",
+    "unmunge": "munge",
 }
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 OWNER_VARIABLE = "GENVIEW_SLURM_TEST_OWNER"  # in the environment of every daemon and job of a test cluster
@@ -110,7 +121,8 @@ def stop_stale_clusters() -> list[int]:
     """Stop what test clusters of earlier, killed test processes left running (marked with ``OWNER_VARIABLE``
     naming a process that no longer exists); clusters of live test processes are left alone."""
     stale = _processes_marked(
-        lambda env: OWNER_VARIABLE in env and env[OWNER_VARIABLE].isdigit()
+        lambda env: OWNER_VARIABLE in env
+        and env[OWNER_VARIABLE].isdigit()
         and not _pid_alive(int(env[OWNER_VARIABLE]))
     )
     _kill_all(stale)
@@ -122,8 +134,17 @@ class LocalSlurm:
 
     Also a context manager (``with LocalSlurm(path) as cluster: ...``)."""
 
-    def __init__(self, base: Path, *, partition: str = "genview_test", gpus: int = 2, cpus: int = 16,
-                 mem_mb: int = 512_000, min_job_age_s: int = 900, install: bool = True):
+    def __init__(
+        self,
+        base: Path,
+        *,
+        partition: str = "genview_test",
+        gpus: int = 2,
+        cpus: int = 16,
+        mem_mb: int = 512_000,
+        min_job_age_s: int = 900,
+        install: bool = True,
+    ):
         self.base = Path(base).resolve()
         self.partition, self.gpus, self.cpus, self.mem_mb = partition, gpus, cpus, mem_mb
         self.min_job_age_s = min_job_age_s
@@ -134,7 +155,7 @@ class LocalSlurm:
         self.timings: dict[str, float] = {}  # seconds: install, start
         self.owner = str(os.getpid())
 
-    # --- environment ----------------------------------------------------------------------------------------------
+    # --- environment ----------------------------------------------------------------------------------------
     @property
     def env(self) -> dict[str, str]:
         """Variables that make SLURM's client tools (and the jobs, which inherit them) use this cluster."""
@@ -150,15 +171,19 @@ class LocalSlurm:
 
     def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a SLURM client command against this cluster."""
-        result = subprocess.run(list(args), env=self.client_env(), capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            list(args), env=self.client_env(), capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
 
     def jobs(self) -> list[dict[str, str]]:
-        """Every job slurmctld still knows (finished ones for ``MinJobAge`` seconds) as a ``scontrol show job``
-        record: ``JobState``, ``ExitCode``, ``Comment`` (the plugin's ``rule_<name>...``), ``TresPerJob`` (what was
-        asked, e.g. ``gres:gpu:1``), ``JOB_GRES`` (what was allocated, e.g. ``gpu:fake:1``; ``(null)`` for none)..."""
+        """Every job slurmctld still knows (finished ones for ``MinJobAge`` seconds) as a ``scontrol show
+        job`` record: ``JobState``, ``ExitCode``, ``Comment`` (the plugin's ``rule_<name>...``),
+        ``TresPerJob`` (what was asked, e.g. ``gres:gpu:1``), ``JOB_GRES`` (what was allocated, e.g.
+        ``gpu:fake:1``; ``(null)`` for none)...
+        """
         out = self.run("scontrol", "show", "job", "--details", "--oneliner").stdout
         records = []
         for line in out.splitlines():
@@ -171,9 +196,9 @@ class LocalSlurm:
                 records.append(record)
         return records
 
-    # --- start ----------------------------------------------------------------------------------------------------
+    # --- start ----------------------------------------------------------------------------------------------
     def start(self) -> "LocalSlurm":
-        if not sys_platform_is_linux():
+        if not sys.platform.startswith("linux"):
             raise SlurmUnavailable("not Linux")
         if os.geteuid() != 0:
             raise SlurmUnavailable("not root: the SLURM daemons (slurmd, as SlurmdUser=root) need root")
@@ -212,10 +237,16 @@ class LocalSlurm:
         apt = _which("apt-get")
         if apt is None:
             raise SlurmUnavailable(f"no apt-get to install the missing packages {' '.join(missing)}")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "PATH": f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}"}
+        env = {
+            **os.environ,
+            "DEBIAN_FRONTEND": "noninteractive",
+            "PATH": f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}",
+        }
         lock = ["-o", "DPkg::Lock::Timeout=120"]
-        for command in ([apt, *lock, "update", "-qq"],
-                        [apt, *lock, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+        for command in (
+            [apt, *lock, "update", "-qq"],
+            [apt, *lock, "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        ):
             try:
                 result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
             except (OSError, subprocess.TimeoutExpired) as error:
@@ -233,20 +264,21 @@ class LocalSlurm:
         for sub in ("bin", "etc", "state", "spool", "log", "dev", "munge"):
             (self.base / sub).mkdir(parents=True)
         self.base.chmod(0o755)
-        # Fake GPUs: gres/gpu drops devices without a file and wants a character device; clone /dev/null (1, 3).
-        devices = []
+        # Fake GPUs: gres/gpu drops devices without a file and wants a character device: clone /dev/null.
         for index in range(self.gpus):
             path = self.base / "dev" / f"gpu{index}"
             try:
                 os.mknod(path, 0o666 | 0o020000, os.makedev(1, 3))
             except OSError:
                 path.symlink_to("/dev/null")  # no CAP_MKNOD: slurmd stat()s through the link
-            devices.append(path)
-        # The SLURM plugin's job step (snakemake-executor-plugin-slurm-jobstep 0.6.1) drops every SLURM_* variable
-        # but the job's identity before it calls `srun` inside the job, SLURM_CONF included: that srun would then
-        # look for /etc/slurm/slurm.conf. This srun, first on the clients' PATH (jobs inherit it), puts it back.
+        # The SLURM plugin's job step (snakemake-executor-plugin-slurm-jobstep 0.6.1) drops every SLURM_*
+        # variable but the job's identity before it calls `srun` inside the job, SLURM_CONF included: that
+        # srun would then look for /etc/slurm/slurm.conf. This srun, first on the clients' PATH (jobs inherit
+        # it), puts it back.
         srun = self.base / "bin" / "srun"
-        srun.write_text(f"#!/bin/sh\nSLURM_CONF=\"${{SLURM_CONF:-{self.conf}}}\" exec {_which('srun')} \"$@\"\n")
+        srun.write_text(
+            f"#!/bin/sh\nSLURM_CONF=\"${{SLURM_CONF:-{self.conf}}}\" exec {_which('srun')} \"$@\"\n"
+        )
         srun.chmod(0o755)
         gres = "AutoDetect=off\n"
         if self.gpus:
@@ -306,8 +338,14 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.base / "log" / f"{name}.out", "wb")
         try:
-            process = subprocess.Popen(args, env=self._daemon_env(), stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                args,
+                env=self._daemon_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
         self.daemons[name] = process
@@ -318,7 +356,9 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         for name in names:
             for path in (self.base / "log" / f"{name}.out", self.base / "log" / f"{name}.log"):
                 if path.is_file() and path.stat().st_size:
-                    parts.append(f"{path.name}: " + " | ".join(path.read_text(errors="replace").splitlines()[-lines:]))
+                    parts.append(
+                        f"{path.name}: " + " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+                    )
         return "; ".join(parts) or "no log output"
 
     def _wait(self, what: str, condition, timeout_s: float, daemons: tuple[str, ...]) -> None:
@@ -327,15 +367,18 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
             for name in daemons:
                 code = self.daemons[name].poll()
                 if code is not None:
-                    raise SlurmUnavailable(f"{name} exited with {code} while waiting for {what}: "
-                                           f"{self._log_tail(name)}")
+                    raise SlurmUnavailable(
+                        f"{name} exited with {code} while waiting for {what}: " f"{self._log_tail(name)}"
+                    )
             try:
                 if condition():
                     return
             except (OSError, subprocess.SubprocessError):
                 pass
             time.sleep(0.2)
-        raise SlurmUnavailable(f"timed out after {timeout_s:g} s waiting for {what}: {self._log_tail(*daemons)}")
+        raise SlurmUnavailable(
+            f"timed out after {timeout_s:g} s waiting for {what}: {self._log_tail(*daemons)}"
+        )
 
     def _start_munged(self) -> None:
         key = self.base / "munge" / "munge.key"
@@ -343,27 +386,46 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         key.chmod(0o400)
         (self.base / "munge").chmod(0o700)
         munged = _which("munged")
-        self._spawn("munged", [
-            munged, "--foreground", "--force", f"--key-file={key}", f"--socket={self.munge_socket}",
-            f"--pid-file={self.base}/munge/munged.pid", f"--log-file={self.base}/log/munged.log",
-            f"--seed-file={self.base}/munge/munged.seed", "--num-threads=2",
-        ])
+        self._spawn(
+            "munged",
+            [
+                munged,
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={self.base}/munge/munged.pid",
+                f"--log-file={self.base}/log/munged.log",
+                f"--seed-file={self.base}/munge/munged.seed",
+                "--num-threads=2",
+            ],
+        )
 
         def munge_works():
-            encoded = subprocess.run([_which("munge"), "-n", f"--socket={self.munge_socket}"], capture_output=True,
-                                     timeout=5)
+            encoded = subprocess.run(
+                [_which("munge"), "-n", f"--socket={self.munge_socket}"], capture_output=True, timeout=5
+            )
             if encoded.returncode != 0:
                 return False
-            decoded = subprocess.run([_which("unmunge"), f"--socket={self.munge_socket}"], input=encoded.stdout,
-                                     capture_output=True, timeout=5)
+            decoded = subprocess.run(
+                [_which("unmunge"), f"--socket={self.munge_socket}"],
+                input=encoded.stdout,
+                capture_output=True,
+                timeout=5,
+            )
             return decoded.returncode == 0
 
         self._wait("munged", munge_works, 20, ("munged",))
 
     def _start_slurm(self) -> None:
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-i"])
-        self._wait("slurmctld", lambda: self.run("scontrol", "ping", check=False, timeout=5).returncode == 0
-                   and "UP" in self.run("scontrol", "ping", check=False, timeout=5).stdout, 60, ("slurmctld",))
+        self._wait(
+            "slurmctld",
+            lambda: self.run("scontrol", "ping", check=False, timeout=5).returncode == 0
+            and "UP" in self.run("scontrol", "ping", check=False, timeout=5).stdout,
+            60,
+            ("slurmctld",),
+        )
         self._spawn("slurmd", [_which("slurmd"), "-D", "-N", NODE])
 
         def node_idle():
@@ -373,20 +435,30 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         self._wait(f"node {NODE} to be idle", node_idle, 60, ("slurmctld", "slurmd"))
         gres = self.run("sinfo", "-h", "-n", NODE, "-o", "%G").stdout.strip()
         if self.gpus and f"gpu:fake:{self.gpus}" not in gres:
-            raise SlurmUnavailable(f"node {NODE} came up without its {self.gpus} fake GPUs (sinfo %G: {gres!r}): "
-                                   f"{self._log_tail('slurmd')}")
+            raise SlurmUnavailable(
+                f"node {NODE} came up without its {self.gpus} fake GPUs (sinfo %G: {gres!r}): "
+                f"{self._log_tail('slurmd')}"
+            )
 
-    # --- stop -----------------------------------------------------------------------------------------------------
+    # --- stop -----------------------------------------------------------------------------------------------
     def stop(self) -> None:
-        """Cancel the cluster's jobs, stop the daemons this object started (by PID), then end what is left of its
-        jobs (processes carrying this cluster's SLURM_CONF). Safe to call twice."""
+        """Cancel the cluster's jobs, stop the daemons this object started (by PID), then end what is left of
+        its jobs (processes carrying this cluster's SLURM_CONF). Safe to call twice."""
         if self.daemons.get("slurmctld") and self.daemons["slurmctld"].poll() is None:
             try:
                 self.run("scancel", "--full", f"--partition={self.partition}", check=False, timeout=15)
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
-                    active = self.run("squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
-                                      "-o", "%i", check=False, timeout=10).stdout.strip()
+                    active = self.run(
+                        "squeue",
+                        "-h",
+                        "-t",
+                        "PENDING,RUNNING,COMPLETING,CONFIGURING,SUSPENDED",
+                        "-o",
+                        "%i",
+                        check=False,
+                        timeout=10,
+                    ).stdout.strip()
                     if not active:
                         break
                     time.sleep(0.5)
@@ -403,11 +475,8 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
                 process.kill()
                 process.wait(timeout=10)
         conf = str(self.conf)
-        leftovers = _processes_marked(lambda env: env.get("SLURM_CONF") == conf and env.get(OWNER_VARIABLE) == self.owner)
-        _kill_all(leftovers)
-
-
-def sys_platform_is_linux() -> bool:
-    import sys
-
-    return sys.platform.startswith("linux")
+        _kill_all(
+            _processes_marked(
+                lambda env: env.get("SLURM_CONF") == conf and env.get(OWNER_VARIABLE) == self.owner
+            )
+        )

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import indexed_shapes
 from genview.config import validate_config
 from genview.errors import BadInputError
-from genview.generation.views import generate_shard, group_by_settings, plan_views, view_seed
+from genview.generation.views import collect_manifests, generate_shard, group_by_settings, plan_views, view_seed
 from genview.models.diffusion import build_tiny_pipeline, load_pipeline
 
 CONFIG = validate_config({"generation": {"steps": 2, "batch_size": 8, "save_size": 32}})
@@ -160,3 +160,19 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
     manifest = pd.read_csv(out)
     assert len(manifest) == len(tiny["shard"]) and all(Image.open(v).size == (32, 32) for v in manifest.view)
     assert not list(views.glob(".*.tmp"))
+
+
+def test_collected_manifest_is_the_shards_in_order(tmp_path):
+    columns = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed"]
+    shards = []
+    for shard in range(3):
+        path = tmp_path / f"{shard}.manifest.csv"
+        pd.DataFrame([[f"0{shard}", f"v{shard}.jpg", "ic", 0, 100, 10.0, shard]], columns=columns).to_csv(path,
+                                                                                                         index=False)
+        shards.append(path)
+    collected = collect_manifests(shards, tmp_path / "ic.manifest.csv")
+    assert collected["id"].tolist() == ["00", "01", "02"]  # ids stay strings
+    assert pd.read_csv(tmp_path / "ic.manifest.csv", dtype={"id": str}).equals(collected)
+    (tmp_path / "bad.csv").write_text("id,view\n1,a.jpg\n")
+    with pytest.raises(BadInputError, match=r"bad.csv: not a view manifest \(missing columns"):
+        collect_manifests([tmp_path / "bad.csv"], tmp_path / "x.csv")

@@ -1,11 +1,11 @@
 """The workflow under a real SLURM, through profiles/slurm: a private single-node cluster with two fake GPUs
-(tests/slurm_cluster.py) runs a subset of the embedded default (the data chain, one view-generation shard and one
-pre-training experiment). Checks that every job went through sbatch, that the GPU rules got a GPU from SLURM (asked
-for, allocated, and seen in the job as CUDA_VISIBLE_DEVICES) while the others got none, and that the results are the
-same as those of a local run of the same targets.
+(tests/slurm_cluster.py) runs a subset of the embedded default (the data chain, one view-generation shard and
+one pre-training experiment). Checks that every job went through sbatch, that the GPU rules got a GPU from
+SLURM (asked for, allocated, and seen in the job as CUDA_VISIBLE_DEVICES) while the others got none, and that
+the results are the same as those of a local run of the same targets.
 
-Needs root (it installs the Debian SLURM packages with apt-get when they are missing); elsewhere it is skipped with
-the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
+Needs root (it installs the Debian SLURM packages with apt-get when they are missing); elsewhere it is skipped
+with the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
 
 import os
 import shutil
@@ -50,7 +50,10 @@ def slurm(tmp_path_factory):
         if in_ci():
             pytest.fail(f"{message} (CI is set: this test must run there, so it fails instead of skipping)")
         pytest.skip(message)
-    print(f"local SLURM: packages {cluster.timings['install']:.1f} s, daemons up {cluster.timings['start']:.1f} s")
+    print(
+        f"local SLURM: packages {cluster.timings['install']:.1f} s,"
+        f" daemons up {cluster.timings['start']:.1f} s"
+    )
     try:
         yield cluster
     finally:
@@ -75,8 +78,8 @@ def python_shim(folder: Path, record: Path) -> Path:
     shim = folder / "python"
     shim.write_text(
         "#!/bin/sh\n"
-        f"printf '%s\\t%s\\t%s %s %s %s %s\\n' \"${{SLURM_JOB_ID:-none}}\" \"${{CUDA_VISIBLE_DEVICES-unset}}\""
-        f" \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" >> '{record}'\n"
+        f'printf \'%s\\t%s\\t%s %s %s %s %s\\n\' "${{SLURM_JOB_ID:-none}}" "${{CUDA_VISIBLE_DEVICES-unset}}"'
+        f' "$1" "$2" "$3" "$4" "$5" >> \'{record}\'\n'
         f"exec '{sys.executable}' \"$@\"\n"
     )
     shim.chmod(0o755)
@@ -96,54 +99,92 @@ def resource_args(profile: dict, partition: str) -> list[str]:
     replaces the profile's whole key, so every entry is passed again."""
     defaults = {**profile["default-resources"], "slurm_partition": partition}
     defaults.pop("slurm_account", None)  # the test cluster has no accounts
-    return [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in defaults.items()]
+    return [
+        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in defaults.items()
+    ]
 
 
 def diagnostics(workdir: Path, result: subprocess.CompletedProcess, cluster: LocalSlurm) -> str:
-    parts = [f"--- snakemake stdout\n{result.stdout[-3000:]}", f"--- snakemake stderr\n{result.stderr[-5000:]}"]
+    parts = [
+        f"--- snakemake stdout\n{result.stdout[-3000:]}",
+        f"--- snakemake stderr\n{result.stderr[-5000:]}",
+    ]
     for log in sorted((workdir / ".snakemake/slurm_logs").rglob("*.log"))[-4:]:
         parts.append(f"--- {log.relative_to(workdir)}\n{log.read_text(errors='replace')[-2000:]}")
     for log in sorted((workdir / "logs").rglob("*.log")):
         text = log.read_text(errors="replace")
         if "Error" in text or "Traceback" in text:
             parts.append(f"--- {log.relative_to(workdir)}\n{text[-2000:]}")
-    parts.append(f"--- slurmctld.log\n{(cluster.base / 'log/slurmctld.log').read_text(errors='replace')[-2000:]}")
+    parts.append(
+        f"--- slurmctld.log\n{(cluster.base / 'log/slurmctld.log').read_text(errors='replace')[-2000:]}"
+    )
     return "\n".join(parts)
 
 
 def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slurm, tmp_path):
-    # --- the run under SLURM, through the profile --------------------------------------------------------------------
+    # --- the run under SLURM, through the profile ----------------------------------------------------------
     workdir = copy_workflow(tmp_path / "slurm_run")
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     record = tmp_path / "python_calls.tsv"
-    env = slurm.client_env({**os.environ, "PATH": f"{python_shim(tmp_path / 'shim', record)}{os.pathsep}"
-                                                  f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env = slurm.client_env(
+        {
+            **os.environ,
+            "PATH": f"{python_shim(tmp_path / 'shim', record)}{os.pathsep}"
+            f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs see only what SLURM gives them (sbatch --export=ALL)
     command = [
-        "timeout", "-s", "INT", "-k", "10", str(RUN_LIMIT_S),  # the plugin's poll loop ignores SIGTERM
-        VENV_BIN / "snakemake", *TARGETS, "--workflow-profile", "profiles/slurm",
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        str(RUN_LIMIT_S),  # the plugin's poll loop ignores SIGTERM
+        VENV_BIN / "snakemake",
+        *TARGETS,
+        "--workflow-profile",
+        "profiles/slurm",
         # test-cluster settings: no slurmdbd, so job states come from squeue; poll soon after submitting
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-        "--default-resources", *resource_args(profile, slurm.partition),
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--default-resources",
+        *resource_args(profile, slurm.partition),
     ]
     started = time.monotonic()
-    result = subprocess.run([str(c) for c in command], cwd=workdir, env=env, capture_output=True, text=True,
-                            timeout=RUN_LIMIT_S + 60)
+    result = subprocess.run(
+        [str(c) for c in command],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_LIMIT_S + 60,
+    )
     slurm_s = time.monotonic() - started
-    assert result.returncode == 0, (f"snakemake under SLURM exited {result.returncode}"
-                                     f"{' (timed out)' if result.returncode == 124 else ''}\n"
-                                     + diagnostics(workdir, result, slurm))
+    assert result.returncode == 0, (
+        f"snakemake under SLURM exited {result.returncode}"
+        f"{' (timed out)' if result.returncode == 124 else ''}\n" + diagnostics(workdir, result, slurm)
+    )
     print(f"SLURM run: {slurm_s:.0f} s")
 
-    # --- every job went through SLURM, GPU rules with a GPU, the others without ---------------------------------
+    # --- every job went through SLURM, GPU rules with a GPU, the others without ----------------------------
     jobs = {}
     for job in slurm.jobs():
         rule = rule_of(job.get("Comment", ""))
         if rule is not None and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve():
             assert rule not in jobs, f"{rule} was submitted twice (a retry?): {job}"
             jobs[rule] = job
-    assert set(jobs) == GPU_RULES | CPU_RULES, f"submitted: {sorted(jobs)}; snakemake said:\n{result.stderr[-3000:]}"
+    assert (
+        set(jobs) == GPU_RULES | CPU_RULES
+    ), f"submitted: {sorted(jobs)}; snakemake said:\n{result.stderr[-3000:]}"
+    for rule, job in sorted(jobs.items(), key=lambda item: int(item[1]["JobId"])):
+        print(
+            f"  job {job['JobId']:>3} {rule:<18} {job['JobState']} cpus={job.get('NumCPUs')}"
+            f" asked={job.get('TresPerJob', '-')} got={job.get('JOB_GRES')} {job.get('RunTime')}"
+        )
     for rule, job in jobs.items():
         assert (job["JobState"], job["ExitCode"]) == ("COMPLETED", "0:0"), f"{rule}: {job}"
         assert job["Partition"] == slurm.partition
@@ -170,7 +211,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
         else:
             assert visible == {"unset"}, f"{rule}: CUDA_VISIBLE_DEVICES was {visible}"
 
-    # --- the same targets run locally give the same results -----------------------------------------------------
+    # --- the same targets run locally give the same results ------------------------------------------------
     local = copy_workflow(tmp_path / "local_run")
     started = time.monotonic()
     run_tool([VENV_BIN / "snakemake", *TARGETS, "--cores", "2"], cwd=local, timeout=600)
@@ -180,10 +221,13 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
     views = pd.read_csv(workdir / VIEWS)
     assert len(views) > 0
     view_dir = Path(VIEWS.removesuffix(".manifest.csv"))
-    assert sorted(p.name for p in (workdir / view_dir).iterdir()) == sorted(p.name for p in (local / view_dir).iterdir())
+    names = [sorted(p.name for p in (d / view_dir).iterdir()) for d in (workdir, local)]
+    assert names[0] == names[1], "the view folders hold different files"
     for view in views.view:
         assert (workdir / view).read_bytes() == (local / view).read_bytes(), f"{view} differs"
-    remote, here = (torch.load(d / CHECKPOINT, map_location="cpu", weights_only=False) for d in (workdir, local))
+    remote, here = (
+        torch.load(d / CHECKPOINT, map_location="cpu", weights_only=False) for d in (workdir, local)
+    )
     assert remote["experiment"] == here["experiment"] and remote["steps"] == here["steps"] > 0
     for part in ("backbone", "method"):
         assert remote[part].keys() == here[part].keys()

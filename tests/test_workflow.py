@@ -3,6 +3,10 @@
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pandas as pd
@@ -46,9 +50,9 @@ def test_default_dry_run(workdir):
     assert job_counts(result.stdout) == {
         "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
         "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
-        "fit_quality_vector": 1, "pretrain": experiments, "extract_features": experiments,
+        "collect_views": 3, "fit_quality_vector": 1, "pretrain": experiments, "extract_features": experiments,
         "evaluate": len(evaluations), "all": 1, **tables, **figures,
-        "total": 7 + 6 * shards + 2 * experiments + len(evaluations) + len(tables) + len(figures),
+        "total": 10 + 6 * shards + 2 * experiments + len(evaluations) + len(tables) + len(figures),
     }
 
 
@@ -88,9 +92,62 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     assert f"results/data/imagenet1k/shards/{shards - 1}.csv" in result.stdout
 
 
-def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
-    config = REPO / "config/config.yaml"
-    snakemake("--cores", "2", "--configfile", config, workdir=workdir)
+WORKFLOW_FILES = ("Snakefile", "rules", "config", "envs", "report", "profiles", "Makefile", "requirements.txt",
+                  "pyproject.toml")
+MAKE_RUN = ["make", "-o", ".venv/.installed", "run"]  # the README's command, on this checkout's environment
+KILL_AFTER_JOBS = 60  # about a third of the embedded default: data, views and some trainings done
+
+
+@pytest.fixture
+def workflow_copy(tmp_path):
+    """The workflow's own files in a fresh folder (a rule can be edited there), with this checkout's .venv."""
+    root = tmp_path / "wf"
+    root.mkdir()
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, root / name)
+    (root / ".venv").symlink_to(REPO / ".venv")
+    return root
+
+
+def finished_jobs(log: str) -> int:
+    return len(re.findall(r"^Finished jobid: \d+ ", log, re.MULTILINE))
+
+
+def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(workflow_copy):
+    """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the embedded default,
+    runs only the jobs that had not finished, and every output is whole. A comment edited in a rule retrains nothing."""
+    root = workflow_copy
+    total = job_counts(run_tool([VENV_BIN / "snakemake", "-n"], cwd=root).stdout)["total"]
+    first_log = root / "first_run.log"
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(first_log, "w") as log:
+        process = subprocess.Popen(MAKE_RUN, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 1200
+    while process.poll() is None and time.monotonic() < deadline:
+        if finished_jobs(first_log.read_text()) >= KILL_AFTER_JOBS:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the first run ended before the kill:\n{first_log.read_text()[-3000:]}"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = finished_jobs(first_log.read_text())
+    second = run_tool(MAKE_RUN, cwd=root, timeout=1800)
+    finished_after = finished_jobs(second.stdout + second.stderr)
+    # No finished job runs again; at most the jobs whose end the kill cut off before it was logged are not counted.
+    assert total - finished_before - 2 <= finished_after <= total - finished_before, (total, finished_before)
+    check_embedded_default_outputs(root)
+    assert (root / "results/report.html").is_file()
+    pretrain = root / "rules/pretrain.smk"
+    pretrain.write_text(pretrain.read_text().replace(
+        "rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n"))
+    again = run_tool([VENV_BIN / "snakemake", "-n"], cwd=root)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def check_embedded_default_outputs(workdir):
+    config = workdir / "config/config.yaml"
     spec = yaml.safe_load(config.read_text())["datasets"]["shapes"]
     manifest = pd.read_csv(workdir / "results/data/shapes/manifest.csv", keep_default_na=False)
     assert len(manifest) == 12 * (spec["train_per_class"] + spec["test_per_class"])
@@ -113,6 +170,9 @@ def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
             load_config(config)))):
         result = json.loads((workdir / f"results/eval/{experiment}/{protocol}/{dataset}.json").read_text())
         assert result["experiment"] == experiment and result["metrics"]
+    for cache in workdir.glob("results/eval/*/features/*.npz"):
+        with np.load(cache) as arrays:
+            assert arrays["test/features"].size, cache
     params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
     assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
     for name in load_table_specs(REPO / "config/tables_default.yaml"):
@@ -124,9 +184,5 @@ def test_real_run_of_the_embedded_default_then_nothing_to_do(workdir):
     assert pd.read_csv(workdir / "results/figures/tsne.csv")["panel"].nunique() == 3
     cost = pd.read_csv(workdir / "results/tables/cost.csv")
     assert {"generate_views", "pretrain", "evaluate", "total"} <= set(cost["stage"])
-    report = snakemake("--cores", "1", "--configfile", config, "--report", "results/report.html", workdir=workdir)
     html = (workdir / "results/report.html").read_text()
-    assert "Report created" in report.stdout + report.stderr
     assert all(f"{name}.html" in html for name in ("ssl_linear", "vl_transfer")) and "tsne.png" in html
-    again = snakemake("--cores", "2", "--configfile", config, workdir=workdir)
-    assert "Nothing to be done" in again.stdout + again.stderr

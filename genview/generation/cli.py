@@ -25,6 +25,12 @@ def _views(args) -> None:
     )
 
 
+def _collect(args) -> None:
+    from genview.generation.views import collect_manifests
+
+    collect_manifests(args.manifests, args.out)
+
+
 def register(stages) -> None:
     stage = stages.add_parser("generate", help="view generation")
     commands = stage.add_subparsers(dest="command", required=True)
@@ -40,3 +46,7 @@ def register(stages) -> None:
     views.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
     views.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     views.set_defaults(run=_views)
+    collect = commands.add_parser("collect", help="one view manifest of a (dataset, source) from its shards'")
+    collect.add_argument("--out", required=True)
+    collect.add_argument("manifests", nargs="+", help="shard view manifests, in shard order")
+    collect.set_defaults(run=_collect)

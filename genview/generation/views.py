@@ -208,3 +208,26 @@ def generate_shard(
     with atomic_path(out_manifest) as tmp:
         manifest.to_csv(tmp, index=False)
     return manifest
+
+
+def collect_manifests(manifests: list[str | Path], out: str | Path) -> pd.DataFrame:
+    """One view manifest of a (dataset, source) from its shards' manifests, in the order given.
+
+    Training reads this one file instead of one per shard, and the workflow's DAG gets one edge per source instead
+    of one per shard (the paper's CC3M has 512 shards per source).
+    """
+    frames = []
+    for path in manifests:
+        try:
+            frame = pd.read_csv(path, dtype={"id": str, "view": str, "source": str})
+        except FileNotFoundError:
+            raise BadInputError(f"view manifest not found: {path}") from None
+        missing = sorted(set(VIEW_COLUMNS) - set(frame.columns))
+        if missing:
+            raise BadInputError(f"{path}: not a view manifest (missing columns {missing})")
+        frames.append(frame[VIEW_COLUMNS])
+    collected = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIEW_COLUMNS)
+    with atomic_path(out) as tmp:
+        collected.to_csv(tmp, index=False)
+    log.info("%s: %d view(s) from %d shard manifest(s)", out, len(collected), len(frames))
+    return collected
