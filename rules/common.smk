@@ -338,7 +338,7 @@ def declared_gpus():
     return gpus
 
 
-def report_outputs():
+def report_outputs(cost=True):
     outputs = [f"results/tables/{name}.html" for name in TABLES]
     if REPORT["tsne"]:
         outputs.append("results/figures/tsne.png")
@@ -346,7 +346,7 @@ def report_outputs():
         outputs += gallery_outputs().values()
     if REPORT["quality_audit"]:
         outputs.append("results/figures/quality_audit.png")
-    if REPORT["cost"]:
+    if REPORT["cost"] and cost:
         outputs.append("results/tables/cost.csv")
     return outputs
 

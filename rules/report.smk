@@ -114,6 +114,7 @@ if REPORT["cost"]:
     rule table_cost:
         input:
             all_outputs(),
+            report_outputs(cost=False),
         output:
             md="results/tables/cost.md",
             csv=report("results/tables/cost.csv", category="Tables", labels={"table": "cost"}),
