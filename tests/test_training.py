@@ -162,6 +162,7 @@ def test_stale_resume_point_is_not_used_and_a_finished_one_rewrites_the_outputs(
     manifest.write_text("\n".join(rows[:-1]) + "\n")  # the inputs changed upstream
     try:
         (tmp_path / "checkpoint.pt").unlink()
+        caplog.clear()
         with caplog.at_level("INFO", logger="genview"):
             run_training(data, exp, tmp_path)
         assert "made from other input files" in caplog.text and "resumed from" not in caplog.text
