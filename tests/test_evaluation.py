@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import indexed_shapes
 from genview.config import validate_config
@@ -72,6 +73,9 @@ def test_image_protocols_write_results_with_provenance(trained, protocol, tmp_pa
     assert provenance["checkpoint"].endswith("checkpoint.pt") and len(provenance["checkpoint_sha256"]) == 64
     assert provenance["experiment_config"].endswith("config.yaml") and provenance["seed"] == 0
     assert provenance["wall_seconds"] > 0 and provenance["code_version"]
+    torch.manual_seed(12345)  # whatever ran before in the process, the same seed gives the same numbers
+    again = evaluate(protocol, context(paths["simclr"], spec, protocol), tmp_path / "again.json")
+    assert again["metrics"] == result["metrics"]
 
 
 @pytest.mark.parametrize("protocol", ["zeroshot", "retrieval"])

@@ -15,6 +15,8 @@ class Linear(Protocol):
         paths, labels = cache.get("train", "paths"), cache.get("train", "labels")
         batch_size = min(settings["batch_size"], len(paths))
         transform = train_transform(context.experiment["recipe"]["image_size"])
+        # The crops are drawn from the global generator (in the loader's workers, or here when num_workers is 0).
+        torch.manual_seed(context.seed)
 
         @torch.no_grad()
         def train_batches(epoch: int):

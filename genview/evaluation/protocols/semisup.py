@@ -32,6 +32,7 @@ class SemiSupervised(Protocol):
         metrics = {}
         for fraction in settings["fractions"]:
             chosen = _subset(cache, fraction, settings["subset_lists"], context.seed)
+            torch.manual_seed(context.seed)  # the head's initial weights and the crops come from the global generator
             backbone = copy.deepcopy(context.model.backbone).train()
             head = nn.Linear(context.model.feature_dim, len(cache.label_names)).to(device)
             optimizer = torch.optim.SGD(
@@ -42,7 +43,6 @@ class SemiSupervised(Protocol):
             base_lrs = [group["lr"] for group in optimizer.param_groups]
             batch_size = min(settings["batch_size"], len(chosen))
             steps, total = 0, settings["epochs"] * max(1, len(chosen) // batch_size)
-            torch.manual_seed(context.seed)
             for epoch in range(settings["epochs"]):
                 loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
                                       batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
