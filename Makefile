@@ -23,11 +23,12 @@ $(STAMP): requirements.txt pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# flock: one `make run` per checkout at a time. Holding it, any Snakemake lock left in .snakemake/locks is stale
-# (a run that was killed), so it is removed; the profile reruns the jobs the kill left incomplete.
+# flock: one `make run` per checkout at a time (held by the flock process only, -o: the jobs do not inherit it, so it
+# ends with the run). Holding it, any Snakemake lock left in .snakemake/locks is stale (a run that was killed), so it
+# is removed; the profile reruns the jobs the kill left incomplete.
 run: $(STAMP)
 	@mkdir -p .snakemake
-	@flock --nonblock --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
+	@flock --close --timeout 10 --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
 		'snakemake --unlock --cores 1 > /dev/null && snakemake --cores all && snakemake --cores all --report results/report.html' \
 		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }
 
