@@ -106,17 +106,20 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
     return config
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a config file, as the Snakefile does."""
-    path = Path(path)
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """A YAML file's content ({} when empty); a missing or malformed file is a ConfigError naming it."""
     try:
         with open(path) as handle:
-            config = yaml.safe_load(handle) or {}
+            return yaml.safe_load(handle) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return validate_config(config, source=str(path))
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a config file, as the Snakefile does."""
+    return validate_config(read_yaml(path), source=str(path))
 
 
 def dataset_generation(config: dict, dataset: str) -> dict:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
-
-from genview.config import load_schema, validate_config
+from genview.config import load_schema, read_yaml, validate_config
 from genview.errors import ConfigError
 from genview.report.tables import cell_sources, expand_spec, validate_spec
 
@@ -17,13 +15,7 @@ TABLES_SCHEMA = Path(__file__).resolve().parents[2] / "config" / "tables.schema.
 
 def load_table_specs(path: str | os.PathLike) -> dict[str, dict]:
     """Table name -> expanded spec; a ConfigError names the file, table, row and column of a problem."""
-    try:
-        with open(path) as handle:
-            specs = yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"report.tables: file not found: {path}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    specs = read_yaml(path, "report.tables: table spec file")
     validate_config(specs, load_schema(TABLES_SCHEMA), source=str(path))
     expanded = {}
     for name, spec in specs.items():

@@ -281,13 +281,17 @@ def _text_cell(cell: Cell, digits: int, notes: list[str], bold) -> str:
     return text
 
 
+def _layout(spec: dict, cells: list[list[Cell]]):
+    """What every renderer starts from: cells with the best marked, missing notes, digits, header labels and the
+    number of leading (label) columns."""
+    headers = _header_labels(spec)
+    marked = mark_best(cells, spec)
+    return marked, missing_notes(marked), spec.get("digits", 1), headers, len(headers) - len(spec["columns"])
+
+
 def render_markdown(spec: dict, cells: list[list[Cell]]) -> str:
     """A GitHub table under the title as a heading, with the caption below it."""
-    cells = mark_best(cells, spec)
-    notes = missing_notes(cells)
-    digits = spec.get("digits", 1)
-    headers = _header_labels(spec)
-    leading = len(headers) - len(spec["columns"])
+    cells, notes, digits, headers, leading = _layout(spec, cells)
     lines = [f"## {spec['title']}", ""]
     lines.append("| " + " | ".join(_markdown_escape(label) for label in headers) + " |")
     lines.append("|" + "---|" * leading + "---:|" * len(spec["columns"]))
@@ -311,11 +315,7 @@ def render_html(spec: dict, cells: list[list[Cell]]) -> str:
     """A standalone HTML page with the Markdown table's content (for Snakemake's HTML report)."""
     from html import escape
 
-    cells = mark_best(cells, spec)
-    notes = missing_notes(cells)
-    digits = spec.get("digits", 1)
-    headers = _header_labels(spec)
-    leading = len(headers) - len(spec["columns"])
+    cells, notes, digits, headers, leading = _layout(spec, cells)
     lines = [
         "<!DOCTYPE html>",
         f"<html><head><meta charset='utf-8'><title>{escape(spec['title'])}</title>",
@@ -368,10 +368,7 @@ def _latex_cell(cell: Cell, digits: int) -> str:
 
 def render_latex(spec: dict, cells: list[list[Cell]]) -> str:
     """A booktabs table; each missing cell is listed in a trailing comment, naming what fills it."""
-    cells = mark_best(cells, spec)
-    digits = spec.get("digits", 1)
-    headers = _header_labels(spec)
-    leading = len(headers) - len(spec["columns"])
+    cells, notes, digits, headers, leading = _layout(spec, cells)
     caption = latex_escape(spec["title"])
     if spec.get("caption"):
         caption += ". " + latex_escape(spec["caption"])
@@ -397,7 +394,7 @@ def render_latex(spec: dict, cells: list[list[Cell]]) -> str:
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {latex_escape(line)}" for line in gain_lines(spec, cells)]
     lines += [r"\end{table}"]
-    lines += [f"% missing: {note}" for note in missing_notes(cells)]
+    lines += [f"% missing: {note}" for note in notes]
     return "\n".join(lines) + "\n"
 
 
