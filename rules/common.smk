@@ -289,11 +289,13 @@ def tsne_options():
 
 def gallery_inputs():
     dataset, shard = REPORT["gallery"]["dataset"], REPORT["gallery"]["shard"]
-    return {
+    inputs = {
         "shard": f"results/data/{dataset}/shards/{shard}.csv",
         "params": f"results/analysis/{dataset}/params/{shard}.csv",
-        "fit": f"results/analysis/{dataset}/fg_pca.npz",
     }
+    if "ic" in gallery_outputs():  # the masks beside the source images
+        inputs["fit"] = f"results/analysis/{dataset}/fg_pca.npz"
+    return inputs
 
 
 def gallery_outputs():
@@ -305,6 +307,12 @@ def gallery_outputs():
     if needs_complexity(dataset):
         outputs["tc"] = "results/figures/gallery_tc.png"
     return outputs
+
+
+def gallery_file_options(wildcards, input, output):
+    """--fit/--out-ic and --out-tc for the galleries the dataset has (IC: adaptive noise; TC: adaptive guidance)."""
+    options = [f"--fit {input.fit} --out-ic {output.ic}"] if "ic" in output.keys() else []
+    return " ".join(options + ([f"--out-tc {output.tc}"] if "tc" in output.keys() else []))
 
 
 def gallery_options():

@@ -72,12 +72,11 @@ if REPORT["gallery"]:
             text2img=as_json(config["models"]["text2img"]),
             generation=as_json(dataset_generation(config, REPORT["gallery"]["dataset"])),
             options=gallery_options(),
-            out_tc=lambda wildcards, output: f"--out-tc {output.tc}" if "tc" in output.keys() else "",
+            files=gallery_file_options,
         shell:
             "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} --params {input.params}"
-            " --fit {input.fit} --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q}"
-            " --text2img {params.text2img:q} --generation {params.generation:q} {params.options}"
-            " --out-ic {output.ic} {params.out_tc} 2> {log}"
+            " --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q} --text2img {params.text2img:q}"
+            " --generation {params.generation:q} {params.options} {params.files} 2> {log}"
 
 
 if REPORT["quality_audit"]:

@@ -9,6 +9,25 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+# What a run of the workflow needs from the checkout, besides the installed package and .venv.
+WORKFLOW_FILES = ("Snakefile", "rules", "config", "envs", "report", "profiles", "Makefile", "requirements.txt",
+                  "pyproject.toml")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's own files in ``dest`` (a fresh folder, so a test can edit a rule or run a profile there)."""
+    import shutil
+
+    dest.mkdir(parents=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def run_tool(args, cwd=REPO, check=True, timeout=900):
     """Run a command with this interpreter's environment first on PATH (as `make` does)."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -8,7 +8,6 @@ Needs root (it installs the Debian SLURM packages with apt-get when they are mis
 with the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,12 +18,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, VENV_BIN, run_tool
+from conftest import VENV_BIN, copy_workflow, run_tool
 from slurm_cluster import LocalSlurm, SlurmUnavailable
 
 pytestmark = pytest.mark.workflow
 
-WORKFLOW_FILES = ("Snakefile", "rules", "config", "profiles", "envs")
 EXPERIMENT = "shapes_simclr_baseline"
 VIEWS = "results/views/shapes/ic/0.manifest.csv"
 CHECKPOINT = f"results/pretrain/{EXPERIMENT}/checkpoint.pt"
@@ -58,17 +56,6 @@ def slurm(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
 
 
 def python_shim(folder: Path, record: Path) -> Path:

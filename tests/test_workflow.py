@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, VENV_BIN, run_tool, snakemake
+from conftest import REPO, VENV_BIN, copy_workflow, run_tool, snakemake
 from genview.config import load_config
 from genview.evaluation.runs import resolve_evaluations
 from genview.report.specs import load_table_specs
@@ -92,8 +91,6 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     assert f"results/data/imagenet1k/shards/{shards - 1}.csv" in result.stdout
 
 
-WORKFLOW_FILES = ("Snakefile", "rules", "config", "envs", "report", "profiles", "Makefile", "requirements.txt",
-                  "pyproject.toml")
 MAKE_RUN = ["make", "-o", ".venv/.installed", "run"]  # the README's command, on this checkout's environment
 KILL_AFTER_JOBS = 60  # about a third of the embedded default: data, views and some trainings done
 
@@ -101,11 +98,7 @@ KILL_AFTER_JOBS = 60  # about a third of the embedded default: data, views and s
 @pytest.fixture
 def workflow_copy(tmp_path):
     """The workflow's own files in a fresh folder (a rule can be edited there), with this checkout's .venv."""
-    root = tmp_path / "wf"
-    root.mkdir()
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, root / name)
+    root = copy_workflow(tmp_path / "wf")
     (root / ".venv").symlink_to(REPO / ".venv")
     return root
 
@@ -192,3 +185,16 @@ def check_embedded_default_outputs(workdir):
     assert {"generate_views", "pretrain", "evaluate", "total"} <= set(cost["stage"])
     html = (workdir / "results/report.html").read_text()
     assert all(f"{name}.html" in html for name in ("ssl_linear", "vl_transfer")) and "tsne.png" in html
+
+
+def test_gallery_of_a_dataset_with_fixed_noise_shows_only_guidance(workdir):
+    """With the noise level fixed, there is no foreground analysis to show: only the TC gallery is built."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["datasets"]["shapes"]["generation"] = {"ic": {"noise_level": 200}, "itc": {"noise_level": 200}}
+    path = workdir / "fixed_noise.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("figure_gallery", "-n", "-p", "--cores", "1", "--configfile", path, workdir=workdir)
+    counts = job_counts(result.stdout)
+    assert counts["figure_gallery"] == 1 and "fit_foreground" not in counts and "foreground_shard" not in counts
+    command = next(line for line in result.stdout.splitlines() if "report gallery" in line)
+    assert "--out-tc results/figures/gallery_tc.png" in command and "--out-ic" not in command

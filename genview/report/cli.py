@@ -37,19 +37,25 @@ def _tsne(args) -> None:
 def _gallery(args) -> None:
     from genview.analysis.foreground import foreground_masks, load_fit
     from genview.devices import resolve_device
+    from genview.errors import ConfigError
     from genview.models.diffusion import load_pipeline
     from genview.report.gallery import gallery_rows, image_gallery, spread_rows, text_gallery
 
+    if not (args.out_ic or args.out_tc):
+        raise ConfigError("report gallery: give --out-ic (with --fit), --out-tc, or both")
+    if args.out_ic and not args.fit:
+        raise ConfigError("report gallery: --out-ic needs --fit (the foreground fit, for the masks)")
     device = resolve_device(args.device)
     generation = json_argument(args.generation, "--generation")
     rows = gallery_rows(args.shard, args.params)
-    chosen = spread_rows(rows, "fg_ratio", args.images)
-    _, masks = foreground_masks(chosen["path"].tolist(), load_fit(args.fit), json_argument(args.fg_encoder, "--fg-encoder"),
-                                device=device, fit_name=args.fit)
-    image_gallery(chosen, masks, load_pipeline("unclip", json_argument(args.unclip, "--unclip"), device),
-                  noise_levels=args.noise_levels, guidance_scale=generation["ic"]["guidance_scale"],
-                  steps=generation["steps"], seed=args.seed, out_png=args.out_ic,
-                  title="IC views across noise levels (framed: the adaptive level)")
+    if args.out_ic:
+        chosen = spread_rows(rows, "fg_ratio", args.images)
+        _, masks = foreground_masks(chosen["path"].tolist(), load_fit(args.fit),
+                                    json_argument(args.fg_encoder, "--fg-encoder"), device=device, fit_name=args.fit)
+        image_gallery(chosen, masks, load_pipeline("unclip", json_argument(args.unclip, "--unclip"), device),
+                      noise_levels=args.noise_levels, guidance_scale=generation["ic"]["guidance_scale"],
+                      steps=generation["steps"], seed=args.seed, out_png=args.out_ic,
+                      title="IC views across noise levels (framed: the adaptive level)")
     if args.out_tc:
         captioned = rows[rows["caption"] != ""]
         extremes = spread_rows(captioned, "complexity", 2)  # the simplest and the most detailed caption
@@ -101,10 +107,12 @@ def register(stages) -> None:
     tsne.set_defaults(run=_tsne)
 
     gallery = commands.add_parser("gallery", help="IC views across noise levels, TC views across guidance scales")
-    for option in ("--shard", "--params", "--fit", "--fg-encoder", "--unclip", "--generation", "--out-ic"):
+    for option in ("--shard", "--params", "--fg-encoder", "--unclip", "--generation"):
         gallery.add_argument(option, required=True)
+    gallery.add_argument("--fit", help="the dataset's foreground fit (npz; with --out-ic)")
+    gallery.add_argument("--out-ic", help="PNG of the IC gallery (needs an adaptive noise level)")
     gallery.add_argument("--text2img", help="models.text2img as JSON (with --out-tc)")
-    gallery.add_argument("--out-tc", help="PNG of the TC gallery; left out for datasets without captions")
+    gallery.add_argument("--out-tc", help="PNG of the TC gallery (needs an adaptive guidance scale)")
     gallery.add_argument("--images", type=int, default=3)
     gallery.add_argument("--noise-levels", type=int, nargs="+", default=[0, 100, 200, 300, 400])
     gallery.add_argument("--guidance-scales", type=float, nargs="+", default=[2, 4, 6, 8])

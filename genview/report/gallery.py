@@ -28,9 +28,16 @@ def spread_rows(params: pd.DataFrame, column: str, count: int) -> pd.DataFrame:
     return ordered.iloc[picks]
 
 
-def _task(row, source: str, seed: int, noise_level, guidance_scale: float, out) -> ViewTask:
-    return ViewTask(id=row.id, path=row.path, caption=row.caption, sample=0, noise_level=noise_level,
-                    guidance_scale=float(guidance_scale), seed=view_seed(seed, source, row.id, 0), out=out)
+def _generate(pipeline, source: str, rows: pd.DataFrame, images, steps: int, seed: int, *, noise_level,
+              guidance_scale: float) -> list:
+    """One view per row at one setting (a pipeline call takes one noise level and guidance for all its images),
+    each with the seed of the row's training view."""
+    tasks = [
+        ViewTask(id=row.id, path=row.path, caption=row.caption, sample=0, noise_level=noise_level,
+                 guidance_scale=float(guidance_scale), seed=view_seed(seed, source, row.id, 0), out=None)
+        for row in rows.itertuples()
+    ]
+    return run_pipeline(pipeline, source, tasks, images, steps)
 
 
 def _overlay(image, token_mask: np.ndarray) -> np.ndarray:
@@ -47,26 +54,15 @@ def _overlay(image, token_mask: np.ndarray) -> np.ndarray:
     return tinted.astype(np.uint8)
 
 
-def _views_per_setting(pipeline, source: str, rows: pd.DataFrame, settings: list, images, steps: int,
-                       seed: int) -> dict:
-    """Setting -> one view per row; a pipeline call takes one (noise level, guidance) for all its images."""
-    views = {}
-    for setting in settings:
-        tasks = [
-            _task(row, source, seed, setting if source == "ic" else None, row.guidance_scale if source == "ic"
-                  else setting, None)
-            for row in rows.itertuples()
-        ]
-        views[setting] = run_pipeline(pipeline, source, tasks, images, steps)
-    return views
-
-
 def image_gallery(rows: pd.DataFrame, token_masks: list, pipeline, *, noise_levels: list[int], guidance_scale: float,
                   steps: int, seed: int, out_png: str | os.PathLike, title: str) -> None:
     """IC views of each row at every noise level; columns: source, foreground mask, one per level."""
     sources = [load_rgb(path) for path in rows["path"]]
-    rows = rows.assign(guidance_scale=float(guidance_scale))
-    views = _views_per_setting(pipeline, "ic", rows, [int(level) for level in noise_levels], sources, steps, seed)
+    views = {
+        int(level): _generate(pipeline, "ic", rows, sources, steps, seed, noise_level=int(level),
+                              guidance_scale=guidance_scale)
+        for level in noise_levels
+    }
     figure, axes = new_figure(len(rows), 2 + len(noise_levels), (1.6, 1.75), title)
     for index, (axis_row, row, token_mask) in enumerate(zip(axes, rows.itertuples(), token_masks)):
         show_image(axis_row[0], sources[index], "source")
@@ -81,12 +77,14 @@ def image_gallery(rows: pd.DataFrame, token_masks: list, pipeline, *, noise_leve
 def text_gallery(rows: pd.DataFrame, pipeline, *, guidance_scales: list[float], steps: int, seed: int,
                  out_png: str | os.PathLike, title: str) -> None:
     """TC views of each row's caption at every guidance scale; the caption and its complexity label the row."""
-    adaptive_scales = rows["guidance_scale"].astype(float).tolist()
-    views = _views_per_setting(pipeline, "tc", rows, [float(scale) for scale in guidance_scales], None, steps, seed)
+    views = {
+        float(scale): _generate(pipeline, "tc", rows, None, steps, seed, noise_level=None, guidance_scale=scale)
+        for scale in guidance_scales
+    }
     figure, axes = new_figure(len(rows), len(guidance_scales), (1.8, 1.9), title)
     for index, (axis_row, row) in enumerate(zip(axes, rows.itertuples())):
         for axis, scale in zip(axis_row, views):
-            adaptive = scale == adaptive_scales[index]
+            adaptive = scale == float(row.guidance_scale)
             show_image(axis, views[scale][index], f"guidance {scale:g}" + (" (adaptive)" if adaptive else ""),
                        ADAPTIVE_FRAME if adaptive else None)
         caption = row.caption if len(row.caption) <= 60 else row.caption[:57] + "..."
