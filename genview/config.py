@@ -123,8 +123,12 @@ def load_config(path: str | Path) -> dict:
 
 
 def dataset_generation(config: dict, dataset: str) -> dict:
-    """The generation settings of ``dataset``: the global ones with the dataset's per-source overrides."""
+    """The generation settings of ``dataset``: the global ones with the dataset's overrides (per source, and the
+    save size and quality)."""
     settings = copy.deepcopy(config["generation"])
-    for source, overrides in config["datasets"][dataset].get("generation", {}).items():
-        settings[source].update(overrides)
+    for key, override in config["datasets"][dataset].get("generation", {}).items():
+        if isinstance(override, dict):
+            settings[key].update(override)
+        else:
+            settings[key] = override
     return settings

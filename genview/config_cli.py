@@ -31,7 +31,7 @@ def _estimate(args) -> None:
 
     config = load_config(args.file)
     experiments = resolve_experiments(config)
-    evaluations = resolve_evaluations(config, sorted(experiments))
+    evaluations = resolve_evaluations(config, experiments)
     counts = dict(config["estimate"]["images"])
     for dataset in {**config["datasets"], **config["eval_datasets"]}:
         manifest = Path(args.results, "data", dataset, "manifest.csv")

@@ -69,9 +69,10 @@ rule complexity_shard:
     params:
         analysis=as_json(config["analysis"]),
         llm=as_json(config["models"]["complexity_llm"]),
+        seed=config["seed"],
     shell:
         "python -m genview --gpus {resources.gpu} analyze complexity --shard {input.shard}"
-        " --analysis {params.analysis:q} --llm {params.llm:q} --out {output} 2> {log}"
+        " --analysis {params.analysis:q} --llm {params.llm:q} --seed {params.seed} --out {output} 2> {log}"
 
 
 rule shard_params:

@@ -207,7 +207,7 @@ def pretrain_outputs():
 from genview.evaluation.runs import protocol_names, resolve_evaluations
 
 try:
-    EVALUATIONS = resolve_evaluations(config, sorted(EXPERIMENTS))
+    EVALUATIONS = resolve_evaluations(config, EXPERIMENTS)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -215,7 +215,7 @@ PROTOCOLS_NEEDING_GPU = ("linear", "semisup", "zeroshot", "retrieval")
 
 
 def protocol_settings_json(wildcards):
-    return as_json(config["evaluation"][wildcards.protocol])
+    return as_json(EVALUATIONS[wildcards.experiment, wildcards.protocol, wildcards.dataset])
 
 
 def protocol_gpus(wildcards):

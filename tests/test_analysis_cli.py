@@ -47,7 +47,8 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(root, monkeypatch, "analyze", "foreground", "--shard", "s/0.csv", "--fit", "fit.npz", "--encoder", encoder,
         "--analysis", analysis, "--out", "fg.csv", "--device", "cpu")
     run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")
-    llm = json.dumps({"path": str(models["complexity_llm"].parent), "trust_remote_code": False, "max_new_tokens": 4})
+    llm = json.dumps({"path": str(models["complexity_llm"].parent), "trust_remote_code": False, "max_new_tokens": 4,
+                      "do_sample": None})
     llm_analysis = json.dumps({**ANALYSIS, "complexity_scorer": "llm"})
     run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", llm_analysis, "--llm", llm,
         "--out", "cx_llm.csv", "--device", "cpu")

@@ -243,6 +243,24 @@ def test_tiny_chat_model_loads_generates_and_scores(tiny_chat_dir):
             assert result.score == lexical_score(caption) and result.attempts == 2
 
 
+def test_sampled_answers_are_seeded_by_seed_and_prompt(tiny_chat_dir):
+    """Official decoding samples; a rerun must still give the same answers, whatever else was asked before."""
+    from genview.models.chat_llm import DEFAULT_MAX_NEW_TOKENS, load_chat_model
+
+    assert DEFAULT_MAX_NEW_TOKENS == 1000  # the official cap: a verbose answer is not cut before its score
+    messages = [{"role": "user", "content": "a dog"}]
+    chat = load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=True, seed=3)
+    first = chat.generate(messages)
+    chat.generate([{"role": "user", "content": "something else first"}])
+    assert chat.generate(messages) == first
+    others = {load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=True, seed=s).generate(messages)
+              for s in range(4)}
+    assert len(others) > 1  # the seed matters: sampling is on
+    greedy = load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=False, seed=0)
+    assert greedy.generate(messages) == load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=False,
+                                                        seed=5).generate(messages)
+
+
 def test_tokenizer_without_chat_template_gets_a_plain_prompt(tiny_chat_dir):
     from genview.models.chat_llm import load_chat_model
 

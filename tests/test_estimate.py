@@ -36,7 +36,7 @@ def small_config(scorer="llm"):
 def test_estimate_by_hand():
     config = small_config()
     experiments = resolve_experiments(config)
-    evaluations = resolve_evaluations(config, sorted(experiments))
+    evaluations = resolve_evaluations(config, experiments)
     table = estimate_gpu_hours(config, experiments, evaluations, {"s": 1000}, {"clip"}).set_index("stage")
     hours = table["gpu_hours"] * 3600
     assert hours["analysis (foreground)"] == pytest.approx(1000 / 100)

@@ -96,10 +96,35 @@ def test_unknown_protocol_and_bad_runs_are_named():
     config = validate_config({"datasets": {"s": {"kind": "shapes"}},
                               "evaluation": {"runs": [{"protocols": ["knn"], "experiments": ["x_*"],
                                                        "datasets": ["s"]}]}})
-    assert resolve_evaluations(config, ["x_a", "x_b", "y"]) == [("x_a", "knn", "s"), ("x_b", "knn", "s")]
+    experiments = {name: {"method": "simclr"} for name in ("x_a", "x_b", "y")}
+    assert list(resolve_evaluations(config, experiments)) == [("x_a", "knn", "s"), ("x_b", "knn", "s")]
     with pytest.raises(ConfigError, match=r"evaluation.runs\[0\].experiments: 'z\*' matches no"):
         config["evaluation"]["runs"][0]["experiments"] = ["z*"]
-        resolve_evaluations(config, ["x_a"])
+        resolve_evaluations(config, experiments)
     config["evaluation"]["runs"][0].update(experiments=["x_a"], protocols=["linear_slow"])
     with pytest.raises(ConfigError, match="unknown protocol 'linear_slow'"):
-        resolve_evaluations(config, ["x_a"])
+        resolve_evaluations(config, experiments)
+
+
+def test_run_settings_override_the_protocol_and_are_checked():
+    config = validate_config({"datasets": {"s": {"kind": "shapes"}}, "evaluation": {"runs": [
+        {"protocols": ["linear"], "experiments": ["v*"], "datasets": ["s"],
+         "settings": {"linear": {"optimizer": "lars", "batch_size": 4096, "base_lrs": [0.1]}}},
+        {"protocols": ["linear", "knn"], "experiments": ["r*"], "datasets": ["s"]},
+    ]}})
+    experiments = {"vit": {"method": "mocov3"}, "r50": {"method": "simsiam"}, "clip": {"method": "clip"}}
+    resolved = resolve_evaluations(config, experiments)
+    assert resolved["vit", "linear", "s"] == {**config["evaluation"]["linear"], "optimizer": "lars",
+                                              "batch_size": 4096, "base_lrs": [0.1]}
+    assert resolved["r50", "linear", "s"] == config["evaluation"]["linear"]
+    config["evaluation"]["runs"][0]["settings"]["linear"]["optimiser"] = "sgd"
+    config["evaluation"]["runs"][1].update(protocols=["zeroshot"], experiments=["r50", "clip"])
+    config["evaluation"]["runs"].append({"protocols": ["linear"], "experiments": ["vit"], "datasets": ["s"],
+                                         "settings": {}})
+    with pytest.raises(ConfigError) as error:
+        resolve_evaluations(config, experiments)
+    message = str(error.value)
+    assert "3 problem(s)" in message  # all at once, each naming its key
+    assert "evaluation.runs[0].settings.linear: Additional properties are not allowed ('optimiser'" in message
+    assert "evaluation.runs[1]: zeroshot needs a text tower, but 'r50' (simsiam) has none" in message
+    assert "evaluation.runs[2]: vit/linear/s is also asked for by evaluation.runs[0] with other settings" in message

@@ -313,7 +313,9 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     manifest_csv, shards = shapes_shards
     fit = fit_foreground(manifest_csv, tiny_encoder, "a/fit.npz", "a/overlay.png", per_class=2, batch_size=8)
     saved = load_fit("a/fit.npz")
-    assert set(saved) == {"vector", "threshold", "sign", "sample_ids", "cdf", "bins", "grid", "mean_iou"}
+    assert set(saved) == {"vector", "threshold", "sign", "threshold_mode", "sample_ids", "cdf", "bins", "grid",
+                          "mean_iou"}
+    assert str(saved["threshold_mode"]) == "refit"
     assert saved["vector"].dtype == np.float32 and saved["vector"].shape == (64,)
     assert int(saved["sign"]) in (1, -1) and saved["grid"].tolist() == [8, 8]
     assert len(saved["sample_ids"]) == 24 and float(saved["cdf"]) == 0.65 and int(saved["bins"]) == 200
@@ -336,6 +338,16 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
               for s in (1, -1)}  # fmt: skip
     assert np.allclose(forced[1]["vector"], -forced[-1]["vector"])
     assert np.array_equal(forced[int(saved["sign"])]["vector"], fit["vector"])
+    # A flipped PC-1 under the official `--mask-type lt` (keep): the unflipped threshold, tokens below it, so about
+    # 65 % of the tokens are foreground where refit gives about 35 %.
+    kept = fit_foreground(manifest_csv, tiny_encoder, "keep.npz", "keep.png", per_class=2, sign=-1,
+                          flipped_threshold="keep")
+    unflipped = (tokens @ torch.from_numpy(forced[1]["vector"])).numpy()
+    assert str(kept["threshold_mode"]) == "keep" and str(forced[-1]["threshold_mode"]) == "refit"
+    assert float(kept["threshold"]) == pytest.approx(-plain_threshold(unflipped.ravel(), 200, 0.65), abs=1e-6)
+    share = {mode: float(((tokens @ torch.from_numpy(f["vector"])).numpy() > float(f["threshold"])).mean())
+             for mode, f in (("keep", kept), ("refit", forced[-1]))}
+    assert share["keep"] == pytest.approx(0.65, abs=0.05) and share["refit"] == pytest.approx(0.35, abs=0.05)
 
     frames = []
     for shard in shards:

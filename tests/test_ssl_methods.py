@@ -185,11 +185,30 @@ def test_swav_loss_matches_a_loop():
         cross2 = -sum(c * log_p for c, log_p in zip(codes2[i].tolist(), log_p1))
         expected.append(0.5 * (cross1 + cross2))
     torch.testing.assert_close(
-        swav_per_sample(scores1, scores2, codes1, codes2, temperature),
+        swav_per_sample([scores1, scores2], [codes1, codes2], temperature),
         torch.tensor(expected),
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def test_swav_multi_crop_loss_matches_a_loop():
+    """Two global crops with codes and three local crops: each global crop's codes are predicted from the four
+    other crops, averaged, then the two global crops averaged (the reference's loop)."""
+    torch.manual_seed(1)
+    scores = [torch.randn(2, 5) for _ in range(5)]
+    codes = [torch.rand(2, 5).softmax(dim=1) for _ in range(2)]
+    temperature = 0.1
+    expected = torch.zeros(2)
+    for n in range(2):
+        for i in range(2):
+            cross = []
+            for v in range(5):
+                if v != i:
+                    log_p = torch.log_softmax(scores[v][n] / temperature, dim=0)
+                    cross.append(-sum(float(c) * float(lp) for c, lp in zip(codes[i][n], log_p)))
+            expected[n] += sum(cross) / 4 / 2
+    torch.testing.assert_close(swav_per_sample(scores, codes, temperature), expected, rtol=1e-5, atol=1e-5)
 
 
 # --- heads ----------------------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_default_dry_run(workdir):
     result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
     config = load_config(REPO / "config/config.yaml")
     shards, experiments = config["datasets"]["shapes"]["num_shards"], len(resolve_experiments(config))
-    evaluations = resolve_evaluations(config, sorted(resolve_experiments(config)))
+    evaluations = resolve_evaluations(config, resolve_experiments(config))
     assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
     tables = {f"table_{name}": 1 for name in load_table_specs(REPO / config["report"]["tables"])}
     figures = {"figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1}
@@ -89,6 +89,10 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     assert {f"shard_{name}" for name in config["datasets"]} <= set(counts)
     shards = config["datasets"]["imagenet1k"]["num_shards"]
     assert f"results/data/imagenet1k/shards/{shards - 1}.csv" in result.stdout
+    tables = load_table_specs(REPO / config["report"]["tables"])
+    assert "ablation_quality" in tables
+    assert {name for name in counts if name.startswith("table_")} == {f"table_{name}" for name in tables} | {
+        "table_cost"}
 
 
 MAKE_RUN = ["make", "-o", ".venv/.installed", "run"]  # the README's command, on this checkout's environment
@@ -165,8 +169,8 @@ def check_embedded_default_outputs(workdir):
         checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=False)
         assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
         assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
-    for experiment, protocol, dataset in resolve_evaluations(load_config(config), sorted(resolve_experiments(
-            load_config(config)))):
+    for experiment, protocol, dataset in resolve_evaluations(load_config(config), resolve_experiments(
+            load_config(config))):
         result = json.loads((workdir / f"results/eval/{experiment}/{protocol}/{dataset}.json").read_text())
         assert result["experiment"] == experiment and result["metrics"]
     for cache in workdir.glob("results/eval/*/features/*.npz"):

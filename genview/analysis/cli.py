@@ -13,7 +13,8 @@ def _fit_foreground(args) -> None:
     fit_foreground(
         args.manifest, json_argument(args.encoder, "--encoder"), args.out, args.overlay,
         per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"], bins=analysis["fg_bins"],
-        cdf=analysis["fg_cdf"], sign=analysis["fg_sign"], batch_size=analysis["batch_size"], seed=args.seed,
+        cdf=analysis["fg_cdf"], sign=analysis["fg_sign"], flipped_threshold=analysis["fg_flipped_threshold"],
+        batch_size=analysis["batch_size"], seed=args.seed,
         device=resolve_device(args.device),
     )
 
@@ -54,7 +55,7 @@ def _complexity(args) -> None:
         spec = json_argument(args.llm, "--llm")
         generate = load_chat_model(
             spec["path"], trust_remote_code=spec["trust_remote_code"], device=resolve_device(args.device),
-            max_new_tokens=spec["max_new_tokens"],
+            max_new_tokens=spec["max_new_tokens"], do_sample=spec["do_sample"], seed=args.seed,
         ).generate
     complexity_shard(
         args.shard, args.out, guidance_for_score=analysis["guidance_for_score"], generate=generate,
@@ -94,6 +95,7 @@ def register(stages) -> None:
                          "--shard", "--analysis", "--out")
     complexity.add_argument("--llm", help="models.complexity_llm as JSON (scorer llm)")
     complexity.add_argument("--device", default="auto")
+    complexity.add_argument("--seed", type=int, default=0, help="seeds the LLM's sampled answers")
     params = command("params", _params, "merge a shard's analysis into its params CSV", "--shard", "--out")
     params.add_argument("--foreground")
     params.add_argument("--complexity")

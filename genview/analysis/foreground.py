@@ -126,6 +126,10 @@ def mean_centre_distance_above(
     return float((above * token_centre_distance(grid_hw)).sum() / count)
 
 
+#: analysis.fg_flipped_threshold: how the threshold is taken when PC-1 is used flipped (see fit_foreground).
+FLIPPED_THRESHOLD_MODES = ("refit", "keep")
+
+
 def choose_sign(
     projections: torch.Tensor, grid_hw: tuple[int, int], *, bins: int = 200, cdf: float = 0.65
 ) -> int:
@@ -286,14 +290,21 @@ def fit_foreground(
     bins: int = 200,
     cdf: float = 0.65,
     sign: str | int = "auto",
+    flipped_threshold: str = "refit",
     batch_size: int = 64,
     seed: int = 0,
     device: str = "cpu",
 ) -> dict:
     """Fit PC-1, threshold and sign on a sample of the manifest's train split; write them and the overlay.
 
-    Returns what the npz holds.
+    ``flipped_threshold`` applies when the chosen sign is -1: ``refit`` takes the threshold at ``cdf`` of the
+    flipped projections (about 1 - cdf of the tokens above it); ``keep`` is the official ``--mask-type lt``: the
+    threshold of the unflipped projections, foreground = the tokens below it (about cdf of them). Either way the
+    stored (vector, threshold) pair is used as ``tokens @ vector > threshold``. Returns what the npz holds.
     """
+    if flipped_threshold not in FLIPPED_THRESHOLD_MODES:
+        raise ConfigError(f"analysis.fg_flipped_threshold must be one of {', '.join(FLIPPED_THRESHOLD_MODES)}, "
+                          f"got {flipped_threshold!r}")
     if sign not in SIGNS:
         raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
     sample = choose_fit_sample(
@@ -319,20 +330,25 @@ def fit_foreground(
 
     chosen = choose_sign(projections, grid, bins=bins, cdf=cdf) if sign == "auto" else int(sign)
     signed = chosen * projections
-    threshold = threshold_from_histogram(signed, bins, cdf)
+    threshold_mode = flipped_threshold if chosen < 0 else "refit"
+    if threshold_mode == "keep":  # a < t  <=>  -a > -t, so the official `lt` mask is (-v, -t) under `>`
+        threshold = -threshold_from_histogram(projections, bins, cdf)
+    else:
+        threshold = threshold_from_histogram(signed, bins, cdf)
     token_masks = (signed > threshold).reshape(-1, *grid)
     fit = {
         "vector": (chosen * pc1).cpu().numpy().astype(np.float32),
         "threshold": np.float64(threshold),
         "sign": np.int64(chosen),
+        "threshold_mode": np.str_(threshold_mode),
         "sample_ids": sample["id"].to_numpy(dtype=str),
         "cdf": np.float64(cdf),
         "bins": np.int64(bins),
         "grid": np.array(grid, dtype=np.int64),
     }
     log.info(
-        "foreground fit: %d image(s) of %dx%d tokens, threshold %.6g, sign %+d (%s), %.1f%% of tokens above",
-        len(sample), *grid, threshold, chosen, sign, 100 * float(token_masks.float().mean()),
+        "foreground fit: %d image(s) of %dx%d tokens, threshold %.6g (%s), sign %+d (%s), %.1f%% of tokens above",
+        len(sample), *grid, threshold, threshold_mode, chosen, sign, 100 * float(token_masks.float().mean()),
     )  # fmt: skip
     log.info(
         "foreground tokens' mean distance to the image centre: %.3f with sign %+d, %.3f with %+d",

@@ -1,7 +1,6 @@
-"""The paper's linear protocol (DESIGN.md §5 "Evaluations"): on features of a frozen backbone, ten linear
-heads are trained at once, one per base learning rate, with SGD (momentum 0.9, no weight decay) and a cosine
-schedule per iteration; the reported top-1 is the best over heads and over epochs (each epoch ends with a test
-pass).
+"""The paper's linear protocol: on features of a frozen backbone, ten linear heads are trained at once, one per
+base learning rate, with SGD (or LARS, the SimSiam probe; momentum 0.9, no weight decay) and a cosine schedule per
+iteration; the reported top-1 is the best over heads and over epochs (each epoch ends with a test pass).
 
 Training all learning rates on one pass over the data costs one backbone forward per batch instead of ten.
 """
@@ -65,6 +64,7 @@ def train_linear_heads(
     device: torch.device | str,
     use_bn: bool = False,
     seed: int = 0,
+    optimizer: str = "sgd",
 ) -> dict:
     """Train one linear head per base lr on (features, labels) batches and return the best test top-1.
 
@@ -73,7 +73,8 @@ def train_linear_heads(
     (per iteration, to zero over ``epochs × steps_per_epoch``) is sized by it. ``test_batches()`` yields the
     test batches. Each head's lr is ``base_lr × batch_size / 256``; the loss is the sum of the heads'
     cross-entropies, so each head gets exactly the gradient of its own loss. The heads' initial weights come
-    from ``seed``.
+    from ``seed``. ``optimizer`` "lars" scales each weight matrix's step by 0.001·|w|/|g| (biases unscaled), as
+    the LARS of the SimSiam / MoCo v3 probes does without weight decay.
 
     Returns ``top1`` (%, best over heads and epochs, as the paper reports), ``best_lr`` (its base lr),
     ``best_epoch`` (1-based), ``final_top1_by_head`` (%, after the last epoch, in ``base_lrs`` order),
@@ -84,14 +85,7 @@ def train_linear_heads(
     initial_weights = torch.Generator().manual_seed(seed)
     heads = LinearHeads(feature_dim, num_classes, len(base_lrs), use_bn=use_bn, generator=initial_weights)
     heads.to(device)
-    optimizer = torch.optim.SGD(
-        [
-            {"params": head.parameters(), "lr": base_lr * batch_size / 256}
-            for head, base_lr in zip(heads.heads, base_lrs)
-        ],
-        momentum=0.9,
-        weight_decay=0.0,
-    )
+    optimizer = _head_optimizer(heads, base_lrs, batch_size, optimizer)
     total_steps = epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
@@ -120,6 +114,21 @@ def train_linear_heads(
         "epochs": epochs,
         "final_state_dict": {name: value.detach().cpu() for name, value in heads.state_dict().items()},
     }
+
+
+def _head_optimizer(heads: LinearHeads, base_lrs: Sequence[float], batch_size: int, kind: str):
+    lrs = [base_lr * batch_size / 256 for base_lr in base_lrs]
+    if kind == "sgd":
+        groups = [{"params": head.parameters(), "lr": lr} for head, lr in zip(heads.heads, lrs)]
+        return torch.optim.SGD(groups, momentum=0.9, weight_decay=0.0)
+    if kind == "lars":
+        from timm.optim import Lars
+
+        # timm adapts only groups with weight decay unless always_adapt: the weights adapt, the biases do not.
+        groups = [{"params": [param], "lr": lr, "always_adapt": param.ndim > 1}
+                  for head, lr in zip(heads.heads, lrs) for param in head.parameters()]
+        return Lars(groups, momentum=0.9, weight_decay=0.0, trust_coeff=0.001)
+    raise ValueError(f"unknown linear-probe optimizer {kind!r} (sgd or lars)")
 
 
 def _top1_by_head(heads: LinearHeads, batches: FeatureBatches, device: torch.device) -> list[float]:

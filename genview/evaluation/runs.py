@@ -1,35 +1,83 @@
-"""Which (experiment, protocol, dataset) evaluations the config asks for. Import-light: read at Snakefile parse time."""
+"""Which (experiment, protocol, dataset) evaluations the config asks for, each with its protocol settings.
+
+Import-light: read at Snakefile parse time.
+"""
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+from collections.abc import Mapping
 
+from jsonschema import Draft202012Validator
+
+from genview.config import load_schema
 from genview.errors import ConfigError
+from genview.method_catalog import method_catalog
 
 #: Protocol names are the keys of the config's evaluation section that hold a protocol's settings.
 NOT_PROTOCOLS = ("batch_size", "num_workers", "runs")
+#: Protocols that need a text tower (vision-language methods).
+TEXT_PROTOCOLS = ("zeroshot", "retrieval")
 
 
 def protocol_names(config: dict) -> list[str]:
     return sorted(key for key in config["evaluation"] if key not in NOT_PROTOCOLS)
 
 
-def resolve_evaluations(config: dict, experiments: list[str]) -> list[tuple[str, str, str]]:
-    """Sorted (experiment, protocol, dataset) triples; a pattern matching nothing or an unknown name is an error."""
+def _settings_problems(settings: dict, protocol: str, where: str) -> list[str]:
+    schema = load_schema()
+    validator = Draft202012Validator({**schema["properties"]["evaluation"]["properties"][protocol],
+                                      "$defs": schema["$defs"]})
+    return [f"{'.'.join([where, *map(str, error.absolute_path)])}: {error.message}"
+            for error in validator.iter_errors(settings)]
+
+
+def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[tuple[str, str, str], dict]:
+    """(experiment, protocol, dataset) -> the protocol's settings (``evaluation.<protocol>`` with the run's
+    ``settings.<protocol>`` on top), sorted by key. Every problem is reported at once, naming its config key: a
+    pattern matching nothing, an unknown protocol or dataset, a text protocol on a two-view experiment, a setting
+    the protocol does not have, and one evaluation given different settings by two runs."""
     datasets = set(config["datasets"]) | set(config["eval_datasets"])
     protocols = protocol_names(config)
-    triples = set()
+    catalog = method_catalog()
+    names = sorted(experiments)
+    resolved: dict[tuple[str, str, str], dict] = {}
+    origin: dict[tuple[str, str, str], str] = {}
+    problems = []
     for i, run in enumerate(config["evaluation"]["runs"]):
         where = f"evaluation.runs[{i}]"
-        for protocol in run["protocols"]:
-            if protocol not in protocols:
-                raise ConfigError(f"{where}.protocols: unknown protocol {protocol!r} (known: {', '.join(protocols)})")
-        for dataset in run["datasets"]:
-            if dataset not in datasets:
-                raise ConfigError(f"{where}.datasets: {dataset!r} is not a key of datasets or eval_datasets")
+        problems += [f"{where}.protocols: unknown protocol {p!r} (known: {', '.join(protocols)})"
+                     for p in run["protocols"] if p not in protocols]
+        problems += [f"{where}.datasets: {d!r} is not a key of datasets or eval_datasets"
+                     for d in run["datasets"] if d not in datasets]
+        for protocol, override in run["settings"].items():
+            if protocol not in run["protocols"]:
+                problems.append(f"{where}.settings.{protocol}: not one of this run's protocols {run['protocols']}")
+            elif protocol in protocols:
+                problems += _settings_problems({**config["evaluation"][protocol], **override}, protocol,
+                                               f"{where}.settings.{protocol}")
         for pattern in run["experiments"]:
-            matched = fnmatch.filter(experiments, pattern)
+            matched = fnmatch.filter(names, pattern)
             if not matched:
-                raise ConfigError(f"{where}.experiments: {pattern!r} matches no pre-training experiment")
-            triples.update((e, p, d) for e in matched for p in run["protocols"] for d in run["datasets"])
-    return sorted(triples)
+                problems.append(f"{where}.experiments: {pattern!r} matches no pre-training experiment")
+            for experiment in matched:
+                method = experiments[experiment]["method"]
+                for protocol in (p for p in run["protocols"] if p in protocols):
+                    if protocol in TEXT_PROTOCOLS and method in catalog and catalog[method].kind != "vision_language":
+                        problems.append(f"{where}: {protocol} needs a text tower, but {experiment!r} ({method}) "
+                                        f"has none (match vision-language experiments only)")
+                        continue
+                    settings = {**copy.deepcopy(config["evaluation"][protocol]), **run["settings"].get(protocol, {})}
+                    for dataset in (d for d in run["datasets"] if d in datasets):
+                        key = (experiment, protocol, dataset)
+                        if key in resolved and resolved[key] != settings:
+                            problems.append(f"{where}: {'/'.join(key)} is also asked for by {origin[key]} with "
+                                            f"other settings")
+                        resolved.setdefault(key, settings)
+                        origin.setdefault(key, where)
+    if problems:
+        unique = list(dict.fromkeys(problems))
+        raise ConfigError(f"{len(unique)} problem(s) with the evaluations:\n"
+                          + "\n".join(f"  - {problem}" for problem in unique))
+    return dict(sorted(resolved.items()))

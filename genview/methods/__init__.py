@@ -2,9 +2,10 @@
 its class with ``@register("name")``; adding a method is adding one file.
 
 Two kinds share the training loop:
-- :class:`TwoViewMethod` (SimCLR, MoCo v2/v3, BYOL, SimSiam, SwAV): ``forward(view1, view2)`` returns the
+- :class:`TwoViewMethod` (SimCLR, MoCo v2/v3, BYOL, SimSiam, SwAV): ``pair_loss(view1, view2)`` returns the
   per-sample loss (N,), both directions already summed where the method is symmetric, so GenView's per-sample
-  quality weights multiply it: ``loss = (weights * per_sample).mean()``.
+  quality weights multiply it: ``loss = (weights * per_sample).mean()``. ``forward(view1, view2, local_views)``
+  adds multi-crop on top (see :meth:`TwoViewMethod.forward`).
 - :class:`VisionLanguageMethod` (CLIP, SLIP): ``forward(views, tokens, ...)`` takes the pairwise quality weights and
   the loss coefficients c0..c3 and returns a dict of named terms with the total under ``"loss"``.
 """
@@ -89,10 +90,26 @@ class Method(nn.Module):
 
 class TwoViewMethod(Method):
     kind = "two_view"
+    #: Whether ``forward`` may receive local crops. A method whose pair loss has side effects (MoCo v2's key queue)
+    #: must not see the generic multi-crop rule; the experiment resolver rejects multi_crop for it.
+    supports_multi_crop = True
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Per-sample loss (N,) of N view pairs."""
         raise NotImplementedError
+
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, local_views=()) -> torch.Tensor:
+        """Per-sample loss (N,) of two global views and any number of local crops (multi-crop).
+
+        The generic rule, for methods without a multi-crop loss of their own (SwAV has one): every local crop is
+        paired with each global view, and the mean over all pairs is taken, the global pair counting once and each
+        local crop's two pairs counting once together:
+        ``(pair(g1, g2) + sum_k (pair(l_k, g1) + pair(l_k, g2)) / 2) / (1 + K)``.
+        """
+        loss = self.pair_loss(view1, view2)
+        for crops in local_views:
+            loss = loss + 0.5 * (self.pair_loss(crops, view1) + self.pair_loss(crops, view2))
+        return loss / (1 + len(local_views))
 
 
 class VisionLanguageMethod(Method):

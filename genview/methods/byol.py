@@ -32,7 +32,7 @@ class BYOL(TwoViewMethod):
         self.predictor = mlp_head(options["proj_dim"], options["pred_hidden_dim"], options["proj_dim"])
         self.momentum_encoder = frozen_copy(self.backbone, self.projector)
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         p1 = self.predictor(self.projector(self.backbone(view1)))
         p2 = self.predictor(self.projector(self.backbone(view2)))
         with torch.no_grad():

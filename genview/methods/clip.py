@@ -38,6 +38,8 @@ class CLIP(VisionLanguageMethod):
     }
     #: Whether c0 and c1 (the image-image terms) may be nonzero.
     has_image_image_head = False
+    #: GenView++'s views: MoCo v2-strength colour jitter and DownSampleAndUpsample (genview.training.data).
+    default_augmentation = "genviewpp"
 
     def __init__(
         self,
@@ -66,6 +68,8 @@ class CLIP(VisionLanguageMethod):
         )
         self.context_length = context_length
         self.image_projection = nn.Linear(feature_dim, embed_dim, bias=False)
+        # The official (SLIP/StableRep) initialisation: N(0, width^-1/2), width = the image tower's feature size.
+        nn.init.normal_(self.image_projection.weight, std=feature_dim**-0.5)
         self.text_tower = build_text_tower(
             text_width, text_heads, text_layers, context_length, embed_dim, quick_gelu=text_quick_gelu
         )

@@ -17,12 +17,13 @@ def mlp_head(
     batch_norm: bool = True,
     last_batch_norm: bool = False,
     last_batch_norm_affine: bool = True,
+    bias: bool = True,
 ) -> nn.Sequential:
     """``num_layers`` linear layers; each hidden one is followed by (BN,) ReLU, the last optionally by BN.
 
     A linear layer has a bias only when no BN follows it (BN's shift makes the bias redundant), as in the
-    SimSiam / MoCo v3 reference heads. ``last_batch_norm_affine=False`` is the scale-free output BN of SimSiam and
-    MoCo v3.
+    SimSiam reference heads; ``bias=False`` drops every bias (MoCo v3's heads). ``last_batch_norm_affine=False``
+    is the scale-free output BN of SimSiam and MoCo v3.
     """
     if num_layers < 1:
         raise ValueError(f"an MLP head needs at least one layer, got {num_layers}")
@@ -31,7 +32,7 @@ def mlp_head(
     for index, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
         is_last = index == num_layers - 1
         norm_follows = last_batch_norm if is_last else batch_norm
-        layers.append(nn.Linear(fan_in, fan_out, bias=not norm_follows))
+        layers.append(nn.Linear(fan_in, fan_out, bias=bias and not norm_follows))
         if norm_follows:
             layers.append(nn.BatchNorm1d(fan_out, affine=last_batch_norm_affine if is_last else True))
         if not is_last:

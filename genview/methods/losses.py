@@ -8,6 +8,7 @@ where the loss is defined on cosine similarities, so callers may pass raw projec
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,15 +18,22 @@ def full_precision(loss):
     """Run ``loss`` in float32 even inside an autocast region: cosine logits over small temperatures, large
     negative masks and log-softmax overflow or lose precision in float16."""
 
+    def tensors_in(value) -> list:
+        if isinstance(value, (list, tuple)):
+            return [t for item in value for t in tensors_in(item)]
+        return [value] if isinstance(value, torch.Tensor) else []
+
+    def widen(value):
+        if isinstance(value, (list, tuple)):  # sequences of tensors (SwAV's crops)
+            return type(value)(map(widen, value))
+        is_low = isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16)
+        return value.float() if is_low else value
+
     @functools.wraps(loss)
     def wrapper(*args, **kwargs):
-        tensors = [value for value in (*args, *kwargs.values()) if isinstance(value, torch.Tensor)]
+        tensors = tensors_in([*args, *kwargs.values()])
         if not tensors:
             return loss(*args, **kwargs)
-
-        def widen(value):
-            is_low = isinstance(value, torch.Tensor) and value.dtype in (torch.float16, torch.bfloat16)
-            return value.float() if is_low else value
 
         with torch.autocast(tensors[0].device.type, enabled=False):
             return loss(*map(widen, args), **{key: widen(value) for key, value in kwargs.items()})
@@ -142,14 +150,17 @@ def sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int) -> torch.Ten
 
 @full_precision
 def swav_per_sample(
-    scores1: torch.Tensor,
-    scores2: torch.Tensor,
-    codes1: torch.Tensor,
-    codes2: torch.Tensor,
+    scores: Sequence[torch.Tensor],
+    codes: Sequence[torch.Tensor],
     temperature: float,
 ) -> torch.Tensor:
-    """SwAV's swapped prediction: each view's codes are predicted from the other view's prototype scores,
-    -sum_k codes * log softmax(scores / temperature); the two predictions averaged as in the reference."""
-    predict_codes1 = -(codes1.detach() * F.log_softmax(scores2 / temperature, dim=1)).sum(dim=1)
-    predict_codes2 = -(codes2.detach() * F.log_softmax(scores1 / temperature, dim=1)).sum(dim=1)
-    return 0.5 * (predict_codes1 + predict_codes2)
+    """SwAV's swapped prediction over crops: ``scores[v]`` (N, K) are crop v's prototype scores, ``codes[i]`` the
+    Sinkhorn codes of crop i for the first ``len(codes)`` crops (the global views). Each crop i with codes is
+    predicted from every other crop v, ``-sum_k codes_i * log softmax(scores_v / temperature)``, averaged over v
+    and then over i, as in the reference. Two crops: the mean of the two swapped predictions."""
+    per_assignment = []
+    for i, code in enumerate(codes):
+        predictions = [-(code.detach() * F.log_softmax(score / temperature, dim=1)).sum(dim=1)
+                       for v, score in enumerate(scores) if v != i]
+        per_assignment.append(torch.stack(predictions).mean(0))
+    return torch.stack(per_assignment).mean(0)

@@ -24,6 +24,7 @@ class MoCoV2(TwoViewMethod):
 
     uses_momentum = True
     ema_schedule = "constant"  # MoCo v2 keeps m = 0.999 throughout
+    supports_multi_crop = False  # each pair_loss call enqueues its keys: local-crop keys would fill the queue
     default_augmentation = "mocov2"
     default_options = {
         "temperature": 0.2,
@@ -45,7 +46,7 @@ class MoCoV2(TwoViewMethod):
         )
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         q = self.projector(self.backbone(view1))
         keys = self._keys(view2)
         # The enqueue below overwrites the buffer in place; the loss keeps its own copy of the negatives it used.

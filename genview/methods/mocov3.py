@@ -13,7 +13,8 @@ from genview.methods.losses import moco_v3_per_sample
 @register("mocov3")
 class MoCoV3(TwoViewMethod):
     """Projector 4096-256 (2 layers for ResNet, 3 for ViT) with a scale-free output BN; predictor 4096-256
-    (2 layers, no output BN); momentum encoder = copy of backbone + projector.
+    (2 layers; the ViT recipe ends it with a scale-free BN too: ``pred_last_batch_norm``); no linear layer has a
+    bias, as in the reference heads; momentum encoder = copy of backbone + projector.
 
     Per-sample loss: ctr(q1, k2) + ctr(q2, k1), each the cross-entropy of the sample's query against all keys of the
     global batch, times 2 * temperature (the reference's ``loss_weight``). Temperature 0.2 is the ViT recipe; the
@@ -28,6 +29,7 @@ class MoCoV3(TwoViewMethod):
         "proj_dim": 256,
         "proj_layers": 2,
         "pred_hidden_dim": 4096,
+        "pred_last_batch_norm": False,
         "base_momentum": 0.99,
     }
 
@@ -41,11 +43,19 @@ class MoCoV3(TwoViewMethod):
             options["proj_layers"],
             last_batch_norm=True,
             last_batch_norm_affine=False,
+            bias=False,
         )
-        self.predictor = mlp_head(options["proj_dim"], options["pred_hidden_dim"], options["proj_dim"])
+        self.predictor = mlp_head(
+            options["proj_dim"],
+            options["pred_hidden_dim"],
+            options["proj_dim"],
+            last_batch_norm=options["pred_last_batch_norm"],
+            last_batch_norm_affine=False,
+            bias=False,
+        )
         self.momentum_encoder = frozen_copy(self.backbone, self.projector)
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         q1 = self.predictor(self.projector(self.backbone(view1)))
         q2 = self.predictor(self.projector(self.backbone(view2)))
         with torch.no_grad():

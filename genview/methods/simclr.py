@@ -36,9 +36,13 @@ class SimCLR(TwoViewMethod):
             last_batch_norm=True,
         )
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
-        # One pass over both views, as the references do: BN statistics are those of all 2N images.
-        z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+        # One pass over both views, as the references do: BN statistics are those of all 2N images (crops of two
+        # sizes, multi-crop's local and global ones, need one pass each).
+        if view1.shape == view2.shape:
+            z1, z2 = self.projector(self.backbone(torch.cat([view1, view2]))).chunk(2)
+        else:
+            z1, z2 = self.projector(self.backbone(view1)), self.projector(self.backbone(view2))
         return nt_xent_per_sample(
             z1,
             z2,

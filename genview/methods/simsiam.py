@@ -39,7 +39,7 @@ class SimSiam(TwoViewMethod):
         )
         self.predictor = mlp_head(options["proj_dim"], options["pred_hidden_dim"], options["proj_dim"])
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         z1 = self.projector(self.backbone(view1))
         z2 = self.projector(self.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)

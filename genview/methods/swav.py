@@ -17,8 +17,10 @@ class SwAV(TwoViewMethod):
     """Projector 2048-2048-128 (hidden BN), L2-normalised embeddings, 3000 unit-norm prototypes, temperature 0.1,
     Sinkhorn-Knopp with epsilon 0.05 and 3 iterations over the global batch.
 
-    Per-sample loss: the mean of the two swapped predictions, codes of view 1 from the scores of view 2 and vice
-    versa. Two views only (no multi-crop). With ``queue_size`` > 0, a queue of past global-batch embeddings per view
+    Per-sample loss (multi-crop, the reference's): codes are computed for the two global views only; each global
+    view's codes are predicted from the scores of every other crop (the other global view and all local crops), the
+    predictions averaged per global view, then over the two. Without local crops this is the mean of the two swapped
+    predictions. With ``queue_size`` > 0, a queue of past global-batch embeddings per view
     joins the Sinkhorn batch once it is full, as in the reference (which starts it at a set epoch; here it starts
     empty at construction). The prototypes stay fixed for the first ``freeze_prototypes_iters`` steps (5005: one
     ImageNet epoch at batch 256, mmpretrain's recipe).
@@ -51,17 +53,20 @@ class SwAV(TwoViewMethod):
         if step < self.options["freeze_prototypes_iters"]:
             self.prototypes.weight.grad = None
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, local_views=()) -> torch.Tensor:
         with torch.no_grad():
             # The reference re-normalises the prototypes before every step, after the optimiser moved them.
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        # One pass over both views, as the reference does for crops of one resolution.
-        z1, z2 = F.normalize(self.projector(self.backbone(torch.cat([view1, view2]))), dim=1).chunk(2)
-        scores1, scores2 = self.prototypes(z1), self.prototypes(z2)
-        codes1 = self._codes(scores1, self.queue[0])
-        codes2 = self._codes(scores2, self.queue[1])
+        # One pass per resolution, as the reference does: both global views together, then all local crops.
+        z1, z2 = self._embed(torch.cat([view1, view2])).chunk(2)
+        local_z = self._embed(torch.cat(list(local_views))).chunk(len(local_views)) if len(local_views) else ()
+        scores = [self.prototypes(z) for z in (z1, z2, *local_z)]
+        codes = [self._codes(scores[0], self.queue[0]), self._codes(scores[1], self.queue[1])]
         self._enqueue(torch.stack([gather_no_grad(z1.detach()), gather_no_grad(z2.detach())]))
-        return swav_per_sample(scores1, scores2, codes1, codes2, self.temperature)
+        return swav_per_sample(scores, codes, self.temperature)
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.projector(self.backbone(images)), dim=1)
 
     @torch.no_grad()
     def _codes(self, scores: torch.Tensor, queued_embeddings: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ checkpoint (its answers are gibberish, and the scorer falls back to the lexical 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from genview.errors import GenviewError
 from genview.models import is_local_path
 
 ROLE = "models.complexity_llm"
-DEFAULT_MAX_NEW_TOKENS = 64
+DEFAULT_MAX_NEW_TOKENS = 1000  # the official scorer's
 
 # Role headers are spelled out as text: the byte-level vocabulary covers any string, so no extra tokens are needed.
 TINY_CHAT_TEMPLATE = (
@@ -27,13 +28,22 @@ TINY_SEED = 0
 
 
 class ChatModel:
-    """A causal LM and its tokenizer answering chat messages with greedy decoding."""
+    """A causal LM and its tokenizer answering chat messages.
 
-    def __init__(self, model, tokenizer, device: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS):
+    ``do_sample`` None decodes as the model's own generation config says (the official scorer's behaviour; chat
+    models usually sample); True or False forces sampling or greedy decoding. Every answer is drawn from a
+    generator seeded by (``seed``, the prompt text), so an answer depends on neither the shard nor the order of the
+    captions, and a rerun gives the same answers.
+    """
+
+    def __init__(self, model, tokenizer, device: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                 do_sample: bool | None = None, seed: int = 0):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.max_new_tokens = max_new_tokens
+        self.do_sample = do_sample
+        self.seed = seed
 
     def _prompt(self, messages: list[dict[str, str]]) -> tuple[str, bool]:
         """The prompt text, and whether the tokenizer should still add its special tokens (bos)."""
@@ -51,15 +61,23 @@ class ChatModel:
             self.device
         )
         pad_token_id = self.tokenizer.pad_token_id
-        with torch.inference_mode():
+        decoding = {} if self.do_sample is None else {"do_sample": self.do_sample}
+        devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []
+        with torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(prompt_seed(self.seed, text))
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
-                do_sample=False,
                 pad_token_id=self.tokenizer.eos_token_id if pad_token_id is None else pad_token_id,
+                **decoding,
             )
         new_tokens = output[0, inputs["input_ids"].shape[1] :]
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def prompt_seed(seed: int, text: str) -> int:
+    digest = hashlib.sha256(f"{seed}\0{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
 def load_chat_model(
@@ -69,6 +87,8 @@ def load_chat_model(
     device: str = "cpu",
     dtype=None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    do_sample: bool | None = None,
+    seed: int = 0,
 ) -> ChatModel:
     """Load a transformers chat model from a local folder or hub id (bf16 on CUDA, fp32 on CPU unless ``dtype``)."""
     import torch
@@ -85,7 +105,7 @@ def load_chat_model(
         model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=dtype)
     except (OSError, ValueError) as error:  # missing files, unknown hub id, code that needs trust_remote_code
         raise GenviewError(f"{ROLE}: cannot load a chat model from {path!r}: {error}") from error
-    return ChatModel(model.to(device).eval(), tokenizer, device, max_new_tokens)
+    return ChatModel(model.to(device).eval(), tokenizer, device, max_new_tokens, do_sample, seed)
 
 
 def _tiny_tokenizer():

@@ -48,14 +48,45 @@ def resnet50(**options):
     return _resnet("resnet50", **options)
 
 
+def sincos_position_embedding(grid_h: int, grid_w: int, dim: int, temperature: float = 10000.0):
+    """MoCo v3's fixed 2-D sin-cos position embedding, (grid_h * grid_w, dim): a quarter of the channels each for
+    sin and cos of the width coordinate, then of the height coordinate, at frequencies ``temperature^(-k / (dim/4))``.
+    Tokens are ordered with the width coordinate outermost, as the reference's ``meshgrid(grid_w, grid_h)``."""
+    import torch
+
+    if dim % 4:
+        raise ConfigError(f"a sin-cos position embedding needs embed_dim divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+    w, h = torch.meshgrid(torch.arange(grid_w, dtype=torch.float32), torch.arange(grid_h, dtype=torch.float32),
+                          indexing="ij")
+    out_w, out_h = w.flatten()[:, None] * omega, h.flatten()[:, None] * omega
+    return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
+
+
 def _vit(*, image_size: int = 224, patch_size: int = 16, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-         mlp_ratio: float = 4.0) -> tuple[nn.Module, int]:
+         mlp_ratio: float = 4.0, pos_embed: str = "learned", freeze_patch_embed: bool = False) -> tuple[nn.Module, int]:
+    """timm's ViT with the class token as the feature. ``pos_embed: sincos`` and ``freeze_patch_embed`` are the
+    MoCo v3 recipe: a fixed 2-D sin-cos position embedding (zeros for the class token) and a patch projection that
+    is never trained (its "stop-gradient" on the first layer, which stabilises training)."""
+    import torch
     from timm.models.vision_transformer import VisionTransformer
 
+    if pos_embed not in ("learned", "sincos"):
+        raise ConfigError(f"backbone option pos_embed must be learned or sincos, got {pos_embed!r}")
     model = VisionTransformer(
         img_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
         mlp_ratio=mlp_ratio, num_classes=0, global_pool="token",
+        # Other input sizes interpolate the position embedding (multi-crop's small crops); the native size is
+        # computed exactly as without it.
+        dynamic_img_size=True,
     )
+    if pos_embed == "sincos":
+        grid_h, grid_w = model.patch_embed.grid_size
+        fixed = torch.cat([torch.zeros(1, embed_dim), sincos_position_embedding(grid_h, grid_w, embed_dim)])
+        model.pos_embed = nn.Parameter(fixed[None], requires_grad=False)
+    if freeze_patch_embed:
+        model.patch_embed.proj.requires_grad_(False)
     return model, embed_dim
 
 

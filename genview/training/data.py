@@ -34,23 +34,56 @@ def _blur(image_size: int, p: float):
     return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p)
 
 
-def augmentation(preset: str, image_size: int, min_scale: float, slot: int = 0) -> v2.Compose:
-    """The handcrafted view pipeline of ``preset`` for view ``slot`` (BYOL's two slots differ), on [0, 1] tensors."""
-    jitter = {"simclr": (0.4, 0.4, 0.4, 0.1), "mocov2": (0.4, 0.4, 0.4, 0.1), "byol": (0.4, 0.4, 0.2, 0.1)}
-    if preset not in jitter:
-        raise BadInputError(f"unknown augmentation preset {preset!r} (known: {', '.join(jitter)})")
-    blur_p, solarize_p = 0.5, 0.0
-    if preset == "byol":
-        blur_p, solarize_p = (1.0, 0.0) if slot == 0 else (0.1, 0.2)
-    steps = [
-        v2.RandomResizedCrop(image_size, scale=(min_scale, 1.0), antialias=True),
+class DownSampleAndUpsample(torch.nn.Module):
+    """GenView++'s resolution augmentation: with probability ``p``, resize the image to a side drawn from ``sizes``
+    and back to its own size (a low-resolution copy at the original size). Draws from the global generator, like
+    the torchvision transforms around it."""
+
+    def __init__(self, p: float, sizes: list[int]):
+        super().__init__()
+        self.p, self.sizes = p, list(sizes)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if not self.sizes or float(torch.rand(())) >= self.p:
+            return image
+        side = self.sizes[int(torch.randint(len(self.sizes), ()))]
+        height, width = image.shape[-2:]
+        small = v2.functional.resize(image, [side, side], antialias=True)
+        return v2.functional.resize(small, [height, width], antialias=True)
+
+
+#: Handcrafted view recipes: colour jitter (brightness, contrast, saturation, hue) applied with p 0.8, blur and
+#: solarize probabilities per view slot, and GenView++'s DownSampleAndUpsample probability.
+AUGMENTATIONS = {
+    "simclr": dict(jitter=(0.8, 0.8, 0.8, 0.2), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.0),
+    "mocov2": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.0),
+    "byol": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur=(1.0, 0.1), solarize=(0.0, 0.2), downsample=0.0),
+    "genviewpp": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.05),
+}
+DOWNSAMPLE_SIZES = (64, 128)  # GenView++'s --down_res
+
+
+def augmentation(preset: str, image_size: int, min_scale: float, slot: int = 0, *, max_scale: float = 1.0,
+                 downsample: dict | None = None) -> v2.Compose:
+    """The handcrafted view pipeline of ``preset`` for view ``slot`` (BYOL's two slots differ), on [0, 1] tensors.
+
+    ``downsample`` ({prob, sizes}, or None for the preset's probability at sizes 64 and 128) sets
+    DownSampleAndUpsample, applied to the source image before cropping.
+    """
+    if preset not in AUGMENTATIONS:
+        raise BadInputError(f"unknown augmentation preset {preset!r} (known: {', '.join(AUGMENTATIONS)})")
+    recipe = AUGMENTATIONS[preset]
+    downsample = downsample or {"prob": recipe["downsample"], "sizes": list(DOWNSAMPLE_SIZES)}
+    steps = [DownSampleAndUpsample(downsample["prob"], downsample["sizes"])] if downsample["prob"] else []
+    steps += [
+        v2.RandomResizedCrop(image_size, scale=(min_scale, max_scale), antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(*jitter[preset])], p=0.8),
+        v2.RandomApply([v2.ColorJitter(*recipe["jitter"])], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        _blur(image_size, blur_p),
+        _blur(image_size, recipe["blur"][slot]),
     ]
-    if solarize_p:
-        steps.append(v2.RandomSolarize(0.5, p=solarize_p))
+    if recipe["solarize"][slot]:
+        steps.append(v2.RandomSolarize(0.5, p=recipe["solarize"][slot]))
     return v2.Compose(steps)
 
 
@@ -72,23 +105,36 @@ def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, lis
 
 
 class PretrainDataset(Dataset):
-    """Samples of one experiment. ``mode`` "two_view": (view1, view2); "vision_language": (views, caption, real).
+    """Samples of one experiment. ``mode`` "two_view": (view1, view2, local crops); "vision_language": (views,
+    caption, real).
 
     Two-view (GenView): when the image has generated views and a draw under ``generated_prob`` succeeds, one of the
     two slots, chosen at random, takes a generated view instead of the real image; both slots are augmented
-    independently. Vision-language (GenView++): view 0 is the real image; view v >= 1 comes from source
-    ``sources[(v - 1) % len(sources)]`` with probability ``syn_ratio`` when the image has one, else the real image.
+    independently. With ``multi_crop`` ({number, size, min_scale, max_scale}), ``number`` small crops follow, crop k
+    taken from slot k mod 2's image, so the generated view gives local crops too (the official GenView release
+    has no multi-crop recipe to copy). Vision-language (GenView++): view 0 is the real image; view v >= 1 comes from
+    source ``sources[(v - 1) % len(sources)]`` with probability ``syn_ratio`` when the image has one, else the real
+    image; with ``shuffle_views`` the sample's views are then put in a random order, as the official loader does, so
+    each view slot (and each batch-norm batch of SLIP's image head) mixes real and generated images.
     """
 
     def __init__(self, rows: pd.DataFrame, *, mode: str, augmentation_preset: str, image_size: int,
                  min_scale: float, seed: int, views: dict | None = None, sources: list[str] = (),
-                 generated_prob: float = 1.0, n_views: int = 2, syn_ratio: float = 1.0):
+                 generated_prob: float = 1.0, n_views: int = 2, syn_ratio: float = 1.0, shuffle_views: bool = True,
+                 multi_crop: dict | None = None, downsample: dict | None = None):
         self.rows = rows.reset_index(drop=True)
         self.mode, self.seed, self.epoch = mode, seed, 0
         self.views, self.sources = views or {}, list(sources)
         self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
+        self.shuffle_views = shuffle_views
         self.image_size = image_size
-        self.pipelines = [augmentation(augmentation_preset, image_size, min_scale, slot) for slot in (0, 1)]
+        self.pipelines = [augmentation(augmentation_preset, image_size, min_scale, slot, downsample=downsample)
+                          for slot in (0, 1)]
+        self.local_crops = multi_crop["number"] if multi_crop else 0
+        self.local_pipeline = augmentation(
+            augmentation_preset, multi_crop["size"], multi_crop["min_scale"], max_scale=multi_crop["max_scale"],
+            downsample=downsample,
+        ) if multi_crop else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -114,7 +160,10 @@ class PretrainDataset(Dataset):
         choices = self._generated_choices(row["id"], self.sources)
         if choices and rng.random() < self.generated_prob:
             images[int(rng.integers(2))] = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
-        return self.pipelines[0](images[0]), self.pipelines[1](images[1])
+        view1, view2 = self.pipelines[0](images[0]), self.pipelines[1](images[1])
+        if not self.local_crops:
+            return view1, view2, None
+        return view1, view2, torch.stack([self.local_pipeline(images[k % 2]) for k in range(self.local_crops)])
 
     def _vision_language(self, row, real, rng):
         views = []
@@ -125,6 +174,8 @@ class PretrainDataset(Dataset):
                 if choices and rng.random() < self.syn_ratio:
                     image = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
             views.append(self.pipelines[0](image))
+        if self.shuffle_views:
+            views = [views[v] for v in rng.permutation(len(views))]
         resized_real = v2.functional.resize(real, [self.image_size, self.image_size], antialias=True)
         return torch.stack(views), row["caption"], resized_real
 

@@ -1,7 +1,10 @@
 """Experiments from the config: the matrix (methods x variants on a recipe) and explicit entries, each resolved to
-one self-contained dict (recipe, backbone, method options, views, quality settings, seed) that its job receives.
+one self-contained dict (recipe, backbone, method options, views, loss coefficients, peak learning rate, seed) that
+its job receives.
 
-Import-light: the Snakefile resolves experiments at parse time.
+Everything a job would discover late is checked here, at parse time: the method name and its options, the view
+sources, and the loss coefficients the method can compute (a coefficient set that CLIP cannot compute must not wait
+for the switch epoch to fail). Import-light: the Snakefile resolves experiments when it is parsed.
 """
 
 from __future__ import annotations
@@ -9,39 +12,115 @@ from __future__ import annotations
 import copy
 
 from genview.errors import ConfigError
+from genview.method_catalog import MethodInfo, method_catalog
 
 VARIANTS = ("baseline", "views", "genview")
 SETTINGS = ("recipe", "backbone", "dataset", "method_args", "views", "quality", "gpus", "mem_mb", "runtime")
+COEFFICIENT_NAMES = ("c0 (L_ii)", "c1 (L_ii^QD)", "c2 (L_it)", "c3 (L_it^QD)")
 
 
-def _lookup(config: dict, section: str, key: str, where: str) -> dict:
-    table = config["pretrain"][section] if section != "datasets" else config["datasets"]
-    if key not in table:
-        known = ", ".join(sorted(table)) or "none"
-        raise ConfigError(f"{where}: {key!r} is not a key of {'' if section == 'datasets' else 'pretrain.'}"
-                          f"{section} (known: {known})")
-    return table[key]
+def peak_lr(recipe: dict, views_per_sample: int) -> float:
+    """The learning rate after scaling, as the official recipes compute it.
+
+    linear: ``lr × batch / 256`` (the SSL recipes). views: ``lr × batch × views / 512``, which is GenView++'s official
+    ``blr · batch · world_size · n_img / 256 · num_crop / 2`` with ``num_crop`` = 1 (its scripts never set it), the
+    global batch counting captions and ``views`` the images per caption. none: ``lr`` as given.
+    """
+    scaling, lr, batch = recipe["lr_scaling"], recipe["lr"], recipe["batch_size"]
+    if scaling == "linear":
+        return lr * batch / 256
+    if scaling == "views":
+        return lr * batch * views_per_sample / 512
+    return lr
 
 
-def _resolve(config: dict, name: str, method: str, variant: str, settings: dict, where: str) -> dict:
+def _default_coefficients(info: MethodInfo, variant: str) -> tuple[list[float], list[float]]:
+    """Early and later c0..c3: image-image terms where the method has them; the quality-driven terms join at the
+    switch epoch for the genview variant (official: 1 0 1 0 then 1 1 1 1; CLIP 0 0 1 0 then 0 0 1 1)."""
+    c0 = 1.0 if info.has_image_image_head else 0.0
+    early = [c0, 0.0, 1.0, 0.0]
+    return early, ([c0, c0, 1.0, 1.0] if variant == "genview" else early)
+
+
+def _check_coefficients(coefficients: list[float], info: MethodInfo, variant: str, n_views: int,
+                        where: str) -> list[str]:
+    problems = []
+    values = ", ".join(f"{c:g}" for c in coefficients)
+    if not any(coefficients):
+        problems.append(f"{where}: all four coefficients are 0, nothing would be trained")
+    if (coefficients[0] or coefficients[1]) and not info.has_image_image_head:
+        problems.append(f"{where}: method {info.name!r} has no image-image term, so c0 and c1 must be 0 (got "
+                        f"{values}); use a method with one (e.g. slip)")
+    if (coefficients[0] or coefficients[1]) and n_views < 2:
+        problems.append(f"{where}: the image-image terms (c0, c1) need views.n_views >= 2 (got {n_views})")
+    if (coefficients[1] or coefficients[3]) and variant != "genview":
+        problems.append(f"{where}: the quality-driven terms (c1, c3) need quality weights, i.e. variant genview "
+                        f"(got {variant!r}, coefficients {values})")
+    return problems
+
+
+def _resolve(config: dict, name: str, method: str, variant: str, settings: dict, where: str,
+             problems: list[str]) -> dict | None:
+    catalog = method_catalog()
+    tables = {"recipe": config["pretrain"]["recipes"], "backbone": config["pretrain"]["backbones"],
+              "dataset": config["datasets"]}
+    missing = False
+    for key, table in tables.items():
+        if settings[key] not in table:
+            section = "datasets" if key == "dataset" else f"pretrain.{key}s"
+            problems.append(f"{where}.{key}: {settings[key]!r} is not a key of {section} "
+                            f"(known: {', '.join(sorted(table)) or 'none'})")
+            missing = True
+    if method not in catalog:
+        key = "methods" if where.startswith("pretrain.matrix") else "method"
+        problems.append(f"{where}.{key}: unknown method {method!r} (known: {', '.join(catalog)})")
+        return None
+    info = catalog[method]
+    unknown = sorted(set(settings["method_args"].get(method, {})) - set(info.default_options))
+    if unknown:
+        problems.append(f"{where}.method_args.{method}: unknown option(s) {unknown} (allowed: "
+                        f"{', '.join(sorted(info.default_options))})")
+    if missing:
+        return None
     dataset = settings["dataset"]
-    dataset_spec = _lookup(config, "datasets", dataset, f"{where}.dataset")
+    recipe = copy.deepcopy(tables["recipe"][settings["recipe"]])
     views = copy.deepcopy(settings["views"])
-    available = dataset_spec["sources"]
+    available = config["datasets"][dataset]["sources"]
     if views["sources"] is None:
         views["sources"] = list(available)
-    missing = sorted(set(views["sources"]) - set(available))
-    if variant != "baseline" and missing:
-        raise ConfigError(f"{where}.views.sources: {missing} not generated for dataset {dataset!r} "
-                          f"(datasets.{dataset}.sources: {available})")
+    absent = sorted(set(views["sources"]) - set(available))
+    if variant != "baseline" and absent:
+        problems.append(f"{where}.views.sources: {absent} not generated for dataset {dataset!r} "
+                        f"(datasets.{dataset}.sources: {available})")
     if variant == "baseline":
         views["sources"] = []
+    quality = copy.deepcopy(settings["quality"])
+    if info.kind == "vision_language":
+        if variant == "baseline" and not info.has_image_image_head:
+            views["n_views"] = 1  # plain CLIP: one real view per caption
+        early, later = _default_coefficients(info, variant)
+        quality["early_coefs"] = [float(c) for c in quality.get("early_coefs") or early]
+        quality["later_coefs"] = [float(c) for c in quality.get("later_coefs") or later]
+        for key in ("early_coefs", "later_coefs"):
+            problems += _check_coefficients(quality[key], info, variant, views["n_views"], f"{where}.quality.{key}")
+        views_per_sample = views["n_views"]
+    else:
+        for key in ("early_coefs", "later_coefs"):
+            if quality.get(key):
+                problems.append(f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
+                                f"({method!r} is a two-view method)")
+        views_per_sample = 2
+    if recipe["multi_crop"] and info.kind != "two_view":
+        problems.append(f"{where}.recipe: multi_crop applies to two-view methods only ({method!r} is not one)")
+    elif recipe["multi_crop"] and not info.supports_multi_crop:
+        problems.append(f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
+                        f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})")
     experiment = dict(
-        name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"],
-        recipe=copy.deepcopy(_lookup(config, "recipes", settings["recipe"], f"{where}.recipe")),
-        backbone=copy.deepcopy(_lookup(config, "backbones", settings["backbone"], f"{where}.backbone")),
+        name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"], recipe=recipe,
+        peak_lr=peak_lr(recipe, views_per_sample),
+        backbone=copy.deepcopy(tables["backbone"][settings["backbone"]]),
         method_args=copy.deepcopy(settings["method_args"].get(method, {})),
-        views=views, quality=copy.deepcopy(settings["quality"]),
+        views=views, quality=quality,
         gpus=settings["gpus"], mem_mb=settings["mem_mb"], runtime=settings["runtime"],
     )
     if variant == "genview":
@@ -50,12 +129,16 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
 
 
 def resolve_experiments(config: dict) -> dict[str, dict]:
-    """Experiment name -> resolved experiment, for a validated config; errors name the config key."""
+    """Experiment name -> resolved experiment, for a validated config; every problem is reported at once, each
+    naming its config key."""
     experiments: dict[str, dict] = {}
+    problems: list[str] = []
 
-    def add(experiment: dict, where: str) -> None:
+    def add(experiment: dict | None, where: str) -> None:
+        if experiment is None:
+            return
         if experiment["name"] in experiments:
-            raise ConfigError(f"{where}: experiment name {experiment['name']!r} is defined twice")
+            problems.append(f"{where}: experiment name {experiment['name']!r} is defined twice")
         experiments[experiment["name"]] = experiment
 
     for i, entry in enumerate(config["pretrain"]["matrix"]):
@@ -67,9 +150,13 @@ def resolve_experiments(config: dict) -> dict[str, dict]:
                 try:
                     name = entry["name"].format(**fields)
                 except KeyError as error:
-                    raise ConfigError(f"{where}.name: unknown field {error} (fields: {', '.join(fields)})") from None
-                add(_resolve(config, name, method, variant, entry, where), where)
+                    problems.append(f"{where}.name: unknown field {error} (fields: {', '.join(fields)})")
+                    continue
+                add(_resolve(config, name, method, variant, entry, where, problems), where)
     for name, entry in config["pretrain"]["experiments"].items():
         where = f"pretrain.experiments.{name}"
-        add(_resolve(config, name, entry["method"], entry["variant"], entry, where), where)
+        add(_resolve(config, name, entry["method"], entry["variant"], entry, where, problems), where)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the experiments:\n"
+                          + "\n".join(f"  - {problem}" for problem in problems))
     return experiments

@@ -19,7 +19,3 @@ def ema_momentum(step: int, *, base: float, total_steps: int, schedule: str) -> 
         return base
     return 1.0 - (1.0 - base) * 0.5 * (1.0 + math.cos(math.pi * min(step / max(1, total_steps), 1.0)))
 
-
-def scaled_lr(lr: float, global_batch: int, scaling: str) -> float:
-    """The linear scaling rule: the configured lr is for a batch of 256."""
-    return lr * global_batch / 256 if scaling == "linear" else lr

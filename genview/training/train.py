@@ -28,9 +28,10 @@ from genview import distributed
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256
 from genview.methods import build_method, method_class
+from genview.quality.weights import loss_coefficients
 from genview.training.backbones import build_backbone
 from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
-from genview.training.schedules import ema_momentum, learning_rate, scaled_lr
+from genview.training.schedules import ema_momentum, learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,16 @@ def build_model(experiment: dict) -> nn.Module:
                         experiment["method_args"])
 
 
-def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Biases and normalisation parameters get no weight decay (and so no LARS adaptation), the usual SSL recipe;
-    parameters of the method's ``fixed_lr_modules`` keep the base learning rate (SimSiam's predictor)."""
+def _parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
+    """Biases and normalisation parameters get no weight decay (and so no LARS adaptation), the usual SSL recipe,
+    unless ``decay_norm_and_bias`` (the official MoCo v3 ViT recipe decays every parameter); parameters of the
+    method's ``fixed_lr_modules`` keep the base learning rate (SimSiam's predictor)."""
     fixed = {id(p) for name in model.fixed_lr_modules for p in getattr(model, name).parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for parameter in model.parameters():
         if parameter.requires_grad:
-            groups.setdefault((parameter.ndim < 2, id(parameter) in fixed), []).append(parameter)
+            no_decay = parameter.ndim < 2 and not decay_norm_and_bias
+            groups.setdefault((no_decay, id(parameter) in fixed), []).append(parameter)
     return [
         {"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "fixed_lr": fixed_lr}
         for (no_decay, fixed_lr), params in sorted(groups.items())
@@ -76,7 +79,7 @@ def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
-    groups = _parameter_groups(model, recipe["weight_decay"])
+    groups = _parameter_groups(model, recipe["weight_decay"], recipe["decay_norm_and_bias"])
     if recipe["optimizer"] == "sgd":
         return torch.optim.SGD(groups, lr=0.0, momentum=recipe["momentum"])
     if recipe["optimizer"] == "lars":
@@ -129,7 +132,7 @@ class Trainer:
                 f"{self.recipe['batch_size']}; lower the recipe's batch_size"
             )
         self.total_steps = self.steps_per_epoch * self.recipe["epochs"]
-        self.base_lr = scaled_lr(self.recipe["lr"], self.recipe["batch_size"], self.recipe["lr_scaling"])
+        self.base_lr = experiment["peak_lr"]
         self.optimizer = build_optimizer(self.model, self.recipe)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.recipe["amp"])
         self.use_amp = self.device.type == "cuda" and self.amp_dtype is not None
@@ -151,18 +154,13 @@ class Trainer:
         rows = rows[rows["split"] == "train"]
         views, variant = self.experiment["views"], self.experiment["variant"]
         preset = self.recipe["augmentation"] or method_class(self.experiment["method"]).default_augmentation
-        n_views = views["n_views"]
-        if self.kind == "vision_language" and variant == "baseline" and not self._has_image_image_term():
-            n_views = 1  # plain CLIP: one real view per caption
         return PretrainDataset(
             rows, mode=self.kind, augmentation_preset=preset, image_size=self.recipe["image_size"],
             min_scale=self.recipe["min_scale"], seed=self.experiment["seed"],
             views=load_view_index(view_manifests) if variant != "baseline" else None, sources=views["sources"],
-            generated_prob=views["generated_prob"], n_views=n_views, syn_ratio=views["syn_ratio"],
+            generated_prob=views["generated_prob"], n_views=views["n_views"], syn_ratio=views["syn_ratio"],
+            shuffle_views=views["shuffle"], multi_crop=self.recipe["multi_crop"], downsample=self.recipe["downsample"],
         )
-
-    def _has_image_image_term(self) -> bool:
-        return getattr(self.model, "has_image_image_head", False)
 
     def _scorer(self, quality_vector: str | None):
         if self.experiment["variant"] != "genview":
@@ -176,12 +174,9 @@ class Trainer:
                              normalization=self.experiment["quality"]["normalization"])
 
     def coefficients(self, epoch: int) -> tuple[float, ...]:
-        """c0..c3: the config's, else image-image terms where the method has them, QD terms for genview."""
+        """c0..c3 of this epoch (resolved and checked against the method by genview.training.experiments)."""
         quality = self.experiment["quality"]
-        c0 = 1.0 if self._has_image_image_term() else 0.0
-        early = quality.get("early_coefs") or [c0, 0.0, 1.0, 0.0]
-        later = quality.get("later_coefs") or ([c0, c0, 1.0, 1.0] if self.scorer else early)
-        return tuple(early if epoch < quality["epoch_switch"] else later)
+        return loss_coefficients(epoch, quality["early_coefs"], quality["later_coefs"], quality["epoch_switch"])
 
     def _loader(self, epoch: int, skip_steps: int) -> DataLoader:
         self.dataset.set_epoch(epoch)
@@ -195,8 +190,10 @@ class Trainer:
 
     def _collate(self, samples):
         if self.kind == "two_view":
-            view1, view2, index = zip(*samples)
-            return dict(view1=torch.stack(view1), view2=torch.stack(view2), index=torch.tensor(index))
+            view1, view2, local_views, index = zip(*samples)
+            local_views = torch.stack(local_views, 1).unbind(0) if local_views[0] is not None else ()
+            return dict(view1=torch.stack(view1), view2=torch.stack(view2), local_views=local_views,
+                        index=torch.tensor(index))
         views, captions, real, index = zip(*samples)
         from genview.methods.text import tokenize
 
@@ -263,8 +260,9 @@ class Trainer:
             view1, view2 = batch["view1"].to(self.device), batch["view2"].to(self.device)
             weights = self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) \
                 if self.scorer else None
+            local_views = [crops.to(self.device) for crops in batch["local_views"]]
             with autocast:
-                per_sample = self.ddp_model(view1, view2)
+                per_sample = self.ddp_model(view1, view2, local_views)
             weights = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
             terms = {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
             return (weights * per_sample).mean(), terms
