@@ -326,3 +326,17 @@ def test_method_catalog_read_from_source_equals_the_imported_registry():
     for name, info in catalog.items():
         for attribute in ATTRIBUTES:
             assert getattr(info, attribute) == getattr(METHODS[name], attribute, False), (name, attribute)
+
+
+def test_paper_normalisation_and_swav_queue_follow_the_official_recipes():
+    paper = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
+    assert paper["cc3m_slip_genview"]["recipe"]["normalization"] == "imagenet"  # StableRep's loader
+    assert paper["imagenet1k_simsiam_genview"]["recipe"]["normalization"] == "clip"  # GenView's data preprocessor
+    assert paper["imagenet1k_swav_views"]["method_args"] == {"queue_size": 3840, "queue_start_iters": 75075}
+
+
+def test_deviations_document_counts_its_rows():
+    text = (REPO / "docs" / "deviations.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert [int(row.split("|")[1]) for row in rows] == list(range(1, len(rows) + 1))
+    assert f"{len(rows)} differences are listed." in text

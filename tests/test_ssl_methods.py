@@ -532,3 +532,13 @@ def test_two_processes_match_one(tmp_path):
             for result in ranks:
                 torch.testing.assert_close(result[name]["buffers"]["queue"], method.queue)
                 assert result[name]["buffers"]["queue_ptr"].item() == WORLD_SIZE * LOCAL_BATCH
+
+
+def test_swav_queue_fills_only_from_its_start_step():
+    method = tiny_method("swav", queue_size=16, queue_start_iters=2)
+    for step in range(2):
+        method(*random_views(8, seed=step))
+        assert method.queue_count.item() == 0
+        method.before_optimizer_step(step)
+    method(*random_views(8, seed=3))
+    assert method.queue_count.item() == 8 and int(method.state_dict()["steps_done"]) == 2

@@ -21,9 +21,9 @@ class SwAV(TwoViewMethod):
     view's codes are predicted from the scores of every other crop (the other global view and all local crops), the
     predictions averaged per global view, then over the two. Without local crops this is the mean of the two swapped
     predictions. With ``queue_size`` > 0, a queue of past global-batch embeddings per view
-    joins the Sinkhorn batch once it is full, as in the reference (which starts it at a set epoch; here it starts
-    empty at construction). The prototypes stay fixed for the first ``freeze_prototypes_iters`` steps (5005: one
-    ImageNet epoch at batch 256, mmpretrain's recipe).
+    starts filling after ``queue_start_iters`` steps and joins the Sinkhorn batch once it is full, as in the
+    reference (mmpretrain's ImageNet recipe: 3840 embeddings from epoch 15, i.e. 75075 steps at batch 256). The
+    prototypes stay fixed for the first ``freeze_prototypes_iters`` steps (5005: one ImageNet epoch at batch 256).
     """
 
     default_options = {
@@ -34,6 +34,7 @@ class SwAV(TwoViewMethod):
         "sinkhorn_epsilon": 0.05,
         "sinkhorn_iterations": 3,
         "queue_size": 0,
+        "queue_start_iters": 0,
         "freeze_prototypes_iters": 5005,
     }
 
@@ -48,10 +49,13 @@ class SwAV(TwoViewMethod):
         # Per view, the newest embedding first; queue_count says how many slots hold real embeddings.
         self.register_buffer("queue", torch.zeros(2, self.queue_size, options["proj_dim"]))
         self.register_buffer("queue_count", torch.zeros((), dtype=torch.long))
+        # Optimiser steps taken (a buffer, so a resumed run knows when the queue starts).
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
     def before_optimizer_step(self, step: int) -> None:
         if step < self.options["freeze_prototypes_iters"]:
             self.prototypes.weight.grad = None
+        self.steps_done.fill_(step + 1)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor, local_views=()) -> torch.Tensor:
         with torch.no_grad():
@@ -82,7 +86,7 @@ class SwAV(TwoViewMethod):
     @torch.no_grad()
     def _enqueue(self, embeddings: torch.Tensor) -> None:
         """Push (2, B, D) embeddings in front of the queue; the oldest ones fall off its end."""
-        if self.queue_size == 0:
+        if self.queue_size == 0 or int(self.steps_done) < self.options["queue_start_iters"]:
             return
         self.queue.copy_(
             torch.cat([embeddings.to(self.queue.dtype), self.queue], dim=1)[:, : self.queue_size]
