@@ -2,16 +2,24 @@
 #   embedded default:   snakemake --cores all
 #   full reproduction:  snakemake --cores all --resources gpu=8 --configfile config/paper.yaml
 # Every output goes under results/ (logs under logs/); see README.md for the stages and their files.
+import copy
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# A --configfile replaces the embedded default instead of being deep-merged into it (snakemake's default), so
-# config/paper.yaml does not inherit the default's `shapes` dataset. --config KEY=VALUE still edits the default.
-if not workflow.overwrite_configfiles:
+configfile: "config/config.yaml"
 
-    configfile: "config/config.yaml"
+
+# --configfile files merge into the embedded default, as Snakemake documents. A file that declares itself complete
+# (`standalone: true`, as config/paper.yaml does) replaces it instead: the config becomes the command line's files
+# (and --config values) alone. Decided from the config itself, so a cluster job, which Snakemake starts with
+# --configfiles but without --replace-workflow-config, resolves the same config as the main process.
+if config.get("standalone"):
+    _command_line_config = copy.deepcopy(workflow.config_settings.overwrite_config)
+    config.clear()
+    config.update(_command_line_config)
 
 
 include: "rules/common.smk"

@@ -80,10 +80,19 @@ def _key_path(parts) -> str:
     return ".".join(str(part) for part in parts) or "<top level>"
 
 
-def _describe(error) -> list[str]:
+def _declared_properties(schema: dict, root: dict) -> set[str]:
+    """The property names a schema declares, through $ref and allOf (what unevaluatedProperties lets through)."""
+    schema = _resolve(schema, root)
+    names = set(schema.get("properties", {}))
+    for branch in schema.get("allOf", []):
+        names |= _declared_properties(branch, root)
+    return names
+
+
+def _describe(error, root: dict) -> list[str]:
     path = list(error.absolute_path)
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
+    if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(error.instance, dict):
+        allowed = sorted(_declared_properties(error.schema, root))
         unknown = sorted(set(error.instance) - set(allowed))
         return [f"{_key_path(path + [key])}: unknown key (allowed here: {', '.join(allowed)})" for key in unknown]
     return [f"{_key_path(path)}: {error.message}"]
@@ -100,7 +109,7 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
         fill_defaults(config, schema)
         errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        problems = [line for error in errors for line in _describe(error)]
+        problems = [line for error in errors for line in _describe(error, schema)]
         lines = "\n".join(f"  - {line}" for line in problems)
         raise ConfigError(f"{source} is invalid ({len(problems)} problem(s)):\n{lines}")
     return config
@@ -118,8 +127,33 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
 
 
 def load_config(path: str | Path) -> dict:
-    """Read and validate a config file, as the Snakefile does."""
+    """Read and validate one complete config file."""
     return validate_config(read_yaml(path), source=str(path))
+
+
+DEFAULT_CONFIG = SCHEMA_PATH.parent / "config.yaml"
+
+
+def merge_config(base: dict, update: dict) -> dict:
+    """``update`` merged into ``base`` in place as Snakemake merges config files: mappings key by key, anything
+    else (lists included) replaced."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def workflow_config(files: list[str | Path], default: str | Path = DEFAULT_CONFIG) -> dict:
+    """The config the Snakefile sees with ``--configfile FILES``: the files merged in order into the embedded
+    default, unless they declare themselves complete (``standalone: true``), in which case they alone."""
+    given = {}
+    for path in files:
+        merge_config(given, read_yaml(path))
+    if given.get("standalone"):
+        return given
+    return merge_config(read_yaml(default), given)
 
 
 def dataset_generation(config: dict, dataset: str) -> dict:

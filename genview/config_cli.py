@@ -9,13 +9,17 @@ import yaml
 
 
 def _check(args) -> None:
-    from genview.config import load_config
+    from genview.config import SCHEMA_PATH, workflow_config
+    from genview.resolve import resolve_config
 
-    config = load_config(args.file)
+    source = " + ".join(map(str, args.files))
+    config = workflow_config(args.files)
+    resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=source)
     if args.print:
         yaml.safe_dump(config, sys.stdout, sort_keys=False)
     else:
-        print(f"{args.file}: valid")
+        print(f"{source}: valid ({len(resolved.experiments)} experiment(s), {len(resolved.evaluations)} "
+              f"evaluation(s), {len(resolved.tables)} table(s){'' if config['check_files'] else '; files not checked'})")
 
 
 def _estimate(args) -> None:
@@ -23,30 +27,34 @@ def _estimate(args) -> None:
 
     import pandas as pd
 
-    from genview.config import load_config
+    from genview.config import SCHEMA_PATH, workflow_config
     from genview.estimate import estimate_gpu_hours, render_estimate
-    from genview.evaluation.runs import resolve_evaluations
-    from genview.methods import method_class
-    from genview.training.experiments import resolve_experiments
+    from genview.method_catalog import method_catalog
+    from genview.resolve import resolve_config
 
-    config = load_config(args.file)
-    experiments = resolve_experiments(config)
-    evaluations = resolve_evaluations(config, experiments)
+    config = workflow_config([args.file])
+    config["check_files"] = False  # an estimate needs no data on this machine
+    resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=str(args.file))
+    experiments, evaluations = resolved.experiments, resolved.evaluations
     counts = dict(config["estimate"]["images"])
     for dataset in {**config["datasets"], **config["eval_datasets"]}:
         manifest = Path(args.results, "data", dataset, "manifest.csv")
         if manifest.is_file():  # the real count, once the dataset is indexed
             rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
             counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
-    vision_language = {e["method"] for e in experiments.values() if method_class(e["method"]).kind != "two_view"}
+    vision_language = {name for name, info in method_catalog().items() if info.kind == "vision_language"}
     print(render_estimate(estimate_gpu_hours(config, experiments, evaluations, counts, vision_language), counts), end="")
 
 
 def register(stages) -> None:
     stage = stages.add_parser("config", help="validate configuration files")
     commands = stage.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate a config file against config/schema.yaml")
-    check.add_argument("file")
+    check = commands.add_parser(
+        "check", help="validate config files as the Snakefile does, before any job: schema, experiments, "
+        "evaluations, tables, figures and the files they name")
+    check.add_argument("files", nargs="+", metavar="FILE",
+                       help="config files, as given to --configfile (merged in order into the embedded default "
+                            "unless they say standalone: true)")
     check.add_argument("--print", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(run=_check)
     estimate = commands.add_parser("estimate", help="GPU-hours per stage, from image counts and per-GPU rates")

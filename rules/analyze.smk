@@ -20,7 +20,7 @@ rule fit_foreground:
         gpu=RULE_GPUS["fit_foreground"],
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
-        analysis=as_json(config["analysis"]),
+        analysis=subset(config["analysis"], FIT_FOREGROUND_KEYS),
         seed=config["seed"],
     shell:
         "python -m genview --gpus {resources.gpu} analyze fit-foreground --manifest {input.manifest}"
@@ -46,7 +46,7 @@ rule foreground_shard:
         gpu=RULE_GPUS["foreground_shard"],
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
-        analysis=as_json(config["analysis"]),
+        analysis=subset(config["analysis"], FOREGROUND_KEYS),
     shell:
         "python -m genview --gpus {resources.gpu} analyze foreground --shard {input.shard} --fit {input.fit}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output} 2> {log}"
@@ -67,12 +67,11 @@ rule complexity_shard:
     resources:
         gpu=complexity_gpus,
     params:
-        analysis=as_json(config["analysis"]),
-        llm=as_json(config["models"]["complexity_llm"]),
-        seed=config["seed"],
+        analysis=subset(config["analysis"], COMPLEXITY_KEYS),
+        llm=complexity_llm_options,
     shell:
         "python -m genview --gpus {resources.gpu} analyze complexity --shard {input.shard}"
-        " --analysis {params.analysis:q} --llm {params.llm:q} --seed {params.seed} --out {output} 2> {log}"
+        " --analysis {params.analysis:q} {params.llm} --out {output} 2> {log}"
 
 
 rule shard_params:

@@ -1,20 +1,33 @@
-# Config validation, wildcard constraints and input functions. Only light imports: every job re-parses this.
+# Config resolution, wildcard constraints and input functions. Only light imports: every job re-parses this.
+#
+# Rule params carry exactly the settings a rule's output depends on (they are a rerun trigger); execution settings
+# (loader workers, resume-point cadence, memory, run time) reach jobs through resources, so changing them reruns
+# nothing. Batch sizes are params: batched CUDA kernels may change results.
 import json
 import re
+import shlex
 from pathlib import Path
 
-from genview.config import dataset_generation, load_schema, validate_config
+from genview.config import dataset_generation
 from genview.data import dataset_root
 from genview.errors import ConfigError
+from genview.resolve import needs_complexity as _needs_complexity
+from genview.resolve import needs_foreground as _needs_foreground
+from genview.resolve import resolve_config
 
 try:
-    validate_config(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"))
+    RESOLVED = resolve_config(config, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
 SHAPES_DATASETS = sorted(name for name, spec in ALL_DATASETS.items() if spec["kind"] == "shapes")
+
+
+def subset(mapping, keys):
+    """The entries of ``mapping`` under ``keys`` (those present), as JSON: one rule's share of a config section."""
+    return as_json({key: mapping[key] for key in keys if key in mapping})
 
 
 def _alternatives(names):
@@ -30,8 +43,25 @@ wildcard_constraints:
     protocol=r"[a-z][a-z0-9_]*",
 
 
-def dataset_spec_json(wildcards):
-    return json.dumps(ALL_DATASETS[wildcards.dataset], sort_keys=True)
+# What indexing reads of a dataset entry; num_shards, sources, generation and zeroshot_key change other stages only.
+INDEX_KEYS = ("kind", "root", "splits", "captions", "classes", "file", "image_column", "caption_column",
+              "label_column", "split_column", "mask_column", "name", "download", "holdout", "holdout_seed",
+              "on_bad_image")  # fmt: skip
+SHAPES_KEYS = ("kind", "seed", "image_size", "train_per_class", "test_per_class")
+# What names a dataset's classes (label order, class names, zero-shot prompts).
+CLASS_NAME_KEYS = ("kind", "name", "zeroshot_key")
+
+
+def index_spec_json(wildcards):
+    return subset(ALL_DATASETS[wildcards.dataset], INDEX_KEYS)
+
+
+def shapes_spec_json(wildcards):
+    return subset(ALL_DATASETS[wildcards.dataset], SHAPES_KEYS)
+
+
+def class_names_spec_json(wildcards):
+    return subset(ALL_DATASETS[wildcards.dataset], CLASS_NAME_KEYS)
 
 
 def index_inputs(wildcards):
@@ -64,8 +94,9 @@ TINY_MODELS_DIR = "results/models/tiny"
 
 
 def model_location(role):
-    spec = config["models"][role]
-    return (spec.get("path") or spec["model"]).removeprefix("local-dir:")
+    from genview.resolve import model_location
+
+    return model_location(config, role)
 
 
 def model_inputs(*roles):
@@ -95,22 +126,29 @@ def as_json(value):
 
 
 # --- analysis and generation ----------------------------------------------------------------------------------------
-def _adaptive(dataset, source, key):
-    return dataset_generation(config, dataset)[source].get(key) == "adaptive"
-
-
 def needs_foreground(dataset):
-    sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(dataset, s, "noise_level") for s in ("ic", "itc"))
+    return _needs_foreground(config, dataset)
 
 
 def needs_complexity(dataset):
-    sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(dataset, s, "guidance_scale") for s in ("tc", "itc"))
+    return _needs_complexity(config, dataset)
+
+
+FIT_FOREGROUND_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_bins", "fg_cdf", "fg_sign",
+                       "fg_flipped_threshold", "batch_size")  # fmt: skip
+FOREGROUND_KEYS = ("noise_edges", "noise_levels", "batch_size")
+FIT_QUALITY_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_sign", "batch_size")
+LLM_SCORER = config["analysis"]["complexity_scorer"] == "llm"
+COMPLEXITY_KEYS = ("complexity_scorer", "guidance_for_score") + (("llm_attempts",) if LLM_SCORER else ())
 
 
 def generation_json(wildcards):
-    return as_json(dataset_generation(config, wildcards.dataset))
+    """The generation settings of one source of one dataset (a change to another source's reruns nothing here)."""
+    generation = dataset_generation(config, wildcards.dataset)
+    shared = ("steps", "samples", "save_size", "jpeg_quality", "batch_size")
+    return as_json(
+        {**{key: generation[key] for key in shared}, wildcards.source: generation[wildcards.source]}
+    )
 
 
 def params_parts(wildcards):
@@ -133,7 +171,14 @@ def complexity_gpus(wildcards):
 
 
 def complexity_models(wildcards):
-    return model_inputs("complexity_llm") if config["analysis"]["complexity_scorer"] == "llm" else []
+    return model_inputs("complexity_llm") if LLM_SCORER else []
+
+
+def complexity_llm_options(wildcards):
+    """The chat model and seed: an output setting for the llm scorer only (the lexical one reads neither)."""
+    if not LLM_SCORER:
+        return ""
+    return f"--llm {shlex.quote(as_json(config['models']['complexity_llm']))} --seed {config['seed']}"
 
 
 def generation_model_inputs(wildcards):
@@ -167,12 +212,8 @@ def foreground_fits():
 
 
 # --- pre-training ---------------------------------------------------------------------------------------------------
-from genview.training.experiments import resolve_experiments
-
-try:
-    EXPERIMENTS = resolve_experiments(config)
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+EXPERIMENTS = RESOLVED.experiments
+EXECUTION = RESOLVED.execution
 
 
 def experiment_json(wildcards):
@@ -196,7 +237,10 @@ def quality_vector_option(wildcards, input):
 
 
 def experiment_resource(key):
-    return lambda wildcards: EXPERIMENTS[wildcards.experiment][key]
+    """An experiment's GPU count (``gpus``, part of the experiment) or an execution setting (resources only)."""
+    if key == "gpus":
+        return lambda wildcards: EXPERIMENTS[wildcards.experiment]["gpus"]
+    return lambda wildcards: EXECUTION[wildcards.experiment][key]
 
 
 def pretrain_outputs():
@@ -204,12 +248,9 @@ def pretrain_outputs():
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
-from genview.evaluation.runs import protocol_names, resolve_evaluations
+from genview.evaluation.runs import protocol_names
 
-try:
-    EVALUATIONS = resolve_evaluations(config, EXPERIMENTS)
-except ConfigError as error:
-    raise WorkflowError(str(error)) from None
+EVALUATIONS = RESOLVED.evaluations
 
 PROTOCOLS_NEEDING_GPU = ("linear", "semisup", "zeroshot", "retrieval")
 
@@ -227,45 +268,17 @@ def evaluation_outputs():
 
 
 # --- reporting ------------------------------------------------------------------------------------------------------
-import shlex
 from types import SimpleNamespace
 
-from genview.report.specs import check_sources, load_table_specs
 from genview.report.tables import cell_sources
 
 REPORT = config["report"]
 TABLES_FILE = Path(workflow.basedir, REPORT["tables"]) if REPORT["tables"] else None
-
-
-def _report_error(key, message):
-    raise WorkflowError(f"report.{key}: {message}")
-
-
-def _table_specs():
-    if TABLES_FILE is None:
-        return {}
-    try:
-        specs = load_table_specs(TABLES_FILE)
-        check_sources(specs, EVALUATIONS, REPORT["tables"])
-    except ConfigError as error:
-        raise WorkflowError(str(error)) from None
-    return specs
-
-
-TABLES = _table_specs()
+TABLES = RESOLVED.tables
 
 
 def table_inputs(name):
     return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in cell_sources(TABLES[name])]
-
-
-def _check_training_dataset(key):
-    dataset = REPORT[key]["dataset"]
-    if dataset not in TRAIN_DATASETS:
-        _report_error(
-            f"{key}.dataset", f"{dataset!r} is not a training dataset of this config ({TRAIN_DATASETS})"
-        )
-    return dataset
 
 
 def tsne_inputs():
@@ -359,19 +372,11 @@ def report_outputs(cost=True):
     return outputs
 
 
-if REPORT["tsne"]:
-    if REPORT["tsne"]["dataset"] not in ALL_DATASETS:
-        _report_error("tsne.dataset", f"{REPORT['tsne']['dataset']!r} is not a dataset of this config")
-    _unknown = sorted(set(REPORT["tsne"]["panels"].values()) - set(EXPERIMENTS))
-    if _unknown:
-        _report_error("tsne.panels", f"unknown experiment(s) {_unknown}")
-if REPORT["gallery"]:
-    _dataset = _check_training_dataset("gallery")
-    if REPORT["gallery"]["shard"] >= config["datasets"][_dataset]["num_shards"]:
-        _report_error(
-            "gallery.shard", f"{_dataset} has {config['datasets'][_dataset]['num_shards']} shard(s)"
-        )
-    if not gallery_outputs():
-        _report_error("gallery", f"{_dataset} has no adaptive noise level or guidance scale to show")
-if REPORT["quality_audit"]:
-    _check_training_dataset("quality_audit")
+def unknown_report_target(wildcards):
+    known = [f"table_{name}" for name in TABLES] + [
+        r.name for r in workflow.rules if r.name.startswith("figure_")
+    ]
+    known += ["table_cost"] if REPORT["cost"] else []
+    raise WorkflowError(
+        f"{wildcards.target!r} is not a table or figure of this config; targets: {', '.join(sorted(known))}"
+    )

@@ -11,7 +11,7 @@ rule make_shapes:
     conda:
         "../envs/data.yaml"
     params:
-        spec=dataset_spec_json,
+        spec=shapes_spec_json,
     shell:
         "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} 2> {log}"
 
@@ -30,7 +30,7 @@ rule index_dataset:
         "../envs/data.yaml"
     threads: 8
     params:
-        spec=dataset_spec_json,
+        spec=index_spec_json,
         out_dir=subpath(output.manifest, parent=True),
     shell:
         "python -m genview data index --dataset {wildcards.dataset} --spec {params.spec:q}"

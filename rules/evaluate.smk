@@ -17,14 +17,14 @@ rule extract_features:
     threads: 1
     resources:
         gpu=RULE_GPUS["extract_features"],
+        loader_workers=config["evaluation"]["num_workers"],
     params:
-        spec=dataset_spec_json,
+        spec=class_names_spec_json,
         batch_size=config["evaluation"]["batch_size"],
-        num_workers=config["evaluation"]["num_workers"],
     shell:
         "python -m genview --gpus {resources.gpu} evaluate features --checkpoint {input.checkpoint}"
         " --manifest {input.manifest} --dataset {wildcards.dataset} --spec {params.spec:q} --out {output}"
-        " --batch-size {params.batch_size} --num-workers {params.num_workers} 2> {log}"
+        " --batch-size {params.batch_size} --num-workers {resources.loader_workers} 2> {log}"
 
 
 rule evaluate:
@@ -42,13 +42,13 @@ rule evaluate:
     threads: 1
     resources:
         gpu=protocol_gpus,
+        loader_workers=config["evaluation"]["num_workers"],
     params:
-        spec=dataset_spec_json,
+        spec=class_names_spec_json,
         settings=protocol_settings_json,
         seed=config["seed"],
-        num_workers=config["evaluation"]["num_workers"],
     shell:
         "python -m genview --gpus {resources.gpu} evaluate run --protocol {wildcards.protocol}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --features {input.features} --settings {params.settings:q} --seed {params.seed}"
-        " --num-workers {params.num_workers} --out {output} 2> {log}"
+        " --num-workers {resources.loader_workers} --out {output} 2> {log}"

@@ -17,7 +17,7 @@ rule fit_quality_vector:
         gpu=RULE_GPUS["fit_quality_vector"],
     params:
         encoder=as_json(config["models"]["quality_encoder"]),
-        analysis=as_json(config["analysis"]),
+        analysis=subset(config["analysis"], FIT_QUALITY_KEYS),
         seed=config["seed"],
     shell:
         "python -m genview --gpus {resources.gpu} analyze fit-quality --manifest {input.manifest}"
@@ -43,6 +43,12 @@ rule pretrain:
         gpu=experiment_resource("gpus"),
         mem_mb=experiment_resource("mem_mb"),
         runtime=experiment_resource("runtime"),
+        # Execution settings (the recipe's): resources, not params, so changing one reruns nothing and a resumed
+        # training continues; `--set-resources pretrain:loader_workers=16` overrides one for a run.
+        loader_workers=experiment_resource("num_workers"),
+        save_every_epochs=experiment_resource("save_every_epochs"),
+        save_every_steps=experiment_resource("save_every_steps"),
+        max_nonfinite_in_row=experiment_resource("max_nonfinite_in_row"),
     params:
         experiment=experiment_json,
         out_dir=lambda wildcards, output: Path(output.checkpoint).parent,
@@ -50,4 +56,6 @@ rule pretrain:
     shell:
         "python -m genview --gpus {resources.gpu} pretrain run --experiment {params.experiment:q}"
         " --out-dir {params.out_dir} --manifest {input.manifest} --views {input.views} {params.quality}"
-        " --nproc {resources.gpu} 2> {log}"
+        " --nproc {resources.gpu} --num-workers {resources.loader_workers}"
+        " --save-every-epochs {resources.save_every_epochs} --save-every-steps {resources.save_every_steps}"
+        " --max-nonfinite-in-row {resources.max_nonfinite_in_row} 2> {log}"

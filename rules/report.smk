@@ -128,3 +128,21 @@ if REPORT["cost"]:
         shell:
             "python -m genview report cost --benchmarks results/benchmarks --rule-gpus {params.gpus:q}"
             " --stages {params.stages} --out-prefix results/tables/cost > {log} 2>&1"
+
+
+# A `table_*` or `figure_*` target that names no rule reaches this one, which says which targets exist (instead of
+# Snakemake's "No rule to produce"). Real table and figure targets are rule names and never come here.
+rule unknown_report_target:
+    input:
+        unknown_report_target,
+    output:
+        "{target}",
+    log:
+        "logs/report/{target}.log",
+    wildcard_constraints:
+        target=r"(table|figure)_[^/]+",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "true"

@@ -76,3 +76,37 @@ def indexed_shapes(root: Path, train_per_class: int, test_per_class: int = 1):
         manifest[column] = [str(root / p) for p in manifest[column]]
     manifest.to_csv(root / "manifest.csv", index=False)
     return manifest
+
+
+def placeholder_datasets(config: dict, base: Path) -> dict:
+    """``config`` with every dataset root moved under ``base`` and the folders and files the config check looks for
+    made there, empty (split and class folders, CSV headers, JSON and class-list files): a paper-scale config that
+    passes `genview config check` on a machine without its data, for dry runs."""
+    import copy
+    import json
+
+    config = copy.deepcopy(config)
+    for section in ("datasets", "eval_datasets"):
+        for name, spec in config.get(section, {}).items():
+            if spec["kind"] == "shapes":
+                continue
+            root = base / name
+            root.mkdir(parents=True, exist_ok=True)
+            spec["root"] = str(root)
+            if spec["kind"] == "imagefolder":
+                classes = ["n00000001"]
+                if isinstance(spec.get("classes"), str):
+                    (root / spec["classes"]).write_text("\n".join(classes) + "\n")
+                for folder in spec.get("splits", {"train": "train"}).values():
+                    for label in classes:
+                        (root / folder / label).mkdir(parents=True, exist_ok=True)
+            elif spec["kind"] == "csv":
+                spec["file"] = Path(spec["file"]).name
+                columns = [spec.get(key, default) for key, default in (("image_column", "image"),
+                                                                        ("caption_column", "caption"))]
+                columns += [spec[key] for key in ("label_column", "split_column", "mask_column") if spec.get(key)]
+                (root / spec["file"]).write_text(",".join(c for c in columns if c) + "\n")
+            elif spec["kind"] == "karpathy":
+                spec["file"] = "karpathy.json"
+                (root / spec["file"]).write_text(json.dumps({"images": []}))
+    return config

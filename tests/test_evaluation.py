@@ -29,7 +29,7 @@ def trained(tmp_path_factory):
     config = validate_config({
         "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
         "pretrain": {
-            "recipes": {"r": {"epochs": 1, "batch_size": 12, "image_size": 16, "num_workers": 0}},
+            "recipes": {"r": {"epochs": 1, "batch_size": 12, "image_size": 16}},
             "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
                                 "num_heads": 2}},
             "matrix": [{"methods": ["simclr", "clip"], "variants": ["baseline"], "recipe": "r", "backbone": "b",
@@ -39,7 +39,8 @@ def trained(tmp_path_factory):
     paths = {}
     spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
     for name, experiment in resolve_experiments(config).items():
-        train(experiment, root / name, manifest=str(root / "manifest.csv"), view_manifests=[])
+        train(experiment, root / name, manifest=str(root / "manifest.csv"), view_manifests=[],
+              execution={"num_workers": 0})
         extract_features(root / name / "checkpoint.pt", root / "manifest.csv", "shapes", spec,
                          root / name / "features.npz", batch_size=16, num_workers=0)
         paths[experiment["method"]] = root / name

@@ -163,12 +163,12 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
 
 
 def test_collected_manifest_is_the_shards_in_order(tmp_path):
-    columns = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed"]
+    columns = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed", "stamp"]
     shards = []
     for shard in range(3):
         path = tmp_path / f"{shard}.manifest.csv"
-        pd.DataFrame([[f"0{shard}", f"v{shard}.jpg", "ic", 0, 100, 10.0, shard]], columns=columns).to_csv(path,
-                                                                                                         index=False)
+        row = [f"0{shard}", f"v{shard}.jpg", "ic", 0, 100, 10.0, shard, f"s{shard}"]
+        pd.DataFrame([row], columns=columns).to_csv(path, index=False)
         shards.append(path)
     collected = collect_manifests(shards, tmp_path / "ic.manifest.csv")
     assert collected["id"].tolist() == ["00", "01", "02"]  # ids stay strings

@@ -213,7 +213,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
     for view in views.view:
         assert (workdir / view).read_bytes() == (local / view).read_bytes(), f"{view} differs"
     remote, here = (
-        torch.load(d / CHECKPOINT, map_location="cpu", weights_only=False) for d in (workdir, local)
+        torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True) for d in (workdir, local)
     )
     assert remote["experiment"] == here["experiment"] and remote["steps"] == here["steps"] > 0
     for part in ("backbone", "method"):

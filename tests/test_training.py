@@ -32,8 +32,7 @@ def experiment(method, variant="baseline", **recipe):
     config = validate_config({
         "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
         "pretrain": {
-            "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, "num_workers": 0,
-                              "save_every_epochs": 1, **recipe}},
+            "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, **recipe}},
             "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
                                 "num_heads": 2}},
             "experiments": {"e": {"method": method, "variant": variant, "recipe": "r", "backbone": "b",
@@ -55,9 +54,18 @@ def data(tmp_path_factory):
     return root
 
 
-def run_training(data, exp, out, **kwargs):
-    train(exp, out, manifest=str(data / "manifest.csv"), view_manifests=[str(data / "views.csv")], **kwargs)
-    return torch.load(out / "checkpoint.pt", weights_only=False)
+# Execution settings of the tests' runs (in the workflow they come from the rule's resources).
+EXECUTION = {"num_workers": 0, "save_every_epochs": 1, "save_every_steps": 0, "max_nonfinite_in_row": 20}
+
+
+def execution_options(**overrides):
+    return [f"--{key.replace('_', '-')}={value}" for key, value in {**EXECUTION, **overrides}.items()]
+
+
+def run_training(data, exp, out, execution=None, **kwargs):
+    train(exp, out, manifest=str(data / "manifest.csv"), view_manifests=[str(data / "views.csv")],
+          execution={**EXECUTION, **(execution or {})}, **kwargs)
+    return torch.load(out / "checkpoint.pt", weights_only=True)
 
 
 def test_learning_rate_schedule_plainly():
@@ -123,12 +131,12 @@ def _weights_equal(a, b):
 
 def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     """A real SIGKILL mid-epoch; the resumed run ends with the weights of an uninterrupted run."""
-    exp = experiment("mocov2", "views", epochs=4, save_every_steps=2)
+    exp = experiment("mocov2", "views", epochs=4)
     reference = run_training(data, exp, tmp_path / "reference")
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp),
                "--out-dir", str(out), "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"),
-               "--device", "cpu"]
+               "--device", "cpu", *execution_options(save_every_steps=2)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics, deadline = out / "metrics.partial.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -139,10 +147,12 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     process.wait()
     assert (out / "resume.pt").is_file() and not (out / "checkpoint.pt").exists(), "kill must land mid-run"
     (out / "config.yaml").unlink()  # as Snakemake does with the outputs of an interrupted job
+    # Execution settings may change between the runs (more loader workers, another resume-point cadence).
+    command = command[:-len(EXECUTION)] + execution_options(num_workers=1, save_every_steps=3)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
-    final = torch.load(out / "checkpoint.pt", weights_only=False)
+    final = torch.load(out / "checkpoint.pt", weights_only=True)
     assert _weights_equal(final["method"], reference["method"])
     lines = (out / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line)["step"] for line in lines]
@@ -170,10 +180,22 @@ def test_stale_resume_point_is_not_used_and_a_finished_one_rewrites_the_outputs(
         manifest.write_text("\n".join(rows) + "\n")
 
 
+def test_a_resume_point_of_another_gpu_count_is_not_used(data, tmp_path, caplog):
+    """The GPU count is part of the experiment (per-GPU batch statistics change the result): a resume point made
+    with another count starts the training over, while execution settings never enter the comparison."""
+    exp = experiment("simclr", epochs=2)
+    run_training(data, exp, tmp_path)
+    (tmp_path / "checkpoint.pt").unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="genview"):
+        run_training(data, {**exp, "gpus": 2}, tmp_path)
+    assert "made by another configuration" in caplog.text and "resumed from" not in caplog.text
+
+
 def test_nonfinite_losses_are_skipped_then_abort(data, tmp_path):
-    exp = experiment("simclr", lr=1e38, max_nonfinite_in_row=3, epochs=5)
+    exp = experiment("simclr", lr=1e38, epochs=5)
     with pytest.raises(GenviewError, match=r"3 non-finite losses in a row"):
-        run_training(data, exp, tmp_path)
+        run_training(data, exp, tmp_path, execution={"max_nonfinite_in_row": 3})
     records = [json.loads(line) for line in (tmp_path / "metrics.partial.jsonl").read_text().splitlines()]
     assert any(r.get("skipped") for r in records)
     assert not (tmp_path / "metrics.jsonl").exists(), "metrics.jsonl is written only by a finished run"
@@ -192,11 +214,11 @@ def test_two_process_ddp_run(data, tmp_path, method):
     result = subprocess.run(
         [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp), "--out-dir", str(out),
          "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"), "--device", "cpu",
-         "--nproc", "2"],
+         "--nproc", "2", *execution_options()],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    ddp = torch.load(out / "checkpoint.pt", weights_only=False)
+    ddp = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ddp.keys() == single.keys() and ddp["method"].keys() == single["method"].keys()
     assert ddp["steps"] == single["steps"]
 

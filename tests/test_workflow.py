@@ -14,7 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, VENV_BIN, copy_workflow, run_tool, snakemake
+from conftest import REPO, VENV_BIN, copy_workflow, placeholder_datasets, run_tool, snakemake
 from genview.config import load_config
 from genview.evaluation.runs import resolve_evaluations
 from genview.report.specs import load_table_specs
@@ -70,11 +70,7 @@ def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, prot
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
-    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    for section in ("datasets", "eval_datasets"):
-        for name, spec in config[section].items():
-            spec["root"] = str(tmp_path / "placeholders" / name)
-            (tmp_path / "placeholders" / name).mkdir(parents=True)
+    config = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
     paper = workdir / "paper.yaml"
     paper.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--cores", "1", "--configfile", paper, workdir=workdir)
@@ -166,7 +162,7 @@ def check_embedded_default_outputs(workdir):
             assert sorted(views.id) == sorted(rows.id)
             assert all(Image.open(workdir / v).size == (64, 64) for v in views.view)
     for name, experiment in resolve_experiments(load_config(config)).items():
-        checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=False)
+        checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=True)
         assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
         assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
     for experiment, protocol, dataset in resolve_evaluations(load_config(config), resolve_experiments(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genview.cli import json_argument
+from genview.errors import ConfigError
 
 
 def _fit_foreground(args) -> None:
@@ -47,8 +48,11 @@ def _complexity(args) -> None:
     from genview.analysis.params import complexity_shard
 
     analysis = json_argument(args.analysis, "--analysis")
-    generate = None
+    generate, attempts = None, 1
     if analysis["complexity_scorer"] == "llm":
+        if not args.llm:
+            raise ConfigError("analyze complexity: the llm scorer needs --llm (models.complexity_llm as JSON)")
+        attempts = analysis["llm_attempts"]
         from genview.devices import resolve_device
         from genview.models.chat_llm import load_chat_model
 
@@ -59,7 +63,7 @@ def _complexity(args) -> None:
         ).generate
     complexity_shard(
         args.shard, args.out, guidance_for_score=analysis["guidance_for_score"], generate=generate,
-        attempts=analysis["llm_attempts"],
+        attempts=attempts,
     )
 
 

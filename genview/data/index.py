@@ -26,7 +26,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from genview.data import dataset_root
-from genview.data.images import IMAGE_EXTENSIONS, image_problem
+from genview.data.checks import IMAGE_EXTENSIONS, read_class_list, resolve_path
+from genview.data.images import image_problem
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 
@@ -56,28 +57,23 @@ class Listing:
         )
 
 
-def _class_list(name: str, spec: dict) -> list[str] | None:
-    """The imagefolder ``classes`` setting as a list of folder names (None: every class folder).
+def _walk_files(folder: Path, split: str, listing: Listing) -> list[Path]:
+    """The files under ``folder``, sorted. What cannot be used goes to the listing's rejects with the reason instead
+    of vanishing: a folder that cannot be read, a symbolic link whose target is missing."""
 
-    A list is used as is; a string is a text file (relative to root, or absolute) with one name per line; blank
-    lines and lines starting with ``#`` are skipped, and so is anything after the first whitespace on a line, so a
-    ``wnid name`` list works too.
-    """
-    classes = spec.get("classes")
-    if classes is None:
-        return None
-    if isinstance(classes, str):
-        path = Path(spec["root"]) / classes
-        try:
-            lines = path.read_text().splitlines()
-        except (FileNotFoundError, IsADirectoryError):
-            raise BadInputError(f"{name}.classes: class list file {path} not found") from None
-        except UnicodeDecodeError as error:
-            raise BadInputError(f"{name}.classes: {path} is not a text file: {error}") from None
-        classes = [line.split()[0] for line in lines if line.strip() and not line.lstrip().startswith("#")]
-        if not classes:
-            raise BadInputError(f"{name}.classes: {path} lists no class")
-    return list(dict.fromkeys(str(c) for c in classes))
+    def unreadable(error: OSError) -> None:
+        listing.rejects.append(dict(path=str(error.filename), split=split, reason=f"unreadable folder: {error.strerror}"))
+
+    files = []
+    for directory, _, names in os.walk(folder, onerror=unreadable, followlinks=True):
+        for file_name in names:
+            path = Path(directory, file_name)
+            if path.is_file():
+                files.append(path)
+            elif path.is_symlink():
+                listing.rejects.append(dict(path=str(path), split=split,
+                                            reason=f"dangling symbolic link (to {os.readlink(path)})"))
+    return sorted(files)
 
 
 def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
@@ -85,9 +81,9 @@ def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
     listing = Listing()
     captions: dict[str, str] = {}
     if spec.get("captions"):
-        caption_rows = _read_csv(root / spec["captions"], required=("image", "caption"))
+        caption_rows = _read_csv(resolve_path(root, spec["captions"]), required=("image", "caption"))
         captions = dict(zip(caption_rows["image"], caption_rows["caption"]))
-    wanted = _class_list(name, spec)
+    wanted = read_class_list(name, spec)
     ignored = 0
     for split, folder in spec["splits"].items():
         split_dir = root / folder
@@ -105,7 +101,7 @@ def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
             keep = set(wanted)
             class_dirs = [p for p in class_dirs if p.name in keep]
         for class_dir in class_dirs:
-            for path in sorted(p for p in class_dir.rglob("*") if p.is_file()):
+            for path in _walk_files(class_dir, split, listing):
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     ignored += 1
                     continue
@@ -136,7 +132,7 @@ def _list_csv(name: str, spec: dict, export_dir: Path) -> Listing:
     columns = {
         key: spec.get(f"{key}_column") for key in ("image", "caption", "label", "split", "mask")
     }
-    frame = _read_csv(root / spec["file"], required=tuple(c for c in columns.values() if c))
+    frame = _read_csv(resolve_path(root, spec["file"]), required=tuple(c for c in columns.values() if c))
     listing = Listing()
     seen: dict[str, int] = {}
     for line, row in enumerate(frame.to_dict("records"), start=2):
@@ -245,7 +241,7 @@ def _list_karpathy(name: str, spec: dict, export_dir: Path) -> Listing:
     the csv kind. An image whose file is missing is one reject (reason "missing file").
     """
     root = Path(spec["root"])
-    file = root / spec["file"]
+    file = resolve_path(root, spec["file"])
     try:
         data = json.loads(file.read_text())
     except (FileNotFoundError, IsADirectoryError):

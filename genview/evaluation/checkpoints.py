@@ -11,7 +11,7 @@ from genview.errors import BadInputError
 
 def read_checkpoint(path: str | Path, device: str = "cpu") -> dict:
     try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
     except (OSError, RuntimeError) as error:
         raise BadInputError(f"cannot read checkpoint {path}: {error}") from None
     if checkpoint.get("format") != 1:

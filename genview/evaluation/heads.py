@@ -7,6 +7,7 @@ Training all learning rates on one pass over the data costs one backbone forward
 
 from __future__ import annotations
 
+import logging
 import math
 from itertools import islice
 from typing import Callable, Iterable, Sequence
@@ -19,6 +20,7 @@ from torch import nn
 PAPER_BASE_LRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 FeatureBatches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+log = logging.getLogger(__name__)
 
 
 class LinearHeads(nn.Module):
@@ -65,6 +67,7 @@ def train_linear_heads(
     use_bn: bool = False,
     seed: int = 0,
     optimizer: str = "sgd",
+    resume=None,
 ) -> dict:
     """Train one linear head per base lr on (features, labels) batches and return the best test top-1.
 
@@ -74,7 +77,9 @@ def train_linear_heads(
     test batches. Each head's lr is ``base_lr × batch_size / 256``; the loss is the sum of the heads'
     cross-entropies, so each head gets exactly the gradient of its own loss. The heads' initial weights come
     from ``seed``. ``optimizer`` "lars" scales each weight matrix's step by 0.001·|w|/|g| (biases unscaled), as
-    the LARS of the SimSiam / MoCo v3 probes does without weight decay.
+    the LARS of the SimSiam / MoCo v3 probes does without weight decay. ``resume`` (an
+    :class:`genview.evaluation.resume.EpochResume`) keeps a resume point after every epoch; the global torch
+    generator's state is part of it, so a resumed run draws the crops the uninterrupted one would.
 
     Returns ``top1`` (%, best over heads and epochs, as the paper reports), ``best_lr`` (its base lr),
     ``best_epoch`` (1-based), ``final_top1_by_head`` (%, after the last epoch, in ``base_lrs`` order),
@@ -92,7 +97,15 @@ def train_linear_heads(
     )
 
     best = {"top1": -1.0, "best_lr": None, "best_epoch": None}
-    for epoch in range(epochs):
+    start_epoch, top1_by_head = 0, []
+    state = resume.load() if resume else None
+    if state is not None:
+        heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        start_epoch, best, top1_by_head = state["epoch"], state["best"], state["top1_by_head"]
+    for epoch in range(start_epoch, epochs):
         heads.train()
         for features, labels in islice(train_batches(epoch), steps_per_epoch):
             logits = heads(features.to(device, non_blocking=True).float())
@@ -107,6 +120,14 @@ def train_linear_heads(
         head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
         if top1_by_head[head] > best["top1"]:
             best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
+        log.info("linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%", epoch + 1, epochs,
+                 top1_by_head[head], base_lrs[head], best["top1"])
+        if resume:
+            resume.save(dict(epoch=epoch + 1, heads=heads.state_dict(), optimizer=optimizer.state_dict(),
+                             schedule=schedule.state_dict(), rng=torch.get_rng_state(), best=best,
+                             top1_by_head=top1_by_head))
+    if resume:
+        resume.finish()
     return {
         **best,
         "final_top1_by_head": top1_by_head,

@@ -79,5 +79,5 @@ def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[t
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ConfigError(f"{len(unique)} problem(s) with the evaluations:\n"
-                          + "\n".join(f"  - {problem}" for problem in unique))
+                          + "\n".join(f"  - {problem}" for problem in unique), unique)
     return dict(sorted(resolved.items()))

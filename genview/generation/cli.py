@@ -8,20 +8,23 @@ from genview.cli import json_argument
 def _views(args) -> None:
     from genview.devices import resolve_device
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
+    from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
+    role = ROLE_FOR_SOURCE[args.source]
     generate_shard(
         source=args.source,
         shard_csv=args.shard,
         params_csv=args.params,
         views_dir=args.views_dir,
         out_manifest=args.out,
-        pipeline=load_pipeline(ROLE_FOR_SOURCE[args.source], model, device),
+        pipeline=load_pipeline(role, model, device),
         generation=generation,
         seed=args.seed,
         on_bad_image=args.on_bad_image,
+        model=model_identity(model, role),
     )
 
 
@@ -40,7 +43,9 @@ def register(stages) -> None:
     views.add_argument("--params", help="params CSV of the shard (needed when a setting is adaptive)")
     views.add_argument("--views-dir", required=True, help="folder for the view JPEGs")
     views.add_argument("--out", required=True, help="view manifest CSV, written last")
-    views.add_argument("--generation", required=True, help="the config's generation section as JSON")
+    views.add_argument("--generation", required=True,
+                       help="the source's generation settings as JSON (steps, samples, save_size, jpeg_quality, "
+                            "batch_size and the source's own section)")
     views.add_argument("--model", required=True, help="the pipeline's models.<role> entry as JSON")
     views.add_argument("--seed", type=int, default=0)
     views.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")

@@ -4,6 +4,12 @@ Reproducibility: every view has its own generator seeded from (seed, source, ima
 is padded to a multiple of PAD_MULTIPLE images. BLAS kernels compute rows in blocks and treat a partial block
 differently, so without the padding the same image gives slightly different pixels at another batch size or position;
 with it, a view is byte-identical whatever the batch size, shard count or resume point (checked on CPU in the tests).
+
+Reuse: every view carries a stamp, a hash of everything that determines its pixels (the model's identity, source,
+steps, noise level, guidance, size, JPEG quality, batch size, seed, the caption and the source image's bytes), in its
+file name and in the manifest. A rerun reuses a view only when a file with its stamp exists and decodes; views made
+under other settings are never picked up, and are deleted once the new manifest is written. The batch size is part
+of the stamp because batched CUDA kernels may change pixels (on the CPU they do not, see above).
 """
 
 from __future__ import annotations
@@ -21,15 +27,17 @@ from tqdm import tqdm
 
 from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
-from genview.io import atomic_path
+from genview.io import atomic_path, file_sha256, settings_stamp
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("ic", "tc", "itc")
 ROLE_FOR_SOURCE = {"ic": "unclip", "tc": "text2img", "itc": "unclip"}
 PAD_MULTIPLE = 8
+#: Generation settings that determine a view's pixels (with the per-view ones); "samples" only adds views.
+STAMPED_SETTINGS = ("steps", "save_size", "jpeg_quality", "batch_size")
 IO_THREADS = 4
-VIEW_COLUMNS = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed"]
+VIEW_COLUMNS = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed", "stamp"]
 
 
 def view_seed(seed: int, source: str, image_id: str, sample: int) -> int:
@@ -47,6 +55,7 @@ class ViewTask:
     noise_level: int | None
     guidance_scale: float
     seed: int
+    stamp: str
     out: Path
 
 
@@ -60,11 +69,21 @@ def _setting(source_config: dict, key: str, params_row: dict | None):
     return adaptive
 
 
+def _source_sha256(path: str) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return "unreadable"  # the job reports it when it loads the image
+
+
 def plan_views(
-    shard: pd.DataFrame, params: pd.DataFrame | None, source: str, generation: dict, seed: int, views_dir: Path
+    shard: pd.DataFrame, params: pd.DataFrame | None, source: str, generation: dict, seed: int, views_dir: Path,
+    model: dict | None = None,
 ) -> tuple[list[ViewTask], list[tuple[str, str]]]:
-    """The views a shard needs for ``source`` and the rows that cannot have one (with the reason)."""
+    """The views a shard needs for ``source`` and the rows that cannot have one (with the reason). ``model`` is the
+    pipeline's identity (genview.models.model_identity), part of every view's stamp."""
     source_config = generation[source]
+    common = dict(model=model, source=source, **{key: generation[key] for key in STAMPED_SETTINGS})
     params_by_id = {} if params is None else params.set_index("id").to_dict("index")
     tasks, skipped = [], []
     for row in shard.itertuples(index=False):
@@ -77,12 +96,18 @@ def plan_views(
         if guidance is None or ("noise_level" in source_config and noise is None):
             skipped.append((row.path, f"no adaptive parameter for id {row.id} in the shard's params"))
             continue
+        condition = dict(caption=row.caption if source != "ic" else None,
+                         source_image=_source_sha256(row.path) if source != "tc" else None)
         for sample in range(generation["samples"]):
+            task_seed = view_seed(seed, source, row.id, sample)
+            noise_level = None if noise is None else int(noise)
+            stamp = settings_stamp(dict(common, **condition, seed=task_seed, noise_level=noise_level,
+                                        guidance_scale=float(guidance)))
             tasks.append(
                 ViewTask(
-                    id=row.id, path=row.path, caption=row.caption, sample=sample,
-                    noise_level=None if noise is None else int(noise), guidance_scale=float(guidance),
-                    seed=view_seed(seed, source, row.id, sample), out=views_dir / f"{row.id}_{sample}.jpg",
+                    id=row.id, path=row.path, caption=row.caption, sample=sample, noise_level=noise_level,
+                    guidance_scale=float(guidance), seed=task_seed, stamp=stamp,
+                    out=views_dir / f"{row.id}_{sample}_{stamp}.jpg",
                 )
             )
     return tasks, skipped
@@ -159,8 +184,10 @@ def generate_shard(
     generation: dict,
     seed: int,
     on_bad_image: str = "skip",
+    model: dict | None = None,
 ) -> pd.DataFrame:
-    """Generate the missing views of one shard and write its manifest last (the workflow's output)."""
+    """Generate the views of one shard that no earlier run made with the same stamp, write the manifest last (the
+    workflow's output), then delete the folder's views of other stamps."""
     if source not in SOURCES:
         raise GenviewError(f"unknown view source {source!r} (sources: {', '.join(SOURCES)})")
     views_dir = Path(views_dir)
@@ -168,7 +195,7 @@ def generate_shard(
     params = pd.read_csv(params_csv) if params_csv else None
     if params is not None:
         params["id"] = params["id"].astype(str)
-    tasks, skipped = plan_views(shard, params, source, generation, seed, views_dir)
+    tasks, skipped = plan_views(shard, params, source, generation, seed, views_dir, model)
     for stale in views_dir.glob(".*.tmp"):  # left by a killed run; never a finished view
         stale.unlink()
     todo = [task for task in tasks if not view_is_complete(task.out)]
@@ -199,7 +226,7 @@ def generate_shard(
     manifest = pd.DataFrame(
         [
             dict(id=t.id, view=str(t.out), source=source, sample=t.sample, noise_level=t.noise_level,
-                 guidance_scale=t.guidance_scale, seed=t.seed)
+                 guidance_scale=t.guidance_scale, seed=t.seed, stamp=t.stamp)
             for t in tasks
             if t.path not in skipped_paths
         ],
@@ -207,6 +234,12 @@ def generate_shard(
     )
     with atomic_path(out_manifest) as tmp:
         manifest.to_csv(tmp, index=False)
+    current = {Path(view).name for view in manifest["view"]}
+    stale = [path for path in views_dir.glob("*.jpg") if path.name not in current]
+    for path in stale:
+        path.unlink()
+    if stale:
+        log.info("%s %s: deleted %d view(s) made under other settings", shard_csv, source, len(stale))
     return manifest
 
 

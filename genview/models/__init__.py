@@ -8,3 +8,21 @@ import os
 def is_local_path(path: str) -> bool:
     """Hub ids are ``name`` or ``owner/name``; anything else (absolute, ./, ~, deeper paths) is meant as a folder."""
     return os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1
+
+
+def model_identity(spec: dict, role: str) -> dict:
+    """What identifies a model role's weights for the caches made with it: the hub id with its revision, variant and
+    input size, or, for a local folder, a fingerprint of its files instead of the path (so a rebuilt or replaced
+    folder invalidates them, and a moved one does not)."""
+    from pathlib import Path
+
+    from genview.io import folder_fingerprint
+
+    identity = {"role": role, **{k: v for k, v in spec.items()
+                                 if k in ("path", "model", "pretrained", "revision", "variant", "image_size")}}
+    location = (spec.get("path") or spec["model"])
+    local = location.removeprefix("local-dir:")
+    if location.startswith("local-dir:") or is_local_path(location) or Path(local).is_dir():
+        identity = {k: v for k, v in identity.items() if k not in ("path", "model")}
+        identity["local_fingerprint"] = folder_fingerprint(local)
+    return identity

@@ -6,6 +6,7 @@ import os
 import sys
 
 from genview.cli import json_argument
+from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 
 def _run(args) -> None:
@@ -16,6 +17,7 @@ def _run(args) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
                    "-m", "genview", "pretrain", "run", "--experiment", args.experiment, "--out-dir", args.out_dir,
                    "--manifest", args.manifest, "--device", args.device, "--views", *(args.views or [])]
+        command += [f"--{key.replace('_', '-')}={getattr(args, key)}" for key in RECIPE_EXECUTION_KEYS]
         if args.quality_vector:
             command += ["--quality-vector", args.quality_vector]
         os.execv(sys.executable, command)
@@ -24,7 +26,8 @@ def _run(args) -> None:
 
     experiment = json_argument(args.experiment, "--experiment")
     train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
-          quality_vector=args.quality_vector, device=resolve_device(args.device))
+          quality_vector=args.quality_vector, device=resolve_device(args.device),
+          execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS})
 
 
 def register(stages) -> None:
@@ -38,4 +41,12 @@ def register(stages) -> None:
     run.add_argument("--quality-vector", help="PC-1 of the quality encoder (genview variant)")
     run.add_argument("--device", default="auto")
     run.add_argument("--nproc", type=int, default=1, help="processes (GPUs); >1 launches torchrun")
+    # Execution settings (the recipe's num_workers, save_every_epochs, save_every_steps, max_nonfinite_in_row): the
+    # workflow passes them from the rule's resources, so changing them reruns nothing and a resume continues.
+    from genview.config import load_schema
+
+    recipe = load_schema()["$defs"]["recipe"]["properties"]
+    for key in RECIPE_EXECUTION_KEYS:
+        run.add_argument(f"--{key.replace('_', '-')}", type=int, default=recipe[key]["default"],
+                         help=recipe[key].get("description", f"recipe {key}"))
     run.set_defaults(run=_run)

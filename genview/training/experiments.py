@@ -15,8 +15,12 @@ from genview.errors import ConfigError
 from genview.method_catalog import MethodInfo, method_catalog
 
 VARIANTS = ("baseline", "views", "genview")
-SETTINGS = ("recipe", "backbone", "dataset", "method_args", "views", "quality", "gpus", "mem_mb", "runtime")
-COEFFICIENT_NAMES = ("c0 (L_ii)", "c1 (L_ii^QD)", "c2 (L_it)", "c3 (L_it^QD)")
+#: Settings that change how a training runs, never what it computes: they reach the job as Snakemake resources (not
+#: params, so changing one reruns nothing) and a resume point made under other values is used as is. The GPU count is
+#: not one of them: per-GPU batch statistics (BatchNorm without SyncBN on CPU processes, MoCo v2's shuffled BN,
+#: GenView's per-GPU softmax over the batch) change the result, so it is part of the experiment.
+RECIPE_EXECUTION_KEYS = ("num_workers", "save_every_epochs", "save_every_steps", "max_nonfinite_in_row")
+EXPERIMENT_EXECUTION_KEYS = ("mem_mb", "runtime")
 
 
 def peak_lr(recipe: dict, views_per_sample: int) -> float:
@@ -60,7 +64,7 @@ def _check_coefficients(coefficients: list[float], info: MethodInfo, variant: st
 
 
 def _resolve(config: dict, name: str, method: str, variant: str, settings: dict, where: str,
-             problems: list[str]) -> dict | None:
+             problems: list[str]) -> tuple[dict, dict] | None:
     catalog = method_catalog()
     tables = {"recipe": config["pretrain"]["recipes"], "backbone": config["pretrain"]["backbones"],
               "dataset": config["datasets"]}
@@ -115,31 +119,52 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
     elif recipe["multi_crop"] and not info.supports_multi_crop:
         problems.append(f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
                         f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})")
+    execution = {key: recipe.pop(key) for key in RECIPE_EXECUTION_KEYS}
+    execution.update({key: settings[key] for key in EXPERIMENT_EXECUTION_KEYS})
     experiment = dict(
         name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"], recipe=recipe,
         peak_lr=peak_lr(recipe, views_per_sample),
         backbone=copy.deepcopy(tables["backbone"][settings["backbone"]]),
         method_args=copy.deepcopy(settings["method_args"].get(method, {})),
-        views=views, quality=quality,
-        gpus=settings["gpus"], mem_mb=settings["mem_mb"], runtime=settings["runtime"],
+        views=views, quality=quality, gpus=settings["gpus"],
     )
     if variant == "genview":
-        experiment["quality_encoder"] = copy.deepcopy(config["models"]["quality_encoder"])
-    return experiment
+        experiment["quality_encoder"] = model_identity(config["models"]["quality_encoder"])
+    return experiment, execution
 
 
 def resolve_experiments(config: dict) -> dict[str, dict]:
-    """Experiment name -> resolved experiment, for a validated config; every problem is reported at once, each
-    naming its config key."""
+    """Experiment name -> resolved experiment: everything its training computes from, nothing about how it runs
+    (see :func:`resolve_execution`). For a validated config; every problem is reported at once, each naming its
+    config key."""
+    return _resolve_all(config)[0]
+
+
+def resolve_execution(config: dict) -> dict[str, dict]:
+    """Experiment name -> its execution settings (loader workers, resume-point cadence, the non-finite-loss limit,
+    memory and run time), which change nothing a training computes."""
+    return _resolve_all(config)[1]
+
+
+def model_identity(spec: dict) -> dict:
+    """The settings of a model role that decide its outputs (the open_clip quality encoder's name, weights and
+    input size); loading options that do not change outputs stay out."""
+    return {key: spec[key] for key in ("model", "pretrained", "image_size") if key in spec}
+
+
+def _resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     experiments: dict[str, dict] = {}
+    executions: dict[str, dict] = {}
     problems: list[str] = []
 
-    def add(experiment: dict | None, where: str) -> None:
-        if experiment is None:
+    def add(resolved: tuple[dict, dict] | None, where: str) -> None:
+        if resolved is None:
             return
+        experiment, execution = resolved
         if experiment["name"] in experiments:
             problems.append(f"{where}: experiment name {experiment['name']!r} is defined twice")
         experiments[experiment["name"]] = experiment
+        executions[experiment["name"]] = execution
 
     for i, entry in enumerate(config["pretrain"]["matrix"]):
         where = f"pretrain.matrix[{i}]"
@@ -158,5 +183,5 @@ def resolve_experiments(config: dict) -> dict[str, dict]:
         add(_resolve(config, name, entry["method"], entry["variant"], entry, where, problems), where)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with the experiments:\n"
-                          + "\n".join(f"  - {problem}" for problem in problems))
-    return experiments
+                          + "\n".join(f"  - {problem}" for problem in problems), problems)
+    return experiments, executions

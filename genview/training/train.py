@@ -31,6 +31,7 @@ from genview.methods import build_method, method_class
 from genview.quality.weights import loss_coefficients
 from genview.training.backbones import build_backbone
 from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
+from genview.training.experiments import RECIPE_EXECUTION_KEYS
 from genview.training.schedules import ema_momentum, learning_rate
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,14 @@ def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values, so resume points load with ``weights_only=True``."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {**numpy_state, "state": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                                           "pos": numpy_state["state"]["pos"]}},
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -98,7 +106,9 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    key = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state({**numpy_state, "state": {"key": key, "pos": numpy_state["state"]["pos"]}})
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -109,11 +119,21 @@ def _save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def default_execution() -> dict:
+    """The execution settings' defaults (config/schema.yaml): loader workers, resume-point cadence, the non-finite
+    loss limit."""
+    from genview.config import load_schema
+
+    recipe = load_schema()["$defs"]["recipe"]["properties"]
+    return {key: recipe[key]["default"] for key in RECIPE_EXECUTION_KEYS}
+
+
 class Trainer:
     def __init__(self, experiment: dict, out_dir: Path, *, manifest: str, view_manifests: list[str],
-                 quality_vector: str | None, device: str):
+                 quality_vector: str | None, device: str, execution: dict | None = None):
         self.experiment, self.out_dir, self.device = experiment, Path(out_dir), torch.device(device)
         self.recipe = experiment["recipe"]
+        self.execution = {**default_execution(), **(execution or {})}
         self.rank, self.world = distributed.rank(), distributed.world_size()
         if self.recipe["batch_size"] % self.world:
             raise GenviewError(f"recipe batch_size {self.recipe['batch_size']} is not divisible by {self.world} GPUs")
@@ -184,7 +204,7 @@ class Trainer:
                                 self.rank, self.world)
         return DataLoader(
             self.dataset, batch_size=self.local_batch, sampler=indices[skip_steps * self.local_batch :],
-            num_workers=self.recipe["num_workers"], collate_fn=self._collate, drop_last=True,
+            num_workers=self.execution["num_workers"], collate_fn=self._collate, drop_last=True,
             persistent_workers=False, pin_memory=self.device.type == "cuda",
         )
 
@@ -215,9 +235,12 @@ class Trainer:
 
     def resume(self) -> tuple[int, int]:
         path = self.out_dir / RESUME_FILE
-        state = torch.load(path, map_location=self.device, weights_only=False) if path.is_file() else None
+        state = torch.load(path, map_location=self.device, weights_only=True) if path.is_file() else None
         if state is not None and state.get("experiment") != self.experiment:
-            raise GenviewError(f"{path} belongs to a different experiment configuration; delete it to start over")
+            # Only what the training computes from is compared (execution settings such as the run time, memory or
+            # loader workers are not in the experiment): another experiment's state must not be continued.
+            log.warning("%s was made by another configuration of %s; starting over", path, self.experiment["name"])
+            state = None
         if state is not None and state.get("inputs_sha256") != sorted(self.inputs_sha256.values()):
             # Snakemake reruns a training when its inputs changed; a resume point made from the old ones is stale.
             log.warning("%s was made from other input files (%s); starting over", path, ", ".join(self.inputs_sha256))
@@ -291,7 +314,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             self.nonfinite_in_row += 1
-            if self.nonfinite_in_row >= self.recipe["max_nonfinite_in_row"]:
+            if self.nonfinite_in_row >= self.execution["max_nonfinite_in_row"]:
                 raise GenviewError(
                     f"{self.experiment['name']}: {self.nonfinite_in_row} non-finite losses in a row at step "
                     f"{self.global_step} (lr {lr:.3g}); lower the learning rate or use amp: bf16"
@@ -332,7 +355,7 @@ class Trainer:
                 self.log_metrics(record)
                 if record.get("loss") is not None:
                     losses.append(record["loss"])
-                every = self.recipe["save_every_steps"]
+                every = self.execution["save_every_steps"]
                 if every and self.global_step % every == 0 and step_in_epoch + 1 < self.steps_per_epoch:
                     self.save_resume_point(epoch, step_in_epoch + 1)
             seconds = time.perf_counter() - started
@@ -342,7 +365,7 @@ class Trainer:
                 images_per_second=(self.steps_per_epoch - skip_steps) * self.recipe["batch_size"] / seconds,
             ))
             skip_steps = 0
-            if (epoch + 1) % self.recipe["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
+            if (epoch + 1) % self.execution["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
                 self.save_resume_point(epoch + 1, 0)
         if self.rank == 0:
             self.write_checkpoint()
@@ -378,13 +401,13 @@ def _init_distributed() -> str | None:
 
 
 def train(experiment: dict, out_dir: str | Path, *, manifest: str, view_manifests: list[str],
-          quality_vector: str | None = None, device: str = "cpu") -> None:
+          quality_vector: str | None = None, device: str = "cpu", execution: dict | None = None) -> None:
     distributed_device = _init_distributed()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         Trainer(experiment, out_dir, manifest=manifest, view_manifests=view_manifests,
-                quality_vector=quality_vector, device=distributed_device or device).run()
+                quality_vector=quality_vector, device=distributed_device or device, execution=execution).run()
     finally:
         if distributed.is_distributed():
             import torch.distributed as dist

@@ -56,7 +56,19 @@ class EvalContext:
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 4
+    #: Where a long protocol keeps its per-epoch resume point (beside the result file); None: no resume point.
+    resume_path: Path | None = None
     extra: dict = field(default_factory=dict)
+
+    def resume(self, protocol: str, **key):
+        """The resume point of this evaluation, stamped with everything its result depends on (``key``: which part
+        of the protocol, e.g. the labelled fraction)."""
+        from genview.evaluation.resume import EpochResume
+        from genview.io import file_fingerprint
+
+        return EpochResume(self.resume_path, dict(
+            protocol=protocol, settings=self.settings, seed=self.seed, checkpoint=file_fingerprint(self.checkpoint),
+            features=file_fingerprint(self.features_npz), **key))
 
     @cached_property
     def features(self):
@@ -99,8 +111,11 @@ def _code_version() -> str:
 
 
 def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
-    """Run ``protocol`` and write its result JSON: metrics, settings, provenance."""
+    """Run ``protocol`` and write its result JSON: metrics, settings, provenance. Long protocols keep a resume point
+    beside it (``<out_json>.resume.pt``) until they finish."""
     started = time.perf_counter()
+    if context.resume_path is None:
+        context.resume_path = Path(f"{out_json}.resume.pt")
     metrics = protocol_class(protocol)().run(context)
     experiment = context.experiment
     result = {

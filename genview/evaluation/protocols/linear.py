@@ -35,7 +35,7 @@ class Linear(Protocol):
             train_batches, test_batches, feature_dim=cache.get("train", "features").shape[1],
             num_classes=len(cache.label_names), base_lrs=list(settings["base_lrs"]), batch_size=batch_size,
             epochs=settings["epochs"], steps_per_epoch=len(paths) // batch_size, device=device, seed=context.seed,
-            optimizer=settings["optimizer"],
+            optimizer=settings["optimizer"], resume=context.resume("linear"),
         )
         result.pop("final_state_dict")  # the heads' weights; the result file keeps the numbers
         return result

@@ -2,6 +2,7 @@
 10 % of the training labels (the official ImageNet lists when given, else seeded class-balanced subsets)."""
 
 import copy
+import logging
 import math
 
 import torch
@@ -10,6 +11,8 @@ from torch import nn
 from genview.evaluation.metrics import balanced_subset, subset_from_ids, topk_accuracy
 from genview.evaluation.pretrained import image_loader, test_transform, train_transform
 from genview.evaluation.protocols import Protocol, register
+
+log = logging.getLogger(__name__)
 
 
 def _subset(cache, fraction: float, lists: dict, seed: int):
@@ -29,8 +32,14 @@ class SemiSupervised(Protocol):
         paths, labels = cache.get("train", "paths"), cache.get("train", "labels")
         test_loader = image_loader(cache.get("test", "paths"), cache.get("test", "labels"), test_transform(image_size),
                                    batch_size=settings["batch_size"], num_workers=context.num_workers)
-        metrics = {}
-        for fraction in settings["fractions"]:
+        # One resume point for the whole protocol: finished fractions' metrics, and the current fraction's state
+        # after its last finished epoch.
+        resume = context.resume("semisup")
+        state = resume.load() or {"fraction": 0, "epoch": 0, "metrics": {}}
+        metrics = dict(state["metrics"])
+        for fraction_index, fraction in enumerate(settings["fractions"]):
+            if fraction_index < state["fraction"]:
+                continue
             chosen = _subset(cache, fraction, settings["subset_lists"], context.seed)
             torch.manual_seed(context.seed)  # the head's initial weights and the crops come from the global generator
             backbone = copy.deepcopy(context.model.backbone).train()
@@ -42,8 +51,14 @@ class SemiSupervised(Protocol):
             )
             base_lrs = [group["lr"] for group in optimizer.param_groups]
             batch_size = min(settings["batch_size"], len(chosen))
-            steps, total = 0, settings["epochs"] * max(1, len(chosen) // batch_size)
-            for epoch in range(settings["epochs"]):
+            steps, total, start_epoch = 0, settings["epochs"] * max(1, len(chosen) // batch_size), 0
+            if fraction_index == state["fraction"] and state["epoch"]:
+                backbone.load_state_dict(state["backbone"])
+                head.load_state_dict(state["head"])
+                optimizer.load_state_dict(state["optimizer"])
+                torch.set_rng_state(state["rng"])
+                steps, start_epoch = state["steps"], state["epoch"]
+            for epoch in range(start_epoch, settings["epochs"]):
                 loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
                                       batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
                                       seed=context.seed + epoch, drop_last=True)
@@ -55,11 +70,18 @@ class SemiSupervised(Protocol):
                     loss.backward()
                     optimizer.step()
                     steps += 1
+                log.info("semi-supervised %g: epoch %d/%d, last loss %.4f", fraction, epoch + 1, settings["epochs"],
+                         float(loss.detach()))
+                resume.save(dict(fraction=fraction_index, epoch=epoch + 1, steps=steps, backbone=backbone.state_dict(),
+                                 head=head.state_dict(), optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
+                                 metrics=metrics))
             backbone.eval()
             with torch.no_grad():
                 scores, targets = zip(*[(head(backbone(x.to(device))).cpu(), y) for x, y in test_loader])
             accuracy = topk_accuracy(torch.cat(scores), torch.cat(targets), ks=(1, 5))
             percent = f"{fraction * 100:g}pct"
-            metrics.update({f"top1_{percent}": accuracy["top1"], f"top5_{percent}": accuracy["top5"],
+            metrics.update({f"top1_{percent}": float(accuracy["top1"]), f"top5_{percent}": float(accuracy["top5"]),
                             f"labelled_{percent}": int(len(chosen))})
+            resume.save(dict(fraction=fraction_index + 1, epoch=0, metrics=metrics))
+        resume.finish()
         return metrics

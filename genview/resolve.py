@@ -1,0 +1,188 @@
+"""One resolver for a whole config, run before anything is scheduled: by the Snakefile and by ``genview config
+check``, so both report the same problems.
+
+It validates the schema, resolves the experiments (method names and options, coefficient sets each method can
+compute), the evaluations (protocols, datasets, settings, zero-shot class names and templates), the tables and the
+report's figures, and checks the filesystem: dataset roots and their split folders, CSV headers and JSON files,
+class-list and subset-list files, and local model folders (hub ids are not checked: that would need the network).
+Every problem names its key path; all problems are reported at once.
+
+Import-light: the Snakefile runs it at parse time, in every job.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genview.config import dataset_generation, validate_config
+from genview.data.checks import dataset_problems
+from genview.errors import BadInputError, ConfigError
+
+#: Model roles and the file that marks a usable local folder of each (the libraries' own layouts).
+MODEL_MARKERS = {
+    "unclip": "model_index.json",
+    "text2img": "model_index.json",
+    "fg_encoder": "open_clip_config.json",
+    "quality_encoder": "open_clip_config.json",
+    "complexity_llm": "config.json",
+}
+
+
+@dataclass
+class Resolved:
+    config: dict
+    experiments: dict[str, dict] = field(default_factory=dict)
+    execution: dict[str, dict] = field(default_factory=dict)
+    evaluations: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    tables: dict[str, dict] = field(default_factory=dict)
+
+
+# --- which stages a config uses -----------------------------------------------------------------------------------
+
+
+def all_datasets(config: dict) -> dict[str, dict]:
+    return {**config["eval_datasets"], **config["datasets"]}
+
+
+def _adaptive(config: dict, dataset: str, source: str, key: str) -> bool:
+    return dataset_generation(config, dataset)[source].get(key) == "adaptive"
+
+
+def needs_foreground(config: dict, dataset: str) -> bool:
+    """Whether the dataset's views need foreground ratios (an IC or ITC source with adaptive noise)."""
+    sources = config["datasets"][dataset]["sources"]
+    return any(s in sources and _adaptive(config, dataset, s, "noise_level") for s in ("ic", "itc"))
+
+
+def needs_complexity(config: dict, dataset: str) -> bool:
+    """Whether the dataset's views need caption complexity (a TC or ITC source with adaptive guidance)."""
+    sources = config["datasets"][dataset]["sources"]
+    return any(s in sources and _adaptive(config, dataset, s, "guidance_scale") for s in ("tc", "itc"))
+
+
+def models_used(config: dict, experiments: dict[str, dict]) -> set[str]:
+    """The model roles some job of this config loads."""
+    roles = set()
+    for dataset, spec in config["datasets"].items():
+        if {"ic", "itc"} & set(spec["sources"]):
+            roles.add("unclip")
+        if "tc" in spec["sources"]:
+            roles.add("text2img")
+        if needs_foreground(config, dataset):
+            roles.add("fg_encoder")
+        if needs_complexity(config, dataset) and config["analysis"]["complexity_scorer"] == "llm":
+            roles.add("complexity_llm")
+    if any(e["variant"] == "genview" for e in experiments.values()) or config["report"]["quality_audit"]:
+        roles.add("quality_encoder")
+    return roles
+
+
+def model_location(config: dict, role: str) -> str:
+    spec = config["models"][role]
+    return (spec.get("path") or spec["model"]).removeprefix("local-dir:")
+
+
+def is_local_model(config: dict, role: str) -> bool:
+    from genview.models import is_local_path
+
+    spec = config["models"][role]
+    return spec.get("model", "").startswith("local-dir:") or is_local_path(model_location(config, role))
+
+
+# --- the checks ---------------------------------------------------------------------------------------------------
+
+
+def _report_problems(config: dict, experiments: dict) -> list[str]:
+    report, problems = config["report"], []
+    datasets = all_datasets(config)
+    if report["tsne"]:
+        if report["tsne"]["dataset"] not in datasets:
+            problems.append(f"report.tsne.dataset: {report['tsne']['dataset']!r} is not a dataset of this config")
+        unknown = sorted(set(report["tsne"]["panels"].values()) - set(experiments))
+        if unknown:
+            problems.append(f"report.tsne.panels: unknown experiment(s) {unknown}")
+    for key in ("gallery", "quality_audit"):
+        if report[key] and report[key]["dataset"] not in config["datasets"]:
+            problems.append(f"report.{key}.dataset: {report[key]['dataset']!r} is not a training dataset of this "
+                            f"config ({sorted(config['datasets'])})")
+    gallery = report["gallery"]
+    if gallery and gallery["dataset"] in config["datasets"]:
+        dataset = gallery["dataset"]
+        shards = config["datasets"][dataset]["num_shards"]
+        if gallery["shard"] >= shards:
+            problems.append(f"report.gallery.shard: {dataset} has {shards} shard(s)")
+        if not (needs_foreground(config, dataset) or needs_complexity(config, dataset)):
+            problems.append(f"report.gallery: {dataset} has no adaptive noise level or guidance scale to show")
+    return problems
+
+
+def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[str]:
+    problems = []
+    used = {d for _, _, d in evaluations} | set(config["datasets"])
+    for section in ("datasets", "eval_datasets"):
+        for name, spec in config[section].items():
+            if name in used:
+                problems += dataset_problems(name, spec, f"{section}.{name}")
+    for fraction, path in config["evaluation"]["semisup"]["subset_lists"].items():
+        if not Path(path).is_file():
+            problems.append(f"evaluation.semisup.subset_lists.{fraction}: file {path} does not exist")
+    for role in sorted(models_used(config, experiments)):
+        location = model_location(config, role)
+        if is_local_model(config, role) and not Path(location, MODEL_MARKERS[role]).is_file():
+            if Path(location).resolve() == Path("results/models/tiny", role).resolve():
+                continue  # the stand-ins the workflow builds itself
+            what = "does not exist" if not Path(location).exists() else f"has no {MODEL_MARKERS[role]}"
+            problems.append(f"models.{role}: local model folder {location} {what}")
+    return problems
+
+
+def _zeroshot_problems(config: dict, evaluations: dict) -> list[str]:
+    from genview.evaluation.catalog import zero_shot_templates
+
+    problems = []
+    datasets = all_datasets(config)
+    for dataset in sorted({d for _, p, d in evaluations if p == "zeroshot"}):
+        section = "datasets" if dataset in config["datasets"] else "eval_datasets"
+        try:
+            zero_shot_templates(dataset, datasets[dataset])
+        except BadInputError as error:
+            problems.append(f"{section}.{dataset}: zero-shot classification has no class names and prompts: {error}")
+    return problems
+
+
+def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, source: str = "config") -> Resolved:
+    """Validate and resolve ``config`` in place (defaults filled in) and return everything the workflow derives from
+    it. Raises one :class:`ConfigError` listing every problem. ``config["check_files"]`` false skips the filesystem
+    checks (to look at a DAG on a machine without the data)."""
+    from genview.evaluation.runs import resolve_evaluations
+    from genview.report.specs import check_sources, load_table_specs
+    from genview.training.experiments import _resolve_all
+
+    validate_config(config, source=source)  # the rest reads a schema-valid config with its defaults
+    resolved, problems = Resolved(config), []
+    try:
+        resolved.experiments, resolved.execution = _resolve_all(config)
+    except ConfigError as error:
+        problems += error.problems
+    try:
+        resolved.evaluations = resolve_evaluations(config, resolved.experiments)
+    except ConfigError as error:
+        problems += error.problems
+    tables_file = config["report"]["tables"]
+    if tables_file:
+        try:
+            resolved.tables = load_table_specs(Path(workflow_dir, tables_file))
+            if resolved.evaluations or not problems:
+                check_sources(resolved.tables, resolved.evaluations, tables_file)
+        except ConfigError as error:
+            problems += [f"report.tables: {problem}" for problem in error.problems]
+    problems += _report_problems(config, resolved.experiments)
+    problems += _zeroshot_problems(config, resolved.evaluations)
+    if config["check_files"]:
+        problems += _file_problems(config, resolved.experiments, resolved.evaluations)
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(f"{source}: {len(problems)} problem(s) found before any job ran:\n{lines}", problems)
+    return resolved
