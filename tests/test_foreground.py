@@ -314,7 +314,7 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     fit = fit_foreground(manifest_csv, tiny_encoder, "a/fit.npz", "a/overlay.png", per_class=2, batch_size=8)
     saved = load_fit("a/fit.npz")
     assert set(saved) == {"vector", "threshold", "sign", "threshold_mode", "sample_ids", "cdf", "bins", "grid",
-                          "mean_iou"}
+                          "mean_iou", "encoder_stamp"}
     assert str(saved["threshold_mode"]) == "refit"
     assert saved["vector"].dtype == np.float32 and saved["vector"].shape == (64,)
     assert int(saved["sign"]) in (1, -1) and saved["grid"].tolist() == [8, 8]
@@ -387,7 +387,7 @@ def test_shard_bad_inputs(shapes_shards, tiny_encoder, tmp_path):
             "bad.csv", "fit.npz", tiny_encoder, "out.csv", noise_edges=EDGES, noise_levels=LEVELS
         )
     other = build_tiny_open_clip(tmp_path / "other", patch_size=8)
-    with pytest.raises(BadInputError, match="token grid"):
+    with pytest.raises(BadInputError, match="fitted with another models.fg_encoder"):
         foreground_shard(shards[0], "fit.npz", {"model": f"local-dir:{other}"}, "out.csv",
                          noise_edges=EDGES, noise_levels=LEVELS)  # fmt: skip
     # An empty shard still gets its (header-only) output.

@@ -283,7 +283,7 @@ def test_fit_quality_vector_on_shapes(shapes_manifest, quality_encoder):
     manifest_csv, n_classes = shapes_manifest
     fit = fit_quality_vector(manifest_csv, quality_encoder, "a/quality_pca.npz", per_class=2, batch_size=8)
     with np.load("a/quality_pca.npz") as saved:
-        assert set(saved.files) == {"vector", "sign", "sample_ids", "grid"}
+        assert set(saved.files) == {"vector", "sign", "sample_ids", "grid", "encoder_stamp"}
         assert saved["vector"].dtype == np.float32 and saved["vector"].shape == (320,)
         assert np.linalg.norm(saved["vector"]) == pytest.approx(1, abs=1e-5)
         assert int(saved["sign"]) in (1, -1) and saved["grid"].tolist() == [2, 2]
@@ -296,3 +296,6 @@ def test_fit_quality_vector_on_shapes(shapes_manifest, quality_encoder):
     )
     np.testing.assert_array_equal(fit["vector"], int(fit["sign"]) * unsigned["vector"])
     assert QualityScorer(quality_encoder, "a/quality_pca.npz").vector.shape == (320,)
+    # The fit is used only with the encoder it was made with.
+    with pytest.raises(BadInputError, match="was fitted with another models.quality_encoder"):
+        QualityScorer({**quality_encoder, "image_size": 32}, "a/quality_pca.npz")

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from genview.models import check_encoder_stamp, encoder_stamp
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
@@ -341,6 +342,7 @@ def fit_foreground(
         "threshold": np.float64(threshold),
         "sign": np.int64(chosen),
         "threshold_mode": np.str_(threshold_mode),
+        "encoder_stamp": np.str_(encoder_stamp(encoder, "fg_encoder")),
         "sample_ids": sample["id"].to_numpy(dtype=str),
         "cdf": np.float64(cdf),
         "bins": np.int64(bins),
@@ -425,6 +427,7 @@ def foreground_shard(
     """
     rows = _read_rows(shard_csv)
     fit = load_fit(fit_npz)
+    check_encoder_stamp(fit, encoder, "fg_encoder", fit_npz)
     ratios, token_masks = foreground_masks(rows["path"].tolist(), fit, encoder, batch_size=batch_size,
                                            device=device, fit_name=str(fit_npz), desc=Path(shard_csv).name)
     ious = [

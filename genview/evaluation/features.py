@@ -2,7 +2,8 @@
 
 The npz holds, per split S of the manifest: ``S/features`` (backbone features of the centre crop), ``S/labels``
 (integers in ``label_names`` order), ``S/ids``, ``S/paths``, ``S/captions`` and, for vision-language models,
-``S/image_embeddings``; plus ``label_names`` and ``class_names`` (readable, for zero-shot prompts).
+``S/image_embeddings``; plus ``label_names``, ``class_names`` (readable, for zero-shot prompts) and the
+``checkpoint_fingerprint`` of the checkpoint they came from (a protocol refuses features of another checkpoint).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from genview.errors import BadInputError
-from genview.io import atomic_path
+from genview.io import atomic_path, file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def extract_features(checkpoint: str | Path, manifest_csv: str | Path, dataset: 
     order, names = label_order_and_names(dataset, spec, sorted(set(manifest["label"])))
     index = {label: i for i, label in enumerate(order)}
     transform = test_transform(experiment["recipe"]["image_size"])
-    arrays: dict[str, np.ndarray] = {"label_names": np.array(order), "class_names": np.array(names)}
+    arrays: dict[str, np.ndarray] = {"label_names": np.array(order), "class_names": np.array(names),
+                                     "checkpoint_fingerprint": np.array(file_fingerprint(checkpoint))}
     for split, rows in manifest.groupby("split", sort=True):
         unknown = sorted(set(rows["label"]) - set(index))
         if unknown:

@@ -26,3 +26,19 @@ def model_identity(spec: dict, role: str) -> dict:
         identity = {k: v for k, v in identity.items() if k not in ("path", "model")}
         identity["local_fingerprint"] = folder_fingerprint(local)
     return identity
+
+
+def encoder_stamp(spec: dict, role: str) -> str:
+    """The stamp a fit made with the encoder of ``spec`` carries (foreground PCA, quality vector)."""
+    from genview.io import settings_stamp
+
+    return settings_stamp(model_identity(spec, role))
+
+
+def check_encoder_stamp(fit: dict, spec: dict, role: str, path) -> None:
+    """A fit is used only with the encoder it was made with (files without a stamp predate stamps and pass)."""
+    from genview.errors import BadInputError
+
+    stamp = fit.get("encoder_stamp")
+    if stamp is not None and str(stamp) != encoder_stamp(spec, role):
+        raise BadInputError(f"{path} was fitted with another models.{role} than {spec}; rerun its fit")

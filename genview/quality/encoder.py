@@ -25,6 +25,7 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from genview.models import check_encoder_stamp, encoder_stamp
 from genview.analysis.foreground import SIGNS, TokenMoments, choose_fit_sample, choose_sign, project
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, ConfigError
@@ -134,6 +135,8 @@ class QualityScorer(QualityEncoder):
     ):
         super().__init__(encoder_spec, device=device, normalization=normalization, image_size=image_size)
         self.vector_npz = vector_npz
+        with np.load(vector_npz) as fit:
+            check_encoder_stamp(dict(fit), encoder_spec, "quality_encoder", vector_npz)
         self.vector = load_quality_vector(vector_npz).to(self.device)
 
     def _pooled_foreground_background(self, token_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,6 +280,7 @@ def fit_quality_vector(
         "sign": np.int64(chosen),
         "sample_ids": sample["id"].to_numpy(dtype=str),
         "grid": np.array(grid, dtype=np.int64),
+        "encoder_stamp": np.str_(encoder_stamp(encoder_spec, "quality_encoder")),
     }
     log.info(
         "quality vector fit: %d image(s) of %dx%d %d-d tokens, sign %+d (%s)",

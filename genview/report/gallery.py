@@ -34,7 +34,7 @@ def _generate(pipeline, source: str, rows: pd.DataFrame, images, steps: int, see
     each with the seed of the row's training view."""
     tasks = [
         ViewTask(id=row.id, path=row.path, caption=row.caption, sample=0, noise_level=noise_level,
-                 guidance_scale=float(guidance_scale), seed=view_seed(seed, source, row.id, 0), out=None)
+                 guidance_scale=float(guidance_scale), seed=view_seed(seed, source, row.id, 0), stamp="", out=None)
         for row in rows.itertuples()
     ]
     return run_pipeline(pipeline, source, tasks, images, steps)

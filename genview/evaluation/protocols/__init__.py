@@ -73,8 +73,16 @@ class EvalContext:
     @cached_property
     def features(self):
         from genview.evaluation.features import FeatureCache
+        from genview.io import file_fingerprint
 
-        return FeatureCache(self.features_npz)
+        cache = FeatureCache(self.features_npz)
+        made_from = cache.arrays.get("checkpoint_fingerprint")
+        if made_from is not None and str(made_from) != file_fingerprint(self.checkpoint):
+            from genview.errors import BadInputError
+
+            raise BadInputError(f"{self.features_npz} holds features of another checkpoint than {self.checkpoint}; "
+                                "extract them again")
+        return cache
 
     @cached_property
     def loaded(self):
