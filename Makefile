@@ -11,15 +11,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 .PHONY: run test env
 env: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml Makefile
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python >= 3.11 is needed (found $$($(PYTHON) --version)); set PYTHON=..."; exit 1; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
-# clip-benchmark: only its class-name and prompt-template JSON files are used (genview/evaluation/catalog.py);
-# --no-deps skips its heavy dependencies (pycocoevalcap alone is ~100 MB).
-	$(VENV)/bin/python -m pip install --quiet --no-deps clip-benchmark==1.6.2
+	$(VENV)/bin/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

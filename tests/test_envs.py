@@ -114,13 +114,47 @@ def _is_module(name: str) -> bool:
         return False
 
 
+# Calls that name a module by a string: importlib.import_module("x"), importlib.resources.files("x.data"), ...
+MODULE_BY_NAME_CALLS = {"import_module", "files", "find_spec"}
+
+
+def _module_constants(module: str) -> dict[str, str]:
+    """Module-level NAME = "string" assignments (a module name kept in a constant)."""
+    constants = {}
+    for statement in module_tree(module).body:
+        if isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant):
+            for target in statement.targets:
+                if isinstance(target, ast.Name) and isinstance(statement.value.value, str):
+                    constants[target.id] = statement.value.value
+    return constants
+
+
+def _named_modules(module: str, node) -> set[str]:
+    """The module a call like ``importlib.resources.files(PACKAGE)`` names (a literal or a module constant)."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return set()
+    function = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    if function not in MODULE_BY_NAME_CALLS:
+        return set()
+    argument = node.args[0]
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        name = argument.value
+    elif isinstance(argument, ast.Name):
+        name = _module_constants(module).get(argument.id, "")
+    else:
+        return set()
+    return {name} if re.fullmatch(r"[A-Za-z_][\w.]*", name) else set()
+
+
 def imported_names(module: str, nodes) -> set[str]:
     """Absolute names of the modules the import statements among ``nodes`` import (``from a import b``: ``a.b``
-    when that is a module, else ``a``)."""
+    when that is a module, else ``a``), and of the modules named by string in calls such as
+    ``importlib.resources.files("clip_benchmark.datasets")``."""
     is_package = Path(importlib.util.find_spec(module).origin).name == "__init__.py"
     package = module.split(".") if is_package else module.split(".")[:-1]
     names = set()
     for node in nodes:
+        names |= _named_modules(module, node)
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -205,7 +239,9 @@ def reachable_imports(stage: str, command: str) -> dict[str, str]:
 
 # --- env files and requirements.txt -----------------------------------------------------------------------------
 def requirement_pins() -> dict[str, Requirement]:
-    lines = (REPO / "requirements.txt").read_text().splitlines()
+    """The tested versions: requirements.txt and requirements-nodeps.txt (installed without dependencies)."""
+    lines = [line for name in ("requirements.txt", "requirements-nodeps.txt")
+             for line in (REPO / name).read_text().splitlines()]
     pins = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return {canonicalize_name(pin.name): pin for pin in pins}
 
@@ -335,3 +371,5 @@ def test_the_import_scan_follows_commands_into_functions_and_registries():
     assert "sklearn" in modules  # imported inside a protocol's function
     assert "genview.gpu_lease" in modules and "yaml" in modules  # every job: genview.cli, config_cli
     assert "genview.models.tiny" not in reachable_imports("data", "shard")  # only the command's own function counts
+    # Modules named by string: clip-benchmark's data files, read through importlib.resources.
+    assert "clip_benchmark.datasets" in modules
