@@ -1,9 +1,11 @@
 # Two commands for a fresh machine (see README.md):
 #   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
+#               (make run CONFIG=config/smoke.yaml: another config file, as given to --configfile)
 #   make test   create .venv if needed, then run the test suite
 # The environment is rebuilt only when requirements.txt or pyproject.toml change.
 
 PYTHON ?= python3
+CONFIG ?= config/config.yaml
 VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -27,7 +29,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml Makefile
 run: $(STAMP)
 	@mkdir -p .snakemake
 	@flock --close --timeout 10 --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
-		'snakemake --unlock --cores 1 > /dev/null && snakemake --cores all && snakemake --cores all --report results/report.html' \
+		'snakemake --unlock --cores 1 > /dev/null && snakemake --cores all --configfile $(CONFIG) \
+		 && snakemake --cores all --configfile $(CONFIG) --report results/report.html' \
 		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }
 
 test: $(STAMP)

@@ -3,13 +3,15 @@
 #   full reproduction:  snakemake --cores all --resources gpu=8 --configfile config/paper.yaml
 # Every output goes under results/ (logs under logs/); see README.md for the stages and their files.
 import copy
+import os
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, found beside this file whatever the working directory (--directory).
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 # --configfile files merge into the embedded default, as Snakemake documents. A file that declares itself complete

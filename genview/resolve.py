@@ -158,14 +158,11 @@ def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, sourc
     checks (to look at a DAG on a machine without the data)."""
     from genview.evaluation.runs import resolve_evaluations
     from genview.report.specs import check_sources, load_table_specs
-    from genview.training.experiments import _resolve_all
+    from genview.training.experiments import resolve_all
 
     validate_config(config, source=source)  # the rest reads a schema-valid config with its defaults
     resolved, problems = Resolved(config), []
-    try:
-        resolved.experiments, resolved.execution = _resolve_all(config)
-    except ConfigError as error:
-        problems += error.problems
+    resolved.experiments, resolved.execution, problems = resolve_all(config)
     try:
         resolved.evaluations = resolve_evaluations(config, resolved.experiments)
     except ConfigError as error:

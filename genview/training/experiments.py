@@ -137,13 +137,18 @@ def resolve_experiments(config: dict) -> dict[str, dict]:
     """Experiment name -> resolved experiment: everything its training computes from, nothing about how it runs
     (see :func:`resolve_execution`). For a validated config; every problem is reported at once, each naming its
     config key."""
-    return _resolve_all(config)[0]
+    return _checked(config)[0]
 
 
 def resolve_execution(config: dict) -> dict[str, dict]:
     """Experiment name -> its execution settings (loader workers, resume-point cadence, the non-finite-loss limit,
     memory and run time), which change nothing a training computes."""
-    return _resolve_all(config)[1]
+    return _checked(config)[1]
+
+
+def _checked(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
+    experiments, executions, problems = resolve_all(config)
+    return experiments, executions, list(dict.fromkeys(problems))
 
 
 def model_identity(spec: dict) -> dict:
@@ -152,7 +157,9 @@ def model_identity(spec: dict) -> dict:
     return {key: spec[key] for key in ("model", "pretrained", "image_size") if key in spec}
 
 
-def _resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
+def resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict], list[str]]:
+    """(experiments, their execution settings, problems): every experiment that resolves, and a line per problem
+    (each once), so a caller can check the rest of the config against the experiments that are fine."""
     experiments: dict[str, dict] = {}
     executions: dict[str, dict] = {}
     problems: list[str] = []
@@ -181,7 +188,4 @@ def _resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     for name, entry in config["pretrain"]["experiments"].items():
         where = f"pretrain.experiments.{name}"
         add(_resolve(config, name, entry["method"], entry["variant"], entry, where, problems), where)
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) with the experiments:\n"
-                          + "\n".join(f"  - {problem}" for problem in problems), problems)
-    return experiments, executions
+    return experiments, executions, list(dict.fromkeys(problems))
