@@ -110,3 +110,59 @@ def placeholder_datasets(config: dict, base: Path) -> dict:
                 spec["file"] = "karpathy.json"
                 (root / spec["file"]).write_text(json.dumps({"images": []}))
     return config
+
+
+# --- one finished run of the smoke config, shared by the tests that only read it or dry-run against it --------------
+MAKE_RUN = ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"]  # the README's command
+KILL_AFTER_JOBS = 60  # about a third of the smoke run: data, views and some trainings done
+
+
+def finished_jobs(log: str) -> int:
+    import re
+
+    return len(re.findall(r"^Finished jobid: \d+ ", log, re.MULTILINE))
+
+
+def job_counts(dry_run_stdout: str) -> dict[str, int]:
+    import re
+
+    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """`make run CONFIG=config/smoke.yaml` in a copy of the workflow, SIGKILLed a third of the way with its Snakemake
+    and jobs, then run again to completion: the kill test checks the counts, and every test that only reads a
+    finished run (or dry-runs against it, without changing its files) uses the same folder."""
+    import signal
+    import time
+    from types import SimpleNamespace
+
+    root = copy_workflow(tmp_path_factory.mktemp("smoke_run") / "wf")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    total = job_counts(run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"],
+                                cwd=root).stdout)["total"]
+    first_log = root / "first_run.log"
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with open(first_log, "w") as log:
+        process = subprocess.Popen(MAKE_RUN, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 1200
+    while process.poll() is None and time.monotonic() < deadline:
+        if finished_jobs(first_log.read_text()) >= KILL_AFTER_JOBS:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, f"the first run ended before the kill:\n{first_log.read_text()[-3000:]}"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    while True:  # the rerun comes after the crash, when every process of the killed run is gone
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    finished_before = finished_jobs(first_log.read_text())
+    second = run_tool(MAKE_RUN, cwd=root, timeout=1800)
+    return SimpleNamespace(root=root, total=total, finished_before=finished_before,
+                           finished_after=finished_jobs(second.stdout + second.stderr))

@@ -7,8 +7,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO, placeholder_datasets, snakemake
-from test_workflow import job_counts
+from conftest import REPO, job_counts, placeholder_datasets, snakemake
 from genview.cli import main
 from genview.config import load_config, workflow_config
 from genview.errors import ConfigError

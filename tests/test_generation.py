@@ -112,6 +112,37 @@ def test_corrupt_view_is_regenerated_and_finished_ones_are_reused(tiny, tmp_path
     assert {v: os.stat(v).st_mtime_ns for v in views[1:]} == stamps
 
 
+def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_path, caplog):
+    """Views are stamped with their settings: a new analysis (other noise levels for some images) regenerates those
+    views only, a new model or step count regenerates all; no view of the old settings survives in the manifest or
+    on disk."""
+    params = tiny["params"]
+    caplog.set_level("INFO")
+    first = generate(tiny, "ic", tmp_path / "v")
+    assert first.stamp.str.len().eq(16).all() and all(s in v for s, v in zip(first.stamp, first.view))
+    changed = params.copy()
+    changed.loc[:2, "noise_level"] = (changed.loc[:2, "noise_level"] + 100) % 500  # 3 images get another level
+    changed.to_csv(tmp_path / "params.csv", index=False)
+    caplog.clear()
+    second = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv", params_csv=tmp_path / "params.csv",
+                            views_dir=tmp_path / "v", out_manifest=tmp_path / "v.manifest.csv",
+                            pipeline=tiny["pipelines"]["unclip"], generation=GENERATION, seed=0)
+    assert f"{len(first) - 3} reused from an earlier run, 3 to generate" in caplog.text
+    assert "deleted 3 view(s) made under other settings" in caplog.text
+    moved = set(changed.id[:3])
+    kept = first[~first.id.isin(moved)]
+    assert set(second.view) & set(first.view) == set(kept.view)  # unchanged views keep their file
+    assert sorted(p.name for p in (tmp_path / "v").glob("*.jpg")) == sorted(Path(v).name for v in second.view)
+    caplog.clear()
+    third = generate(tiny, "ic", tmp_path / "v", steps=3)  # every view depends on the step count
+    assert "0 reused from an earlier run" in caplog.text and not set(third.view) & set(second.view)
+    other_model = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv",
+                                 params_csv=tiny["root"] / "params.csv", views_dir=tmp_path / "m",
+                                 out_manifest=tmp_path / "m.manifest.csv", pipeline=tiny["pipelines"]["unclip"],
+                                 generation=GENERATION, seed=0, model={"role": "unclip", "path": "other/model"})
+    assert not set(other_model.stamp) & set(first.stamp)
+
+
 def test_unreadable_source_follows_the_policy(tiny, tmp_path):
     shard = tiny["shard"].copy()
     bad = tmp_path / "bad.png"

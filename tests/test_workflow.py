@@ -14,18 +14,13 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, VENV_BIN, copy_workflow, placeholder_datasets, run_tool, snakemake
+from conftest import REPO, VENV_BIN, job_counts, placeholder_datasets, run_tool, snakemake
 from genview.config import load_config
 from genview.evaluation.runs import resolve_evaluations
 from genview.report.specs import load_table_specs
 from genview.training.experiments import resolve_experiments
 
 pytestmark = pytest.mark.workflow
-
-
-def job_counts(dry_run_stdout: str) -> dict[str, int]:
-    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
 def test_lint():
@@ -91,62 +86,26 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
         "table_cost"}
 
 
-MAKE_RUN = ["make", "-o", ".venv/.installed", "run"]  # the README's command, on this checkout's environment
-KILL_AFTER_JOBS = 60  # about a third of the embedded default: data, views and some trainings done
-
-
-@pytest.fixture
-def workflow_copy(tmp_path):
-    """The workflow's own files in a fresh folder (a rule can be edited there), with this checkout's .venv."""
-    root = copy_workflow(tmp_path / "wf")
-    (root / ".venv").symlink_to(REPO / ".venv")
-    return root
-
-
-def finished_jobs(log: str) -> int:
-    return len(re.findall(r"^Finished jobid: \d+ ", log, re.MULTILINE))
-
-
-def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(workflow_copy):
-    """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the embedded default,
+def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(smoke_run):
+    """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the run (the smoke config),
     runs only the jobs that had not finished, and every output is whole. A comment edited in a rule retrains nothing."""
-    root = workflow_copy
-    total = job_counts(run_tool([VENV_BIN / "snakemake", "-n"], cwd=root).stdout)["total"]
-    first_log = root / "first_run.log"
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with open(first_log, "w") as log:
-        process = subprocess.Popen(MAKE_RUN, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
-    deadline = time.monotonic() + 1200
-    while process.poll() is None and time.monotonic() < deadline:
-        if finished_jobs(first_log.read_text()) >= KILL_AFTER_JOBS:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, f"the first run ended before the kill:\n{first_log.read_text()[-3000:]}"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    while True:  # the rerun comes after the crash, when every process of the killed run is gone
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    finished_before = finished_jobs(first_log.read_text())
-    second = run_tool(MAKE_RUN, cwd=root, timeout=1800)
-    finished_after = finished_jobs(second.stdout + second.stderr)
+    root = smoke_run.root
     # No finished job runs again; at most the jobs whose end the kill cut off before it was logged are not counted.
-    assert total - finished_before - 2 <= finished_after <= total - finished_before, (total, finished_before)
-    check_embedded_default_outputs(root)
+    assert smoke_run.total - smoke_run.finished_before - 2 <= smoke_run.finished_after <= (
+        smoke_run.total - smoke_run.finished_before), smoke_run
+    check_embedded_default_outputs(root, root / "config/smoke.yaml")
     assert (root / "results/report.html").is_file()
     pretrain = root / "rules/pretrain.smk"
-    pretrain.write_text(pretrain.read_text().replace(
-        "rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n"))
-    again = run_tool([VENV_BIN / "snakemake", "-n"], cwd=root)
-    assert "Nothing to be done" in again.stdout + again.stderr
+    original = pretrain.read_text()
+    try:
+        pretrain.write_text(original.replace("rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n"))
+        again = run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=root)
+        assert "Nothing to be done" in again.stdout + again.stderr
+    finally:
+        pretrain.write_text(original)
 
 
-def check_embedded_default_outputs(workdir):
-    config = workdir / "config/config.yaml"
+def check_embedded_default_outputs(workdir, config):
     spec = yaml.safe_load(config.read_text())["datasets"]["shapes"]
     manifest = pd.read_csv(workdir / "results/data/shapes/manifest.csv", keep_default_na=False)
     assert len(manifest) == 12 * (spec["train_per_class"] + spec["test_per_class"])
@@ -174,7 +133,7 @@ def check_embedded_default_outputs(workdir):
             assert arrays["test/features"].size, cache
     params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
     assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
-    for name in load_table_specs(REPO / "config/tables_default.yaml"):
+    for name in load_table_specs(REPO / load_config(config)["report"]["tables"]):
         markdown = (workdir / f"results/tables/{name}.md").read_text()
         assert "missing" not in markdown, f"every cell of {name} is filled by the run"
         assert all((workdir / f"results/tables/{name}.{suffix}").is_file() for suffix in ("tex", "csv", "html"))
