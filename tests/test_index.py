@@ -89,6 +89,31 @@ def test_imagefolder_with_bad_corpus(tmp_path):
     assert pd.read_csv(out / "manifest.csv", keep_default_na=False).equals(manifest.reset_index(drop=True))
 
 
+def test_dangling_links_and_unreadable_folders_are_rejects_with_a_reason(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "train" / "cats" / "deeper").mkdir(parents=True)
+    Image.new("RGB", (16, 16), "red").save(root / "train" / "cats" / "ok.png")
+    (root / "train" / "cats" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    import os
+
+    real_walk = os.walk
+
+    def walk_with_a_locked_folder(top, onerror=None, **kwargs):  # root reads every folder, so simulate the error
+        for entry in real_walk(top, onerror=onerror, **kwargs):
+            if entry[0].endswith("deeper"):
+                onerror(PermissionError(13, "Permission denied", entry[0]))
+                continue
+            yield entry
+
+    monkeypatch.setattr("genview.data.index.os.walk", walk_with_a_locked_folder)
+    manifest = index_dataset("d", spec("imagefolder", root=str(root)), tmp_path / "out")
+    assert [p.split("/")[-1] for p in manifest.path] == ["ok.png"]
+    rejects = pd.read_csv(tmp_path / "out" / "rejects.csv", keep_default_na=False)
+    reasons = dict(zip((p.split("/")[-1] for p in rejects.path), rejects.reason))
+    assert reasons["gone.png"] == f"dangling symbolic link (to {tmp_path / 'deleted.png'})"
+    assert reasons["deeper"] == "unreadable folder: Permission denied"
+
+
 def test_policy_error_fails_naming_every_reject_and_keeps_the_list(tmp_path):
     root = tmp_path / "data"
     write_bad_corpus(root / "train" / "cats")
