@@ -46,6 +46,12 @@ def _estimate(args) -> None:
     print(render_estimate(estimate_gpu_hours(config, experiments, evaluations, counts, vision_language), counts), end="")
 
 
+def _docs(args) -> None:
+    from genview.config_docs import write_configuration_docs
+
+    print(f"wrote {write_configuration_docs(args.out)}")
+
+
 def register(stages) -> None:
     stage = stages.add_parser("config", help="validate configuration files")
     commands = stage.add_subparsers(dest="command", required=True)
@@ -61,3 +67,8 @@ def register(stages) -> None:
     estimate.add_argument("file")
     estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
     estimate.set_defaults(run=_estimate)
+    from genview.config_docs import DOCS_PATH
+
+    docs = commands.add_parser("docs", help="write the configuration reference (docs/configuration.md) from the schema")
+    docs.add_argument("--out", default=str(DOCS_PATH))
+    docs.set_defaults(run=_docs)

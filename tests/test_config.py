@@ -101,3 +101,13 @@ def test_snakemake_stops_on_bad_config_before_any_job(workdir):
     output = result.stdout + result.stderr
     assert "datasets.shapes.num_shards: -1 is less than the minimum of 1" in output
     assert "rule " not in result.stdout
+
+
+def test_configuration_reference_is_current():
+    """docs/configuration.md is generated from the schema (`genview config docs`); edit the schema, then rerun it."""
+    from genview.config_docs import DOCS_PATH, render_configuration_docs
+
+    assert DOCS_PATH.read_text() == render_configuration_docs(), "run `python -m genview config docs`"
+    text = DOCS_PATH.read_text()
+    for key in ("`pretrain`", "`lr_scaling`", "`multi_crop`", "`fg_flipped_threshold`", "`standalone`"):
+        assert key in text, key
