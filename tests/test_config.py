@@ -109,5 +109,5 @@ def test_configuration_reference_is_current():
 
     assert DOCS_PATH.read_text() == render_configuration_docs(), "run `python -m genview config docs`"
     text = DOCS_PATH.read_text()
-    for key in ("`pretrain`", "`lr_scaling`", "`multi_crop`", "`fg_flipped_threshold`", "`standalone`"):
+    for key in ("`pretrain`", "`lr_scaling`", "`multi_crop`", "`analysis.fg_flipped_threshold`", "`standalone`"):
         assert key in text, key
