@@ -47,9 +47,10 @@ def _estimate(args) -> None:
 
 
 def _docs(args) -> None:
-    from genview.config_docs import write_configuration_docs
+    from genview.config_docs import write_generated_docs
 
-    print(f"wrote {write_configuration_docs(args.out)}")
+    for path in write_generated_docs():
+        print(f"wrote {path}")
 
 
 def register(stages) -> None:
@@ -67,8 +68,7 @@ def register(stages) -> None:
     estimate.add_argument("file")
     estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
     estimate.set_defaults(run=_estimate)
-    from genview.config_docs import DOCS_PATH
-
-    docs = commands.add_parser("docs", help="write the configuration reference (docs/configuration.md) from the schema")
-    docs.add_argument("--out", default=str(DOCS_PATH))
+    docs = commands.add_parser(
+        "docs", help="write the generated docs: docs/configuration.md (from the schema) and docs/outputs.md (from the "
+        "file contracts)")
     docs.set_defaults(run=_docs)

@@ -117,8 +117,20 @@ def render_configuration_docs(schema: dict | None = None) -> str:
     return "\n".join(line.rstrip() for line in lines).strip() + "\n"
 
 
-def write_configuration_docs(path: str | Path = DOCS_PATH) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_configuration_docs())
-    return path
+OUTPUTS_PATH = DOCS_PATH.parent / "outputs.md"
+
+
+def generated_docs() -> dict[Path, str]:
+    """Every generated page and its content: the configuration reference and the outputs page."""
+    from genview.contracts import outputs_doc
+
+    return {DOCS_PATH: render_configuration_docs(), OUTPUTS_PATH: outputs_doc()}
+
+
+def write_generated_docs() -> list[Path]:
+    written = []
+    for path, text in generated_docs().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written

@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import indexed_shapes
 from genview.config import validate_config
+from genview.contracts import VIEWS
 from genview.errors import BadInputError
 from genview.generation.views import collect_manifests, generate_shard, group_by_settings, plan_views, view_seed
 from genview.models.diffusion import build_tiny_pipeline, load_pipeline
@@ -203,7 +204,7 @@ def test_collected_manifest_is_the_shards_in_order(tmp_path):
         shards.append(path)
     collected = collect_manifests(shards, tmp_path / "ic.manifest.csv")
     assert collected["id"].tolist() == ["00", "01", "02"]  # ids stay strings
-    assert pd.read_csv(tmp_path / "ic.manifest.csv", dtype={"id": str}).equals(collected)
+    assert VIEWS.read(tmp_path / "ic.manifest.csv").equals(collected)
     (tmp_path / "bad.csv").write_text("id,view\n1,a.jpg\n")
-    with pytest.raises(BadInputError, match=r"bad.csv: not a view manifest \(missing columns"):
+    with pytest.raises(BadInputError, match=r"bad.csv: not a view manifest \(missing column"):
         collect_manifests([tmp_path / "bad.csv"], tmp_path / "x.csv")

@@ -10,7 +10,8 @@ from PIL import Image
 import genview.data.index as index_module
 from genview.config import validate_config
 from genview.data.images import image_problem, load_rgb
-from genview.data.index import MANIFEST_COLUMNS, index_dataset
+from genview.contracts import MANIFEST
+from genview.data.index import index_dataset
 from genview.data.shapes import make_shapes
 from genview.errors import BadInputError, ConfigError
 
@@ -73,7 +74,7 @@ def test_imagefolder_with_bad_corpus(tmp_path):
         "d", spec("imagefolder", root=str(root), splits={"train": "train", "test": "val"}, captions="captions.csv"),
         out, workers=2,
     )
-    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert list(manifest.columns) == MANIFEST.column_names
     train = manifest[manifest.split == "train"]
     assert {p.split("/")[-1] for p in train.path} == accepted
     assert set(train.label) == {"cats"}
@@ -281,7 +282,7 @@ def test_karpathy_kind(tmp_path, coco):
     _write_karpathy(root, coco=coco)
     out = tmp_path / "out"
     manifest = index_dataset("f", spec("karpathy", root=str(root), file="dataset.json"), out)
-    assert list(manifest.columns) == MANIFEST_COLUMNS
+    assert list(manifest.columns) == MANIFEST.column_names
     assert len(manifest) == 10 and manifest.id.is_unique
     assert set(manifest.split) == {"train"}  # train + restval; the only test image is missing
     prefix = "val2014/" if coco else ""

@@ -3,9 +3,6 @@
 import json
 import os
 import re
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pandas as pd

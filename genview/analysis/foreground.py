@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from genview.contracts import FOREGROUND, MANIFEST, SHARD
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, ConfigError
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 SIGNS = ("auto", 1, -1)
 OVERLAY_IMAGES = 8
-SHARD_COLUMNS = ["id", "fg_ratio", "noise_level", "mask_iou"]
 
 
 # --- Pure functions -----------------------------------------------------------------------------------------
@@ -213,10 +213,6 @@ def choose_fit_sample(manifest: pd.DataFrame, *, per_class: int, sample_size: in
 # --- Files --------------------------------------------------------------------------------------------------
 
 
-def _read_rows(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
 def _load(path: str) -> Image.Image:
     try:
         return load_rgb(path)
@@ -309,7 +305,7 @@ def fit_foreground(
     if sign not in SIGNS:
         raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
     sample = choose_fit_sample(
-        _read_rows(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed
+        MANIFEST.read(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed
     )
     if sample.empty:
         raise BadInputError(f"{manifest_csv}: no train rows to fit the foreground PCA on")
@@ -425,7 +421,7 @@ def foreground_shard(
 
     ``mask_iou`` is empty for rows without a ground-truth mask.
     """
-    rows = _read_rows(shard_csv)
+    rows = SHARD.read(shard_csv)
     fit = load_fit(fit_npz)
     check_encoder_stamp(fit, encoder, "fg_encoder", fit_npz)
     ratios, token_masks = foreground_masks(rows["path"].tolist(), fit, encoder, batch_size=batch_size,
@@ -441,10 +437,8 @@ def foreground_shard(
             "noise_level": noise_level_for(np.array(ratios, dtype=np.float64), noise_edges, noise_levels),
             "mask_iou": np.array(ious, dtype=np.float64),
         },
-        columns=SHARD_COLUMNS,
     )
-    with atomic_path(out_csv) as tmp:
-        result.to_csv(tmp, index=False)
+    FOREGROUND.write(result, out_csv)
     levels = result["noise_level"].value_counts().sort_index()
     log.info(
         "%s: %d image(s), mean foreground ratio %.3f, images per noise level: %s",

@@ -10,19 +10,10 @@ from typing import Callable
 import pandas as pd
 
 from genview.analysis.complexity import guidance_for, lexical_scores, llm_scores
+from genview.contracts import COMPLEXITY, FOREGROUND, PARAMS, SHARD
 from genview.errors import BadInputError
-from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-PARAMS_COLUMNS = ["id", "fg_ratio", "noise_level", "complexity", "guidance_scale", "complexity_source", "mask_iou"]
-
-
-def _read(path: str | Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    except FileNotFoundError:
-        raise BadInputError(f"file not found: {path}") from None
 
 
 def complexity_shard(
@@ -35,7 +26,7 @@ def complexity_shard(
 ) -> pd.DataFrame:
     """Score every caption of a shard (with the chat model behind ``generate``, else lexically) and write
     id, complexity, guidance_scale, complexity_source, llm_attempts."""
-    shard = _read(shard_csv)
+    shard = SHARD.read(shard_csv, need=("id", "caption"))
     captions = list(shard["caption"])
     results = lexical_scores(captions) if generate is None else llm_scores(captions, generate, attempts)
     frame = pd.DataFrame(
@@ -47,8 +38,7 @@ def complexity_shard(
             "llm_attempts": [r.attempts for r in results],
         }
     )
-    with atomic_path(out_csv) as tmp:
-        frame.to_csv(tmp, index=False)
+    COMPLEXITY.write(frame, out_csv)
     log.info("%s: complexity scores %s; sources %s", shard_csv, dict(sorted(Counter(frame.complexity).items())),
              dict(Counter(frame.complexity_source)))
     return frame
@@ -58,15 +48,14 @@ def merge_params(
     shard_csv: str | Path, out_csv: str | Path, *, foreground_csv: str | Path | None, complexity_csv: str | Path | None
 ) -> pd.DataFrame:
     """Join a shard's foreground and complexity results into the params CSV; parts not computed stay empty."""
-    merged = _read(shard_csv)[["id"]]
-    for part in (foreground_csv, complexity_csv):
+    merged = SHARD.read(shard_csv, need=("id",))[["id"]]
+    for part, contract in ((foreground_csv, FOREGROUND), (complexity_csv, COMPLEXITY)):
         if part is not None:
-            frame = _read(part)
+            frame = contract.read(part, need=("id",))
             missing = set(merged["id"]) - set(frame["id"])
             if missing:
                 raise BadInputError(f"{part}: {len(missing)} id(s) of {shard_csv} missing, e.g. {sorted(missing)[0]}")
             merged = merged.merge(frame, on="id", how="left")
-    merged = merged.reindex(columns=PARAMS_COLUMNS)
-    with atomic_path(out_csv) as tmp:
-        merged.to_csv(tmp, index=False)
+    merged = merged.reindex(columns=PARAMS.column_names)
+    PARAMS.write(merged, out_csv)
     return merged

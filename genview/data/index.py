@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from genview.contracts import MANIFEST, REJECTS
 from genview.data import dataset_root
 from genview.data.checks import IMAGE_EXTENSIONS, read_class_list, resolve_path
 from genview.data.images import image_problem
@@ -33,8 +34,6 @@ from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["id", "path", "caption", "label", "split", "mask"]
-REJECT_COLUMNS = ["path", "split", "reason"]
 VERIFY_CHUNK = 512
 
 
@@ -433,10 +432,9 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
     clashes = [key for key, count in ids.items() if count > 1]
     if clashes:
         raise BadInputError(f"{name}: {len(clashes)} id collision(s), e.g. {clashes[0]}; report this as a bug")
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    reject_frame = pd.DataFrame(rejects, columns=REJECT_COLUMNS)
-    with atomic_path(out_dir / "rejects.csv") as tmp:
-        reject_frame.to_csv(tmp, index=False)
+    manifest = pd.DataFrame(rows, columns=MANIFEST.column_names)
+    reject_frame = pd.DataFrame(rejects, columns=REJECTS.column_names)
+    REJECTS.write(reject_frame, out_dir / "rejects.csv")
     elapsed = time.perf_counter() - started
     log.info(
         "%s: %d candidate(s), %d accepted, %d rejected, in %.1f s (%.0f images/s)",
@@ -456,8 +454,7 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
         )
     if manifest.empty:
         raise BadInputError(f"{name}: no usable image found under {dataset_root(name, spec)}")
-    with atomic_path(out_dir / "manifest.csv") as tmp:
-        manifest.to_csv(tmp, index=False)
+    MANIFEST.write(manifest, out_dir / "manifest.csv")
     return manifest
 
 

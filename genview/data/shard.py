@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genview.contracts import MANIFEST, SHARD
 from genview.errors import BadInputError
-from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,7 @@ def shard_rows(manifest: pd.DataFrame, num_shards: int, split: str = "train") ->
 
 
 def write_shards(manifest_path: str | Path, num_shards: int, out_dir: str | Path, split: str = "train") -> list[Path]:
-    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
-    if "id" not in manifest.columns or "split" not in manifest.columns:
-        raise BadInputError(f"{manifest_path}: not a manifest (needs id and split columns)")
+    manifest = MANIFEST.read(manifest_path)
     shards = shard_rows(manifest, num_shards, split)
     if len(shards[-1]) == 0:
         log.warning("%s: only %d %s row(s) for %d shards; some shards are empty",
@@ -36,8 +34,7 @@ def write_shards(manifest_path: str | Path, num_shards: int, out_dir: str | Path
     paths = []
     for index, rows in enumerate(shards):
         path = Path(out_dir) / f"{index}.csv"
-        with atomic_path(path) as tmp:
-            rows.to_csv(tmp, index=False)
+        SHARD.write(rows, path)
         paths.append(path)
     log.info("%s: %d %s row(s) in %d shard(s) of %d-%d", manifest_path, sum(map(len, shards)), split,
              num_shards, min(map(len, shards)), max(map(len, shards)))

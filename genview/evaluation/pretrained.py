@@ -10,9 +10,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from genview.contracts import MANIFEST
 from genview.data.images import load_rgb
 from genview.evaluation.checkpoints import read_checkpoint
-from genview.errors import BadInputError, GenviewError
+from genview.errors import GenviewError
 from genview.training.data import to_tensor
 from genview.training.train import build_model
 
@@ -80,7 +81,4 @@ def encode_texts(model, texts: list[str], device: str, batch_size: int = 256) ->
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise BadInputError(f"manifest not found: {path}") from None
+    return MANIFEST.read(path)

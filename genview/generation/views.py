@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from genview.contracts import PARAMS, SHARD, VIEWS
 from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.io import atomic_path, file_sha256, settings_stamp
@@ -37,7 +37,6 @@ PAD_MULTIPLE = 8
 #: Generation settings that determine a view's pixels (with the per-view ones); "samples" only adds views.
 STAMPED_SETTINGS = ("steps", "save_size", "jpeg_quality", "batch_size")
 IO_THREADS = 4
-VIEW_COLUMNS = ["id", "view", "source", "sample", "noise_level", "guidance_scale", "seed", "stamp"]
 
 
 def view_seed(seed: int, source: str, image_id: str, sample: int) -> int:
@@ -64,9 +63,7 @@ def _setting(source_config: dict, key: str, params_row: dict | None):
     if value != "adaptive":
         return value
     adaptive = params_row.get(key) if params_row else None
-    if adaptive is None or adaptive == "" or (isinstance(adaptive, float) and math.isnan(adaptive)):
-        return None
-    return adaptive
+    return None if adaptive is None or pd.isna(adaptive) else adaptive
 
 
 def _source_sha256(path: str) -> str:
@@ -191,10 +188,8 @@ def generate_shard(
     if source not in SOURCES:
         raise GenviewError(f"unknown view source {source!r} (sources: {', '.join(SOURCES)})")
     views_dir = Path(views_dir)
-    shard = pd.read_csv(shard_csv, dtype=str, keep_default_na=False)
-    params = pd.read_csv(params_csv) if params_csv else None
-    if params is not None:
-        params["id"] = params["id"].astype(str)
+    shard = SHARD.read(shard_csv)
+    params = PARAMS.read(params_csv) if params_csv else None
     tasks, skipped = plan_views(shard, params, source, generation, seed, views_dir, model)
     for stale in views_dir.glob(".*.tmp"):  # left by a killed run; never a finished view
         stale.unlink()
@@ -230,10 +225,9 @@ def generate_shard(
             for t in tasks
             if t.path not in skipped_paths
         ],
-        columns=VIEW_COLUMNS,
+        columns=VIEWS.column_names,
     )
-    with atomic_path(out_manifest) as tmp:
-        manifest.to_csv(tmp, index=False)
+    VIEWS.write(manifest, out_manifest)
     current = {Path(view).name for view in manifest["view"]}
     stale = [path for path in views_dir.glob("*.jpg") if path.name not in current]
     for path in stale:
@@ -249,18 +243,8 @@ def collect_manifests(manifests: list[str | Path], out: str | Path) -> pd.DataFr
     Training reads this one file instead of one per shard, and the workflow's DAG gets one edge per source instead
     of one per shard (the paper's CC3M has 512 shards per source).
     """
-    frames = []
-    for path in manifests:
-        try:
-            frame = pd.read_csv(path, dtype={"id": str, "view": str, "source": str})
-        except FileNotFoundError:
-            raise BadInputError(f"view manifest not found: {path}") from None
-        missing = sorted(set(VIEW_COLUMNS) - set(frame.columns))
-        if missing:
-            raise BadInputError(f"{path}: not a view manifest (missing columns {missing})")
-        frames.append(frame[VIEW_COLUMNS])
-    collected = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIEW_COLUMNS)
-    with atomic_path(out) as tmp:
-        collected.to_csv(tmp, index=False)
+    frames = [VIEWS.read(path)[VIEWS.column_names] for path in manifests]
+    collected = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIEWS.column_names)
+    VIEWS.write(collected, out)
     log.info("%s: %d view(s) from %d shard manifest(s)", out, len(collected), len(frames))
     return collected

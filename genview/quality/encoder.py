@@ -18,13 +18,13 @@ import os
 
 import numpy as np
 import open_clip
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from genview.contracts import MANIFEST
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.analysis.foreground import SIGNS, TokenMoments, choose_fit_sample, choose_sign, project
 from genview.data.images import load_rgb
@@ -251,7 +251,7 @@ def fit_quality_vector(
     """
     if sign not in SIGNS:
         raise ConfigError(f"quality vector sign must be one of auto, 1, -1, got {sign!r}")
-    manifest = pd.read_csv(manifest_csv, dtype=str, keep_default_na=False)
+    manifest = MANIFEST.read(manifest_csv)
     sample = choose_fit_sample(manifest, per_class=per_class, sample_size=sample_size, seed=seed)
     if sample.empty:
         raise BadInputError(f"{manifest_csv}: no train rows to fit the quality vector on")

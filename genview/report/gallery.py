@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from genview.contracts import PARAMS, SHARD
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 from genview.generation.views import ViewTask, run_pipeline, view_seed
@@ -94,6 +95,6 @@ def text_gallery(rows: pd.DataFrame, pipeline, *, guidance_scales: list[float], 
 
 def gallery_rows(shard_csv: str | os.PathLike, params_csv: str | os.PathLike) -> pd.DataFrame:
     """The shard's rows with their analysis parameters (fg_ratio, noise_level, complexity, guidance_scale)."""
-    shard = pd.read_csv(shard_csv, dtype=str, keep_default_na=False)
-    params = pd.read_csv(params_csv, dtype={"id": str})
+    shard = SHARD.read(shard_csv)
+    params = PARAMS.read(params_csv)
     return shard.merge(params, on="id", how="inner", validate="one_to_one")

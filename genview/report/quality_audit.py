@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genview.contracts import MANIFEST, QUALITY_SCORES, VIEWS
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
-from genview.io import atomic_path
 from genview.quality.encoder import QualityScorer, load_centre_crop
 from genview.report.figures import new_figure, save_png, show_image
 
@@ -19,10 +19,10 @@ from genview.report.figures import new_figure, save_png, show_image
 def read_pairs(view_manifests: list[str | os.PathLike], manifest_csv: str | os.PathLike, sample: int,
                seed: int) -> pd.DataFrame:
     """(id, source, real, view) for at most ``sample`` seeded-random images per source."""
-    real = pd.read_csv(manifest_csv, dtype=str, keep_default_na=False).set_index("id")["path"]
+    real = MANIFEST.read(manifest_csv, need=("id", "path")).set_index("id")["path"]
     frames = []
     for path in view_manifests:
-        views = pd.read_csv(path, dtype={"id": str})
+        views = VIEWS.read(path, need=("id", "source", "view", "sample"))
         frames.append(views[views["sample"] == 0][["id", "source", "view"]])
     pairs = pd.concat(frames, ignore_index=True)
     unknown = sorted(set(pairs["id"]) - set(real.index))
@@ -75,7 +75,6 @@ def quality_audit(view_manifests: list[str | os.PathLike], manifest_csv: str | o
                   seed: int = 0, title: str = "Quality of (real, generated) pairs") -> pd.DataFrame:
     pairs = read_pairs(view_manifests, manifest_csv, sample, seed)
     pairs["quality"] = score_pairs(pairs, scorer)
-    with atomic_path(out_csv) as tmp:
-        pairs.to_csv(tmp, index=False, float_format="%.6g")
+    QUALITY_SCORES.write(pairs, out_csv, float_format="%.6g")
     audit_figure(pairs, out_png, extremes=extremes, title=title)
     return pairs

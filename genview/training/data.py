@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from genview.contracts import VIEWS
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 
@@ -95,11 +96,7 @@ def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, lis
     """source -> image id -> view paths, from the generation stage's shard manifests."""
     index: dict[str, dict[str, list[str]]] = {}
     for path in view_manifests:
-        try:
-            frame = pd.read_csv(path, dtype={"id": str, "view": str, "source": str})
-        except FileNotFoundError:
-            raise BadInputError(f"view manifest not found: {path}") from None
-        for row in frame.itertuples(index=False):
+        for row in VIEWS.read(path, need=("id", "view", "source")).itertuples(index=False):
             index.setdefault(row.source, {}).setdefault(row.id, []).append(row.view)
     return index
 

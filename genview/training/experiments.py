@@ -148,7 +148,10 @@ def resolve_execution(config: dict) -> dict[str, dict]:
 
 def _checked(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     experiments, executions, problems = resolve_all(config)
-    return experiments, executions, list(dict.fromkeys(problems))
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the experiments:\n"
+                          + "\n".join(f"  - {problem}" for problem in problems), problems)
+    return experiments, executions
 
 
 def model_identity(spec: dict) -> dict:

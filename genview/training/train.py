@@ -17,7 +17,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 from torch import nn
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from genview import distributed
+from genview.contracts import MANIFEST
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256
 from genview.methods import build_method, method_class
@@ -170,7 +170,7 @@ class Trainer:
 
     # --- setup -------------------------------------------------------------------------------------------------
     def _dataset(self, manifest: str, view_manifests: list[str]) -> PretrainDataset:
-        rows = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        rows = MANIFEST.read(manifest)
         rows = rows[rows["split"] == "train"]
         views, variant = self.experiment["views"], self.experiment["variant"]
         preset = self.recipe["augmentation"] or method_class(self.experiment["method"]).default_augmentation

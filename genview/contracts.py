@@ -1,0 +1,196 @@
+"""The file contracts between stages: each table file the workflow writes, its path, its columns and their types, with
+the one reader and writer every stage uses.
+
+A reader checks the columns a stage needs and reads every column with its declared type (ids stay strings, empty
+text stays ""), so no stage has its own dtype handling. A writer orders the columns as declared and writes atomically.
+``docs/outputs.md`` is generated from these declarations and :data:`OUTPUTS` (``genview config docs``).
+
+Import-light: pandas is imported by the readers and writers only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from genview.errors import BadInputError
+
+# Column types: "str" (empty stays ""), "int", "float" (empty is NaN), "bool".
+_DTYPES = {"str": str, "int": "Int64", "float": float, "bool": "boolean"}
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    path: str  # under the working folder; {wildcards} as the rules name them
+    description: str
+    columns: dict[str, tuple[str, str]]  # column -> (type, meaning)
+    #: Columns a reader may find absent (older files, or parts a config does not compute); read as empty.
+    optional: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.columns)
+
+    def read(self, path: str | os.PathLike, *, need: tuple[str, ...] | None = None):
+        """The file as a DataFrame with the declared types. ``need``: the columns the caller uses (default: all the
+        contract's required ones); a file without them is a BadInputError naming it."""
+        import pandas as pd
+
+        try:
+            header = pd.read_csv(path, nrows=0).columns
+        except FileNotFoundError:
+            raise BadInputError(f"{self.name} not found: {path}") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+            raise BadInputError(f"{path}: not a readable {self.name} CSV: {error}") from None
+        required = need if need is not None else [c for c in self.columns if c not in self.optional]
+        missing = [column for column in required if column not in header]
+        if missing:
+            raise BadInputError(f"{path}: not a {self.name} (missing column(s) {missing}; columns: {list(header)})")
+        types = {c: self.columns[c][0] for c in header if c in self.columns}
+        frame = pd.read_csv(path, dtype={c: _DTYPES[t] for c, t in types.items()},
+                            keep_default_na=False, na_values={c: [""] for c, t in types.items() if t != "str"})
+        for column in self.optional:
+            if column not in frame.columns:
+                frame[column] = "" if self.columns[column][0] == "str" else None
+        return frame
+
+    def write(self, frame, path: str | os.PathLike, **to_csv) -> None:
+        """Write ``frame`` with exactly the contract's columns, in order (absent optional ones empty), atomically."""
+        from genview.io import atomic_path
+
+        absent = [c for c in self.columns if c not in frame.columns and c not in self.optional]
+        if absent:
+            raise ValueError(f"{self.name}: columns {absent} missing from the frame to write to {path}")
+        with atomic_path(path) as tmp:
+            frame.reindex(columns=self.column_names).to_csv(tmp, index=False, **to_csv)
+
+
+_SAMPLE_COLUMNS = {
+    "id": ("str", "stable id of the sample: a hash of its path relative to the root (and caption), the same on every run"),
+    "path": ("str", "the image file"),
+    "caption": ("str", "its caption (empty when the dataset has none)"),
+    "label": ("str", "class label as the dataset names it (folder name, CSV value); empty when unlabelled"),
+    "split": ("str", "train, test, ... (a holdout moves a share of train to test)"),
+    "mask": ("str", "ground-truth foreground mask file, when the dataset has one"),
+}
+
+MANIFEST = Contract(
+    "manifest", "results/data/{dataset}/manifest.csv",
+    "Every usable sample of a dataset, each image verified to decode.", _SAMPLE_COLUMNS)
+REJECTS = Contract(
+    "rejects list", "results/data/{dataset}/rejects.csv",
+    "Every file indexing could not use, with the reason (unreadable image, missing file, dangling link, ...).",
+    {"path": ("str", "the file or folder"), "split": ("str", "its split, when known"),
+     "reason": ("str", "why it is not in the manifest")})
+SHARD = Contract(
+    "shard", "results/data/{dataset}/shards/{shard}.csv",
+    "One shard of a training split (the manifest's rows, ordered by id): the unit of analysis and generation jobs.",
+    _SAMPLE_COLUMNS)
+FOREGROUND = Contract(
+    "foreground ratios", "results/analysis/{dataset}/foreground/{shard}.csv",
+    "Per image of a shard: the share of its patch tokens above the fitted threshold, and the noise level it gives.",
+    {"id": ("str", "sample id"), "fg_ratio": ("float", "foreground ratio in [0, 1]"),
+     "noise_level": ("int", "unCLIP noise level for IC/ITC views"),
+     "mask_iou": ("float", "IoU of the token mask with the ground-truth mask (empty without one)")})
+COMPLEXITY = Contract(
+    "caption complexity", "results/analysis/{dataset}/complexity/{shard}.csv",
+    "Per caption of a shard: its visual-complexity score and the guidance scale it gives.",
+    {"id": ("str", "sample id"), "complexity": ("int", "score 1-4"),
+     "guidance_scale": ("float", "guidance for TC/ITC views"),
+     "complexity_source": ("str", "llm, lexical-fallback (the LLM never gave a score) or lexical"),
+     "llm_attempts": ("int", "LLM answers requested (0 when it was not asked)")})
+PARAMS = Contract(
+    "generation params", "results/analysis/{dataset}/params/{shard}.csv",
+    "The adaptive generation parameters of a shard (parts its config does not compute stay empty).",
+    {"id": ("str", "sample id"), "fg_ratio": ("float", "foreground ratio"), "noise_level": ("int", "IC/ITC noise"),
+     "complexity": ("int", "caption complexity"), "guidance_scale": ("float", "TC/ITC guidance"),
+     "complexity_source": ("str", "how the score was obtained"), "mask_iou": ("float", "foreground mask IoU")},
+    optional=("fg_ratio", "noise_level", "complexity", "guidance_scale", "complexity_source", "mask_iou"))
+VIEWS = Contract(
+    "view manifest", "results/views/{dataset}/{source}/{shard}.manifest.csv; collected: results/views/{dataset}/{source}.manifest.csv",
+    "Every generated view of a shard (or, collected, of a dataset) for one source.",
+    {"id": ("str", "sample id of the source image"), "view": ("str", "the view's JPEG"),
+     "source": ("str", "ic, tc or itc"), "sample": ("int", "view index (generation.samples views per image)"),
+     "noise_level": ("int", "unCLIP noise level used (empty for tc)"), "guidance_scale": ("float", "guidance used"),
+     "seed": ("int", "the view's own seed"),
+     "stamp": ("str", "hash of everything that set the view's pixels; also in its file name")})
+QUALITY_SCORES = Contract(
+    "quality audit scores", "results/figures/quality_audit.csv",
+    "Quality scores of a sample of (real, generated) pairs per source, as GenView's weights score them.",
+    {"id": ("str", "sample id"), "source": ("str", "view source"), "view": ("str", "generated view"),
+     "real": ("str", "real image"), "quality": ("float", "cos of the foreground features - cos of the background ones")})
+
+CONTRACTS = (MANIFEST, REJECTS, SHARD, FOREGROUND, COMPLEXITY, PARAMS, VIEWS, QUALITY_SCORES)
+
+
+def read_rows(path: str | os.PathLike, contract: Contract = MANIFEST, need: tuple[str, ...] | None = None):
+    """Shortcut: ``contract.read(path, need=need)`` (manifests and shards by default)."""
+    return contract.read(path, need=need)
+
+
+def outputs_table() -> str:
+    """The Markdown section of docs/outputs.md that lists the table files and their columns."""
+    lines = []
+    for contract in CONTRACTS:
+        lines += [f"### {contract.name}: `{contract.path}`", "", contract.description, "",
+                  "| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| `{c}` | {t}{' (optional)' if c in contract.optional else ''} | {m} |"
+                  for c, (t, m) in contract.columns.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+#: Every path the workflow writes under results/ (and logs/), with what it holds; the table files' columns follow.
+OUTPUTS = (
+    ("results/datasets/{dataset}/", "make_shapes", "a generated `shapes` dataset: class folders per split, masks/, "
+     "captions.csv with every image's attributes"),
+    ("results/data/{dataset}/manifest.csv, rejects.csv", "index_dataset", "the manifest and the rejects list"),
+    ("results/data/{dataset}/shards/{shard}.csv", "shard_{dataset}", "the training split cut into shards"),
+    ("results/models/tiny/{role}/", "build_tiny_models", "the embedded default's model stand-ins, in each library's "
+     "own format"),
+    ("results/analysis/{dataset}/fg_pca.npz, fg_overlay.png", "fit_foreground", "PC-1 vector, threshold, sign, "
+     "threshold mode, fitting sample ids, encoder stamp (and mean IoU with ground-truth masks); an overlay of the "
+     "token masks"),
+    ("results/analysis/{dataset}/foreground/{shard}.csv", "foreground_shard", "foreground ratios (table below)"),
+    ("results/analysis/{dataset}/complexity/{shard}.csv", "complexity_shard", "caption complexity (table below)"),
+    ("results/analysis/{dataset}/params/{shard}.csv", "shard_params", "the adaptive generation parameters"),
+    ("results/analysis/{dataset}/quality_pca.npz", "fit_quality_vector", "PC-1 vector of the quality encoder's "
+     "tokens, sign, sample ids, encoder stamp"),
+    ("results/views/{dataset}/{source}/{shard}/*.jpg", "generate_views", "the views; file name "
+     "`<id>_<sample>_<stamp>.jpg`"),
+    ("results/views/{dataset}/{source}/{shard}.manifest.csv, results/views/{dataset}/{source}.manifest.csv",
+     "generate_views, collect_views", "view manifests (table below)"),
+    ("results/pretrain/{experiment}/checkpoint.pt", "pretrain", "the trained backbone and method weights with the "
+     "resolved experiment (write-protected: Snakemake's protected())"),
+    ("results/pretrain/{experiment}/metrics.jsonl, config.yaml", "pretrain", "one record per step (loss, lr, "
+     "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment"),
+    ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
+    ("results/eval/{experiment}/features/{dataset}.npz", "extract_features", "backbone features, labels, ids, "
+     "paths, captions per split; class names; the checkpoint's fingerprint"),
+    ("results/eval/{experiment}/{protocol}/{dataset}.json", "evaluate", "metrics, the protocol's settings and "
+     "provenance (config hash, checkpoint sha256, code version, seed, device, host, wall time)"),
+    ("results/tables/{table}.md, .tex, .csv, .html", "table_{table}", "a paper table: reproduced value, paper value "
+     "and difference per cell; missing cells name the file that would fill them"),
+    ("results/tables/cost.md, cost.csv", "table_cost", "jobs, wall time, memory and GPU-hours per stage"),
+    ("results/figures/tsne.png, tsne.csv", "figure_tsne", "the t-SNE triptych and its points"),
+    ("results/figures/gallery_ic.png, gallery_tc.png", "figure_gallery", "views across noise levels and guidance "
+     "scales, the adaptive choice framed"),
+    ("results/figures/quality_audit.png, quality_audit.csv", "figure_quality", "quality score histograms and the "
+     "best and worst pairs (table below)"),
+    ("results/benchmarks/{rule}/...tsv", "every heavy rule (benchmark:)", "wall time and memory per job"),
+    ("results/report.html", "snakemake --report", "every table and figure in one file"),
+    ("logs/{stage}/...log", "every rule", "each job's log"),
+)
+
+
+def outputs_doc() -> str:
+    """docs/outputs.md: every output path, then the columns of each table file."""
+    lines = ["# Outputs", "",
+             "Generated from `genview/contracts.py` by `genview config docs`. Everything goes under `results/` (logs "
+             "under `logs/`), both beside the Snakefile's working folder; delete a file or folder to have the "
+             "workflow rebuild it and what depends on it.", "",
+             "| path | written by | contents |", "|---|---|---|"]
+    lines += [f"| `{path}` | {rule} | {what} |" for path, rule, what in OUTPUTS]
+    lines += ["", "## Table files", "", outputs_table()]
+    return "\n".join(lines).rstrip() + "\n"
