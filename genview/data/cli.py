@@ -30,7 +30,7 @@ def _add_dataset_arguments(parser) -> None:
 
 def _make_shapes(args) -> None:
     from genview.data import dataset_root
-    from genview.data.shapes import make_shapes
+    from genview.data.shapes import ShapesStyle, make_shapes
 
     spec = dataset_spec(args)
     if spec["kind"] != "shapes":
@@ -41,6 +41,7 @@ def _make_shapes(args) -> None:
         image_size=spec["image_size"],
         train_per_class=spec["train_per_class"],
         test_per_class=spec["test_per_class"],
+        style=ShapesStyle.from_spec(spec),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypeVar
 
@@ -220,31 +221,63 @@ def _caption(attributes: dict[str, str], level: int, rng: np.random.Generator) -
     return caption, count
 
 
-def _make_sample(label: str, image_size: int, rng: np.random.Generator):
-    """One image, its mask, caption, level, constraint count and attributes."""
+@dataclass(frozen=True)
+class ShapesStyle:
+    """How varied the nuisance attributes are (the class is always one of :data:`SHAPE_CLASSES`): the object sizes
+    and fill textures drawn from, and how often the background is textured and the object outlined. Fewer or larger
+    sizes make the class easier to see at a small image size."""
+
+    sizes: tuple[str, ...] = SIZES
+    textures: tuple[str, ...] = TEXTURES
+    background_texture_probability: float = BACKGROUND_TEXTURE_PROBABILITY
+    outline_probability: float = OUTLINE_PROBABILITY
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> ShapesStyle:
+        """From a shapes dataset entry of the config (keys absent there keep their defaults)."""
+        fields = {"sizes": tuple, "textures": tuple, "background_texture_probability": float,
+                  "outline_probability": float}
+        return cls(**{key: convert(spec[key]) for key, convert in fields.items() if spec.get(key) is not None})
+
+
+def sample_attributes(label: str, rng: np.random.Generator, style: ShapesStyle = ShapesStyle()) -> dict[str, str]:
+    """The attributes of a new sample of class ``label``: size, colours, textures, position, outline."""
     fill, background, outline = (str(c) for c in rng.choice(list(COLORS), size=3, replace=False))
-    attributes = {
+    background_textures = [t for t in TEXTURES if t != "plain"]
+    return {
         "label": label,
-        "size": _pick(rng, SIZES),
+        "size": _pick(rng, style.sizes),
         "color": fill,
-        "texture": _pick(rng, TEXTURES),
+        "texture": _pick(rng, style.textures),
         "position": _pick(rng, POSITIONS),
         "bg_color": background,
-        "bg_texture": _pick(rng, TEXTURES[1:]) if rng.random() < BACKGROUND_TEXTURE_PROBABILITY else "plain",
-        "outline": outline if rng.random() < OUTLINE_PROBABILITY else "none",
+        "bg_texture": _pick(rng, background_textures) if rng.random() < style.background_texture_probability
+        else "plain",
+        "outline": outline if rng.random() < style.outline_probability else "none",
     }
-    mask = _draw_mask(label, attributes["size"], attributes["position"], image_size, rng)
+
+
+def render(attributes: dict[str, str], image_size: int, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    """The image and mask of ``attributes``; rotation, position jitter and texture phases are drawn from ``rng``."""
+    mask = _draw_mask(attributes["label"], attributes["size"], attributes["position"], image_size, rng)
     # Mask first, then compose: foreground colours are disjoint from background ones, so the mask is
     # exactly the set of pixels carrying foreground colours.
     inside = np.asarray(mask) == 255
-    foreground = _textured(fill, attributes["texture"], image_size, rng)
-    backdrop = _textured(background, attributes["bg_texture"], image_size, rng)
+    foreground = _textured(attributes["color"], attributes["texture"], image_size, rng)
+    backdrop = _textured(attributes["bg_color"], attributes["bg_texture"], image_size, rng)
     image = np.where(inside[..., None], foreground, backdrop)
     if attributes["outline"] != "none":
         image[_boundary(inside)] = COLORS[attributes["outline"]]
+    return Image.fromarray(image), mask
+
+
+def _make_sample(label: str, image_size: int, rng: np.random.Generator, style: ShapesStyle = ShapesStyle()):
+    """One image, its mask, caption, level, constraint count and attributes."""
+    attributes = sample_attributes(label, rng, style)
+    image, mask = render(attributes, image_size, rng)
     level = int(rng.integers(1, 5))
     caption, n_constraints = _caption(attributes, level, rng)
-    return Image.fromarray(image), mask, caption, level, n_constraints, attributes
+    return image, mask, caption, level, n_constraints, attributes
 
 
 def make_shapes(
@@ -254,6 +287,7 @@ def make_shapes(
     image_size: int = 64,
     train_per_class: int = 20,
     test_per_class: int = 5,
+    style: ShapesStyle = ShapesStyle(),
 ) -> pd.DataFrame:
     """Generate the dataset under ``root`` and return the rows of ``root/captions.csv``."""
     if image_size < MIN_IMAGE_SIZE:
@@ -266,7 +300,7 @@ def make_shapes(
         for class_index, label in enumerate(SHAPE_CLASSES):
             for i in range(per_class):
                 rng = np.random.default_rng([seed, SPLIT_CODES[split], class_index, i])
-                image, mask, caption, level, n_constraints, attributes = _make_sample(label, image_size, rng)
+                image, mask, caption, level, n_constraints, attributes = _make_sample(label, image_size, rng, style)
                 image_path = f"{split}/{label}/{label}_{i:05d}.png"
                 mask_path = f"masks/{image_path}"
                 with atomic_path(root / image_path) as tmp:

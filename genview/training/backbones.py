@@ -64,6 +64,20 @@ def sincos_position_embedding(grid_h: int, grid_w: int, dim: int, temperature: f
     return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
 
 
+@backbone("convnet")
+def convnet(*, width: int = 32, depth: int = 3, image_size: int = 32) -> tuple[nn.Module, int]:
+    """A small conv net for tiny images: ``depth`` blocks of 3x3 conv (width, 2 x width, ...), BatchNorm, ReLU and
+    2x2 max-pool, then global average pooling. Trains in seconds on a CPU (the embedded default's backbone);
+    ``image_size`` is accepted for symmetry with the ViTs and not needed."""
+    layers, channels = [], 3
+    for block in range(depth):
+        out = width * 2**block
+        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
+                   nn.MaxPool2d(2)]
+        channels = out
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
+
+
 def _vit(*, image_size: int = 224, patch_size: int = 16, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
          mlp_ratio: float = 4.0, pos_embed: str = "learned", freeze_patch_embed: bool = False) -> tuple[nn.Module, int]:
     """timm's ViT with the class token as the feature. ``pos_embed: sincos`` and ``freeze_patch_embed`` are the
