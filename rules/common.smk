@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and input functions. Only light imports: every job re-parses this.
 import json
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,17 @@ try:
     validate_config(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# models.offline / models.cache_dir: environment variables that every job inherits (execution settings, not params;
+# SLURM jobs get them through sbatch --export=ALL and re-parse this file anyway).
+from genview.models.offline import model_environment
+
+os.environ.update(
+    model_environment(
+        config["models"],
+        list(workflow.overwrite_configfiles) or [str(Path(workflow.basedir, "config", "config.yaml"))],
+    )
+)
 
 TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
