@@ -122,6 +122,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
         }
     )
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs see only what SLURM gives them (sbatch --export=ALL)
+    env["GENVIEW_DEVICE"] = "cpu"  # the cluster's GPUs are fake: the jobs given one run on the CPU on purpose
     command = [
         "timeout",
         "-s",

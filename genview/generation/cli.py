@@ -6,23 +6,26 @@ from genview.cli import json_argument
 
 
 def _views(args) -> None:
-    from genview.devices import resolve_device
+    from genview.devices import out_of_memory_advice, resolve_device
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models.diffusion import load_pipeline
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
-    generate_shard(
-        source=args.source,
-        shard_csv=args.shard,
-        params_csv=args.params,
-        views_dir=args.views_dir,
-        out_manifest=args.out,
-        pipeline=load_pipeline(ROLE_FOR_SOURCE[args.source], model, device),
-        generation=generation,
-        seed=args.seed,
-        on_bad_image=args.on_bad_image,
-    )
+    with out_of_memory_advice("generate views (rule generate_views)", batch_size=generation["batch_size"],
+                              lower="generation.batch_size (images per pipeline call; the views do not depend on it)",
+                              device=device):
+        generate_shard(
+            source=args.source,
+            shard_csv=args.shard,
+            params_csv=args.params,
+            views_dir=args.views_dir,
+            out_manifest=args.out,
+            pipeline=load_pipeline(ROLE_FOR_SOURCE[args.source], model, device),
+            generation=generation,
+            seed=args.seed,
+            on_bad_image=args.on_bad_image,
+        )
 
 
 def _collect(args) -> None:
