@@ -122,6 +122,23 @@ def load_config(path: str | Path) -> dict:
     return validate_config(read_yaml(path), source=str(path))
 
 
+def load_config_files(paths: list[str | Path]) -> dict:
+    """The config of ``snakemake --configfile A B ...``: each file deep-merged over the previous ones, then validated."""
+
+    def merge(base: dict, update: dict) -> dict:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = copy.deepcopy(value)
+        return base
+
+    config: dict = {}
+    for path in paths:
+        merge(config, read_yaml(path))
+    return validate_config(config, source=" + ".join(map(str, paths)))
+
+
 def dataset_generation(config: dict, dataset: str) -> dict:
     """The generation settings of ``dataset``: the global ones with the dataset's overrides (per source, and the
     save size and quality)."""

@@ -1,5 +1,5 @@
 """``genview config check FILE``: validate a config file as the Snakefile does and print it resolved;
-``genview config estimate FILE``: GPU-hours per stage before anything runs."""
+``genview config estimate FILE [RATES]``: GPU-hours per stage before anything runs."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ def _estimate(args) -> None:
 
     import pandas as pd
 
-    from genview.config import load_config
+    from genview.config import load_config_files
     from genview.estimate import estimate_gpu_hours, render_estimate
     from genview.evaluation.runs import resolve_evaluations
     from genview.methods import method_class
     from genview.training.experiments import resolve_experiments
 
-    config = load_config(args.file)
+    config = load_config_files(args.file)
     experiments = resolve_experiments(config)
     evaluations = resolve_evaluations(config, experiments)
     counts = dict(config["estimate"]["images"])
@@ -39,7 +39,8 @@ def _estimate(args) -> None:
             rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
             counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
     vision_language = {e["method"] for e in experiments.values() if method_class(e["method"]).kind != "two_view"}
-    print(render_estimate(estimate_gpu_hours(config, experiments, evaluations, counts, vision_language), counts), end="")
+    table = estimate_gpu_hours(config, experiments, evaluations, counts, vision_language)
+    print(render_estimate(table, counts, config["estimate"]["rates_from"]), end="")
 
 
 def register(stages) -> None:
@@ -50,6 +51,7 @@ def register(stages) -> None:
     check.add_argument("--print", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(run=_check)
     estimate = commands.add_parser("estimate", help="GPU-hours per stage, from image counts and per-GPU rates")
-    estimate.add_argument("file")
+    estimate.add_argument("file", nargs="+", help="config file(s), merged in order like snakemake --configfile A B: "
+                          "e.g. the config, then the rates file benchmarks/rates.py wrote")
     estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
     estimate.set_defaults(run=_estimate)

@@ -10,9 +10,10 @@ def _build_tiny(args) -> None:
 
 
 def _fetch(args) -> None:
-    from genview.models.fetch import fetch_models, merged_config
+    from genview.config import load_config_files
+    from genview.models.fetch import fetch_models
 
-    fetch_models(merged_config(args.config), cache=args.cache, roles=args.roles)
+    fetch_models(load_config_files(args.config), cache=args.cache, roles=args.roles)
 
 
 def register(stages) -> None:

@@ -9,7 +9,6 @@ chat model with ``huggingface_hub.snapshot_download`` (revision ``main``), the o
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Callable
@@ -24,23 +23,6 @@ CHAT_ROLE = "complexity_llm"
 ROLES = (*DIFFUSERS_ROLES, *OPEN_CLIP_ROLES, CHAT_ROLE)
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_HUB_PREFIX = "hf-hub:"
-
-
-def merged_config(files: list[str | Path]) -> dict:
-    """The config of a run with these ``--configfile`` files: each one deep-merged over the previous (as Snakemake
-    does), then validated."""
-    from genview.config import read_yaml, validate_config
-
-    def merge(base: dict, update: dict) -> dict:
-        for key, value in update.items():
-            base[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) \
-                else copy.deepcopy(value)
-        return base
-
-    config: dict = {}
-    for path in files:
-        merge(config, read_yaml(path))
-    return validate_config(config, source=" + ".join(map(str, files)))
 
 
 def _local(path: str) -> bool:
