@@ -82,12 +82,12 @@ def render_estimate(table: pd.DataFrame, counts: dict[str, int], rates_from: dic
     lines += [f"| {row.stage} | {row.jobs} | {_hours(row.gpu_hours)} |" for row in table.itertuples()]
     lines += ["", "Images: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))]
     if rates_from:
-        details = ", ".join(str(rates_from[key]) for key in ("date", "software", "command") if rates_from.get(key))
+        details = ", ".join(str(rates_from[key]) for key in ("date", "software") if rates_from.get(key))
         lines.append(f"Rates: measured on {rates_from['device']}" + (f" ({details})" if details else "")
                      + (f": {', '.join(rates_from['measured'])}; the other rates are the config's"
                         if rates_from.get("measured") else "") + ".")
-        if rates_from.get("notes"):
-            lines.append(f"Notes: {rates_from['notes']}")
+        lines += [f"{label}: {rates_from[key]}" for key, label in (("command", "Measured by"), ("notes", "Notes"))
+                  if rates_from.get(key)]
     else:
         lines.append("Rates: the config's estimate.rates (per GPU); set them to what your cards measure "
                      "(benchmarks/rates.py measures them).")
