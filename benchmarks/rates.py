@@ -97,10 +97,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     train = parser.add_argument_group("pre-training and evaluation")
     train.add_argument("--experiments", nargs="+", default=["*"], help="name patterns of the experiments to measure")
     train.add_argument("--train-steps", type=int, default=5, help="timed steps (after 2 warm-up steps)")
-    train.add_argument("--train-batch", type=int, help="per-GPU batch (default: recipe batch_size / gpus)")
+    train.add_argument("--train-batch", type=int,
+                       help="per-GPU batch (default: recipe batch_size / gpus), also the evaluation batches")
     train.add_argument("--train-image-size", type=int, help="view size (default: the recipe's)")
     train.add_argument("--workers", type=int,
                        help="loader processes per GPU (default: cpus_per_gpu of profiles/slurm for pretrain)")
+    train.add_argument("--input-rounds", type=int, default=2,
+                       help="batches timed per loader process when measuring an input pipeline")
     data = parser.add_argument_group("synthetic data")
     data.add_argument("--source-size", type=int, default=384, help="side of the synthetic source JPEGs")
     data.add_argument("--unique-images", type=int, default=64, help="distinct images (rows repeat them)")
@@ -137,6 +140,17 @@ def timed(function, device: str) -> float:
     function()
     sync(device)
     return time.perf_counter() - started
+
+
+def loader_batches_per_second(loader, workers: int, rounds: int) -> float:
+    """Steady-state batches/s of a DataLoader: after the first batch (the workers' start; every worker has its first
+    batch under way by then), ``rounds`` x ``workers`` batches take ``rounds`` batch times of one worker."""
+    batches = iter(loader)
+    next(batches)
+    count = rounds * max(workers, 1)
+    seconds = timed(lambda: [next(batches) for _ in range(count)], "cpu")
+    del batches
+    return count / seconds
 
 
 def harmonic_mean(values: list[float]) -> float:
@@ -439,20 +453,18 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
             trainer = Trainer(experiment, folder / "train" / name, manifest=str(data["manifest"]),
                               view_manifests=[str(data["views"][s]) for s in sources], quality_vector=vector,
                               device=device)
-            loader = iter(trainer._loader(0, 0))
-            started = time.perf_counter()
-            batch = next(loader)  # includes the workers' start
-            first_batch_s = time.perf_counter() - started
+            recipe["num_workers"] = 0  # the model's batch, with no loader processes busy beside the timed steps
+            batch = next(iter(trainer._loader(0, 0)))
+            recipe["num_workers"] = workers
             for _ in range(2):
                 trainer.step(batch, 0)
-            model_s = timed(lambda: [trainer.step(batch, 0) for _ in range(args.train_steps)], device)
-            input_s = timed(lambda: [next(loader) for _ in range(args.train_steps)], "cpu")
-            del loader
+            model_rate = args.train_steps / timed(
+                lambda: [trainer.step(batch, 0) for _ in range(args.train_steps)], device)
+            input_rate = loader_batches_per_second(trainer._loader(0, 0), workers, args.input_rounds)
         except torch.cuda.OutOfMemoryError:
             report["pretrain"][name] = dict(error=f"out of memory at per-GPU batch {recipe['batch_size']}")
             print(f"  {name:44s} out of memory at per-GPU batch {recipe['batch_size']}")
             continue
-        model_rate, input_rate = args.train_steps / model_s, args.train_steps / input_s
         views = views_per_sample(experiment, kind)
         views_rate = min(model_rate, input_rate) * recipe["batch_size"] * views
         peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
@@ -460,7 +472,7 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
             method=experiment["method"], variant=experiment["variant"], backbone=experiment["backbone"]["name"],
             precision=precision, per_gpu_batch=recipe["batch_size"], image_size=recipe["image_size"],
             views_per_sample=views, model_steps_per_second=model_rate, input_steps_per_second=input_rate,
-            first_batch_seconds=first_batch_s, views_per_second=views_rate, loader_workers=workers,
+            views_per_second=views_rate, loader_workers=workers,
             peak_memory_gib=None if math.isnan(peak_gib) else peak_gib)
         print(f"  {name[:44]:44s} {experiment['backbone']['name'][:10]:10s} {precision:5s} {recipe['batch_size']:5d}"
               f" {views:5d} {model_rate:10.3f} {input_rate:10.3f} {input_rate / model_rate:11.2f} {views_rate:9.1f}"
@@ -509,14 +521,10 @@ def measure_evaluation(config: dict, experiments: dict, data: dict, args, device
             with torch.no_grad():
                 model.backbone(batch)
                 model_s = timed(lambda: [model.backbone(batch) for _ in range(args.encoder_repeats)], device)
-            loader = iter(image_loader(paths, np.zeros(len(paths), dtype=np.int64), transform, batch_size=batch_size,
-                                       num_workers=workers, shuffle=protocol == "linear"))
-            next(loader)
-            steps = max(1, min(args.encoder_repeats, len(paths) // batch_size - 1))
-            input_s = timed(lambda: [next(loader) for _ in range(steps)], "cpu")
-            del loader
+            loader = image_loader(paths, np.zeros(len(paths), dtype=np.int64), transform, batch_size=batch_size,
+                                  num_workers=workers, shuffle=protocol == "linear")
             model_rate = batch_size * args.encoder_repeats / model_s
-            input_rate = batch_size * steps / input_s
+            input_rate = batch_size * loader_batches_per_second(loader, workers, args.input_rounds)
             row[protocol] = dict(model_images_per_second=model_rate, input_images_per_second=input_rate,
                                  images_per_second=min(model_rate, input_rate))
         report["evaluation"][experiment["backbone"]["name"] + f" ({name})"] = dict(image_size=size, **row)
@@ -560,7 +568,9 @@ def main(argv=None) -> dict:
                        if any(fnmatch.fnmatchcase(name, pattern) for pattern in args.experiments)}
         largest = max([args.train_batch or max(1, e["recipe"]["batch_size"] // e["gpus"]) for e in
                        experiments.values()] + [config["evaluation"]["batch_size"], args.images])
-        data = prepare_data(folder, rows=largest * (args.train_steps + 3), unique=args.unique_images,
+        workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
+        batches = 2 + args.input_rounds * max(workers, 1)  # what loader_batches_per_second reads, and a spare
+        data = prepare_data(folder, rows=largest * batches, unique=args.unique_images,
                             size=args.source_size, save_size=config["generation"]["save_size"])
         phases = {
             "generation": lambda: measure_generation(config, data, args, device, folder, report),

@@ -72,7 +72,7 @@ class _StopSignals:
 
     def __exit__(self, *exc) -> None:
         for number, handler in self.previous.items():
-            signal.signal(number, handler)
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler set outside Python
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
