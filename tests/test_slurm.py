@@ -2,7 +2,8 @@
 (tests/slurm_cluster.py) runs a subset of the embedded default (the data chain, one view-generation shard and
 one pre-training experiment). Checks that every job went through sbatch, that the GPU rules got a GPU from
 SLURM (asked for, allocated, and seen in the job as CUDA_VISIBLE_DEVICES) while the others got none, and that
-the results are the same as those of a local run of the same targets.
+the results are the same as those of a local run of the same targets. A second test runs a pre-training longer
+than its jobs' time limit through the profile: it finishes over resumed jobs, with the weights of an uninterrupted run.
 
 Needs root (it installs the Debian SLURM packages with apt-get when they are missing); elsewhere it is skipped
 with the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
