@@ -15,14 +15,13 @@ from typing import Callable
 
 from genview.errors import GenviewError
 from genview.models import is_local_path
-from genview.models.offline import OPEN_CLIP_SUBDIR, HUB_SUBDIR, is_offline
+from genview.models.offline import HUB_SUBDIR, OPEN_CLIP_SUBDIR, is_offline
+from genview.models.open_clip_models import HF_HUB_PREFIX, LOCAL_DIR_PREFIX, open_clip_download
 
 DIFFUSERS_ROLES = ("unclip", "text2img")
 OPEN_CLIP_ROLES = ("fg_encoder", "quality_encoder")
 CHAT_ROLE = "complexity_llm"
 ROLES = (*DIFFUSERS_ROLES, *OPEN_CLIP_ROLES, CHAT_ROLE)
-LOCAL_DIR_PREFIX = "local-dir:"
-HF_HUB_PREFIX = "hf-hub:"
 
 
 def _local(path: str) -> bool:
@@ -87,8 +86,6 @@ def _fetch_hub_repo(role: str, spec: dict, hub_cache: str | None, say) -> bool:
 
 
 def _fetch_open_clip(role: str, spec: dict, cache_dir: str | None, say) -> bool:
-    from genview.models.open_clip_models import open_clip_download
-
     name, pretrained = spec["model"], spec.get("pretrained")
     if name.startswith(LOCAL_DIR_PREFIX):
         say(f"models.{role}: skipped, {name} is a local folder")

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 
 LOCAL_DIR_PREFIX = "local-dir:"
 HF_HUB_PREFIX = "hf-hub:"
-HUB_CONFIG_FILE = "open_clip_config.json"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
@@ -106,7 +105,7 @@ def open_clip_download(name: str, pretrained: str | None, cache_dir: str | None)
 
     if name.startswith(HF_HUB_PREFIX):
         repository = name[len(HF_HUB_PREFIX) :]
-        return [download_pretrained_from_hf(repository, filename=HUB_CONFIG_FILE, cache_dir=cache_dir),
+        return [download_pretrained_from_hf(repository, filename=CONFIG_FILE, cache_dir=cache_dir),
                 download_pretrained_from_hf(repository, cache_dir=cache_dir)]
     return [download_pretrained(_pretrained_cfg(name, pretrained), cache_dir=cache_dir)]
 
@@ -120,7 +119,7 @@ def open_clip_cached(name: str, pretrained: str | None, cache_dir: str | None) -
 
     if name.startswith(HF_HUB_PREFIX):
         repository = name[len(HF_HUB_PREFIX) :]
-        return in_hub_cache(repository, [HUB_CONFIG_FILE]) and in_hub_cache(
+        return in_hub_cache(repository, [CONFIG_FILE]) and in_hub_cache(
             repository, _hub_files({"hf_hub": repository + "/"})[1])
     cfg = _pretrained_cfg(name, pretrained)
     if "file" in cfg:
