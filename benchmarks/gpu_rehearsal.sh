@@ -29,7 +29,7 @@ $PY -c 'import torch, diffusers, open_clip, transformers; print("torch", torch._
 step "rates of every stage ($CONFIG, $MODELS)"
 # shellcheck disable=SC2086
 timeout 420 $PY benchmarks/rates.py --config "$CONFIG" $MODELS --out "$OUT/rates.yaml" --images 24 \
-  --official-images 4 --captions 2 --train-steps 4 --experiments $EXPERIMENTS 2>"$OUT/rates.log"
+  --official-images 4 --captions 2 --train-steps 4 --input-rounds 1 --experiments $EXPERIMENTS 2>"$OUT/rates.log"
 echo "rates.py exit status $? (124: cut at 420 s; the file keeps the phases measured)"
 cat "$OUT/rates.yaml"
 
