@@ -67,7 +67,8 @@ def setup(tmp_path_factory):
     return root, exp, weights(root / "uninterrupted")
 
 
-@pytest.mark.parametrize("number, whole_group", [(signal.SIGTERM, True), (signal.SIGUSR1, False)])
+@pytest.mark.parametrize("number, whole_group", [(signal.SIGTERM, True), (signal.SIGUSR1, False)],
+                         ids=["SIGTERM to the job's processes", "SIGUSR1 to the trainer"])
 def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterrupted_weights(setup, number,
                                                                                              whole_group):
     root, exp, expected = setup
