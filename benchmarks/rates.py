@@ -4,14 +4,15 @@
     genview config estimate config/paper.yaml results/benchmarks/rates.yaml      # the estimate from measured rates
 
 Measures, side by side in one run, with the config's models, settings and experiments:
-- generation, per source (IC, TC, ITC): images/s of genview's shard generator at the configured steps and the
-  pipeline's own resolution, beside an official-style loop (one image per pipeline call) and beside the physical
+- generation, per source (IC, TC, ITC): images/s of genview's shard generator at the configured steps, batch size
+  and the pipeline's own resolution (one setting group, as in a full-size shard), beside an official-style loop (one image per pipeline call) and beside the physical
   limit (UNet FLOPs per image and step, counted by torch's FlopCounterMode, x steps / the card's peak dense
   bf16/fp16 FLOP/s from PEAK_DENSE_FLOPS or --peak-flops);
 - the foreground encoder (patch tokens; model alone and with the job's serial image decoding), the quality encoder
   (token map and embedding of training views), the caption-complexity chat model (captions/s, re-asks included);
 - pre-training, for each paper experiment (resolved by genview.training.experiments, at its precision and its
-  per-GPU batch): the model step alone (forward, backward, optimiser, quality weights) beside the input pipeline
+  per-GPU batch): the model step alone (forward, backward, optimiser, quality weights: the last epoch's step, so
+  that GenView++'s quality terms are on) beside the input pipeline
   alone (decode, augmented views, generated views) with the CPU count per GPU the SLURM profile requests;
 - evaluation: feature extraction and the linear probe's backbone passes (model alone beside the input pipeline).
 
@@ -261,9 +262,11 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
     steps = generation["steps"]
     shard = data["rows"].head(args.images)
     shard.to_csv(folder / "gen_shard.csv", index=False)
-    noise_levels, guidance_scales = [0, 100, 200, 300, 400], [8, 6, 4, 2]
-    pd.DataFrame({"id": shard.id, "noise_level": [noise_levels[i % 5] for i in range(len(shard))],
-                  "guidance_scale": [guidance_scales[i % 4] for i in range(len(shard))]}).to_csv(
+    # One (noise level, guidance) group: at shard scale every group fills its batches; on a few images, the 20
+    # groups of adaptive ITC settings would leave padded, nearly empty batches.
+    noise_levels, guidance_scales = [200], [6]
+    pd.DataFrame({"id": shard.id, "noise_level": [noise_levels[i % len(noise_levels)] for i in range(len(shard))],
+                  "guidance_scale": [guidance_scales[i % len(guidance_scales)] for i in range(len(shard))]}).to_csv(
         folder / "gen_params.csv", index=False)
     peak = peak_flops(report["device"], args.peak_flops)
     rates, pipelines = {}, {}
@@ -277,10 +280,10 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
         pipeline = pipelines[role]
         resolution = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
         settings = generation[source]
-        noise_of = lambda i: noise_levels[i % 5] if settings.get("noise_level") == "adaptive" \
+        noise_of = lambda i: noise_levels[i % len(noise_levels)] if settings.get("noise_level") == "adaptive" \
             else settings.get("noise_level", 0)  # noqa: E731
-        guidance_of = lambda i: guidance_scales[i % 4] if settings.get("guidance_scale") == "adaptive" \
-            else settings["guidance_scale"]  # noqa: E731
+        guidance_of = lambda i: guidance_scales[i % len(guidance_scales)] \
+            if settings.get("guidance_scale") == "adaptive" else settings["guidance_scale"]  # noqa: E731
         image = load_rgb(shard.path.iloc[0])
         flops = image_step_flops(pipeline, source, image, shard.caption.iloc[0], noise_of(0), guidance_of(0))
 
@@ -456,10 +459,11 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
             recipe["num_workers"] = 0  # the model's batch, with no loader processes busy beside the timed steps
             batch = next(iter(trainer._loader(0, 0)))
             recipe["num_workers"] = workers
+            last_epoch = recipe["epochs"] - 1  # GenView++ turns its quality terms on at epoch_switch
             for _ in range(2):
-                trainer.step(batch, 0)
+                trainer.step(batch, last_epoch)
             model_rate = args.train_steps / timed(
-                lambda: [trainer.step(batch, 0) for _ in range(args.train_steps)], device)
+                lambda: [trainer.step(batch, last_epoch) for _ in range(args.train_steps)], device)
             input_rate = loader_batches_per_second(trainer._loader(0, 0), workers, args.input_rounds)
         except torch.cuda.OutOfMemoryError:
             report["pretrain"][name] = dict(error=f"out of memory at per-GPU batch {recipe['batch_size']}")
