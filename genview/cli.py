@@ -64,5 +64,5 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except GenviewError as error:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
     return 0

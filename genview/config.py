@@ -156,6 +156,11 @@ def workflow_config(files: list[str | Path], default: str | Path = DEFAULT_CONFI
     return merge_config(read_yaml(default), given)
 
 
+def load_config_files(paths: list[str | Path]) -> dict:
+    """The validated config of ``snakemake --configfile A B ...`` (see :func:`workflow_config`)."""
+    return validate_config(workflow_config(paths), source=" + ".join(map(str, paths)))
+
+
 def dataset_generation(config: dict, dataset: str) -> dict:
     """The generation settings of ``dataset``: the global ones with the dataset's overrides (per source, and the
     save size and quality)."""

@@ -1,5 +1,5 @@
 """``genview config check FILE``: validate a config file as the Snakefile does and print it resolved;
-``genview config estimate FILE``: GPU-hours per stage before anything runs."""
+``genview config estimate FILE [RATES]``: GPU-hours per stage before anything runs."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def _estimate(args) -> None:
     from genview.method_catalog import method_catalog
     from genview.resolve import resolve_config
 
-    config = workflow_config([args.file])
+    config = workflow_config(args.file)
     config["check_files"] = False  # an estimate needs no data on this machine
-    resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=str(args.file))
+    resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=" + ".join(args.file))
     experiments, evaluations = resolved.experiments, resolved.evaluations
     counts = dict(config["estimate"]["images"])
     for dataset in {**config["datasets"], **config["eval_datasets"]}:
@@ -43,7 +43,8 @@ def _estimate(args) -> None:
             rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
             counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
     vision_language = {name for name, info in method_catalog().items() if info.kind == "vision_language"}
-    print(render_estimate(estimate_gpu_hours(config, experiments, evaluations, counts, vision_language), counts), end="")
+    table = estimate_gpu_hours(config, experiments, evaluations, counts, vision_language)
+    print(render_estimate(table, counts, config["estimate"]["rates_from"]), end="")
 
 
 def _docs(args) -> None:
@@ -65,7 +66,8 @@ def register(stages) -> None:
     check.add_argument("--print", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(run=_check)
     estimate = commands.add_parser("estimate", help="GPU-hours per stage, from image counts and per-GPU rates")
-    estimate.add_argument("file")
+    estimate.add_argument("file", nargs="+", help="config file(s), merged in order like snakemake --configfile A B: "
+                          "e.g. the config, then the rates file benchmarks/rates.py wrote")
     estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
     estimate.set_defaults(run=_estimate)
     docs = commands.add_parser(

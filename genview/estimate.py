@@ -77,11 +77,20 @@ def estimate_gpu_hours(config: dict, experiments: dict, evaluations: list, count
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
-def render_estimate(table: pd.DataFrame, counts: dict[str, int]) -> str:
+def render_estimate(table: pd.DataFrame, counts: dict[str, int], rates_from: dict | None = None) -> str:
     lines = ["| stage | jobs | GPU-hours |", "|---|---:|---:|"]
     lines += [f"| {row.stage} | {row.jobs} | {_hours(row.gpu_hours)} |" for row in table.itertuples()]
-    lines += ["", "Images: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items())),
-              "Rates: the config's estimate.rates (per GPU); set them to what your cards measure."]
+    lines += ["", "Images: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))]
+    if rates_from:
+        details = ", ".join(str(rates_from[key]) for key in ("date", "software") if rates_from.get(key))
+        lines.append(f"Rates: measured on {rates_from['device']}" + (f" ({details})" if details else "")
+                     + (f": {', '.join(rates_from['measured'])}; the other rates are the config's"
+                        if rates_from.get("measured") else "") + ".")
+        lines += [f"{label}: {rates_from[key]}" for key, label in (("command", "Measured by"), ("notes", "Notes"))
+                  if rates_from.get(key)]
+    else:
+        lines.append("Rates: the config's estimate.rates (per GPU); set them to what your cards measure "
+                     "(benchmarks/rates.py measures them).")
     return "\n".join(lines) + "\n"
 
 

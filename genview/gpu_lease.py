@@ -67,6 +67,8 @@ def gpu_inventory(environ=os.environ) -> list[int]:
         log.warning("nvidia-smi -L did not answer in 60 s; assuming no GPUs")
         return []
     if listing.returncode != 0:  # a driver problem: torch will not see the devices either
+        log.warning("nvidia-smi -L exited %d (%s): no GPUs to lease here, so --gpus is ignored", listing.returncode,
+                    (listing.stderr or listing.stdout).strip()[:300])
         return []
     return list(range(sum(line.startswith("GPU ") for line in listing.stdout.splitlines())))
 

@@ -4,6 +4,7 @@
 # (loader workers, resume-point cadence, memory, run time) reach jobs through resources, so changing them reruns
 # nothing. Batch sizes are params: batched CUDA kernels may change results.
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -19,6 +20,17 @@ try:
     RESOLVED = resolve_config(config, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+# models.offline / models.cache_dir: environment variables that every job inherits (execution settings, not params;
+# SLURM jobs get them through sbatch --export=ALL and re-parse this file anyway).
+from genview.models.offline import model_environment
+
+os.environ.update(
+    model_environment(
+        config["models"],
+        list(workflow.overwrite_configfiles) or [str(Path(workflow.basedir, "config", "config.yaml"))],
+    )
+)
 
 TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}

@@ -53,8 +53,10 @@ rule pretrain:
         experiment=experiment_json,
         out_dir=lambda wildcards, output: Path(output.checkpoint).parent,
         quality=quality_vector_option,
+    # exec: the trainer replaces the shell, so a SIGTERM before a time limit (profiles/slurm) reaches the trainer,
+    # which saves a resume point, and does not end the shell first (and with it Snakemake's wait for the job).
     shell:
-        "python -m genview --gpus {resources.gpu} pretrain run --experiment {params.experiment:q}"
+        "exec python -m genview --gpus {resources.gpu} pretrain run --experiment {params.experiment:q}"
         " --out-dir {params.out_dir} --manifest {input.manifest} --views {input.views} {params.quality}"
         " --nproc {resources.gpu} --num-workers {resources.loader_workers}"
         " --save-every-epochs {resources.save_every_epochs} --save-every-steps {resources.save_every_steps}"

@@ -2,7 +2,8 @@
 (tests/slurm_cluster.py) runs a subset of the embedded default (the data chain, one view-generation shard and
 one pre-training experiment). Checks that every job went through sbatch, that the GPU rules got a GPU from
 SLURM (asked for, allocated, and seen in the job as CUDA_VISIBLE_DEVICES) while the others got none, and that
-the results are the same as those of a local run of the same targets.
+the results are the same as those of a local run of the same targets. A second test runs a pre-training longer
+than its jobs' time limit through the profile: it finishes over resumed jobs, with the weights of an uninterrupted run.
 
 Needs root (it installs the Debian SLURM packages with apt-get when they are missing); elsewhere it is skipped
 with the reason, except under CI (the CI variable set), where it fails instead: CI must run it."""
@@ -122,6 +123,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
         }
     )
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs see only what SLURM gives them (sbatch --export=ALL)
+    env["GENVIEW_DEVICE"] = "cpu"  # the cluster's GPUs are fake: the jobs given one run on the CPU on purpose
     command = [
         "timeout",
         "-s",
@@ -220,3 +222,96 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
         assert remote[part].keys() == here[part].keys()
         for name, tensor in remote[part].items():
             assert torch.equal(tensor, here[part][name]), f"checkpoint {part}.{name} differs"
+
+
+# --- a pre-training longer than the time limit ------------------------------------------------------------------
+CAPPED_CONFIG = """\
+standalone: true
+seed: 0
+datasets:
+  shapes: {kind: shapes, num_shards: 1, image_size: 64, train_per_class: 20, test_per_class: 1, sources: [ic]}
+pretrain:
+  recipes:
+    capped: {epochs: 20, batch_size: 32, optimizer: sgd, lr: 0.5, weight_decay: 0.0001, image_size: 32,
+             num_workers: 1, save_every_epochs: 10}
+  backbones:
+    vit: {name: vit, image_size: 32, patch_size: 4, embed_dim: 128, depth: 4, num_heads: 4}
+  experiments:
+    capped: {method: simclr, variant: baseline, recipe: capped, backbone: vit, dataset: shapes,
+             method_args: {simclr: {proj_hidden_dim: 128, proj_dim: 32}}}
+"""
+CAPPED_CHECKPOINT = "results/pretrain/capped/checkpoint.pt"
+CAPPED_MANIFEST = "results/data/shapes/manifest.csv"
+CAP_MINUTES = 1  # the SLURM time limit of each job; the training takes about 2 minutes of compute here
+CAPPED_STEPS = 20 * 7  # epochs x steps (224 training images, batches of 32)
+# Each job trains for 20-40 s of its minute (Snakemake and torch start first), and the plugin notices a finished
+# job up to a minute later: about 2 minutes per job.
+CAPPED_RUN_LIMIT_S = 1500
+
+
+def checkpoint_tensors(path: Path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return {"steps": checkpoint["steps"], **{f"method.{k}": v for k, v in checkpoint["method"].items()}}
+
+
+def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slurm, tmp_path):
+    """The profile's pretrain settings (SIGTERM before the limit, many retries, the trainer's resume point) carry a
+    training of a few minutes through jobs capped at one minute, to the weights of an uninterrupted run."""
+    workdir = copy_workflow(tmp_path / "capped_run")
+    (workdir / "capped.yaml").write_text(CAPPED_CONFIG)
+    config = ["--configfile", "capped.yaml"]
+    run_tool([VENV_BIN / "snakemake", CAPPED_MANIFEST, "--cores", "2", *config], cwd=workdir)  # data, locally
+    profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
+    assert profile["preemptible-rules"] == ["pretrain"] and profile["preemptible-retries"] >= 10
+    assert profile["set-resources"]["pretrain"]["slurm_extra"] == "'--signal=TERM@300'"
+    env = slurm.client_env({**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env["GENVIEW_DEVICE"] = "cpu"  # fake GPUs
+    # The site's numbers, shrunk: a one-minute limit, and SIGTERM 1 s before it (SLURM checks limits and sends the
+    # warning signal every 30 s or so, so a job gets between 30 and 60 s before its signal arrives).
+    pretrain_resources = {**profile["set-resources"]["pretrain"], "runtime": CAP_MINUTES,
+                          "slurm_extra": "'--signal=TERM@1'"}
+    command = [
+        "timeout", "-s", "INT", "-k", "10", str(CAPPED_RUN_LIMIT_S),
+        VENV_BIN / "snakemake", CAPPED_CHECKPOINT, *config, "--workflow-profile", "profiles/slurm",
+        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+        "--default-resources", *resource_args(profile, slurm.partition),
+        "--set-resources", *[f"pretrain:{key}={value}" for key, value in pretrain_resources.items()],
+    ]
+    started = time.monotonic()
+    result = subprocess.run([str(c) for c in command], cwd=workdir, env=env, capture_output=True, text=True,
+                            timeout=CAPPED_RUN_LIMIT_S + 60)
+    assert result.returncode == 0, (
+        f"snakemake under SLURM exited {result.returncode}\n" + diagnostics(workdir, result, slurm))
+    jobs = sorted(
+        (job for job in slurm.jobs() if rule_of(job.get("Comment", "")) == "pretrain"
+         and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve()),
+        key=lambda job: int(job["JobId"]),
+    )
+    print(f"capped pre-training under SLURM: {time.monotonic() - started:.0f} s, {len(jobs)} job(s)")
+    for job in jobs:
+        print(f"  job {job['JobId']:>3} {job['JobState']:<9} exit {job['ExitCode']} time limit {job['TimeLimit']}"
+              f" ran {job['RunTime']}")
+    assert len(jobs) >= 2, "the training fitted in one job: the test needs a longer training or a shorter limit"
+    assert all(job["TimeLimit"] == f"00:0{CAP_MINUTES}:00" for job in jobs)
+    # Every job but the last was ended by the trainer: status 75 after saving its resume point (FAILED; TIMEOUT
+    # when the signal came at the limit itself and the job ended within KillWait).
+    assert {job["JobState"] for job in jobs[:-1]} <= {"FAILED", "TIMEOUT"}, jobs
+    assert (jobs[-1]["JobState"], jobs[-1]["ExitCode"]) == ("COMPLETED", "0:0")
+    job_logs = {log.stem: log.read_text(errors="replace") for log in (workdir / ".snakemake/slurm_logs").rglob("*.log")}
+    for job in jobs[:-1]:
+        assert "exit status 75" in job_logs[job["JobId"]], job_logs[job["JobId"]][-2000:]
+    last_log = (workdir / "logs/pretrain/capped.log").read_text(errors="replace")  # the last job's (2> log)
+    assert "resumed from results/pretrain/capped/resume.pt" in last_log, last_log[-2000:]
+
+    # The same training uninterrupted, locally.
+    local = copy_workflow(tmp_path / "capped_local")
+    (local / "capped.yaml").write_text(CAPPED_CONFIG)
+    started = time.monotonic()
+    run_tool([VENV_BIN / "snakemake", CAPPED_CHECKPOINT, "--cores", "2", *config], cwd=local, timeout=900)
+    print(f"uninterrupted local run: {time.monotonic() - started:.0f} s")
+    resumed, uninterrupted = checkpoint_tensors(workdir / CAPPED_CHECKPOINT), checkpoint_tensors(local / CAPPED_CHECKPOINT)
+    assert resumed.keys() == uninterrupted.keys() and resumed["steps"] == uninterrupted["steps"] == CAPPED_STEPS
+    differing = [name for name in resumed if name != "steps" and not torch.equal(resumed[name], uninterrupted[name])]
+    assert not differing, f"weights differ from the uninterrupted run: {differing[:5]}"
+    print(f"  {len(resumed) - 1} tensors identical to the uninterrupted run's")

@@ -6,18 +6,27 @@ from genview.cli import json_argument
 from genview.errors import ConfigError
 
 
+def _memory_advice(command: str, analysis: dict, device: str):
+    from genview.devices import out_of_memory_advice
+
+    return out_of_memory_advice(command, batch_size=analysis["batch_size"], lower="analysis.batch_size",
+                                device=device)
+
+
 def _fit_foreground(args) -> None:
     from genview.analysis.foreground import fit_foreground
     from genview.devices import resolve_device
 
     analysis = json_argument(args.analysis, "--analysis")
-    fit_foreground(
-        args.manifest, json_argument(args.encoder, "--encoder"), args.out, args.overlay,
-        per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"], bins=analysis["fg_bins"],
-        cdf=analysis["fg_cdf"], sign=analysis["fg_sign"], flipped_threshold=analysis["fg_flipped_threshold"],
-        batch_size=analysis["batch_size"], seed=args.seed,
-        device=resolve_device(args.device),
-    )
+    device = resolve_device(args.device)
+    with _memory_advice("analyze fit-foreground (rule fit_foreground)", analysis, device):
+        fit_foreground(
+            args.manifest, json_argument(args.encoder, "--encoder"), args.out, args.overlay,
+            per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"],
+            bins=analysis["fg_bins"], cdf=analysis["fg_cdf"], sign=analysis["fg_sign"],
+            flipped_threshold=analysis["fg_flipped_threshold"], batch_size=analysis["batch_size"], seed=args.seed,
+            device=device,
+        )
 
 
 def _fit_quality(args) -> None:
@@ -25,11 +34,13 @@ def _fit_quality(args) -> None:
     from genview.quality.encoder import fit_quality_vector
 
     analysis, encoder = json_argument(args.analysis, "--analysis"), json_argument(args.encoder, "--encoder")
-    fit_quality_vector(
-        args.manifest, encoder, args.out, per_class=analysis["fg_sample_per_class"],
-        sample_size=analysis["fg_sample_size"], seed=args.seed, batch_size=analysis["batch_size"],
-        sign=analysis["fg_sign"], image_size=encoder.get("image_size"), device=resolve_device(args.device),
-    )
+    device = resolve_device(args.device)
+    with _memory_advice("analyze fit-quality (rule fit_quality_vector)", analysis, device):
+        fit_quality_vector(
+            args.manifest, encoder, args.out, per_class=analysis["fg_sample_per_class"],
+            sample_size=analysis["fg_sample_size"], seed=args.seed, batch_size=analysis["batch_size"],
+            sign=analysis["fg_sign"], image_size=encoder.get("image_size"), device=device,
+        )
 
 
 def _foreground(args) -> None:
@@ -37,11 +48,13 @@ def _foreground(args) -> None:
     from genview.devices import resolve_device
 
     analysis = json_argument(args.analysis, "--analysis")
-    foreground_shard(
-        args.shard, args.fit, json_argument(args.encoder, "--encoder"), args.out,
-        noise_edges=analysis["noise_edges"], noise_levels=analysis["noise_levels"],
-        batch_size=analysis["batch_size"], device=resolve_device(args.device),
-    )
+    device = resolve_device(args.device)
+    with _memory_advice("analyze foreground (rule foreground_shard)", analysis, device):
+        foreground_shard(
+            args.shard, args.fit, json_argument(args.encoder, "--encoder"), args.out,
+            noise_edges=analysis["noise_edges"], noise_levels=analysis["noise_levels"],
+            batch_size=analysis["batch_size"], device=device,
+        )
 
 
 def _complexity(args) -> None:

@@ -8,15 +8,18 @@ from genview.cli import json_argument
 
 
 def _features(args) -> None:
-    from genview.devices import resolve_device
+    from genview.devices import out_of_memory_advice, resolve_device
     from genview.evaluation.features import extract_features
 
-    extract_features(args.checkpoint, args.manifest, args.dataset, json_argument(args.spec, "--spec"), args.out,
-                     batch_size=args.batch_size, num_workers=args.num_workers, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    with out_of_memory_advice("evaluate features (rule extract_features)", batch_size=args.batch_size,
+                              lower="evaluation.batch_size", device=device):
+        extract_features(args.checkpoint, args.manifest, args.dataset, json_argument(args.spec, "--spec"), args.out,
+                         batch_size=args.batch_size, num_workers=args.num_workers, device=device)
 
 
 def _run(args) -> None:
-    from genview.devices import resolve_device
+    from genview.devices import out_of_memory_advice, resolve_device
     from genview.evaluation.protocols import EvalContext, evaluate
 
     context = EvalContext(
@@ -24,7 +27,11 @@ def _run(args) -> None:
         spec=json_argument(args.spec, "--spec"), features_npz=Path(args.features), settings=json_argument(args.settings, "--settings"),
         seed=args.seed, device=resolve_device(args.device), num_workers=args.num_workers,
     )
-    evaluate(args.protocol, context, args.out)
+    batch_size = context.settings.get("batch_size", "(features in chunks)")
+    with out_of_memory_advice(f"evaluate run {args.protocol} (rule evaluate)", batch_size=batch_size,
+                              lower=f"evaluation.{args.protocol}.batch_size (or the run's settings.{args.protocol})",
+                              device=context.device):
+        evaluate(args.protocol, context, args.out)
 
 
 def register(stages) -> None:

@@ -6,7 +6,7 @@ from genview.cli import json_argument
 
 
 def _views(args) -> None:
-    from genview.devices import resolve_device
+    from genview.devices import out_of_memory_advice, resolve_device
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
@@ -14,18 +14,22 @@ def _views(args) -> None:
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
     role = ROLE_FOR_SOURCE[args.source]
-    generate_shard(
-        source=args.source,
-        shard_csv=args.shard,
-        params_csv=args.params,
-        views_dir=args.views_dir,
-        out_manifest=args.out,
-        pipeline=load_pipeline(role, model, device),
-        generation=generation,
-        seed=args.seed,
-        on_bad_image=args.on_bad_image,
-        model=model_identity(model, role),
-    )
+    with out_of_memory_advice("generate views (rule generate_views)", batch_size=generation["batch_size"],
+                              lower="generation.batch_size (images per pipeline call; a change regenerates the "
+                                    "views, since batched CUDA kernels may change pixels)",
+                              device=device):
+        generate_shard(
+            source=args.source,
+            shard_csv=args.shard,
+            params_csv=args.params,
+            views_dir=args.views_dir,
+            out_manifest=args.out,
+            pipeline=load_pipeline(role, model, device),
+            generation=generation,
+            seed=args.seed,
+            on_bad_image=args.on_bad_image,
+            model=model_identity(model, role),
+        )
 
 
 def _collect(args) -> None:

@@ -20,9 +20,9 @@ def model_identity(spec: dict, role: str) -> dict:
 
     identity = {"role": role, **{k: v for k, v in spec.items()
                                  if k in ("path", "model", "pretrained", "revision", "variant", "image_size")}}
-    location = (spec.get("path") or spec["model"])
+    location = spec.get("path") or spec.get("model") or ""
     local = location.removeprefix("local-dir:")
-    if location.startswith("local-dir:") or is_local_path(location) or Path(local).is_dir():
+    if location and (location.startswith("local-dir:") or is_local_path(location) or Path(local).is_dir()):
         identity = {k: v for k, v in identity.items() if k not in ("path", "model")}
         identity["local_fingerprint"] = folder_fingerprint(local)
     return identity

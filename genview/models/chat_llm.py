@@ -14,6 +14,7 @@ from pathlib import Path
 
 from genview.errors import GenviewError
 from genview.models import is_local_path
+from genview.models.offline import hub_cache_dir, is_offline, missing_offline_error
 
 ROLE = "models.complexity_llm"
 DEFAULT_MAX_NEW_TOKENS = 1000  # the official scorer's
@@ -100,10 +101,13 @@ def load_chat_model(
     source = str(local) if local.is_dir() else path
     if dtype is None:
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    hub = dict(cache_dir=hub_cache_dir(), local_files_only=is_offline())
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **hub)
+        model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, dtype=dtype, **hub)
     except (OSError, ValueError) as error:  # missing files, unknown hub id, code that needs trust_remote_code
+        if hub["local_files_only"] and not local.is_dir():
+            raise missing_offline_error(ROLE.removeprefix("models."), path, str(error)) from error
         raise GenviewError(f"{ROLE}: cannot load a chat model from {path!r}: {error}") from error
     return ChatModel(model.to(device).eval(), tokenizer, device, max_new_tokens, do_sample, seed)
 

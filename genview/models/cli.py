@@ -1,4 +1,4 @@
-"""``genview models build-tiny``."""
+"""``genview models build-tiny | fetch``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,29 @@ def _build_tiny(args) -> None:
     build_tiny_models(args.out_dir, image_size=args.image_size)
 
 
+def _fetch(args) -> None:
+    from genview.config import load_config_files
+    from genview.models.fetch import fetch_models
+
+    fetch_models(load_config_files(args.config), cache=args.cache, roles=args.roles)
+
+
 def register(stages) -> None:
+    from genview.models.fetch import ROLES
+
     stage = stages.add_parser("models", help="pretrained models by role")
     commands = stage.add_subparsers(dest="command", required=True)
     tiny = commands.add_parser("build-tiny", help="write tiny random-weight stand-ins for every role (offline)")
     tiny.add_argument("--out-dir", default="results/models/tiny")
     tiny.add_argument("--image-size", type=int, default=32, help="native image size of the tiny diffusion pipelines")
     tiny.set_defaults(run=_build_tiny)
+    fetch = commands.add_parser(
+        "fetch", help="download the hub models a config names (on a machine with internet, e.g. a login node)",
+        description="Download every hub model of the config(s) into the cache that jobs with models.offline: true "
+        "read (docs/cluster.md). Several files are merged in order, like snakemake --configfile A B.")
+    fetch.add_argument("config", nargs="+", help="the run's config file(s)")
+    fetch.add_argument("--cache", help="cache root (default: the config's models.cache_dir, else the libraries' "
+                       "default caches); give the jobs the same folder as models.cache_dir")
+    fetch.add_argument("--roles", nargs="+", choices=ROLES, metavar="ROLE",
+                       help=f"only these roles ({', '.join(ROLES)})")
+    fetch.set_defaults(run=_fetch)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from genview.errors import GenviewError
 from genview.models import is_local_path
+from genview.models.offline import hub_cache_dir, is_offline, missing_offline_error
 
 # Per role: the diffusers class and the scheduler the method uses with it (DESIGN §5, Generation).
 PIPELINE_CLASSES = {"unclip": "StableUnCLIPImg2ImgPipeline", "text2img": "StableDiffusionPipeline"}
@@ -29,11 +30,16 @@ def load_pipeline(role: str, spec: dict, device: str = "cpu"):
         raise GenviewError(f"models.{role}.path: {path} is not a diffusers pipeline folder (no model_index.json)")
     pipeline_class = getattr(diffusers, PIPELINE_CLASSES[role])
     dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    offline = is_offline()
     try:
         pipeline = pipeline_class.from_pretrained(
-            path, dtype=dtype, revision=spec.get("revision"), variant=spec.get("variant")
+            path, dtype=dtype, revision=spec.get("revision"), variant=spec.get("variant"),
+            cache_dir=hub_cache_dir(), local_files_only=offline,
         )
     except (OSError, ValueError) as error:
+        if offline and not is_local_path(path) and not Path(path).is_dir():
+            described = path + "".join(f" ({key} {spec[key]})" for key in ("revision", "variant") if spec.get(key))
+            raise missing_offline_error(role, described, str(error)) from None
         raise GenviewError(f"models.{role}.path: cannot load {path!r} as {PIPELINE_CLASSES[role]}: {error}") from None
     if SCHEDULERS[role]:
         scheduler_class = getattr(diffusers, SCHEDULERS[role])

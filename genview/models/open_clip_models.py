@@ -14,10 +14,12 @@ from pathlib import Path
 
 from genview.errors import GenviewError
 from genview.io import atomic_path
+from genview.models.offline import is_offline, missing_offline_error, open_clip_cache_dir
 
 log = logging.getLogger(__name__)
 
 LOCAL_DIR_PREFIX = "local-dir:"
+HF_HUB_PREFIX = "hf-hub:"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pth")
@@ -36,6 +38,7 @@ def load_open_clip(spec: dict, device: str = "cpu", *, role: str = "fg_encoder")
     import open_clip
 
     name, pretrained = spec["model"], spec.get("pretrained")
+    cache_dir = open_clip_cache_dir()
     if name.startswith(LOCAL_DIR_PREFIX):
         folder = Path(name[len(LOCAL_DIR_PREFIX) :])
         if not (folder / CONFIG_FILE).is_file():
@@ -49,17 +52,83 @@ def load_open_clip(spec: dict, device: str = "cpu", *, role: str = "fg_encoder")
         if pretrained:
             log.warning("models.%s.pretrained=%r is ignored for %s", role, pretrained, name)
         pretrained = None
-    elif not pretrained:
+    elif not pretrained and not name.startswith(HF_HUB_PREFIX):
         log.warning("models.%s: %s has no pretrained weights set; it is randomly initialised", role, name)
+    elif is_offline() and not (pretrained and os.path.isfile(os.path.expanduser(pretrained))):
+        # Checked here: offline, open_clip would still try a URL download for weights that are not on the hub.
+        if not open_clip_cached(name, pretrained, cache_dir):
+            raise missing_offline_error(role, f"open_clip {name}" + (f" / {pretrained}" if pretrained else ""))
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=device
+            name, pretrained=pretrained, device=device, cache_dir=cache_dir
         )
     except (RuntimeError, ValueError, OSError) as error:
         raise GenviewError(
             f"models.{role}: cannot load open_clip model {name!r} (pretrained {pretrained!r}): {error}"
         ) from None
     return model.eval(), preprocess
+
+
+def _pretrained_cfg(name: str, pretrained: str) -> dict:
+    """open_clip's download entry for a built-in model name and pretrained tag; a GenviewError when unknown."""
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    cleaned = name.replace("/", "-")  # as open_clip.create_model does
+    cfg = get_pretrained_cfg(cleaned, pretrained)
+    if not cfg:
+        tags = list_pretrained_tags_by_model(cleaned)
+        raise GenviewError(f"open_clip has no pretrained tag {pretrained!r} for {name!r}"
+                           + (f" (tags: {', '.join(tags)})" if tags else " (unknown model name)"))
+    return cfg
+
+
+def _hub_files(cfg: dict) -> tuple[str, list[str]] | None:
+    """(repository, candidate weight files in open_clip's order of preference) of a hub-hosted tag, else None."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    if not cfg.get("hf_hub"):
+        return None
+    repository, filename = os.path.split(cfg["hf_hub"])
+    filename = filename or HF_WEIGHTS_NAME
+    # open_clip first looks for a safetensors file beside a pickle
+    if filename == HF_WEIGHTS_NAME:
+        return repository, [HF_SAFE_WEIGHTS_NAME, filename]
+    if filename.endswith((".bin", ".pth")):
+        return repository, [filename[:-4] + ".safetensors", filename]
+    return repository, [filename]
+
+
+def open_clip_download(name: str, pretrained: str | None, cache_dir: str | None) -> list[str]:
+    """Download what ``create_model_and_transforms(name, pretrained, cache_dir=cache_dir)`` reads, with open_clip's
+    own download functions; returns the local files."""
+    from open_clip.pretrained import download_pretrained, download_pretrained_from_hf
+
+    if name.startswith(HF_HUB_PREFIX):
+        repository = name[len(HF_HUB_PREFIX) :]
+        return [download_pretrained_from_hf(repository, filename=CONFIG_FILE, cache_dir=cache_dir),
+                download_pretrained_from_hf(repository, cache_dir=cache_dir)]
+    return [download_pretrained(_pretrained_cfg(name, pretrained), cache_dir=cache_dir)]
+
+
+def open_clip_cached(name: str, pretrained: str | None, cache_dir: str | None) -> bool:
+    """Whether the weights (and, for ``hf-hub:`` models, the config) that open_clip would download are cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def in_hub_cache(repository: str, filenames: list[str]) -> bool:
+        return any(isinstance(try_to_load_from_cache(repository, f, cache_dir=cache_dir), str) for f in filenames)
+
+    if name.startswith(HF_HUB_PREFIX):
+        repository = name[len(HF_HUB_PREFIX) :]
+        return in_hub_cache(repository, [CONFIG_FILE]) and in_hub_cache(
+            repository, _hub_files({"hf_hub": repository + "/"})[1])
+    cfg = _pretrained_cfg(name, pretrained)
+    if "file" in cfg:
+        return os.path.isfile(cfg["file"])
+    hub = _hub_files(cfg)
+    if hub is not None:  # open_clip prefers the hub when a tag has both
+        return in_hub_cache(*hub)
+    folder = cache_dir or os.path.expanduser("~/.cache/clip")  # open_clip's default for URL downloads
+    return os.path.isfile(os.path.join(folder, os.path.basename(cfg.get("url", ""))))
 
 
 def _vit_tower(model):

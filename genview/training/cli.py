@@ -10,6 +10,9 @@ from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 
 def _run(args) -> None:
+    from genview.devices import out_of_memory_advice, resolve_device
+
+    device = resolve_device(args.device)  # before torchrun too: a GPU that torch cannot use fails here, once
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
         # Re-launch this same command under torchrun, one process per GPU (gloo processes on a CPU-only machine).
         # exec keeps the GPU lease (genview --gpus) in torchrun, and its workers inherit CUDA_VISIBLE_DEVICES, so
@@ -21,13 +24,19 @@ def _run(args) -> None:
         if args.quality_vector:
             command += ["--quality-vector", args.quality_vector]
         os.execv(sys.executable, command)
-    from genview.devices import resolve_device
     from genview.training.train import train
 
     experiment = json_argument(args.experiment, "--experiment")
-    train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
-          quality_vector=args.quality_vector, device=resolve_device(args.device),
-          execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS})
+    batch_size, world = experiment["recipe"]["batch_size"], int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's
+    per_gpu = f"{batch_size // world} per process of {batch_size}" if world > 1 else str(batch_size)
+    with out_of_memory_advice(
+        f"pretrain run {experiment['name']} (rule pretrain)", batch_size=per_gpu, device=device,
+        lower=f"the recipe's batch_size (the learning rate scales with it) or spread it over more GPUs (the "
+        f"experiment's gpus: {experiment['gpus']}); amp bf16 also saves memory (recipe amp: {experiment['recipe']['amp']})",
+    ):
+        train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
+              quality_vector=args.quality_vector, device=device,
+              execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS})
 
 
 def register(stages) -> None:

@@ -12,6 +12,8 @@ import logging
 import os
 import random
 import shutil
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -42,6 +44,43 @@ RESUME_FILE = "resume.pt"
 # interrupted job before rerunning it, and the side file keeps the records of the steps the resumed run will not redo.
 METRICS_PARTIAL = "metrics.partial.jsonl"
 METRICS_FILE = "metrics.jsonl"
+# A time-capped job: SLURM sends SIGTERM at the time limit (and earlier with `sbatch --signal=TERM@SECONDS`, which
+# profiles/slurm asks for); USR1 is the usual early warning of hand-written job scripts. Either makes the run save a
+# resume point at the next step boundary and exit with StopRequested's status, for the scheduler's retry to resume.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequested(GenviewError):
+    """A stop signal arrived: the resume point is saved; a rerun of the same command continues from it."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary failure, try again
+
+
+class _StopSignals:
+    """Records the first stop signal while installed (main thread only; a no-op elsewhere)."""
+
+    received: int | None = None
+
+    def __enter__(self):
+        self.received, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {number: signal.signal(number, self._handle) for number in STOP_SIGNALS}
+        return self
+
+    def _handle(self, number, frame) -> None:
+        if self.received is None:
+            self.received = number
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler set outside Python
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers ignore the stop signals, which SLURM sends to every process of the job: the main process ends
+    them when it stops (torch's own SIGTERM handler would kill them, failing the step in progress)."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 class Normalize(nn.Module):
@@ -161,6 +200,7 @@ class Trainer:
         self.inputs_sha256 = {path: file_sha256(path) for path in [manifest, *view_manifests, quality_vector] if path}
         self.ema_base = self.recipe["ema_momentum"] or self.model.options.get("base_momentum")
         self.global_step, self.nonfinite_in_row, self.skipped_steps = 0, 0, 0
+        self.stop_signals: _StopSignals | None = None  # set by train()
         self.ddp_model = self.model
         if distributed.is_distributed():
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -205,7 +245,7 @@ class Trainer:
         return DataLoader(
             self.dataset, batch_size=self.local_batch, sampler=indices[skip_steps * self.local_batch :],
             num_workers=self.execution["num_workers"], collate_fn=self._collate, drop_last=True,
-            persistent_workers=False, pin_memory=self.device.type == "cuda",
+            persistent_workers=False, pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_stop_signals,
         )
 
     def _collate(self, samples):
@@ -358,6 +398,7 @@ class Trainer:
                 every = self.execution["save_every_steps"]
                 if every and self.global_step % every == 0 and step_in_epoch + 1 < self.steps_per_epoch:
                     self.save_resume_point(epoch, step_in_epoch + 1)
+                self.stop_if_requested(epoch, step_in_epoch + 1)
             seconds = time.perf_counter() - started
             self.log_metrics(dict(
                 type="epoch", step=self.global_step, epoch=epoch, loss=float(np.mean(losses)) if losses else None,
@@ -367,11 +408,31 @@ class Trainer:
             skip_steps = 0
             if (epoch + 1) % self.execution["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
                 self.save_resume_point(epoch + 1, 0)
+            self.stop_if_requested(epoch + 1, 0)
         if self.rank == 0:
             self.write_checkpoint()
             # Copied, not moved: a rerun that resumes from the final resume point writes the same outputs again.
             with atomic_path(self.out_dir / METRICS_FILE) as tmp:
                 shutil.copyfile(self.out_dir / METRICS_PARTIAL, tmp)
+
+    def stop_if_requested(self, epoch: int, step_in_epoch: int) -> None:
+        """At the step boundary (``epoch``, ``step_in_epoch``): if a stop signal came (to any rank), save the resume
+        point there and raise StopRequested. An epoch's end is handled after its record and save, and the last
+        step lets the run finish."""
+        if step_in_epoch == self.steps_per_epoch or epoch == self.recipe["epochs"] or self.stop_signals is None:
+            return
+        requested = float(self.stop_signals.received is not None)
+        if distributed.is_distributed():  # every rank stops at the same step
+            requested = distributed.all_reduce_mean(torch.tensor(requested, device=self.device)).item()
+        if not requested:
+            return
+        self.save_resume_point(epoch, step_in_epoch)
+        name = signal.Signals(self.stop_signals.received).name if self.stop_signals.received else "a signal"
+        raise StopRequested(
+            f"{self.experiment['name']}: {name} received: time limit reached; resubmit to continue (the workflow's "
+            f"retries do; resume point at step {self.global_step} of {self.total_steps}, epoch {epoch}, saved in "
+            f"{self.out_dir / RESUME_FILE})"
+        )
 
     def write_checkpoint(self) -> None:
         if hasattr(self.model, "clamp_logit_scale"):  # CLIP clamps before each step; the last one too
@@ -406,8 +467,11 @@ def train(experiment: dict, out_dir: str | Path, *, manifest: str, view_manifest
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        Trainer(experiment, out_dir, manifest=manifest, view_manifests=view_manifests,
-                quality_vector=quality_vector, device=distributed_device or device, execution=execution).run()
+        with _StopSignals() as stop_signals:
+            trainer = Trainer(experiment, out_dir, manifest=manifest, view_manifests=view_manifests,
+                              quality_vector=quality_vector, device=distributed_device or device, execution=execution)
+            trainer.stop_signals = stop_signals
+            trainer.run()
     finally:
         if distributed.is_distributed():
             import torch.distributed as dist
