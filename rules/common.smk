@@ -60,7 +60,7 @@ INDEX_KEYS = ("kind", "root", "splits", "captions", "classes", "file", "image_co
               "label_column", "split_column", "mask_column", "name", "download", "holdout", "holdout_seed",
               "on_bad_image")  # fmt: skip
 SHAPES_KEYS = ("kind", "seed", "image_size", "train_per_class", "test_per_class", "sizes", "textures",
-               "background_texture_probability", "outline_probability")  # fmt: skip
+               "background_texture_probability", "outline_probability", "rotation")  # fmt: skip
 # What names a dataset's classes (label order, class names, zero-shot prompts).
 CLASS_NAME_KEYS = ("kind", "name", "zeroshot_key")
 

@@ -146,16 +146,17 @@ def _pick(rng: np.random.Generator, options: Sequence[T]) -> T:
 
 
 def _draw_mask(
-    label: str, size: str, position: str, image_size: int, rng: np.random.Generator
+    label: str, size: str, position: str, image_size: int, rng: np.random.Generator, rotation: float = 360.0
 ) -> Image.Image:
-    """Binary (0/255, no anti-aliasing) mask of one randomly rotated, jittered shape."""
+    """Binary (0/255, no anti-aliasing) mask of one shape, rotated by a random angle of up to ``rotation`` degrees and
+    jittered."""
     radius = SIZE_RADIUS[size]
     row, col = divmod(POSITIONS.index(position), 3)
     # Grid cells span the range of centres that keeps the whole object inside; jitter stays within it.
     low, high = radius + 0.03, 1 - radius - 0.03
     centre = low + (high - low) * np.array([col, row]) / 2 + rng.uniform(-0.04, 0.04, size=2)
     centre = np.clip(centre, radius, 1 - radius)
-    angle = rng.uniform(0, 2 * math.pi)
+    angle = rng.uniform(0, 2 * math.pi) * rotation / 360  # one draw whatever the range: the same images otherwise
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     scale = image_size - 1
     mask = Image.new("L", (image_size, image_size), 0)
@@ -231,12 +232,13 @@ class ShapesStyle:
     textures: tuple[str, ...] = TEXTURES
     background_texture_probability: float = BACKGROUND_TEXTURE_PROBABILITY
     outline_probability: float = OUTLINE_PROBABILITY
+    rotation: float = 360.0  # largest rotation of an object, degrees
 
     @classmethod
     def from_spec(cls, spec: dict) -> ShapesStyle:
         """From a shapes dataset entry of the config (keys absent there keep their defaults)."""
         fields = {"sizes": tuple, "textures": tuple, "background_texture_probability": float,
-                  "outline_probability": float}
+                  "outline_probability": float, "rotation": float}
         return cls(**{key: convert(spec[key]) for key, convert in fields.items() if spec.get(key) is not None})
 
 
@@ -257,9 +259,10 @@ def sample_attributes(label: str, rng: np.random.Generator, style: ShapesStyle =
     }
 
 
-def render(attributes: dict[str, str], image_size: int, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+def render(attributes: dict[str, str], image_size: int, rng: np.random.Generator,
+           style: ShapesStyle = ShapesStyle()) -> tuple[Image.Image, Image.Image]:
     """The image and mask of ``attributes``; rotation, position jitter and texture phases are drawn from ``rng``."""
-    mask = _draw_mask(attributes["label"], attributes["size"], attributes["position"], image_size, rng)
+    mask = _draw_mask(attributes["label"], attributes["size"], attributes["position"], image_size, rng, style.rotation)
     # Mask first, then compose: foreground colours are disjoint from background ones, so the mask is
     # exactly the set of pixels carrying foreground colours.
     inside = np.asarray(mask) == 255
@@ -274,7 +277,7 @@ def render(attributes: dict[str, str], image_size: int, rng: np.random.Generator
 def _make_sample(label: str, image_size: int, rng: np.random.Generator, style: ShapesStyle = ShapesStyle()):
     """One image, its mask, caption, level, constraint count and attributes."""
     attributes = sample_attributes(label, rng, style)
-    image, mask = render(attributes, image_size, rng)
+    image, mask = render(attributes, image_size, rng, style)
     level = int(rng.integers(1, 5))
     caption, n_constraints = _caption(attributes, level, rng)
     return image, mask, caption, level, n_constraints, attributes
