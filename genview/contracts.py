@@ -114,7 +114,12 @@ VIEWS = Contract(
      "source": ("str", "ic, tc or itc"), "sample": ("int", "view index (generation.samples views per image)"),
      "noise_level": ("int", "unCLIP noise level used (empty for tc)"), "guidance_scale": ("float", "guidance used"),
      "seed": ("int", "the view's own seed"),
-     "stamp": ("str", "hash of everything that set the view's pixels; also in its file name")})
+     "stamp": ("str", "hash of everything that set the view's pixels; also in its file name"),
+     "view_label": ("str", "the class the view shows (generators that know it: the shapes renderer)"),
+     "class_changed": ("bool", "whether that class differs from the source image's"),
+     "kept_attributes": ("str", "the source's attributes (IC, ITC) or the caption's stated ones (TC) the view kept, "
+                                "';'-joined")},
+    optional=("view_label", "class_changed", "kept_attributes"))
 QUALITY_SCORES = Contract(
     "quality audit scores", "results/figures/quality_audit.csv",
     "Quality scores of a sample of (real, generated) pairs per source, as GenView's weights score them.",

@@ -79,16 +79,19 @@ def models_used(config: dict, experiments: dict[str, dict]) -> set[str]:
     return roles
 
 
-def model_location(config: dict, role: str) -> str:
+def model_location(config: dict, role: str) -> str | None:
+    """The folder or hub id of a role's model; None for a generator the workflow provides (the shapes renderer)."""
     spec = config["models"][role]
+    if spec.get("renderer"):
+        return None
     return (spec.get("path") or spec["model"]).removeprefix("local-dir:")
 
 
 def is_local_model(config: dict, role: str) -> bool:
     from genview.models import is_local_path
 
-    spec = config["models"][role]
-    return spec.get("model", "").startswith("local-dir:") or is_local_path(model_location(config, role))
+    spec, location = config["models"][role], model_location(config, role)
+    return location is not None and (spec.get("model", "").startswith("local-dir:") or is_local_path(location))
 
 
 # --- the checks ---------------------------------------------------------------------------------------------------

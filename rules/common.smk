@@ -115,11 +115,14 @@ def model_location(role):
 def model_inputs(*roles):
     """The stand-in files a job needs when a role points at the tiny models the workflow builds; real checkpoints
     (hub ids or local folders) are the user's and are not tracked."""
-    return [
-        f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}"
-        for role in roles
-        if Path(model_location(role)) == Path(TINY_MODELS_DIR, role)
-    ]
+    inputs = []
+    for role in roles:
+        spec, location = config["models"][role], model_location(role)
+        if spec.get("renderer"):  # the shapes renderer reads its dataset
+            inputs.append(f"{dataset_root(spec['dataset'], {'kind': 'shapes'})}/captions.csv")
+        elif Path(location) == Path(TINY_MODELS_DIR, role):
+            inputs.append(f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}")
+    return inputs
 
 
 # GPUs per job of the rules with a fixed count: their `gpu` resources and the cost table's GPU-hours read it.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TypeVar
@@ -313,6 +314,63 @@ def make_shapes(
                 row = {"image": image_path, "caption": caption, "split": split, "mask": mask_path}
                 rows.append(row | {"level": level, "n_constraints": n_constraints, **attributes})
     frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    write_style(root, image_size, style)
     with atomic_path(root / "captions.csv") as tmp:
         frame.to_csv(tmp, index=False)
     return frame
+
+
+# --- Reading a caption back --------------------------------------------------------------------------------------
+
+_OUTLINE = re.compile(r" with an? (\w+) outline")
+_BACKGROUND = re.compile(r" on an? ([\w ]+?) background")
+
+
+def parse_caption(caption: str) -> dict[str, str]:
+    """The attributes a caption states (the inverse of how :func:`make_shapes` writes captions): keys among
+    label, size, color, texture, outline, position, bg_color, bg_texture. Generic nouns and abstract words state
+    nothing."""
+    stated: dict[str, str] = {}
+    text = f" {caption.strip().rstrip('.')} "
+    for position, phrase in POSITION_PHRASES.items():
+        if f" {phrase} " in text or text.endswith(f" {phrase} "):
+            stated["position"] = position
+            text = text.replace(f" {phrase}", "")
+            break
+    if match := _OUTLINE.search(text):
+        stated["outline"] = match[1]
+        text = text[: match.start()] + text[match.end():]
+    if match := _BACKGROUND.search(text):
+        for word in match[1].split():
+            if word in TEXTURES:
+                stated["bg_texture"] = word
+            elif word in COLORS:
+                stated["bg_color"] = word
+        text = text[: match.start()] + text[match.end():]
+    for word in text.split():
+        if word in SIZES:
+            stated["size"] = word
+        elif word in COLORS:
+            stated["color"] = word
+        elif word in TEXTURES:
+            stated["texture"] = word
+        elif word in SHAPE_CLASSES:
+            stated["label"] = word
+    return stated
+
+
+def write_style(root: str | os.PathLike, image_size: int, style: ShapesStyle) -> None:
+    """``root/style.json``: how the set was drawn, so a renderer can draw new samples the same way."""
+    import json
+
+    payload = {"image_size": image_size, **{k: list(v) if isinstance(v, tuple) else v
+                                           for k, v in style.__dict__.items()}}
+    with atomic_path(Path(root) / "style.json") as tmp:
+        tmp.write_text(json.dumps(payload, indent=1) + "\n")
+
+
+def read_style(root: str | os.PathLike) -> tuple[int, ShapesStyle]:
+    import json
+
+    payload = json.loads((Path(root) / "style.json").read_text())
+    return payload.pop("image_size"), ShapesStyle.from_spec(payload)

@@ -15,6 +15,7 @@ of the stamp because batched CUDA kernels may change pixels (on the CPU they do 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class ViewTask:
     seed: int
     stamp: str
     out: Path
+    label: str = ""
 
 
 def _setting(source_config: dict, key: str, params_row: dict | None):
@@ -104,7 +106,7 @@ def plan_views(
                 ViewTask(
                     id=row.id, path=row.path, caption=row.caption, sample=sample, noise_level=noise_level,
                     guidance_scale=float(guidance), seed=task_seed, stamp=stamp,
-                    out=views_dir / f"{row.id}_{sample}_{stamp}.jpg",
+                    out=views_dir / f"{row.id}_{sample}_{stamp}.jpg", label=row.label,
                 )
             )
     return tasks, skipped
@@ -122,8 +124,10 @@ def view_is_complete(path: Path) -> bool:
     return path.is_file() and image_problem(path) is None
 
 
-def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Image.Image] | None, steps: int):
-    """One pipeline call for ``tasks`` (same settings), padded to PAD_MULTIPLE; returns one PIL image per task."""
+def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Image.Image] | None, steps: int,
+                 with_records: bool = False):
+    """One pipeline call for ``tasks`` (same settings), padded to PAD_MULTIPLE; returns one PIL image per task (and,
+    with ``with_records``, the generator's record of each view, or None when it keeps none: a diffusion model)."""
     import torch
 
     padding = -len(tasks) % PAD_MULTIPLE
@@ -139,7 +143,20 @@ def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Imag
         padded_images = images + [images[-1]] * padding
         prompts = [task.caption if source == "itc" else "" for task in padded]
         result = pipeline(image=padded_images, prompt=prompts, noise_level=tasks[0].noise_level, **arguments)
-    return result.images[: len(tasks)]
+    if not with_records:
+        return result.images[: len(tasks)]
+    records = getattr(result, "records", None)
+    return result.images[: len(tasks)], records[: len(tasks)] if records else [None] * len(tasks)
+
+
+def record_path(view: Path) -> Path:
+    """Where a view's ground-truth record lives (generators that know it: the shapes renderer)."""
+    return view.with_suffix(".json")
+
+
+def save_record(record: dict, view: Path) -> None:
+    with atomic_path(record_path(view)) as tmp:
+        tmp.write_text(json.dumps(record))
 
 
 def save_view(image: Image.Image, path: Path, size: int, quality: int) -> None:
@@ -209,7 +226,10 @@ def generate_shard(
                     batch, images = _load_sources(batch, on_bad_image, skipped, pool)
                     if not batch:
                         continue
-                for task, view in zip(batch, run_pipeline(pipeline, source, batch, images, generation["steps"])):
+                views, records = run_pipeline(pipeline, source, batch, images, generation["steps"], with_records=True)
+                for task, view, record in zip(batch, views, records):
+                    if record is not None:  # before the view: a finished view always has its record
+                        save_record(record, task.out)
                     saves.append(pool.submit(save_view, view, task.out, generation["save_size"],
                                              generation["jpeg_quality"]))
                 progress.update(len(batch))
@@ -221,20 +241,30 @@ def generate_shard(
     manifest = pd.DataFrame(
         [
             dict(id=t.id, view=str(t.out), source=source, sample=t.sample, noise_level=t.noise_level,
-                 guidance_scale=t.guidance_scale, seed=t.seed, stamp=t.stamp)
+                 guidance_scale=t.guidance_scale, seed=t.seed, stamp=t.stamp, **_ground_truth(t))
             for t in tasks
             if t.path not in skipped_paths
         ],
         columns=VIEWS.column_names,
     )
     VIEWS.write(manifest, out_manifest)
-    current = {Path(view).name for view in manifest["view"]}
+    current = {Path(view).name for view in manifest["view"]} | {record_path(Path(v)).name for v in manifest["view"]}
     stale = [path for path in views_dir.glob("*.jpg") if path.name not in current]
+    stale += [path for path in views_dir.glob("*.json") if path.name not in current]
     for path in stale:
         path.unlink()
     if stale:
         log.info("%s %s: deleted %d view(s) made under other settings", shard_csv, source, len(stale))
     return manifest
+
+
+def _ground_truth(task: ViewTask) -> dict:
+    """The view's record (class it shows, attributes it kept) and whether its class differs from its source's."""
+    path = record_path(task.out)
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    return {**record, "class_changed": bool(task.label) and record["view_label"] != task.label}
 
 
 def collect_manifests(manifests: list[str | Path], out: str | Path) -> pd.DataFrame:

@@ -18,6 +18,12 @@ def model_identity(spec: dict, role: str) -> dict:
 
     from genview.io import folder_fingerprint
 
+    if spec.get("renderer"):  # the shapes renderer: its rules and how its dataset was drawn
+        from genview.data import SHAPES_ROOT
+        from genview.io import file_fingerprint
+
+        style = Path(SHAPES_ROOT.format(name=spec["dataset"]), "style.json")
+        return {"role": role, **spec, "style": file_fingerprint(style) if style.is_file() else None}
     identity = {"role": role, **{k: v for k, v in spec.items()
                                  if k in ("path", "model", "pretrained", "revision", "variant", "image_size")}}
     location = spec.get("path") or spec.get("model") or ""
