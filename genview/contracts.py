@@ -52,7 +52,8 @@ class Contract:
                             keep_default_na=False, na_values={c: [""] for c, t in types.items() if t != "str"})
         for column in self.optional:
             if column not in frame.columns:
-                frame[column] = "" if self.columns[column][0] == "str" else None
+                kind = self.columns[column][0]
+                frame[column] = "" if kind == "str" else pd.array([None] * len(frame), dtype=_DTYPES[kind])
         return frame
 
     def write(self, frame, path: str | os.PathLike, **to_csv) -> None:
