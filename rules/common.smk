@@ -104,6 +104,7 @@ def all_outputs():
 from genview.models.tiny import TINY_MARKERS
 
 TINY_MODELS_DIR = "results/models/tiny"
+TRAINED_ENCODER_DIR = "results/models/trained/encoder"
 
 
 def model_location(role):
@@ -122,6 +123,8 @@ def model_inputs(*roles):
             inputs.append(f"{dataset_root(spec['dataset'], {'kind': 'shapes'})}/captions.csv")
         elif Path(location) == Path(TINY_MODELS_DIR, role):
             inputs.append(f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}")
+        elif Path(location) == Path(TRAINED_ENCODER_DIR):
+            inputs.append(f"{TRAINED_ENCODER_DIR}/open_clip_config.json")
     return inputs
 
 

@@ -1,4 +1,5 @@
-# Models: tiny random-weight stand-ins for every role, for the embedded default (real checkpoints are not built).
+# Models the workflow makes itself: tiny random-weight stand-ins for every role (the smoke config), and the tiny
+# trained encoder of models.trained_encoder (the embedded default). Real checkpoints are not built.
 
 
 rule build_tiny_models:
@@ -12,3 +13,23 @@ rule build_tiny_models:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
         "python -m genview models build-tiny --out-dir {params.out_dir} 2> {log}"
+
+
+rule train_encoder:
+    input:
+        lambda wildcards: f"results/data/{config['models']['trained_encoder']['dataset']}/manifest.csv",
+    output:
+        f"{TRAINED_ENCODER_DIR}/open_clip_config.json",
+    log:
+        "logs/models/train_encoder.log",
+    benchmark:
+        "results/benchmarks/train_encoder/encoder.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    params:
+        settings=as_json(config["models"]["trained_encoder"]),
+        out_dir=lambda wildcards, output: Path(output[0]).parent,
+    shell:
+        "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"
+        " --out-dir {params.out_dir} 2> {log}"

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import json
 import pytest
 
 from genview.errors import BadInputError, ConfigError
@@ -220,3 +221,40 @@ def test_cell_naming_an_unknown_column_is_a_config_error():
     spec = {**SPEC, "rows": [{"label": "x", "cells": {"top5": _cell("a", "linear", "imagenet1k", "top5")}}]}
     with pytest.raises(ConfigError, match="no such column"):
         load_cells(spec, FIXTURES / "eval")
+
+
+def test_seeded_cells_are_mean_and_sd_and_differences_count_beyond_the_spread(tmp_path):
+    from genview.report.tables import load_cells, render_markdown
+
+    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5]}
+    for name, runs in values.items():
+        for seed, value in enumerate(runs):
+            path = tmp_path / f"{name}_s{seed}" / "knn" / "d.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"metrics": {"top1": value}}))
+    spec = {"title": "T", "seeds": [0, 1, 2], "compare_to": "base",
+            "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
+            "columns": [{"key": k, "label": k, "cell": {"experiment": f"{k}_s{{seed}}"}} for k in values],
+            "rows": [{"label": "r"}]}
+    spec = expand_spec(spec)
+    assert cell_sources(spec) == [(f"{k}_s{s}", "knn", "d") for k in values for s in range(3)]
+    base, views, noise = load_cells(spec, tmp_path)[0]
+    assert base.value == 52.0 and base.spread == 2.0 and base.compared is None
+    assert views.value == 61.0 and views.spread == 1.0 and views.compared == 9.0 and views.significant
+    assert noise.compared == pytest.approx(53.5 / 3 + 106 / 3 - 52) and not noise.significant  # within the spread
+    markdown = render_markdown(spec, load_cells(spec, tmp_path))
+    assert "| r | 52.0 ± 2.0 | 61.0 ± 1.0 (+9.0*) | 53.2 ± 2.0 (+1.2) |" in markdown
+    assert "Mean ± standard deviation over 3 seeds" in markdown
+
+
+def test_a_seeded_best_mark_needs_a_lead_beyond_the_spread():
+    from genview.report.tables import Cell
+
+    spec = {"title": "T", "best": "column", "columns": [{"key": "a", "label": "a"}],
+            "rows": [{"label": "x"}, {"label": "y"}, {"label": "z"}]}
+    clear = mark_best([[Cell(value=70.0, spread=1.0)], [Cell(value=60.0, spread=1.0)], [Cell(value=61.0, spread=1.0)]],
+                      spec)
+    assert [row[0].best for row in clear] == [True, False, False]
+    close = mark_best([[Cell(value=70.0, spread=5.0)], [Cell(value=66.0, spread=5.0)], [Cell(value=61.0, spread=1.0)]],
+                      spec)
+    assert not any(row[0].best for row in close)

@@ -9,6 +9,14 @@ def _build_tiny(args) -> None:
     build_tiny_models(args.out_dir, image_size=args.image_size)
 
 
+def _train_encoder(args) -> None:
+    from genview.cli import json_argument
+    from genview.models.open_clip_models import train_tiny_open_clip
+
+    settings = {k: v for k, v in json_argument(args.settings, "--settings").items() if k != "dataset"}
+    train_tiny_open_clip(args.out_dir, args.manifest, **settings)
+
+
 def _fetch(args) -> None:
     from genview.config import load_config_files
     from genview.models.fetch import fetch_models
@@ -25,6 +33,11 @@ def register(stages) -> None:
     tiny.add_argument("--out-dir", default="results/models/tiny")
     tiny.add_argument("--image-size", type=int, default=32, help="native image size of the tiny diffusion pipelines")
     tiny.set_defaults(run=_build_tiny)
+    train = commands.add_parser("train-encoder", help="train the tiny open_clip encoder (models.trained_encoder)")
+    train.add_argument("--manifest", required=True, help="the dataset's manifest.csv")
+    train.add_argument("--settings", required=True, help="models.trained_encoder as JSON")
+    train.add_argument("--out-dir", required=True)
+    train.set_defaults(run=_train_encoder)
     fetch = commands.add_parser(
         "fetch", help="download the hub models a config names (on a machine with internet, e.g. a login node)",
         description="Download every hub model of the config(s) into the cache that jobs with models.offline: true "

@@ -63,6 +63,9 @@ def fetch_models(config: dict, cache: str | Path | None = None, roles: list[str]
 
 
 def _fetch_hub_repo(role: str, spec: dict, hub_cache: str | None, say) -> bool:
+    if spec.get("renderer"):
+        say(f"models.{role}: skipped, the {spec['renderer']} renderer needs no weights")
+        return False
     path = spec["path"]
     if _local(path):
         say(f"models.{role}: skipped, {path} is a local folder")

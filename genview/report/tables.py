@@ -12,7 +12,9 @@ keyed by column key, each with ``experiment``, ``protocol``, ``dataset``, ``metr
 ``paper``); optional ``best`` (``"column"`` bolds the best reproduced value per column, ``"group"`` per column within
 each group of rows); optional
 ``digits`` (default 1); optional ``group_label`` / ``row_label`` for the two leading header cells;
-optional ``gains`` (a row's improvement over another row in one column, with the paper's claim).
+optional ``gains`` (a row's improvement over another row in one column, with the paper's claim); optional
+``seeds`` (each cell's experiment names a ``{seed}`` field; the cell is the mean +- sd over the seeds) and
+``compare_to`` (a column key: other columns show their difference to it, marked when it exceeds the spread).
 A row may leave a column out; that cell is rendered empty (not applicable, not missing).
 :func:`expand_spec` turns the compact form of the YAML files (defaults per table, column and row)
 into this one.
@@ -44,6 +46,9 @@ class Cell:
     missing: str | None = None  # what would fill the cell: a result file, or a metric in one
     source: str | None = None  # the result file; None for a cell the row does not have
     best: bool = False
+    spread: float | None = None  # standard deviation over seeds (tables with `seeds`)
+    compared: float | None = None  # difference to the compare_to column's cell of the row
+    significant: bool = False  # |compared| exceeds the two cells' combined spread
 
     @property
     def difference(self) -> float | None:
@@ -133,12 +138,19 @@ def _rows_named(spec: dict, name: str) -> list[int]:
     ]
 
 
+def _experiments(spec: dict, cell: dict) -> list[str]:
+    """The experiment of a cell, or one per seed of a table with ``seeds``."""
+    seeds = spec.get("seeds")
+    return [cell["experiment"].format(seed=seed) for seed in seeds] if seeds else [cell["experiment"]]
+
+
 def cell_sources(spec: dict) -> list[tuple[str, str, str]]:
-    """The (experiment, protocol, dataset) of every cell, in table order, without repeats."""
+    """The (experiment, protocol, dataset) of every cell (every seed's), in table order, without repeats."""
     seen = {}
     for row in spec.get("rows") or []:
         for cell in row.get("cells", {}).values():
-            seen.setdefault((cell["experiment"], cell["protocol"], cell["dataset"]), None)
+            for experiment in _experiments(spec, cell):
+                seen.setdefault((experiment, cell["protocol"], cell["dataset"]), None)
     return list(seen)
 
 
@@ -150,11 +162,37 @@ def load_cells(spec: dict, results_root: str | os.PathLike) -> list[list[Cell]]:
     keys = [column["key"] for column in spec["columns"]]
     table = []
     for row in spec.get("rows") or []:
-        cells = {key: _load_cell(row.get("cells", {}).get(key), root) for key in keys if key not in means}
+        cells = {key: _load_seeds(spec, row.get("cells", {}).get(key), root) for key in keys if key not in means}
         for key, averaged in means.items():
             cells[key] = _mean_cell({k: cells[k] for k in averaged}, row.get("paper", {}).get(key), row["label"])
+        if spec.get("compare_to") in cells:
+            cells = {key: _compared(cell, cells[spec["compare_to"]]) if key != spec["compare_to"] else cell
+                     for key, cell in cells.items()}
         table.append([cells[key] for key in keys])
     return table
+
+
+def _load_seeds(spec: dict, cell_spec: dict | None, root: Path) -> Cell:
+    """A cell of one run, or the mean and standard deviation over the table's seeds."""
+    if cell_spec is None or not spec.get("seeds"):
+        return _load_cell(cell_spec, root)
+    runs = [_load_cell({**cell_spec, "experiment": name}, root) for name in _experiments(spec, cell_spec)]
+    waiting = [run for run in runs if run.value is None]
+    if waiting:
+        return waiting[0]
+    values = [run.value for run in runs]
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return dataclasses.replace(runs[0], value=mean, spread=spread,
+                               source=f"mean of {len(runs)} seeds: {', '.join(run.source for run in runs)}")
+
+
+def _compared(cell: Cell, reference: Cell) -> Cell:
+    if cell.value is None or reference.value is None:
+        return cell
+    difference = cell.value - reference.value
+    spread = ((cell.spread or 0.0) ** 2 + (reference.spread or 0.0) ** 2) ** 0.5
+    return dataclasses.replace(cell, compared=difference, significant=abs(difference) > spread > 0)
 
 
 def _mean_cell(cells: dict[str, Cell], paper: float | None, row_label: str) -> Cell:
@@ -207,12 +245,28 @@ def mark_best(cells: list[list[Cell]], spec: dict) -> list[list[Cell]]:
             shown = [round(unmarked[r][index].value, digits) for r in members if unmarked[r][index].value is not None]
             if not shown:
                 continue
-            target = max(shown) if column.get("higher_is_better", True) else min(shown)
+            higher = column.get("higher_is_better", True)
+            target = max(shown) if higher else min(shown)
             for r in members:
                 cell = unmarked[r][index]
-                if cell.value is not None and round(cell.value, digits) == target:
+                if cell.value is not None and round(cell.value, digits) == target and _clearly_best(
+                        cell, [unmarked[o][index] for o in members if o != r], higher):
                     unmarked[r][index] = dataclasses.replace(cell, best=True)
     return unmarked
+
+
+def _clearly_best(cell: Cell, others: list[Cell], higher: bool) -> bool:
+    """Without seeds every top value counts; with seeds, only a lead over every other cell larger than the two
+    cells' combined spread (a bold mark that rests on seed noise would mislead)."""
+    if cell.spread is None:
+        return True
+    for other in others:
+        if other.value is None:
+            continue
+        lead = (cell.value - other.value) * (1 if higher else -1)
+        if lead <= ((cell.spread or 0.0) ** 2 + (other.spread or 0.0) ** 2) ** 0.5:
+            return False
+    return True
 
 
 def _number(value: float, digits: int) -> str:
@@ -246,6 +300,19 @@ def gain_lines(spec: dict, cells: list[list[Cell]]) -> list[str]:
     return lines
 
 
+def spread_note(spec: dict) -> str:
+    """How to read a table with seeds or a reference column."""
+    parts = []
+    if spec.get("seeds"):
+        parts.append(f"Mean ± standard deviation over {len(spec['seeds'])} seeds ({', '.join(map(str, spec['seeds']))}); "
+                     "a value is bold only when it leads every other by more than their combined spread.")
+    if spec.get("compare_to"):
+        label = next(c["label"] for c in spec["columns"] if c["key"] == spec["compare_to"])
+        parts.append(f"(±x) is the difference to {label}; * marks one larger than the combined spread "
+                     "sqrt(sd1² + sd2²).")
+    return " ".join(parts)
+
+
 def _header_labels(spec: dict) -> list[str]:
     """Leading header cells: the group column appears only when some row has a group."""
     leading = [spec.get("row_label", "")]
@@ -274,8 +341,12 @@ def _text_cell(cell: Cell, digits: int, notes: list[str], bold) -> str:
     if cell.value is None:
         return ""
     text = _number(cell.value, digits)
+    if cell.spread is not None:
+        text += f" ± {_number(cell.spread, digits)}"
     if cell.best:
         text = bold(text)
+    if cell.compared is not None:
+        text += f" ({round(cell.compared, digits) + 0.0:+.{digits}f}{'*' if cell.significant else ''})"
     if cell.paper is not None:
         text += f" (paper {_number(cell.paper, digits)}, {_signed_difference(cell, digits)})"
     return text
@@ -302,6 +373,8 @@ def render_markdown(spec: dict, cells: list[list[Cell]]) -> str:
         lines.append("| " + " | ".join(texts) + " |")
     if spec.get("caption"):
         lines += ["", spec["caption"]]
+    if spread_note(spec):
+        lines += ["", spread_note(spec)]
     gains = gain_lines(spec, cells)
     if gains:
         lines += ["", "Gains (reproduced; paper):", ""] + [f"- {_markdown_escape(line)}" for line in gains]
@@ -333,6 +406,8 @@ def render_html(spec: dict, cells: list[list[Cell]]) -> str:
     lines.append("</tbody></table>")
     if spec.get("caption"):
         lines.append(f"<p>{escape(spec['caption'])}</p>")
+    if spread_note(spec):
+        lines.append(f"<p>{escape(spread_note(spec))}</p>")
     gains = gain_lines(spec, cells)
     if gains:
         lines.append("<p>Gains (reproduced; paper):</p><ul>" + "".join(f"<li>{escape(g)}</li>" for g in gains) + "</ul>")
@@ -359,6 +434,8 @@ def _latex_cell(cell: Cell, digits: int) -> str:
     if cell.value is None:
         return ""
     text = _number(cell.value, digits)
+    if cell.spread is not None:
+        text += rf" $\pm$ {_number(cell.spread, digits)}"
     if cell.best:
         text = rf"\textbf{{{text}}}"
     if cell.paper is not None:
@@ -406,10 +483,11 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
     digits = spec.get("digits", 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    extra = ["sd"] * bool(spec.get("seeds")) + [f"vs_{spec.get('compare_to')}"] * bool(spec.get("compare_to"))
     header = ["row", "group"]
     for column in spec["columns"]:
         key = column["key"]
-        header += [key, f"{key}_paper", f"{key}_diff", f"{key}_missing"]
+        header += [key, f"{key}_paper", f"{key}_diff", f"{key}_missing", *(f"{key}_{e}" for e in extra)]
     writer.writerow(header)
     for row, row_cells in zip(spec.get("rows") or [], cells):
         line = [row["label"], row.get("group", "")]
@@ -420,6 +498,10 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
                 "" if cell.difference is None else _signed_difference(cell, digits),
                 cell.missing or "",
             ]
+            if spec.get("seeds"):
+                line.append("" if cell.spread is None else _number(cell.spread, digits))
+            if spec.get("compare_to"):
+                line.append("" if cell.compared is None else f"{cell.compared:+.{digits}f}{'*' * cell.significant}")
         writer.writerow(line)
     return buffer.getvalue()
 
