@@ -255,3 +255,25 @@ def test_experiment_errors_name_the_key():
                                                               "sources": ["tc"]})
     with pytest.raises(ConfigError, match=r"views.sources: \['tc'\] not generated for dataset 's'"):
         resolve_experiments(config)
+
+
+def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initialisation(data, tmp_path):
+    config = validate_config({
+        "seed": 5, "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+        "pretrain": {"recipes": {"r": {"epochs": 0, "batch_size": 8, "image_size": 16}},
+                     "backbones": {"b": {"name": "convnet", "width": 4, "depth": 2}},
+                     "matrix": [{"methods": ["simclr"], "variants": ["baseline"], "recipe": "r", "backbone": "b",
+                                 "dataset": "s", "seeds": [0, 3], "method_args": METHOD_ARGS}],
+                     "experiments": {"single": {"method": "simclr", "variant": "baseline", "recipe": "r",
+                                                "backbone": "b", "dataset": "s", "method_args": METHOD_ARGS}}},
+    })
+    experiments = resolve_experiments(config)
+    assert sorted(experiments) == ["s_simclr_baseline_s0", "s_simclr_baseline_s3", "single"]
+    assert [experiments[n]["seed"] for n in sorted(experiments)] == [0, 3, 5]
+    checkpoint = run_training(data, experiments["s_simclr_baseline_s3"], tmp_path)
+    assert checkpoint["steps"] == 0 and (tmp_path / "metrics.jsonl").read_text() == ""
+    torch.manual_seed(3)
+    from genview.training.train import build_model
+
+    initial = build_model(experiments["s_simclr_baseline_s3"]).state_dict()
+    assert all(torch.equal(initial[k], checkpoint["method"][k]) for k in initial)

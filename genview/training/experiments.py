@@ -64,7 +64,7 @@ def _check_coefficients(coefficients: list[float], info: MethodInfo, variant: st
 
 
 def _resolve(config: dict, name: str, method: str, variant: str, settings: dict, where: str,
-             problems: list[str]) -> tuple[dict, dict] | None:
+             problems: list[str], seed: int | None = None) -> tuple[dict, dict] | None:
     catalog = method_catalog()
     tables = {"recipe": config["pretrain"]["recipes"], "backbone": config["pretrain"]["backbones"],
               "dataset": config["datasets"]}
@@ -122,7 +122,8 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
     execution = {key: recipe.pop(key) for key in RECIPE_EXECUTION_KEYS}
     execution.update({key: settings[key] for key in EXPERIMENT_EXECUTION_KEYS})
     experiment = dict(
-        name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"], recipe=recipe,
+        name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"] if seed is None else seed,
+        recipe=recipe,
         peak_lr=peak_lr(recipe, views_per_sample),
         backbone=copy.deepcopy(tables["backbone"][settings["backbone"]]),
         method_args=copy.deepcopy(settings["method_args"].get(method, {})),
@@ -178,17 +179,24 @@ def resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict], list[st
 
     for i, entry in enumerate(config["pretrain"]["matrix"]):
         where = f"pretrain.matrix[{i}]"
+        pattern = entry["name"]
+        if entry["seeds"] and "{seed}" not in pattern:
+            pattern += "_s{seed}"
         for method in entry["methods"]:
             for variant in entry["variants"]:
-                fields = dict(method=method, variant=variant, dataset=entry["dataset"], recipe=entry["recipe"],
-                              backbone=entry["backbone"])
-                try:
-                    name = entry["name"].format(**fields)
-                except KeyError as error:
-                    problems.append(f"{where}.name: unknown field {error} (fields: {', '.join(fields)})")
-                    continue
-                add(_resolve(config, name, method, variant, entry, where, problems), where)
+                for seed in entry["seeds"] or [None]:
+                    fields = dict(method=method, variant=variant, dataset=entry["dataset"], recipe=entry["recipe"],
+                                  backbone=entry["backbone"], seed=config["seed"] if seed is None else seed)
+                    try:
+                        name = pattern.format(**fields)
+                    except KeyError as error:
+                        problems.append(f"{where}.name: unknown field {error} (fields: {', '.join(fields)})")
+                        continue
+                    add(_resolve(config, name, method, variant, entry, where, problems, seed), where)
     for name, entry in config["pretrain"]["experiments"].items():
         where = f"pretrain.experiments.{name}"
-        add(_resolve(config, name, entry["method"], entry["variant"], entry, where, problems), where)
+        seeds = entry["seeds"] or [None]
+        for seed in seeds:
+            full = name if seed is None else (name.format(seed=seed) if "{seed}" in name else f"{name}_s{seed}")
+            add(_resolve(config, full, entry["method"], entry["variant"], entry, where, problems, seed), where)
     return experiments, executions, list(dict.fromkeys(problems))

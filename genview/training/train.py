@@ -411,6 +411,7 @@ class Trainer:
             self.stop_if_requested(epoch + 1, 0)
         if self.rank == 0:
             self.write_checkpoint()
+            (self.out_dir / METRICS_PARTIAL).touch()  # no step ran with epochs 0 (the random-initialisation reference)
             # Copied, not moved: a rerun that resumes from the final resume point writes the same outputs again.
             with atomic_path(self.out_dir / METRICS_FILE) as tmp:
                 shutil.copyfile(self.out_dir / METRICS_PARTIAL, tmp)
