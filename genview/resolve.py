@@ -97,7 +97,7 @@ def is_local_model(config: dict, role: str) -> bool:
 # --- the checks ---------------------------------------------------------------------------------------------------
 
 
-def _report_problems(config: dict, experiments: dict) -> list[str]:
+def _report_problems(config: dict, experiments: dict, tables: dict | None = None) -> list[str]:
     report, problems = config["report"], []
     datasets = all_datasets(config)
     if report["tsne"]:
@@ -110,6 +110,16 @@ def _report_problems(config: dict, experiments: dict) -> list[str]:
         if report[key] and report[key]["dataset"] not in config["datasets"]:
             problems.append(f"report.{key}.dataset: {report[key]['dataset']!r} is not a training dataset of this "
                             f"config ({sorted(config['datasets'])})")
+    checks = report["checks"]
+    if checks:
+        dataset = checks["dataset"]
+        if dataset not in config["datasets"] or config["datasets"][dataset]["kind"] != "shapes":
+            problems.append(f"report.checks.dataset: {dataset!r} is not a shapes training dataset of this config")
+        elif not needs_foreground(config, dataset):
+            problems.append(f"report.checks.dataset: {dataset} has no adaptive noise level (no foreground fit)")
+        if checks["learning_table"] and checks["learning_table"] not in (tables or {}):
+            problems.append(f"report.checks.learning_table: {checks['learning_table']!r} is not a table of "
+                            f"{report['tables']}")
     gallery = report["gallery"]
     if gallery and gallery["dataset"] in config["datasets"]:
         dataset = gallery["dataset"]
@@ -179,7 +189,7 @@ def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, sourc
                 check_sources(resolved.tables, resolved.evaluations, tables_file)
         except ConfigError as error:
             problems += [f"report.tables: {problem}" for problem in error.problems]
-    problems += _report_problems(config, resolved.experiments)
+    problems += _report_problems(config, resolved.experiments, resolved.tables)
     problems += _zeroshot_problems(config, resolved.evaluations)
     if config["check_files"]:
         problems += _file_problems(config, resolved.experiments, resolved.evaluations)

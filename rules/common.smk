@@ -134,7 +134,7 @@ RULE_GPUS = {
     "foreground_shard": 1,
     "generate_views": 1,
     "fit_quality_vector": 1,
-    "extract_features": 1,
+    "evaluate_cached": 1,
     "figure_gallery": 1,
     "figure_quality": 1,
 }
@@ -267,9 +267,23 @@ def pretrain_outputs():
 
 
 # --- evaluation -----------------------------------------------------------------------------------------------------
-from genview.evaluation.runs import protocol_names
+from genview.evaluation.runs import CACHED_PROTOCOLS, protocol_names, result_file
 
 EVALUATIONS = RESOLVED.evaluations
+IMAGE_PROTOCOLS = [p for p in protocol_names(config) if p not in CACHED_PROTOCOLS]
+
+
+def cached_protocols_json(wildcards):
+    """The cached-feature protocols this config asks of the (experiment, dataset), with their settings."""
+    return as_json(
+        {
+            protocol: settings
+            for (experiment, protocol, dataset), settings in EVALUATIONS.items()
+            if (experiment, dataset) == (wildcards.experiment, wildcards.dataset)
+            and protocol in CACHED_PROTOCOLS
+        }
+    )
+
 
 PROTOCOLS_NEEDING_GPU = ("linear", "semisup", "zeroshot", "retrieval")
 
@@ -283,7 +297,7 @@ def protocol_gpus(wildcards):
 
 
 def evaluation_outputs():
-    return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in EVALUATIONS]
+    return list(dict.fromkeys(result_file(e, p, d) for e, p, d in EVALUATIONS))
 
 
 # --- reporting ------------------------------------------------------------------------------------------------------
@@ -297,7 +311,7 @@ TABLES = RESOLVED.tables
 
 
 def table_inputs(name):
-    return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in cell_sources(TABLES[name])]
+    return list(dict.fromkeys(result_file(e, p, d) for e, p, d in cell_sources(TABLES[name])))
 
 
 def tsne_inputs():
@@ -369,6 +383,37 @@ def quality_audit_options():
     return f"--sample {audit['sample']} --extremes {audit['extremes']} --seed {config['seed']}"
 
 
+def checks_inputs(wildcards):
+    checks = REPORT["checks"]
+    dataset = checks["dataset"]
+    shards = range(config["datasets"][dataset]["num_shards"])
+    inputs = {
+        "manifest": f"results/data/{dataset}/manifest.csv",
+        "fit": f"results/analysis/{dataset}/fg_pca.npz",
+        "vector": f"results/analysis/{dataset}/quality_pca.npz",
+        "views": view_manifests(dataset),
+        "params": [f"results/analysis/{dataset}/params/{shard}.csv" for shard in shards],
+        "models": model_inputs("fg_encoder", "quality_encoder"),
+    }
+    if checks["learning_table"]:
+        inputs["results"] = table_inputs(checks["learning_table"])
+    return inputs
+
+
+def checks_options():
+    checks, analysis = REPORT["checks"], config["analysis"]
+    options = (
+        f"--sample {checks['sample']} --seed {config['seed']} --per-class {analysis['fg_sample_per_class']}"
+        f" --sample-size {analysis['fg_sample_size']}"
+    )
+    if checks["learning_table"]:
+        options += (
+            f" --tables {REPORT['tables']} --learning-table {checks['learning_table']}"
+            f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
+        )
+    return options
+
+
 def declared_gpus():
     """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
     gpus = dict(RULE_GPUS)
@@ -386,6 +431,8 @@ def report_outputs(cost=True):
         outputs += gallery_outputs().values()
     if REPORT["quality_audit"]:
         outputs.append("results/figures/quality_audit.png")
+    if REPORT["checks"]:
+        outputs.append("results/checks/ground_truth.md")
     if REPORT["cost"] and cost:
         outputs.append("results/tables/cost.csv")
     return outputs

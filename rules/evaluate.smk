@@ -1,30 +1,36 @@
-# Evaluation: backbone features cached once per (experiment, dataset), then one job per (experiment, protocol,
-# dataset) that the config's evaluation.runs ask for, each writing results/eval/{experiment}/{protocol}/{dataset}.json.
+# Evaluation: one job per (experiment, dataset) caches the backbone features and runs every protocol that reads only
+# them (linear_fast, knn, zeroshot, retrieval: results/eval/{experiment}/cached/{dataset}.json); the protocols that
+# read images again (linear, semisup) run one job each (results/eval/{experiment}/{protocol}/{dataset}.json).
 
 
-rule extract_features:
+rule evaluate_cached:
     input:
         checkpoint="results/pretrain/{experiment}/checkpoint.pt",
         manifest="results/data/{dataset}/manifest.csv",
     output:
-        "results/eval/{experiment}/features/{dataset}.npz",
+        features="results/eval/{experiment}/features/{dataset}.npz",
+        results="results/eval/{experiment}/cached/{dataset}.json",
     log:
-        "logs/eval/{experiment}/features_{dataset}.log",
+        "logs/eval/{experiment}/cached_{dataset}.log",
     benchmark:
-        "results/benchmarks/extract_features/{experiment}/{dataset}.tsv"
+        "results/benchmarks/evaluate_cached/{experiment}/{dataset}.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
-        gpu=RULE_GPUS["extract_features"],
+        gpu=RULE_GPUS["evaluate_cached"],
         loader_workers=config["evaluation"]["num_workers"],
     params:
         spec=class_names_spec_json,
         batch_size=config["evaluation"]["batch_size"],
+        protocols=cached_protocols_json,
+        seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} evaluate features --checkpoint {input.checkpoint}"
-        " --manifest {input.manifest} --dataset {wildcards.dataset} --spec {params.spec:q} --out {output}"
-        " --batch-size {params.batch_size} --num-workers {resources.loader_workers} 2> {log}"
+        "python -m genview --gpus {resources.gpu} evaluate cached --checkpoint {input.checkpoint}"
+        " --manifest {input.manifest} --dataset {wildcards.dataset} --experiment {wildcards.experiment}"
+        " --spec {params.spec:q} --protocols {params.protocols:q} --seed {params.seed}"
+        " --batch-size {params.batch_size} --num-workers {resources.loader_workers}"
+        " --features {output.features} --out {output.results} 2> {log}"
 
 
 rule evaluate:
@@ -37,6 +43,8 @@ rule evaluate:
         "logs/eval/{experiment}/{protocol}_{dataset}.log",
     benchmark:
         "results/benchmarks/evaluate/{experiment}/{protocol}/{dataset}.tsv"
+    wildcard_constraints:
+        protocol=_alternatives(IMAGE_PROTOCOLS),
     conda:
         "../envs/evaluate.yaml"
     threads: 1

@@ -108,6 +108,32 @@ if REPORT["quality_audit"]:
             " --out {output.png} --scores {output.scores} 2> {log}"
 
 
+if REPORT["checks"]:
+
+    rule ground_truth_checks:
+        input:
+            unpack(checks_inputs),
+        output:
+            json="results/checks/ground_truth.json",
+            md=report("results/checks/ground_truth.md", category="Checks"),
+        log:
+            "logs/report/ground_truth_checks.log",
+        benchmark:
+            "results/benchmarks/ground_truth_checks/checks.tsv"
+        conda:
+            "../envs/train.yaml"
+        threads: 1
+        params:
+            fg_encoder=as_json(config["models"]["fg_encoder"]),
+            quality_encoder=as_json(config["models"]["quality_encoder"]),
+            options=checks_options(),
+        shell:
+            "python -m genview report checks --manifest {input.manifest} --fit {input.fit}"
+            " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
+            " --vector {input.vector} --views {input.views} --params {input.params} {params.options}"
+            " --out-json {output.json} --out-md {output.md} 2> {log}"
+
+
 if REPORT["cost"]:
 
     rule table_cost:

@@ -129,3 +129,25 @@ def test_run_settings_override_the_protocol_and_are_checked():
     assert "evaluation.runs[0].settings.linear: Additional properties are not allowed ('optimiser'" in message
     assert "evaluation.runs[1]: zeroshot needs a text tower, but 'r50' (simsiam) has none" in message
     assert "evaluation.runs[2]: vit/linear/s is also asked for by evaluation.runs[0] with other settings" in message
+
+
+def test_cached_protocols_run_in_the_feature_job_and_share_one_file(trained, tmp_path):
+    """`evaluate cached`: features, then every protocol on them, in one process; read back per protocol."""
+    from genview.cli import main
+    from genview.evaluation.runs import read_result, result_file
+
+    paths, spec = trained
+    folder = paths["clip"]
+    protocols = {"knn": SETTINGS["knn"], "linear_fast": SETTINGS["linear_fast"], "zeroshot": {}}
+    out = tmp_path / "eval" / "e" / "cached" / "shapes.json"
+    assert result_file("e", "knn", "shapes", root=str(tmp_path / "eval")) == str(out)
+    assert result_file("e", "linear", "shapes", root=str(tmp_path / "eval")) == str(tmp_path / "eval/e/linear/shapes.json")
+    rc = main(["evaluate", "cached", "--checkpoint", str(folder / "checkpoint.pt"), "--manifest",
+               str(folder.parent / "manifest.csv"), "--dataset", "shapes", "--experiment", "e", "--spec",
+               json.dumps(spec), "--protocols", json.dumps(protocols), "--features", str(tmp_path / "f.npz"),
+               "--out", str(out), "--num-workers", "0", "--device", "cpu"])
+    assert rc == 0 and (tmp_path / "f.npz").is_file()
+    for protocol in protocols:
+        record = read_result("e", protocol, "shapes", root=str(tmp_path / "eval"))
+        assert record["protocol"] == protocol and record["metrics"] and record["settings"] == protocols[protocol]
+    assert read_result("e", "retrieval", "shapes", root=str(tmp_path / "eval")) is None

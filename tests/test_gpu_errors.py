@@ -136,12 +136,12 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     import genview.evaluation.protocols
 
     monkeypatch.setattr(genview.evaluation.features, "extract_features", out_of_memory)
-    rc = main(["evaluate", "features", "--checkpoint", "c.pt", "--manifest", "m.csv", "--dataset", "d", "--spec",
-               "{}", "--out", "f.npz", "--batch-size", "512", "--device", "cpu"])
+    rc = main(["evaluate", "cached", "--checkpoint", "c.pt", "--manifest", "m.csv", "--dataset", "d", "--experiment",
+               "e", "--spec", "{}", "--features", "f.npz", "--out", "r.json", "--batch-size", "512", "--device", "cpu"])
     assert rc == 2
     assert error_line(capsys).startswith(
-        "genview evaluate: error: evaluate features (rule extract_features): out of GPU memory at batch size 512 on "
-        "cpu (memory unknown); lower evaluation.batch_size (CUDA out of memory.")
+        "genview evaluate: error: evaluate cached (rule evaluate_cached): out of GPU memory at batch size 512 on "
+        "cpu (memory unknown); lower evaluation.batch_size (images per feature batch) (CUDA out of memory.")
     monkeypatch.setattr(genview.evaluation.protocols, "evaluate", out_of_memory)
     rc = main(["evaluate", "run", "--protocol", "linear", "--experiment", "e", "--checkpoint", "c.pt", "--dataset",
                "d", "--spec", "{}", "--features", "f.npz", "--settings", '{"batch_size": 1024}', "--out", "r.json",

@@ -64,7 +64,7 @@ Reproduced values; the paper's value and the difference in parentheses.
 Missing results (— [n] in the table):
 
 1. eval/simsiam_r50_genview/linear/imagenet1k.json
-2. metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json
+2. metric 'top1' in eval/simsiam_r50_genview/cached/cifar10.json
 """
 
 EXPECTED_LATEX = r"""\begin{table}[t]
@@ -81,7 +81,7 @@ SimSiam & + GenView & -- & -- &  \\
 \end{tabular}
 \end{table}
 % missing: eval/simsiam_r50_genview/linear/imagenet1k.json
-% missing: metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json
+% missing: metric 'top1' in eval/simsiam_r50_genview/cached/cifar10.json
 """
 
 EXPECTED_CSV = """\
@@ -89,7 +89,7 @@ row,group,in1k,in1k_paper,in1k_diff,in1k_missing,c10,c10_paper,c10_diff,c10_miss
 r50_baseline,MoCo v2,71.3,71.1,+0.2,,90.0,,,,28.7,28.9,-0.2,
 + GenView,MoCo v2,73.2,73.5,-0.3,,90.0,89.9,+0.1,,26.8,26.5,+0.3,
 + GenView,SimSiam,,72.0,,eval/simsiam_r50_genview/linear/imagenet1k.json,,,,\
-metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json,,,,
+metric 'top1' in eval/simsiam_r50_genview/cached/cifar10.json,,,,
 """
 
 
@@ -113,7 +113,7 @@ def test_missing_file_metric_and_absent_cell_are_told_apart(cells):
     missing_file, missing_metric, not_in_row = cells[2]
     assert missing_file.value is None and missing_file.paper == 72.0 and missing_file.difference is None
     assert missing_file.missing == "eval/simsiam_r50_genview/linear/imagenet1k.json"
-    assert missing_metric.missing == "metric 'top1' in eval/simsiam_r50_genview/knn/cifar10.json"
+    assert missing_metric.missing == "metric 'top1' in eval/simsiam_r50_genview/cached/cifar10.json"
     assert not_in_row.missing is None and not_in_row.source is None
 
 
@@ -198,7 +198,7 @@ def test_mean_column_and_gains(monkeypatch):
     assert gains[0] == f"ours over base, Average: {expected:+.1f}; paper +1.5"
     assert gains[1] == "simsiam over base, CIFAR-10: not yet reproduced (a result is missing)"
     markdown = render_markdown(spec, cells)
-    assert "- ours over base, Average:" in markdown and "1. metric 'top1' in eval/simsiam_r50_genview/knn" in markdown
+    assert "- ours over base, Average:" in markdown and "1. metric 'top1' in eval/simsiam_r50_genview/cached" in markdown
 
 
 def test_mean_of_unknown_column_and_gain_of_unknown_row_are_config_errors():
@@ -229,9 +229,9 @@ def test_seeded_cells_are_mean_and_sd_and_differences_count_beyond_the_spread(tm
     values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5]}
     for name, runs in values.items():
         for seed, value in enumerate(runs):
-            path = tmp_path / f"{name}_s{seed}" / "knn" / "d.json"
+            path = tmp_path / f"{name}_s{seed}" / "cached" / "d.json"  # knn reads cached features: a shared file
             path.parent.mkdir(parents=True)
-            path.write_text(json.dumps({"metrics": {"top1": value}}))
+            path.write_text(json.dumps({"knn": {"metrics": {"top1": value}}}))
     spec = {"title": "T", "seeds": [0, 1, 2], "compare_to": "base",
             "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
             "columns": [{"key": k, "label": k, "cell": {"experiment": f"{k}_s{{seed}}"}} for k in values],

@@ -89,7 +89,7 @@ def test_sources_and_class_names_do_not_reindex_or_retrain(smoke_run, tmp_path):
     assert not {"make_shapes", "index_dataset", "shard_shapes", "generate_views"} & counts.keys()
     output = dry_run(smoke_run.root, edited(SMOKE, ("datasets", "shapes", "zeroshot_key"), "shapes"), tmp_path)
     counts = job_counts(output)
-    assert {"extract_features", "evaluate"} <= counts.keys()
+    assert {"evaluate_cached", "evaluate"} <= counts.keys()
     assert not {"index_dataset", "generate_views", "pretrain"} & counts.keys()
 
 

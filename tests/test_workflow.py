@@ -1,6 +1,5 @@
 """The workflow itself: lint, format, dry-runs of both configs, and a real run of what exists so far."""
 
-import json
 import os
 import re
 
@@ -30,35 +29,58 @@ def test_snakefmt():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_default_dry_run(workdir):
-    result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
-    config = load_config(REPO / "config/config.yaml")
-    shards, experiments = config["datasets"]["shapes"]["num_shards"], len(resolve_experiments(config))
-    evaluations = resolve_evaluations(config, resolve_experiments(config))
-    assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
-    tables = {f"table_{name}": 1 for name in load_table_specs(REPO / config["report"]["tables"])}
-    figures = {"figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1}
-    assert job_counts(result.stdout) == {
-        "build_tiny_models": 1, "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1,
-        "foreground_shard": shards, "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards,
-        "collect_views": 3, "fit_quality_vector": 1, "pretrain": experiments, "extract_features": experiments,
-        "evaluate": len(evaluations), "all": 1, **tables, **figures,
-        "total": 10 + 6 * shards + 2 * experiments + len(evaluations) + len(tables) + len(figures),
+def expected_jobs(config: dict) -> dict[str, int]:
+    """The jobs of a complete run of a shapes config, counted from the config."""
+    from genview.evaluation.runs import CACHED_PROTOCOLS
+
+    shards = config["datasets"]["shapes"]["num_shards"]
+    experiments = resolve_experiments(config)
+    evaluations = resolve_evaluations(config, experiments)
+    pairs = {(e, d) for e, _, d in evaluations} | {(e, config["report"]["tsne"]["dataset"])
+                                                   for e in config["report"]["tsne"]["panels"].values()}
+    counts = {
+        "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1, "foreground_shard": shards,
+        "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards, "collect_views": 3,
+        "fit_quality_vector": 1, "pretrain": len(experiments), "evaluate_cached": len(pairs),
+        "evaluate": sum(p not in CACHED_PROTOCOLS for _, p, _ in evaluations), "all": 1,
+        "figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1,
+        **{f"table_{name}": 1 for name in load_table_specs(REPO / config["report"]["tables"])},
     }
+    models = config["models"]
+    if models["trained_encoder"]:
+        counts["train_encoder"] = 1
+    if not models["unclip"].get("renderer"):
+        counts["build_tiny_models"] = 1
+    if config["report"]["checks"]:
+        counts["ground_truth_checks"] = 1
+    counts = {name: count for name, count in counts.items() if count}
+    return {**counts, "total": sum(counts.values())}
 
 
-@pytest.mark.parametrize("table, experiments, protocols", [
-    ("vl_retrieval", 6, {"retrieval"}),
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_dry_run_plans_every_stage(workdir, name):
+    result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config" / name, workdir=workdir)
+    config = load_config(REPO / "config" / name) if name == "smoke.yaml" else load_config(REPO / "config/config.yaml")
+    assert job_counts(result.stdout) == expected_jobs(config)
+    if name == "smoke.yaml":  # every protocol and every method of the workflow
+        evaluations = resolve_evaluations(config, resolve_experiments(config))
+        assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
+
+
+@pytest.mark.parametrize("table, experiments, image_protocols", [
+    ("vl_retrieval", 6, set()),
     ("ssl_linear", 18, {"linear"}),
 ])
-def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, protocols):
-    result = snakemake(f"table_{table}", "-n", "--cores", "1", "--configfile", REPO / "config/config.yaml",
+def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, image_protocols):
+    result = snakemake(f"table_{table}", "-n", "--cores", "1", "--configfile", REPO / "config/smoke.yaml",
                        workdir=workdir)
     counts = job_counts(result.stdout)
-    assert counts["pretrain"] == counts["extract_features"] == counts["evaluate"] == experiments
+    assert counts["pretrain"] == counts["evaluate_cached"] == experiments
+    assert counts.get("evaluate", 0) == experiments * len(image_protocols)
     assert counts[f"table_{table}"] == 1
     assert not {name for name in counts if name.startswith(("table_", "figure_")) and name != f"table_{table}"}
-    assert set(re.findall(r"^    wildcards: experiment=\S+, protocol=(\w+)", result.stdout, re.MULTILINE)) == protocols
+    assert set(re.findall(r"^    wildcards: experiment=\S+, protocol=(\w+)", result.stdout, re.MULTILINE)) == (
+        image_protocols)
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
@@ -121,10 +143,12 @@ def check_embedded_default_outputs(workdir, config):
         checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=True)
         assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
         assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
+    from genview.evaluation.runs import read_result
+
     for experiment, protocol, dataset in resolve_evaluations(load_config(config), resolve_experiments(
             load_config(config))):
-        result = json.loads((workdir / f"results/eval/{experiment}/{protocol}/{dataset}.json").read_text())
-        assert result["experiment"] == experiment and result["metrics"]
+        result = read_result(experiment, protocol, dataset, root=str(workdir / "results/eval"))
+        assert result["experiment"] == experiment and result["protocol"] == protocol and result["metrics"]
     for cache in workdir.glob("results/eval/*/features/*.npz"):
         with np.load(cache) as arrays:
             assert arrays["test/features"].size, cache
@@ -145,7 +169,7 @@ def check_embedded_default_outputs(workdir, config):
 
 def test_gallery_of_a_dataset_with_fixed_noise_shows_only_guidance(workdir):
     """With the noise level fixed, there is no foreground analysis to show: only the TC gallery is built."""
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     config["datasets"]["shapes"]["generation"] = {"ic": {"noise_level": 200}, "itc": {"noise_level": 200}}
     path = workdir / "fixed_noise.yaml"
     path.write_text(yaml.safe_dump(config))

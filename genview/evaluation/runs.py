@@ -19,6 +19,29 @@ from genview.method_catalog import method_catalog
 NOT_PROTOCOLS = ("batch_size", "num_workers", "runs")
 #: Protocols that need a text tower (vision-language methods).
 TEXT_PROTOCOLS = ("zeroshot", "retrieval")
+#: Protocols that read only the cached features (and the model's text tower): they run in the job that extracts the
+#: features, one job per (experiment, dataset), and their results share one file.
+CACHED_PROTOCOLS = ("linear_fast", "knn", "zeroshot", "retrieval")
+
+
+def result_file(experiment: str, protocol: str, dataset: str, root: str = "results/eval") -> str:
+    """Where an evaluation's result lives: ``<root>/<experiment>/<protocol>/<dataset>.json``, or for the protocols
+    on cached features their shared ``<root>/<experiment>/cached/<dataset>.json`` (keyed by protocol)."""
+    if protocol in CACHED_PROTOCOLS:
+        return f"{root}/{experiment}/cached/{dataset}.json"
+    return f"{root}/{experiment}/{protocol}/{dataset}.json"
+
+
+def read_result(experiment: str, protocol: str, dataset: str, root: str = "results/eval") -> dict | None:
+    """An evaluation's record (metrics, settings, provenance), or None when it does not exist yet."""
+    import json
+    from pathlib import Path
+
+    path = Path(result_file(experiment, protocol, dataset, root))
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text())
+    return payload.get(protocol) if protocol in CACHED_PROTOCOLS else payload
 
 
 def protocol_names(config: dict) -> list[str]:

@@ -76,6 +76,38 @@ def _quality(args) -> None:
                   extremes=args.extremes, seed=args.seed)
 
 
+def _checks(args) -> None:
+    import numpy as np
+
+    from genview.devices import resolve_device
+    from genview.quality.encoder import QualityScorer
+    from genview.report import checks
+    from genview.report.specs import load_table_specs
+
+    about = ("The embedded default's models were trained for minutes on the synthetic shapes set, not the paper's: "
+             "these numbers test that each mechanism of the method does what the paper says, against the ground "
+             "truth the shapes generator knows; they are not the paper's results.")
+    result: dict = {"about": about, "goals": checks.GOALS}
+    fg_encoder = json_argument(args.fg_encoder, "--fg-encoder")
+    with np.load(args.fit) as fit:
+        trained = float(fit["mean_iou"]) if "mean_iou" in fit.files else None
+    if trained is not None:
+        result["foreground"] = {"iou_trained": round(trained, 4), "iou_random": round(checks.random_encoder_iou(
+            fg_encoder, args.manifest, per_class=args.per_class, sample_size=args.sample_size, seed=args.seed), 4)}
+    result["views"] = checks.view_checks(args.views, args.params)
+    if "note" not in result["views"]:
+        encoder = json_argument(args.quality_encoder, "--quality-encoder")
+        scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device),
+                               image_size=encoder.get("image_size"))
+        pairs = checks.score_pairs_with_truth(args.views, args.manifest, scorer, args.sample, args.seed)
+        result["quality"] = checks.quality_auc(pairs)
+    if args.learning_table:
+        spec = load_table_specs(args.tables)[args.learning_table]
+        result["learning"] = checks.learning_checks(spec, args.results, json_argument(args.learning_columns,
+                                                                                       "--learning-columns"))
+    checks.write_checks(result, args.out_json, args.out_md)
+
+
 def _cost(args) -> None:
     from genview.report.cost import write_cost
 
@@ -133,6 +165,23 @@ def register(stages) -> None:
     quality.add_argument("--out", required=True, help="PNG")
     quality.add_argument("--scores", required=True, help="CSV of every scored pair")
     quality.set_defaults(run=_quality)
+
+    check = commands.add_parser("checks", help="checks against the ground truth of a shapes dataset")
+    for option in ("--manifest", "--fit", "--fg-encoder", "--quality-encoder", "--vector", "--out-json", "--out-md"):
+        check.add_argument(option, required=True)
+    check.add_argument("--views", nargs="+", required=True, help="view manifests of every source")
+    check.add_argument("--params", nargs="+", required=True, help="the shards' params CSVs")
+    check.add_argument("--tables", default="config/tables_default.yaml")
+    check.add_argument("--learning-table", help="a seeded table with random / baseline / views / genview columns")
+    check.add_argument("--learning-columns", default="{}", help="JSON: role (random, baseline, views, genview) -> "
+                       "column key of the learning table")
+    check.add_argument("--results", default="results/eval")
+    check.add_argument("--sample", type=int, default=512, help="(real, view) pairs per source scored")
+    check.add_argument("--per-class", type=int, default=10, help="foreground fitting sample (as analysis)")
+    check.add_argument("--sample-size", type=int, default=10000)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--device", default="auto")
+    check.set_defaults(run=_checks)
 
     cost = commands.add_parser("cost", help="wall time and GPU-hours per stage from the benchmark files")
     cost.add_argument("--benchmarks", default="results/benchmarks")

@@ -208,14 +208,17 @@ def _mean_cell(cells: dict[str, Cell], paper: float | None, row_label: str) -> C
 def _load_cell(cell_spec: dict | None, results_root: Path) -> Cell:
     if cell_spec is None:
         return Cell()
+    from genview.evaluation.runs import read_result, result_file
+
     paper = None if cell_spec.get("paper") is None else float(cell_spec["paper"])
-    path = results_root / cell_spec["experiment"] / cell_spec["protocol"] / f"{cell_spec['dataset']}.json"
-    source = str(path)
-    if not path.is_file():
-        return Cell(paper=paper, missing=source, source=source)
+    where = (cell_spec["experiment"], cell_spec["protocol"], cell_spec["dataset"])
+    source = result_file(*where, root=str(results_root))
     try:
-        metrics = json.loads(path.read_text())["metrics"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        record = read_result(*where, root=str(results_root))
+        if record is None:
+            return Cell(paper=paper, missing=source, source=source)
+        metrics = record["metrics"]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
         # A result file that exists but cannot be read is a broken run, not a result still to come.
         raise BadInputError(f"{source}: not an evaluation result ({error})") from error
     metric = cell_spec["metric"]

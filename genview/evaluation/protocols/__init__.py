@@ -118,15 +118,12 @@ def _code_version() -> str:
     return f"{__version__}+{commit}" if commit else __version__
 
 
-def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
-    """Run ``protocol`` and write its result JSON: metrics, settings, provenance. Long protocols keep a resume point
-    beside it (``<out_json>.resume.pt``) until they finish."""
+def evaluation_record(protocol: str, context: EvalContext) -> dict:
+    """Run ``protocol``: its metrics, settings and provenance."""
     started = time.perf_counter()
-    if context.resume_path is None:
-        context.resume_path = Path(f"{out_json}.resume.pt")
     metrics = protocol_class(protocol)().run(context)
     experiment = context.experiment
-    result = {
+    record = {
         "experiment": context.experiment_name,
         "protocol": protocol,
         "dataset": context.dataset,
@@ -144,10 +141,23 @@ def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
             "wall_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    text = json.dumps(result, indent=2, default=_plain) + "\n"
+    return json.loads(json.dumps(record, default=_plain))
+
+
+def write_json(payload: dict, out_json: str | Path) -> None:
+    text = json.dumps(payload, indent=2, default=_plain) + "\n"
     with atomic_path(out_json) as tmp:
         tmp.write_text(text)
-    return json.loads(text)
+
+
+def evaluate(protocol: str, context: EvalContext, out_json: str | Path) -> dict:
+    """Run ``protocol`` and write its result JSON: metrics, settings, provenance. Long protocols keep a resume point
+    beside it (``<out_json>.resume.pt``) until they finish."""
+    if context.resume_path is None:
+        context.resume_path = Path(f"{out_json}.resume.pt")
+    record = evaluation_record(protocol, context)
+    write_json(record, out_json)
+    return record
 
 
 def _plain(value):
