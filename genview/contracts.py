@@ -153,8 +153,8 @@ OUTPUTS = (
      "captions.csv with every image's attributes"),
     ("results/data/{dataset}/manifest.csv, rejects.csv", "index_dataset", "the manifest and the rejects list"),
     ("results/data/{dataset}/shards/{shard}.csv", "shard_{dataset}", "the training split cut into shards"),
-    ("results/models/tiny/{role}/", "build_tiny_models", "the embedded default's model stand-ins, in each library's "
-     "own format"),
+    ("results/models/tiny/{role}/", "build_tiny_models", "random-weight stand-ins for every model role (the smoke "
+     "config), in each library's own format"),
     ("results/analysis/{dataset}/fg_pca.npz, fg_overlay.png", "fit_foreground", "PC-1 vector, threshold, sign, "
      "threshold mode, fitting sample ids, encoder stamp (and mean IoU with ground-truth masks); an overlay of the "
      "token masks"),
@@ -172,10 +172,18 @@ OUTPUTS = (
     ("results/pretrain/{experiment}/metrics.jsonl, config.yaml", "pretrain", "one record per step (loss, lr, "
      "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment"),
     ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
-    ("results/eval/{experiment}/features/{dataset}.npz", "extract_features", "backbone features, labels, ids, "
+    ("results/models/trained/encoder/", "train_encoder", "the tiny open_clip encoder trained on a shapes dataset "
+     "(models.trained_encoder)"),
+    ("results/eval/{experiment}/features/{dataset}.npz", "evaluate_cached", "backbone features, labels, ids, "
      "paths, captions per split; class names; the checkpoint's fingerprint"),
-    ("results/eval/{experiment}/{protocol}/{dataset}.json", "evaluate", "metrics, the protocol's settings and "
-     "provenance (config hash, checkpoint sha256, code version, seed, device, host, wall time)"),
+    ("results/eval/{experiment}/cached/{dataset}.json", "evaluate_cached", "the protocols on cached features "
+     "(linear_fast, knn, zeroshot, retrieval), one record per protocol: metrics, settings and provenance (config "
+     "hash, checkpoint sha256, code version, seed, device, host, wall time)"),
+    ("results/eval/{experiment}/{protocol}/{dataset}.json", "evaluate", "the protocols that read images again "
+     "(linear, semisup): one record as above; <name>.json.resume.pt is the resume point while it runs"),
+    ("results/checks/ground_truth.json, ground_truth.md", "ground_truth_checks", "the embedded default's checks "
+     "against the shapes ground truth (foreground IoU, class kept per noise level and guidance, the quality "
+     "score's AUC, learning against the random initialisation)"),
     ("results/tables/{table}.md, .tex, .csv, .html", "table_{table}", "a paper table: reproduced value, paper value "
      "and difference per cell; missing cells name the file that would fill them"),
     ("results/tables/cost.md, cost.csv", "table_cost", "jobs, wall time, memory and GPU-hours per stage"),
