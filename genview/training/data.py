@@ -20,6 +20,7 @@ from genview.contracts import VIEWS
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 
+IMAGE_CACHE_BYTES = 256 << 20  # per loader process
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 NORMALIZATION = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
@@ -121,6 +122,8 @@ class PretrainDataset(Dataset):
                  multi_crop: dict | None = None, downsample: dict | None = None):
         self.rows = rows.reset_index(drop=True)
         self.mode, self.seed, self.epoch = mode, seed, 0
+        self._cache: dict[str, torch.Tensor] = {}
+        self._cache_bytes = 0
         self.views, self.sources = views or {}, list(sources)
         self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
         self.shuffle_views = shuffle_views
@@ -136,6 +139,18 @@ class PretrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def _image(self, path: str) -> torch.Tensor:
+        """The decoded image in [0, 1]. Small images are kept decoded (as uint8, per loader process, up to
+        IMAGE_CACHE_BYTES): a tiny dataset is then decoded once instead of every epoch. The pixels are the same
+        either way, so the cache changes no result."""
+        cached = self._cache.get(path)
+        if cached is None:
+            cached = v2.functional.to_image(load_rgb(path))
+            if self._cache_bytes + cached.numel() <= IMAGE_CACHE_BYTES:
+                self._cache[path] = cached
+                self._cache_bytes += cached.numel()
+        return v2.functional.to_dtype(cached, torch.float32, scale=True)
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
@@ -147,7 +162,7 @@ class PretrainDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
-            real = to_tensor(load_rgb(row["path"]))
+            real = self._image(row["path"])
             if self.mode == "two_view":
                 return self._two_view(row, real, rng) + (index,)
             return self._vision_language(row, real, rng) + (index,)
@@ -156,7 +171,7 @@ class PretrainDataset(Dataset):
         images = [real, real]
         choices = self._generated_choices(row["id"], self.sources)
         if choices and rng.random() < self.generated_prob:
-            images[int(rng.integers(2))] = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
+            images[int(rng.integers(2))] = self._image(choices[int(rng.integers(len(choices)))])
         view1, view2 = self.pipelines[0](images[0]), self.pipelines[1](images[1])
         if not self.local_crops:
             return view1, view2, None
@@ -169,7 +184,7 @@ class PretrainDataset(Dataset):
             if v > 0 and self.sources:
                 choices = self._generated_choices(row["id"], [self.sources[(v - 1) % len(self.sources)]])
                 if choices and rng.random() < self.syn_ratio:
-                    image = to_tensor(load_rgb(choices[int(rng.integers(len(choices)))]))
+                    image = self._image(choices[int(rng.integers(len(choices)))])
             views.append(self.pipelines[0](image))
         if self.shuffle_views:
             views = [views[v] for v in rng.permutation(len(views))]
