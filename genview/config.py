@@ -6,6 +6,7 @@ Used by the Snakefile before any job runs and by the command line, so both see t
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ from genview.errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
 
+@functools.cache
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The parsed schema, read once per process (the Snakefile checks every evaluation's settings against it).
+    Shared: callers read it and never modify it."""
     with open(path) as handle:
         return yaml.safe_load(handle)
 

@@ -135,7 +135,7 @@ def test_snakemake_merges_an_overlay_and_replaces_with_a_standalone_config(tmp_p
 
 
 def test_an_unknown_table_target_lists_the_tables(workdir):
-    result = snakemake("table_ssl_linearr", "-n", "--cores", "1", workdir=workdir, check=False)
+    result = snakemake("table_learnin", "-n", "--cores", "1", workdir=workdir, check=False)
     assert result.returncode != 0
-    assert "'table_ssl_linearr' is not a table or figure of this config; targets:" in result.stdout
-    assert "table_ssl_linear," in result.stdout and "figure_tsne" in result.stdout
+    assert "'table_learnin' is not a table or figure of this config; targets:" in result.stdout
+    assert "table_learning," in result.stdout and "figure_tsne" in result.stdout
