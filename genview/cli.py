@@ -19,6 +19,7 @@ STAGES = (
     "genview.data.cli",
     "genview.models.cli",
     "genview.analysis.cli",
+    "genview.quality.cli",
     "genview.generation.cli",
     "genview.training.cli",
     "genview.evaluation.cli",

@@ -8,7 +8,7 @@ without autograd, in bf16 autocast on CUDA and float32 elsewhere; results are fl
 they can multiply a loss.
 
 ``fit_quality_vector`` fits the PC-1 vector of the soft masks on the encoder's tokens of a training sample,
-with the sign rule of :mod:`genview.analysis.foreground`.
+with the sign rule of :mod:`genview.analysis.pc1`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from genview.analysis.pc1 import (
+    SIGNS,
+    TokenMoments,
+    choose_fit_sample,
+    choose_sign,
+    project,
+)
 from genview.contracts import MANIFEST
-from genview.models import check_encoder_stamp, encoder_stamp
-from genview.analysis.foreground import SIGNS, TokenMoments, choose_fit_sample, choose_sign, project
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
+from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, token_map_and_embedding
 from genview.quality.weights import (
     genview_weights,
@@ -246,7 +252,7 @@ def fit_quality_vector(
 
     The sign matters here (it swaps foreground and background): ``auto`` picks the orientation whose
     foreground tokens (above the foreground analysis' histogram threshold) lie nearer the image centre, as
-    :func:`genview.analysis.foreground.choose_sign` documents. The npz holds ``vector`` (signed, float32),
+    :func:`genview.analysis.pc1.choose_sign` documents. The npz holds ``vector`` (signed, float32),
     ``sign``, ``sample_ids`` and ``grid`` (token rows, columns); they are also returned.
     """
     if sign not in SIGNS:
