@@ -20,7 +20,6 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
@@ -32,7 +31,7 @@ from genview.analysis.pc1 import (
     project,
 )
 from genview.contracts import MANIFEST
-from genview.data.images import load_rgb
+from genview.data.images import NORMALIZATION, load_rgb
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
@@ -47,11 +46,6 @@ from genview.quality.weights import (
 )
 
 log = logging.getLogger(__name__)
-
-NORMALIZATIONS = {
-    "clip": (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-}
 
 
 class QualityEncoder:
@@ -70,9 +64,9 @@ class QualityEncoder:
         normalization: str = "clip",
         image_size: int | tuple[int, int] | None = None,
     ):
-        if normalization not in NORMALIZATIONS:
+        if normalization not in NORMALIZATION:
             raise ConfigError(
-                f"quality encoder normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"quality encoder normalization must be one of {', '.join(NORMALIZATION)}, "
                 f"got {normalization!r}"
             )
         self.device = torch.device(device)
@@ -81,7 +75,7 @@ class QualityEncoder:
         self.tokenizer = open_clip.get_tokenizer(encoder_spec["model"])
         size = image_size or self.model.visual.image_size
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
-        mean, std = NORMALIZATIONS[normalization]
+        mean, std = NORMALIZATION[normalization]
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 

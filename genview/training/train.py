@@ -27,12 +27,13 @@ from tqdm import tqdm
 
 from genview import distributed
 from genview.contracts import MANIFEST
+from genview.data.images import NORMALIZATION
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256
 from genview.methods import build_method, method_class
 from genview.quality.weights import loss_coefficients
 from genview.training.backbones import build_backbone
-from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
+from genview.training.data import PretrainDataset, epoch_indices, load_view_index
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
 from genview.training.schedules import ema_momentum, learning_rate
 
