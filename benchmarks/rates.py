@@ -502,7 +502,7 @@ def measure_evaluation(config: dict, experiments: dict, data: dict, args, device
         test_transform,
         train_transform,
     )
-    from genview.training.train import build_model
+    from genview.training.network import build_model
 
     workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
     evaluation = config["evaluation"]

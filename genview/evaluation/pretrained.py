@@ -14,7 +14,7 @@ from genview.contracts import MANIFEST
 from genview.data.images import load_rgb, to_tensor
 from genview.errors import GenviewError
 from genview.evaluation.checkpoints import read_checkpoint
-from genview.training.train import build_model
+from genview.training.network import build_model
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):
