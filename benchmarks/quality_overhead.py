@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genview.config import validate_config
 from genview.models.open_clip_models import build_tiny_quality_encoder
 from genview.quality.encoder import QualityEncoder, QualityScorer
-from genview.config import validate_config
 from genview.training.experiments import resolve_experiments
-from genview.training.train import build_model, build_optimizer
-
+from genview.training.network import build_model
+from genview.training.train import build_optimizer
 
 BACKBONES = {
     "vit": {"name": "vit", "patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4},

@@ -496,9 +496,13 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
 def measure_evaluation(config: dict, experiments: dict, data: dict, args, device: str, report: dict) -> dict:
-    from genview.evaluation.pretrained import image_loader, test_transform, train_transform
-    from genview.training.data import to_tensor
-    from genview.training.train import build_model
+    from genview.data.images import to_tensor
+    from genview.evaluation.pretrained import (
+        image_loader,
+        test_transform,
+        train_transform,
+    )
+    from genview.training.network import build_model
 
     workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
     evaluation = config["evaluation"]

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from genview.errors import ConfigError, GenviewError
+from genview.errors import GenviewError
 from genview.gpu_lease import lease_gpus
 
 STAGES = (
@@ -19,21 +19,12 @@ STAGES = (
     "genview.data.cli",
     "genview.models.cli",
     "genview.analysis.cli",
+    "genview.quality.cli",
     "genview.generation.cli",
     "genview.training.cli",
     "genview.evaluation.cli",
     "genview.report.cli",
 )
-
-
-def json_argument(text: str, option: str):
-    """The value of a JSON command-line option (the workflow passes config sections this way)."""
-    import json
-
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{option} must be JSON: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 # Pre-training: one job per experiment (method x variant x recipe), torchrun when it has more than one GPU.
-# The quality encoder's PC-1 vector is fitted once per dataset with the analysis code.
+# The quality encoder's PC-1 vector is fitted once per dataset (genview quality fit-vector).
 
 
 rule fit_quality_vector:
@@ -20,7 +20,7 @@ rule fit_quality_vector:
         analysis=subset(config["analysis"], FIT_QUALITY_KEYS),
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} analyze fit-quality --manifest {input.manifest}"
+        "python -m genview --gpus {resources.gpu} quality fit-vector --manifest {input.manifest}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output}"
         " 2> {log}"
 

@@ -1,4 +1,4 @@
-"""The analysis and model commands as the workflow calls them, on a small `shapes` set."""
+"""The analysis, quality-vector and model commands as the workflow calls them, on a small `shapes` set."""
 
 import json
 
@@ -44,6 +44,10 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(root, monkeypatch, "analyze", "fit-foreground", "--manifest", "d/manifest.csv", "--encoder", encoder,
         "--analysis", analysis, "--out", "fit.npz", "--overlay", "fit.png", "--device", "cpu")
     assert len(np.load(root / "fit.npz")["sample_ids"]) == 24
+    quality_encoder = json.dumps({"model": f"local-dir:{models['quality_encoder'].parent}"})
+    run(root, monkeypatch, "quality", "fit-vector", "--manifest", "d/manifest.csv", "--encoder", quality_encoder,
+        "--analysis", analysis, "--out", "quality_pca.npz", "--device", "cpu")
+    assert len(np.load(root / "quality_pca.npz")["sample_ids"]) == 24
     run(root, monkeypatch, "analyze", "foreground", "--shard", "s/0.csv", "--fit", "fit.npz", "--encoder", encoder,
         "--analysis", analysis, "--out", "fg.csv", "--device", "cpu")
     run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")

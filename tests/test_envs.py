@@ -190,10 +190,10 @@ def _function_closure(tree: ast.Module, name: str):
 
 
 def _registry_submodules(module: str, tree: ast.Module) -> set[str]:
-    """A package that imports its own submodules by name (a registry: ``import_module(f"{__name__}.{name}")``) can
-    import any of them."""
-    source = ast.unparse(tree)
-    if "import_module" in source and "__name__" in source and "__path__" in source:
+    """A package whose registry imports its own submodules by name (``Registry(..., package=__name__)``, see
+    genview.registry) can import any of them."""
+    if any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Registry"
+           and any(keyword.arg == "package" for keyword in node.keywords) for node in ast.walk(tree)):
         folder = Path(importlib.util.find_spec(module).origin).parent
         return {f"{module}.{p.stem}" for p in folder.glob("*.py") if p.stem != "__init__"}
     return set()

@@ -11,22 +11,29 @@ import torch
 from PIL import Image
 
 from genview.analysis.foreground import (
-    TokenMoments,
-    choose_fit_sample,
-    choose_sign,
     fit_foreground,
-    fit_pc1,
     foreground_ratio,
     foreground_shard,
     load_fit,
     noise_level_for,
+    token_masks_to_iou,
+)
+from genview.analysis.pc1 import (
+    TokenMoments,
+    choose_fit_sample,
+    choose_sign,
+    fit_pc1,
     project,
     threshold_from_histogram,
-    token_masks_to_iou,
 )
 from genview.data.images import load_rgb
 from genview.errors import BadInputError, GenviewError
-from genview.models.open_clip_models import build_tiny_open_clip, load_open_clip, patch_tokens, token_grid
+from genview.models.open_clip_models import (
+    build_tiny_open_clip,
+    load_open_clip,
+    patch_tokens,
+    token_grid,
+)
 
 EDGES = [0.2, 0.4, 0.6, 0.8]
 LEVELS = [0, 100, 200, 300, 400]

@@ -273,7 +273,7 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
     checkpoint = run_training(data, experiments["s_simclr_baseline_s3"], tmp_path)
     assert checkpoint["steps"] == 0 and (tmp_path / "metrics.jsonl").read_text() == ""
     torch.manual_seed(3)
-    from genview.training.train import build_model
+    from genview.training.network import build_model
 
     initial = build_model(experiments["s_simclr_baseline_s3"]).state_dict()
     assert all(torch.equal(initial[k], checkpoint["method"][k]) for k in initial)

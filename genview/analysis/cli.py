@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genview.cli import json_argument
+from genview.cli_args import json_argument
 from genview.errors import ConfigError
 
 
@@ -26,20 +26,6 @@ def _fit_foreground(args) -> None:
             bins=analysis["fg_bins"], cdf=analysis["fg_cdf"], sign=analysis["fg_sign"],
             flipped_threshold=analysis["fg_flipped_threshold"], batch_size=analysis["batch_size"], seed=args.seed,
             device=device,
-        )
-
-
-def _fit_quality(args) -> None:
-    from genview.devices import resolve_device
-    from genview.quality.encoder import fit_quality_vector
-
-    analysis, encoder = json_argument(args.analysis, "--analysis"), json_argument(args.encoder, "--encoder")
-    device = resolve_device(args.device)
-    with _memory_advice("analyze fit-quality (rule fit_quality_vector)", analysis, device):
-        fit_quality_vector(
-            args.manifest, encoder, args.out, per_class=analysis["fg_sample_per_class"],
-            sample_size=analysis["fg_sample_size"], seed=args.seed, batch_size=analysis["batch_size"],
-            sign=analysis["fg_sign"], image_size=encoder.get("image_size"), device=device,
         )
 
 
@@ -101,10 +87,6 @@ def register(stages) -> None:
                   "--manifest", "--encoder", "--analysis", "--out", "--overlay")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default="auto")
-    quality = command("fit-quality", _fit_quality, "fit PC-1 of the quality encoder's tokens (GenView weights)",
-                      "--manifest", "--encoder", "--analysis", "--out")
-    quality.add_argument("--seed", type=int, default=0)
-    quality.add_argument("--device", default="auto")
     foreground = command("foreground", _foreground, "foreground ratio and noise level for every image of a shard",
                          "--shard", "--fit", "--encoder", "--analysis", "--out")
     foreground.add_argument("--device", default="auto")

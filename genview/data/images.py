@@ -1,4 +1,5 @@
-"""Opening images the way every stage does: verified, orientation applied, converted to 8-bit RGB."""
+"""Opening images the way every stage does: verified, orientation applied, converted to 8-bit RGB; then as a
+[0, 1] float tensor, and the normalisation statistics the networks take it with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: Normalisation by name (a recipe's ``normalization``): (mean, std) per RGB channel of [0, 1] images.
+NORMALIZATION = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 # Modes holding more than 8 bits per sample: PIL's own convert("RGB") clips them instead of rescaling.
 _WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": None, "F": None}
@@ -32,6 +37,15 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         image.load()
         image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
+
+
+def to_tensor(image: Image.Image):
+    """A PIL image as a float32 tensor (C, H, W) in [0, 1]."""
+    # torch here, not at the top: indexing imports this module to verify images, which needs no torch.
+    import torch
+    from torchvision.transforms import v2
+
+    return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
 
 
 def image_problem(path: str | os.PathLike) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genview.cli import json_argument
+from genview.cli_args import json_argument
 
 
 def _cached(args) -> None:

@@ -11,11 +11,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from genview.contracts import MANIFEST
-from genview.data.images import load_rgb
-from genview.evaluation.checkpoints import read_checkpoint
+from genview.data.images import load_rgb, to_tensor
 from genview.errors import GenviewError
-from genview.training.data import to_tensor
-from genview.training.train import build_model
+from genview.evaluation.checkpoints import read_checkpoint
+from genview.training.network import build_model
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genview.cli import json_argument
+from genview.cli_args import json_argument
 
 
 def _views(args) -> None:

@@ -12,37 +12,18 @@ Two kinds share the training loop:
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import torch
 from torch import nn
 
 from genview.errors import ConfigError
+from genview.registry import Registry
 
-METHODS: dict[str, type] = {}
-
-
-def register(name: str):
-    def decorate(cls):
-        if name in METHODS:
-            raise RuntimeError(f"method {name!r} registered twice ({METHODS[name]} and {cls})")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return decorate
-
-
-def _import_all() -> None:
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+#: Method name -> class. genview.method_catalog reads the ``@register("name")`` decorators without importing them.
+METHODS = Registry("method", package=__name__, name_attribute="name")
+register = METHODS.register
 
 
 def method_class(name: str) -> type:
-    _import_all()
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r} (registered: {', '.join(sorted(METHODS))})")
     return METHODS[name]
 
 

@@ -1,4 +1,5 @@
-"""Pretrained models by role: loaders and tiny offline stand-ins."""
+"""Pretrained models by role: loaders, tiny offline stand-ins and the shapes renderer (a generator stand-in that knows
+the ground truth)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ def _build_tiny(args) -> None:
 
 
 def _train_encoder(args) -> None:
-    from genview.cli import json_argument
+    from genview.cli_args import json_argument
     from genview.models.open_clip_models import train_tiny_open_clip
 
     settings = {k: v for k, v in json_argument(args.settings, "--settings").items() if k != "dataset"}

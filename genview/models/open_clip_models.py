@@ -261,8 +261,7 @@ def train_tiny_open_clip(
     from torchvision.transforms import v2
 
     from genview.contracts import MANIFEST
-    from genview.data.images import load_rgb
-    from genview.training.data import CLIP_MEAN, CLIP_STD, to_tensor
+    from genview.data.images import CLIP_MEAN, CLIP_STD, load_rgb, to_tensor
 
     rows = MANIFEST.read(manifest_csv)
     rows = rows[rows["split"] == "train"].reset_index(drop=True)

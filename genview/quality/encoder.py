@@ -8,7 +8,7 @@ without autograd, in bf16 autocast on CUDA and float32 elsewhere; results are fl
 they can multiply a loss.
 
 ``fit_quality_vector`` fits the PC-1 vector of the soft masks on the encoder's tokens of a training sample,
-with the sign rule of :mod:`genview.analysis.foreground`.
+with the sign rule of :mod:`genview.analysis.pc1`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,21 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from genview.analysis.pc1 import (
+    SIGNS,
+    TokenMoments,
+    choose_fit_sample,
+    choose_sign,
+    project,
+)
 from genview.contracts import MANIFEST
-from genview.models import check_encoder_stamp, encoder_stamp
-from genview.analysis.foreground import SIGNS, TokenMoments, choose_fit_sample, choose_sign, project
-from genview.data.images import load_rgb
+from genview.data.images import NORMALIZATION, load_rgb
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
+from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, token_map_and_embedding
 from genview.quality.weights import (
     genview_weights,
@@ -41,11 +46,6 @@ from genview.quality.weights import (
 )
 
 log = logging.getLogger(__name__)
-
-NORMALIZATIONS = {
-    "clip": (OPENAI_DATASET_MEAN, OPENAI_DATASET_STD),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-}
 
 
 class QualityEncoder:
@@ -64,9 +64,9 @@ class QualityEncoder:
         normalization: str = "clip",
         image_size: int | tuple[int, int] | None = None,
     ):
-        if normalization not in NORMALIZATIONS:
+        if normalization not in NORMALIZATION:
             raise ConfigError(
-                f"quality encoder normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"quality encoder normalization must be one of {', '.join(NORMALIZATION)}, "
                 f"got {normalization!r}"
             )
         self.device = torch.device(device)
@@ -75,7 +75,7 @@ class QualityEncoder:
         self.tokenizer = open_clip.get_tokenizer(encoder_spec["model"])
         size = image_size or self.model.visual.image_size
         self.image_size = (size, size) if isinstance(size, int) else tuple(size)
-        mean, std = NORMALIZATIONS[normalization]
+        mean, std = NORMALIZATION[normalization]
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
@@ -246,7 +246,7 @@ def fit_quality_vector(
 
     The sign matters here (it swaps foreground and background): ``auto`` picks the orientation whose
     foreground tokens (above the foreground analysis' histogram threshold) lie nearer the image centre, as
-    :func:`genview.analysis.foreground.choose_sign` documents. The npz holds ``vector`` (signed, float32),
+    :func:`genview.analysis.pc1.choose_sign` documents. The npz holds ``vector`` (signed, float32),
     ``sign``, ``sample_ids`` and ``grid`` (token rows, columns); they are also returned.
     """
     if sign not in SIGNS:

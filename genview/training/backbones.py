@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import nn
 
 from genview.errors import ConfigError
+from genview.registry import Registry
 
-BACKBONES: dict[str, Callable[..., tuple[nn.Module, int]]] = {}
+#: Backbone name -> builder(**options) -> (module, feature dimension).
+BACKBONES = Registry("backbone")
+backbone = BACKBONES.register
 
 # Published ViT sizes (timm names); `vit` takes the same keys for any other size (the tiny default uses it).
 VIT_PRESETS = {
     "vit_small": dict(embed_dim=384, depth=12, num_heads=6, patch_size=16),
     "vit_base": dict(embed_dim=768, depth=12, num_heads=12, patch_size=16),
 }
-
-
-def backbone(name: str):
-    def decorate(builder):
-        BACKBONES[name] = builder
-        return builder
-
-    return decorate
 
 
 def _resnet(arch: str, *, image_size: int = 224, small_stem: bool = False) -> tuple[nn.Module, int]:
@@ -117,9 +110,8 @@ def build_backbone(spec: dict) -> tuple[nn.Module, int]:
     """``spec`` = {"name": ..., other keys are the builder's options}; returns (module, feature dimension)."""
     options = {key: value for key, value in spec.items() if key != "name"}
     name = spec.get("name")
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r} (known: {', '.join(sorted(BACKBONES))})")
+    builder = BACKBONES[name]
     try:
-        return BACKBONES[name](**options)
+        return builder(**options)
     except TypeError as error:
         raise ConfigError(f"backbone {name!r}: bad option(s) {sorted(options)}: {error}") from None

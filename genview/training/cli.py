@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from genview.cli import json_argument
+from genview.cli_args import json_argument
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 

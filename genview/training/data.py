@@ -21,9 +21,6 @@ from genview.data.images import load_rgb
 from genview.errors import BadInputError
 
 IMAGE_CACHE_BYTES = 256 << 20  # per loader process
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-NORMALIZATION = {"clip": (CLIP_MEAN, CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -87,10 +84,6 @@ def augmentation(preset: str, image_size: int, min_scale: float, slot: int = 0, 
     if recipe["solarize"][slot]:
         steps.append(v2.RandomSolarize(0.5, p=recipe["solarize"][slot]))
     return v2.Compose(steps)
-
-
-def to_tensor(image) -> torch.Tensor:
-    return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
 
 
 def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, list[str]]]:

@@ -29,11 +29,11 @@ from genview import distributed
 from genview.contracts import MANIFEST
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256
-from genview.methods import build_method, method_class
+from genview.methods import method_class
 from genview.quality.weights import loss_coefficients
-from genview.training.backbones import build_backbone
-from genview.training.data import NORMALIZATION, PretrainDataset, epoch_indices, load_view_index
+from genview.training.data import PretrainDataset, epoch_indices, load_view_index
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
+from genview.training.network import build_model
 from genview.training.schedules import ema_momentum, learning_rate
 
 log = logging.getLogger(__name__)
@@ -81,25 +81,6 @@ def _ignore_stop_signals(worker_id: int) -> None:
     them when it stops (torch's own SIGTERM handler would kill them, failing the step in progress)."""
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
-
-
-class Normalize(nn.Module):
-    """Normalisation inside the model: the data pipeline yields [0, 1] images, which the quality encoder needs."""
-
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images):
-        return (images - self.mean) / self.std
-
-
-def build_model(experiment: dict) -> nn.Module:
-    backbone, feature_dim = build_backbone(experiment["backbone"])
-    mean, std = NORMALIZATION[experiment["recipe"]["normalization"]]
-    return build_method(experiment["method"], nn.Sequential(Normalize(mean, std), backbone), feature_dim,
-                        experiment["method_args"])
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:

@@ -7,9 +7,7 @@ protocol's settings from the config) and returns its metrics; :func:`evaluate` w
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import pkgutil
 import platform
 import subprocess
 import time
@@ -18,30 +16,15 @@ from functools import cached_property
 from pathlib import Path
 
 from genview import __version__
-from genview.errors import ConfigError
 from genview.io import atomic_path, file_sha256
+from genview.registry import Registry
 
-PROTOCOLS: dict[str, type] = {}
-
-
-def register(name: str):
-    def decorate(cls):
-        cls.name = name
-        PROTOCOLS[name] = cls
-        return cls
-
-    return decorate
+#: Protocol name -> class; a job imports only the module of the protocol it runs.
+PROTOCOLS = Registry("evaluation protocol", package=__name__, name_attribute="name")
+register = PROTOCOLS.register
 
 
 def protocol_class(name: str) -> type:
-    # A protocol usually lives in the module of its name: import just that one (a job runs one protocol).
-    if name not in PROTOCOLS and name in {module.name for module in pkgutil.iter_modules(__path__)}:
-        importlib.import_module(f"{__name__}.{name}")
-    if name not in PROTOCOLS:
-        for module in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{module.name}")
-    if name not in PROTOCOLS:
-        raise ConfigError(f"unknown evaluation protocol {name!r} (registered: {', '.join(sorted(PROTOCOLS))})")
     return PROTOCOLS[name]
 
 
