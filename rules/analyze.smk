@@ -14,7 +14,7 @@ rule fit_foreground:
     benchmark:
         "results/benchmarks/fit_foreground/{dataset}.tsv"
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     threads: 2
     resources:
         gpu=RULE_GPUS["fit_foreground"],
@@ -40,7 +40,7 @@ rule foreground_shard:
     benchmark:
         "results/benchmarks/foreground_shard/{dataset}/{shard}.tsv"
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     threads: 2
     resources:
         gpu=RULE_GPUS["foreground_shard"],
@@ -63,7 +63,7 @@ rule complexity_shard:
     benchmark:
         "results/benchmarks/complexity_shard/{dataset}/{shard}.tsv"
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     resources:
         gpu=complexity_gpus,
     params:
@@ -84,7 +84,7 @@ rule shard_params:
         "logs/analysis/{dataset}/params/{shard}.log",
     localrule: True
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     params:
         parts=params_options,
     shell:

@@ -15,7 +15,7 @@ rule evaluate_cached:
     benchmark:
         "results/benchmarks/evaluate_cached/{experiment}/{dataset}.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/models.yaml"
     threads: 1
     resources:
         gpu=RULE_GPUS["evaluate_cached"],
@@ -46,7 +46,7 @@ rule evaluate:
     wildcard_constraints:
         protocol=_alternatives(IMAGE_PROTOCOLS),
     conda:
-        "../envs/evaluate.yaml"
+        "../envs/models.yaml"
     threads: 1
     resources:
         gpu=protocol_gpus,

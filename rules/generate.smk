@@ -14,7 +14,7 @@ rule generate_views:
     benchmark:
         "results/benchmarks/generate_views/{dataset}/{source}/{shard}.tsv"
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     threads: 2
     resources:
         gpu=RULE_GPUS["generate_views"],
@@ -42,6 +42,6 @@ rule collect_views:
         "logs/generate/{dataset}/{source}/collect.log",
     localrule: True
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     shell:
         "python -m genview generate collect --out {output} {input} 2> {log}"

@@ -8,7 +8,7 @@ rule build_tiny_models:
     log:
         "logs/models/build_tiny.log",
     conda:
-        "../envs/generate.yaml"
+        "../envs/models.yaml"
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
@@ -25,7 +25,7 @@ rule train_encoder:
     benchmark:
         "results/benchmarks/train_encoder/encoder.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
     threads: 1
     params:
         settings=as_json(config["models"]["trained_encoder"]),

@@ -11,7 +11,7 @@ rule fit_quality_vector:
     log:
         "logs/analysis/{dataset}/fit_quality_vector.log",
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
     threads: 2
     resources:
         gpu=RULE_GPUS["fit_quality_vector"],
@@ -37,7 +37,7 @@ rule pretrain:
     benchmark:
         "results/benchmarks/pretrain/{experiment}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/models.yaml"
     threads: 1
     resources:
         gpu=experiment_resource("gpus"),

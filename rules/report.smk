@@ -18,7 +18,7 @@ for _table in TABLES:
             f"logs/report/table_{_table}.log",
         localrule: True
         conda:
-            "../envs/report.yaml"
+            "../envs/models.yaml"
         params:
             name=_table,
         shell:
@@ -39,7 +39,7 @@ if REPORT["tsne"]:
         benchmark:
             "results/benchmarks/figure_tsne/tsne.tsv"
         conda:
-            "../envs/report.yaml"
+            "../envs/models.yaml"
         params:
             options=tsne_options(),
         shell:
@@ -62,7 +62,7 @@ if REPORT["gallery"]:
         benchmark:
             "results/benchmarks/figure_gallery/gallery.tsv"
         conda:
-            "../envs/generate.yaml"
+            "../envs/models.yaml"
         threads: 2
         resources:
             gpu=RULE_GPUS["figure_gallery"],
@@ -95,7 +95,7 @@ if REPORT["quality_audit"]:
         benchmark:
             "results/benchmarks/figure_quality/quality_audit.tsv"
         conda:
-            "../envs/train.yaml"
+            "../envs/models.yaml"
         threads: 2
         resources:
             gpu=RULE_GPUS["figure_quality"],
@@ -121,7 +121,7 @@ if REPORT["checks"]:
         benchmark:
             "results/benchmarks/ground_truth_checks/checks.tsv"
         conda:
-            "../envs/train.yaml"
+            "../envs/models.yaml"
         threads: 1
         params:
             fg_encoder=as_json(config["models"]["fg_encoder"]),
@@ -147,7 +147,7 @@ if REPORT["cost"]:
             "logs/report/cost.log",
         localrule: True
         conda:
-            "../envs/report.yaml"
+            "../envs/models.yaml"
         params:
             gpus=lambda wildcards: as_json(declared_gpus()),
             stages=lambda wildcards: " ".join(rule.name for rule in workflow.rules),
@@ -169,6 +169,6 @@ rule unknown_report_target:
         target=r"(table|figure)_[^/]+",
     localrule: True
     conda:
-        "../envs/report.yaml"
+        "../envs/models.yaml"
     shell:
         "true"
