@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import pkgutil
 import platform
 import subprocess
@@ -22,6 +23,7 @@ from genview.errors import ConfigError
 from genview.io import atomic_path, file_sha256
 
 PROTOCOLS: dict[str, type] = {}
+log = logging.getLogger(__name__)
 
 
 def register(name: str):
@@ -141,7 +143,12 @@ def evaluation_record(protocol: str, context: EvalContext) -> dict:
             "wall_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    return json.loads(json.dumps(record, default=_plain))
+    record = json.loads(json.dumps(record, default=_plain))
+    scalars = {key: value for key, value in record["metrics"].items() if isinstance(value, (int, float))}
+    log.info("%s %s on %s: %s (%.1f s)", context.experiment_name, protocol, context.dataset,
+             ", ".join(f"{key} {value:.4g}" for key, value in scalars.items()) or "no scalar metric",
+             record["provenance"]["wall_seconds"])
+    return record
 
 
 def write_json(payload: dict, out_json: str | Path) -> None:
