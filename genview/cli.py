@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from genview.errors import GenviewError
 from genview.gpu_lease import lease_gpus
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
+    started = time.perf_counter()
     try:
         if args.gpus is not None:  # before the command imports torch, which reads CUDA_VISIBLE_DEVICES once
             lease_gpus(args.gpus)
@@ -56,4 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except GenviewError as error:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
+    # Every command's last line: no job log is empty, and a log without it is of a job that did not finish.
+    logging.getLogger(__name__).info("genview %s %s finished in %.1f s", args.stage, args.command,
+                                     time.perf_counter() - started)
     return 0

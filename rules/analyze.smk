@@ -25,7 +25,7 @@ rule fit_foreground:
     shell:
         "python -m genview --gpus {resources.gpu} analyze fit-foreground --manifest {input.manifest}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit}"
-        " --overlay {output.overlay} 2> {log}"
+        " --overlay {output.overlay} > {log} 2>&1"
 
 
 rule foreground_shard:
@@ -49,7 +49,7 @@ rule foreground_shard:
         analysis=subset(config["analysis"], FOREGROUND_KEYS),
     shell:
         "python -m genview --gpus {resources.gpu} analyze foreground --shard {input.shard} --fit {input.fit}"
-        " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output} 2> {log}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output} > {log} 2>&1"
 
 
 rule complexity_shard:
@@ -71,7 +71,7 @@ rule complexity_shard:
         llm=complexity_llm_options,
     shell:
         "python -m genview --gpus {resources.gpu} analyze complexity --shard {input.shard}"
-        " --analysis {params.analysis:q} {params.llm} --out {output} 2> {log}"
+        " --analysis {params.analysis:q} {params.llm} --out {output} > {log} 2>&1"
 
 
 rule shard_params:
@@ -88,4 +88,4 @@ rule shard_params:
     params:
         parts=params_options,
     shell:
-        "python -m genview analyze params --shard {input.shard} {params.parts} --out {output} 2> {log}"
+        "python -m genview analyze params --shard {input.shard} {params.parts} --out {output} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule make_shapes:
     params:
         spec=shapes_spec_json,
     shell:
-        "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} 2> {log}"
+        "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log} 2>&1"
 
 
 rule index_dataset:
@@ -34,7 +34,7 @@ rule index_dataset:
         out_dir=subpath(output.manifest, parent=True),
     shell:
         "python -m genview data index --dataset {wildcards.dataset} --spec {params.spec:q}"
-        " --out-dir {params.out_dir} --workers {threads} 2> {log}"
+        " --out-dir {params.out_dir} --workers {threads} > {log} 2>&1"
 
 
 # The shard count is per dataset and outputs cannot be input functions, so each training dataset gets its
@@ -57,4 +57,4 @@ for _dataset in TRAIN_DATASETS:
             out_dir=lambda wildcards, output: Path(output[0]).parent,
         shell:
             "python -m genview data shard --manifest {input} --num-shards {params.num_shards}"
-            " --out-dir {params.out_dir} 2> {log}"
+            " --out-dir {params.out_dir} > {log} 2>&1"

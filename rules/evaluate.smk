@@ -30,7 +30,7 @@ rule evaluate_cached:
         " --manifest {input.manifest} --dataset {wildcards.dataset} --experiment {wildcards.experiment}"
         " --spec {params.spec:q} --protocols {params.protocols:q} --seed {params.seed}"
         " --batch-size {params.batch_size} --num-workers {resources.loader_workers}"
-        " --features {output.features} --out {output.results} 2> {log}"
+        " --features {output.features} --out {output.results} > {log} 2>&1"
 
 
 rule evaluate:
@@ -59,4 +59,4 @@ rule evaluate:
         "python -m genview --gpus {resources.gpu} evaluate run --protocol {wildcards.protocol}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --features {input.features} --settings {params.settings:q} --seed {params.seed}"
-        " --num-workers {resources.loader_workers} --out {output} 2> {log}"
+        " --num-workers {resources.loader_workers} --out {output} > {log} 2>&1"

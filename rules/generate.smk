@@ -28,7 +28,7 @@ rule generate_views:
         "python -m genview --gpus {resources.gpu} generate views --source {wildcards.source}"
         " --shard {input.shard} --params {input.params} --views-dir {params.views_dir} --out {output}"
         " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
-        " --on-bad-image {params.on_bad_image} 2> {log}"
+        " --on-bad-image {params.on_bad_image} > {log} 2>&1"
 
 
 # Training reads one view manifest per (dataset, source); one edge per source instead of one per shard also keeps the
@@ -44,4 +44,4 @@ rule collect_views:
     conda:
         "../envs/models.yaml"
     shell:
-        "python -m genview generate collect --out {output} {input} 2> {log}"
+        "python -m genview generate collect --out {output} {input} > {log} 2>&1"

@@ -12,7 +12,7 @@ rule build_tiny_models:
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
-        "python -m genview models build-tiny --out-dir {params.out_dir} 2> {log}"
+        "python -m genview models build-tiny --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule train_encoder:
@@ -32,4 +32,4 @@ rule train_encoder:
         out_dir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} 2> {log}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

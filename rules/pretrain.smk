@@ -22,7 +22,7 @@ rule fit_quality_vector:
     shell:
         "python -m genview --gpus {resources.gpu} quality fit-vector --manifest {input.manifest}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output}"
-        " 2> {log}"
+        " > {log} 2>&1"
 
 
 rule pretrain:
@@ -60,4 +60,4 @@ rule pretrain:
         " --out-dir {params.out_dir} --manifest {input.manifest} --views {input.views} {params.quality}"
         " --nproc {resources.gpu} --num-workers {resources.loader_workers}"
         " --save-every-epochs {resources.save_every_epochs} --save-every-steps {resources.save_every_steps}"
-        " --max-nonfinite-in-row {resources.max_nonfinite_in_row} 2> {log}"
+        " --max-nonfinite-in-row {resources.max_nonfinite_in_row} > {log} 2>&1"

@@ -43,7 +43,7 @@ if REPORT["tsne"]:
         params:
             options=tsne_options(),
         shell:
-            "python -m genview report tsne {params.options} --out {output.png} --points {output.points} 2> {log}"
+            "python -m genview report tsne {params.options} --out {output.png} --points {output.points} > {log} 2>&1"
 
 
 if REPORT["gallery"]:
@@ -76,7 +76,7 @@ if REPORT["gallery"]:
         shell:
             "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} --params {input.params}"
             " --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q} --text2img {params.text2img:q}"
-            " --generation {params.generation:q} {params.options} {params.files} 2> {log}"
+            " --generation {params.generation:q} {params.options} {params.files} > {log} 2>&1"
 
 
 if REPORT["quality_audit"]:
@@ -105,7 +105,7 @@ if REPORT["quality_audit"]:
         shell:
             "python -m genview --gpus {resources.gpu} report quality --manifest {input.manifest}"
             " --views {input.views} --vector {input.vector} --encoder {params.encoder:q} {params.options}"
-            " --out {output.png} --scores {output.scores} 2> {log}"
+            " --out {output.png} --scores {output.scores} > {log} 2>&1"
 
 
 if REPORT["checks"]:
@@ -131,7 +131,7 @@ if REPORT["checks"]:
             "python -m genview report checks --manifest {input.manifest} --fit {input.fit}"
             " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
             " --vector {input.vector} --views {input.views} --params {input.params} {params.options}"
-            " --out-json {output.json} --out-md {output.md} 2> {log}"
+            " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
 
 
 if REPORT["cost"]:

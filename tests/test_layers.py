@@ -16,7 +16,7 @@ PACKAGE = REPO / "genview"
 #: The layers, bottom to top: each top-level module or package of genview (``__init__``: the package's own
 #: ``genview/__init__.py``). docs/architecture.md lists the same order with what lives in each layer.
 LAYERS = [
-    "__init__", "errors", "io", "contracts", "config", "cli_args", "devices", "distributed", "gpu_lease",
+    "__init__", "errors", "io", "progress", "contracts", "config", "cli_args", "devices", "distributed", "gpu_lease",
     "method_catalog", "registry", "data", "models", "methods", "analysis", "generation", "quality", "training",
     "evaluation", "report", "estimate", "config_docs", "resolve", "config_cli", "devices_cli", "cli", "__main__",
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 from genview.errors import ConfigError
+from genview.progress import progress
 
 # --- Word classes of concrete visual constraints. Entries may be phrases ("in front of"): a phrase counts once.
 # --- Object nouns are listed in the singular; regular plurals are recognised.
@@ -314,13 +315,14 @@ def llm_scores(captions: Iterable[str], generate: Generate, attempts: int = 5) -
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     results = []
-    for caption in captions:
-        if not caption.strip():
-            # An empty caption states no constraint, so its score is certainly 1; asking a model would only
-            # invite an invented score.
-            results.append(ScoreResult(LOWEST_SCORE, "lexical", 0, ""))
-        else:
-            results.append(_llm_score(caption, generate, attempts))
+    with progress(captions, desc="LLM caption complexity", unit="caption") as bar:
+        for caption in bar:
+            if not caption.strip():
+                # An empty caption states no constraint, so its score is certainly 1; asking a model would only
+                # invite an invented score.
+                results.append(ScoreResult(LOWEST_SCORE, "lexical", 0, ""))
+            else:
+                results.append(_llm_score(caption, generate, attempts))
     return results
 
 

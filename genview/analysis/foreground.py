@@ -13,13 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from genview.analysis.pc1 import (
     SIGNS,
@@ -37,6 +35,7 @@ from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, patch_tokens, token_grid
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +119,13 @@ def _mask_iou(token_mask: torch.Tensor, mask_path: str) -> float:
 
 def _encode(model, preprocess, paths: list[str], batch_size: int, device: str, desc: str):
     """Yield the patch tokens (B, T, D) of ``paths``, in order, ``batch_size`` images at a time."""
-    with tqdm(total=len(paths), desc=desc, unit="img", mininterval=5) as progress:
+    with progress(total=len(paths), desc=desc, unit="img") as bar:
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
             images = torch.stack([preprocess(_load(path)) for path in batch]).to(device)
             with torch.no_grad():
                 tokens = patch_tokens(model, images)
-            progress.update(len(batch))
+            bar.update(len(batch))
             yield tokens
 
 
@@ -307,7 +306,7 @@ def foreground_shard(
     fit = load_fit(fit_npz)
     check_encoder_stamp(fit, encoder, "fg_encoder", fit_npz)
     ratios, token_masks = foreground_masks(rows["path"].tolist(), fit, encoder, batch_size=batch_size,
-                                           device=device, fit_name=str(fit_npz), desc=Path(shard_csv).name)
+                                           device=device, fit_name=str(fit_npz), desc=f"foreground {shard_csv}")
     ious = [
         _mask_iou(token_mask, mask) if mask else math.nan
         for token_mask, mask in zip(token_masks, rows["mask"])

@@ -58,4 +58,6 @@ def merge_params(
             merged = merged.merge(frame, on="id", how="left")
     merged = merged.reindex(columns=PARAMS.column_names)
     PARAMS.write(merged, out_csv)
+    log.info("%s: %d row(s), foreground %s, complexity %s", out_csv, len(merged),
+             "merged" if foreground_csv else "not computed", "merged" if complexity_csv else "not computed")
     return merged

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from genview.contracts import MANIFEST, REJECTS
 from genview.data import dataset_root
@@ -31,6 +30,7 @@ from genview.data.checks import IMAGE_EXTENSIONS, read_class_list, resolve_path
 from genview.data.images import image_problem
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +179,14 @@ def _torchvision_file_samples(dataset) -> list[tuple[Path, int]] | None:
 def _export_torchvision(dataset, folder: Path) -> list[tuple[Path, int]]:
     """Write the images of an in-memory dataset (CIFAR, MNIST, ...) as PNG files, once; reruns reuse them."""
     samples = []
-    for index in tqdm(range(len(dataset)), desc=f"export {folder}", mininterval=5, leave=False):
-        path = folder / f"{index:06d}.png"
-        image, target = dataset[index]
-        if not path.is_file():
-            with atomic_path(path) as tmp:
-                image.convert("RGB").save(tmp, format="PNG")
-        samples.append((path, int(target)))
+    with progress(range(len(dataset)), desc=f"export {folder}", unit="img") as indices:
+        for index in indices:
+            path = folder / f"{index:06d}.png"
+            image, target = dataset[index]
+            if not path.is_file():
+                with atomic_path(path) as tmp:
+                    image.convert("RGB").save(tmp, format="PNG")
+            samples.append((path, int(target)))
     return samples
 
 
@@ -391,7 +392,7 @@ def verify_images(paths: list[str], workers: int, cache: VerifyCache | None = No
         log.info("verification resumed: %d image(s) already verified, %d to go", len(problems), len(todo))
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(todo) > VERIFY_CHUNK else None
     try:
-        with tqdm(total=len(todo), desc="verify", unit="img", mininterval=5) as progress:
+        with progress(total=len(todo), desc="verify", unit="img") as bar:
             for start in range(0, len(todo), VERIFY_CHUNK):
                 chunk = todo[start : start + VERIFY_CHUNK]
                 found = pool.map(image_problem, chunk, chunksize=32) if pool else map(image_problem, chunk)
@@ -399,7 +400,7 @@ def verify_images(paths: list[str], workers: int, cache: VerifyCache | None = No
                 problems.update(results)
                 if cache:
                     cache.record(results)
-                progress.update(len(chunk))
+                bar.update(len(chunk))
     finally:
         if pool:
             pool.shutdown()

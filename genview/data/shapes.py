@@ -14,6 +14,7 @@ and an image does not depend on how many others are generated.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -26,6 +27,8 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from genview.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 # --- Vocabulary. Each concrete caption constraint is rendered as exactly one word/phrase from these, so a
 # --- caption-complexity scorer (and the tests) can count constraints from the text alone.
@@ -317,6 +320,8 @@ def make_shapes(
     write_style(root, image_size, style)
     with atomic_path(root / "captions.csv") as tmp:
         frame.to_csv(tmp, index=False)
+    log.info("%s: %d image(s) with masks and captions (%s)", root, len(frame),
+             ", ".join(f"{split} {count}" for split, count in frame["split"].value_counts(sort=False).items()))
     return frame
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from genview.errors import BadInputError
 from genview.io import atomic_path, file_fingerprint
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def extract_features(checkpoint: str | Path, manifest_csv: str | Path, dataset: 
             raise BadInputError(f"{manifest_csv}: labels {unknown[:5]} of split {split} are not in the label order")
         labels = np.array([index[label] for label in rows["label"]], dtype=np.int64)
         loader = image_loader(rows["path"], labels, transform, batch_size=batch_size, num_workers=num_workers)
-        for key, value in encode_images(model, loader, device).items():
+        with progress(loader, desc=f"features {dataset} {split}", unit="batch") as batches:
+            encoded = encode_images(model, batches, device)
+        for key, value in encoded.items():
             arrays[f"{split}/{key}"] = value
         arrays[f"{split}/labels"] = labels
         for column in ("id", "path", "caption"):  # str arrays: the cache loads without pickle

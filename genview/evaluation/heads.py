@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genview.progress import progress
+
 # The paper's sweep; each is scaled by batch size / 256.
 PAPER_BASE_LRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -105,27 +107,32 @@ def train_linear_heads(
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
         start_epoch, best, top1_by_head = state["epoch"], state["best"], state["top1_by_head"]
-    for epoch in range(start_epoch, epochs):
-        heads.train()
-        for features, labels in islice(train_batches(epoch), steps_per_epoch):
-            logits = heads(features.to(device, non_blocking=True).float())
-            labels = labels.to(device, non_blocking=True)
-            loss = torch.stack([F.cross_entropy(head_logits, labels) for head_logits in logits]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-        top1_by_head = _top1_by_head(heads, test_batches(), device)
-        # The paper (like MoCo's main_lincls) reports the best epoch of the best head.
-        head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
-        if top1_by_head[head] > best["top1"]:
-            best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
-        log.info("linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%", epoch + 1, epochs,
-                 top1_by_head[head], base_lrs[head], best["top1"])
-        if resume:
-            resume.save(dict(epoch=epoch + 1, heads=heads.state_dict(), optimizer=optimizer.state_dict(),
-                             schedule=schedule.state_dict(), rng=torch.get_rng_state(), best=best,
-                             top1_by_head=top1_by_head))
+    with progress(desc="linear probe", total=total_steps, initial=start_epoch * steps_per_epoch,
+                  unit="step") as bar:
+        for epoch in range(start_epoch, epochs):
+            heads.train()
+            for features, labels in islice(train_batches(epoch), steps_per_epoch):
+                logits = heads(features.to(device, non_blocking=True).float())
+                labels = labels.to(device, non_blocking=True)
+                loss = torch.stack([F.cross_entropy(head_logits, labels) for head_logits in logits]).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                # The summed loss of the heads (one per base lr).
+                bar.set_postfix(epoch=epoch + 1, loss=float(loss.detach()), refresh=False)
+                bar.update()
+            top1_by_head = _top1_by_head(heads, test_batches(), device)
+            # The paper (like MoCo's main_lincls) reports the best epoch of the best head.
+            head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
+            if top1_by_head[head] > best["top1"]:
+                best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
+            log.info("linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%", epoch + 1, epochs,
+                     top1_by_head[head], base_lrs[head], best["top1"])
+            if resume:
+                resume.save(dict(epoch=epoch + 1, heads=heads.state_dict(), optimizer=optimizer.state_dict(),
+                                 schedule=schedule.state_dict(), rng=torch.get_rng_state(), best=best,
+                                 top1_by_head=top1_by_head))
     if resume:
         resume.finish()
     return {

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from genview.errors import BadInputError
+from genview.progress import progress
 
 # The regularisation sweep of the fast linear probe: inverse L2 strengths one decade apart.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))
@@ -133,10 +134,16 @@ def logistic_regression_probe(
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
 
     val_top1_by_c = {}
-    for c in sorted(float(c) for c in cs):
-        val_top1_by_c[c] = 100.0 * probe(c).fit(fit_x, fit_y).score(val_x, val_y)
-    best_c = max(val_top1_by_c, key=lambda c: (val_top1_by_c[c], -c))
-    top1 = 100.0 * probe(best_c).fit(train_x, train_y).score(np.asarray(test_x), np.asarray(test_y))
+    # A fit on a large feature set takes minutes: one step per C, and one for the refit.
+    with progress(desc="linear_fast C sweep", total=len(cs) + 1, unit="fit") as bar:
+        for c in sorted(float(c) for c in cs):
+            val_top1_by_c[c] = 100.0 * probe(c).fit(fit_x, fit_y).score(val_x, val_y)
+            bar.set_postfix(C=c, val_top1=val_top1_by_c[c], refresh=False)
+            bar.update()
+        best_c = max(val_top1_by_c, key=lambda c: (val_top1_by_c[c], -c))
+        top1 = 100.0 * probe(best_c).fit(train_x, train_y).score(np.asarray(test_x), np.asarray(test_y))
+        bar.set_postfix(best_C=best_c, top1=top1, refresh=False)
+        bar.update()
     return {"top1": top1, "best_c": best_c, "val_top1_by_c": val_top1_by_c}
 
 

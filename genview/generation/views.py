@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image
-from tqdm import tqdm
 
 from genview.contracts import PARAMS, SHARD, VIEWS
 from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.io import atomic_path, file_sha256, settings_stamp
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,9 @@ def generate_shard(
              shard_csv, source, len(tasks), len(tasks) - len(todo), len(todo), len(skipped))
     batch_size = generation["batch_size"]
     # Decoding sources and encoding JPEGs run in threads (PIL releases the GIL), beside the pipeline's compute.
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool, tqdm(
-        total=len(todo), desc=f"{source} {Path(shard_csv).stem}", unit="view", mininterval=2
-    ) as progress:
+    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool, progress(
+        total=len(todo), desc=f"{source} views of {shard_csv}", unit="view"
+    ) as bar:
         saves = []
         for group in group_by_settings(todo):
             for start in range(0, len(group), batch_size):
@@ -232,7 +232,7 @@ def generate_shard(
                         save_record(record, task.out)
                     saves.append(pool.submit(save_view, view, task.out, generation["save_size"],
                                              generation["jpeg_quality"]))
-                progress.update(len(batch))
+                bar.update(len(batch))
         for save in saves:
             save.result()  # a failed write fails the job before the manifest is written
     for path, reason in skipped:

@@ -16,6 +16,7 @@ from pathlib import Path
 from genview.errors import GenviewError
 from genview.io import atomic_path
 from genview.models.offline import is_offline, missing_offline_error, open_clip_cache_dir
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -292,37 +293,37 @@ def train_tiny_open_clip(
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.1)
         generator = torch.Generator().manual_seed(seed)
         model.train()
-        for step in range(steps):
-            batch = torch.randperm(len(rows), generator=generator)[:batch_size]
-            flip = torch.rand(len(batch), generator=generator) < 0.5
-            pixels = torch.where(flip.view(-1, 1, 1, 1), images[batch].flip(-1), images[batch])
-            pixels = (pixels - mean) / std
-            visual = model.visual
-            visual.output_tokens = True
-            pooled, patch = visual(pixels)
-            visual.output_tokens = False
-            image_features = F.normalize(pooled, dim=-1)
-            text_features = F.normalize(model.encode_text(tokens[batch]), dim=-1)
-            logits = model.logit_scale.exp() * image_features @ text_features.T
-            targets = torch.arange(len(batch))
-            loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-            if token_supervision:
-                share = masks[batch].view(-1, grid, grid)
-                share = torch.where(flip.view(-1, 1, 1), share.flip(-1), share).flatten(1)
-                foreground = share > 0.5
-                token_loss = F.binary_cross_entropy_with_logits(foreground_head(patch).squeeze(-1),
-                                                                foreground.float())
-                if foreground.any():
-                    token_classes = labels[batch].view(-1, 1).expand_as(foreground)[foreground]
-                    token_loss = token_loss + F.cross_entropy(class_head(patch[foreground]), token_classes)
-                loss = loss + token_supervision * token_loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            if step % 50 == 0 or step == steps - 1:
-                log.info("tiny CLIP step %d/%d: loss %.4f", step + 1, steps, float(loss))
+        with progress(range(steps), desc="tiny CLIP", unit="step") as bar:
+            for _ in bar:
+                batch = torch.randperm(len(rows), generator=generator)[:batch_size]
+                flip = torch.rand(len(batch), generator=generator) < 0.5
+                pixels = torch.where(flip.view(-1, 1, 1, 1), images[batch].flip(-1), images[batch])
+                pixels = (pixels - mean) / std
+                visual = model.visual
+                visual.output_tokens = True
+                pooled, patch = visual(pixels)
+                visual.output_tokens = False
+                image_features = F.normalize(pooled, dim=-1)
+                text_features = F.normalize(model.encode_text(tokens[batch]), dim=-1)
+                logits = model.logit_scale.exp() * image_features @ text_features.T
+                targets = torch.arange(len(batch))
+                loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+                if token_supervision:
+                    share = masks[batch].view(-1, grid, grid)
+                    share = torch.where(flip.view(-1, 1, 1), share.flip(-1), share).flatten(1)
+                    foreground = share > 0.5
+                    token_loss = F.binary_cross_entropy_with_logits(foreground_head(patch).squeeze(-1),
+                                                                    foreground.float())
+                    if foreground.any():
+                        token_classes = labels[batch].view(-1, 1).expand_as(foreground)[foreground]
+                        token_loss = token_loss + F.cross_entropy(class_head(patch[foreground]), token_classes)
+                    loss = loss + token_supervision * token_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100))
+                bar.set_postfix(loss=float(loss.detach()), refresh=False)
         model.eval()
 
     vision_cfg = {"image_size": image_size, "patch_size": patch_size, "width": width, "layers": layers,

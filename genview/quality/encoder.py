@@ -21,7 +21,6 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from genview.analysis.pc1 import (
     SIGNS,
@@ -36,6 +35,7 @@ from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, token_map_and_embedding
+from genview.progress import progress
 from genview.quality.weights import (
     genview_weights,
     image_image_weights,
@@ -218,13 +218,13 @@ def load_centre_crop(path: str, size: tuple[int, int]) -> torch.Tensor:
 
 def _token_maps(encoder: QualityEncoder, paths: list[str], batch_size: int, desc: str):
     """Yield the token maps (B, h, w, D) of ``paths``, in order, ``batch_size`` images at a time."""
-    with tqdm(total=len(paths), desc=desc, unit="img", mininterval=5) as progress:
+    with progress(total=len(paths), desc=desc, unit="img") as bar:
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
             token_map, _ = encoder.features(
                 torch.stack([load_centre_crop(path, encoder.image_size) for path in batch])
             )
-            progress.update(len(batch))
+            bar.update(len(batch))
             yield token_map
 
 

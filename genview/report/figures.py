@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from genview.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def new_figure(rows: int, columns: int, panel: tuple[float, float], title: str | None = None):
@@ -26,6 +29,7 @@ def save_png(figure, path: str | os.PathLike, dpi: int = 110) -> None:
     # No time stamp in the metadata: the same inputs give the same bytes.
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
+    log.info("wrote %s", path)  # the summary line of every figure command
 
 
 def show_image(axis, image, title: str | None = None, frame: str | None = None) -> None:

@@ -15,6 +15,7 @@ from genview.contracts import PARAMS, SHARD
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 from genview.generation.views import ViewTask, run_pipeline, view_seed
+from genview.progress import progress
 from genview.report.figures import new_figure, save_png, show_image
 
 ADAPTIVE_FRAME = "tab:red"
@@ -59,11 +60,12 @@ def image_gallery(rows: pd.DataFrame, token_masks: list, pipeline, *, noise_leve
                   steps: int, seed: int, out_png: str | os.PathLike, title: str) -> None:
     """IC views of each row at every noise level; columns: source, foreground mask, one per level."""
     sources = [load_rgb(path) for path in rows["path"]]
-    views = {
-        int(level): _generate(pipeline, "ic", rows, sources, steps, seed, noise_level=int(level),
-                              guidance_scale=guidance_scale)
-        for level in noise_levels
-    }
+    with progress(noise_levels, desc="IC gallery", unit="noise level") as levels:
+        views = {
+            int(level): _generate(pipeline, "ic", rows, sources, steps, seed, noise_level=int(level),
+                                  guidance_scale=guidance_scale)
+            for level in levels
+        }
     figure, axes = new_figure(len(rows), 2 + len(noise_levels), (1.6, 1.75), title)
     for index, (axis_row, row, token_mask) in enumerate(zip(axes, rows.itertuples(), token_masks)):
         show_image(axis_row[0], sources[index], "source")
@@ -78,10 +80,11 @@ def image_gallery(rows: pd.DataFrame, token_masks: list, pipeline, *, noise_leve
 def text_gallery(rows: pd.DataFrame, pipeline, *, guidance_scales: list[float], steps: int, seed: int,
                  out_png: str | os.PathLike, title: str) -> None:
     """TC views of each row's caption at every guidance scale; the caption and its complexity label the row."""
-    views = {
-        float(scale): _generate(pipeline, "tc", rows, None, steps, seed, noise_level=None, guidance_scale=scale)
-        for scale in guidance_scales
-    }
+    with progress(guidance_scales, desc="TC gallery", unit="guidance scale") as scales:
+        views = {
+            float(scale): _generate(pipeline, "tc", rows, None, steps, seed, noise_level=None, guidance_scale=scale)
+            for scale in scales
+        }
     figure, axes = new_figure(len(rows), len(guidance_scales), (1.8, 1.9), title)
     for index, (axis_row, row) in enumerate(zip(axes, rows.itertuples())):
         for axis, scale in zip(axis_row, views):

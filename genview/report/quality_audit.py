@@ -12,6 +12,7 @@ import torch
 from genview.contracts import MANIFEST, QUALITY_SCORES, VIEWS
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
+from genview.progress import progress
 from genview.quality.encoder import QualityScorer, load_centre_crop
 from genview.report.figures import new_figure, save_png, show_image
 
@@ -38,11 +39,13 @@ def read_pairs(view_manifests: list[str | os.PathLike], manifest_csv: str | os.P
 
 def score_pairs(pairs: pd.DataFrame, scorer: QualityScorer, batch_size: int = 64) -> np.ndarray:
     scores = []
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs.iloc[start : start + batch_size]
-        real = torch.stack([load_centre_crop(path, scorer.image_size) for path in batch["real"]])
-        views = torch.stack([load_centre_crop(path, scorer.image_size) for path in batch["view"]])
-        scores.append(scorer.pair_quality(real, views).cpu().numpy())
+    with progress(total=len(pairs), desc="quality scores", unit="pair") as bar:
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs.iloc[start : start + batch_size]
+            real = torch.stack([load_centre_crop(path, scorer.image_size) for path in batch["real"]])
+            views = torch.stack([load_centre_crop(path, scorer.image_size) for path in batch["view"]])
+            scores.append(scorer.pair_quality(real, views).cpu().numpy())
+            bar.update(len(batch))
     return np.concatenate(scores).astype(np.float64)
 
 

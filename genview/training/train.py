@@ -23,13 +23,13 @@ import torch
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from genview import distributed
 from genview.contracts import MANIFEST
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256
 from genview.methods import method_class
+from genview.progress import progress
 from genview.quality.weights import loss_coefficients
 from genview.training.data import PretrainDataset, epoch_indices, load_view_index
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
@@ -366,36 +366,49 @@ class Trainer:
         if self.rank == 0:
             with atomic_path(self.out_dir / "config.yaml") as tmp:
                 tmp.write_text(yaml.safe_dump(self.experiment, sort_keys=False))
-        for epoch in range(start_epoch, self.recipe["epochs"]):
-            started, losses = time.perf_counter(), []
-            loader = self._loader(epoch, skip_steps)
-            progress = tqdm(loader, desc=f"{self.experiment['name']} epoch {epoch + 1}/{self.recipe['epochs']}",
-                            total=self.steps_per_epoch, initial=skip_steps, disable=self.rank != 0, mininterval=5)
-            for step_in_epoch, batch in enumerate(progress, start=skip_steps):
-                record = self.step(batch, epoch)
-                self.log_metrics(record)
-                if record.get("loss") is not None:
-                    losses.append(record["loss"])
-                every = self.execution["save_every_steps"]
-                if every and self.global_step % every == 0 and step_in_epoch + 1 < self.steps_per_epoch:
-                    self.save_resume_point(epoch, step_in_epoch + 1)
-                self.stop_if_requested(epoch, step_in_epoch + 1)
-            seconds = time.perf_counter() - started
-            self.log_metrics(dict(
-                type="epoch", step=self.global_step, epoch=epoch, loss=float(np.mean(losses)) if losses else None,
-                skipped_steps=self.skipped_steps, seconds=seconds,
-                images_per_second=(self.steps_per_epoch - skip_steps) * self.recipe["batch_size"] / seconds,
-            ))
-            skip_steps = 0
-            if (epoch + 1) % self.execution["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
-                self.save_resume_point(epoch + 1, 0)
-            self.stop_if_requested(epoch + 1, 0)
+        # One bar for the whole run (its rate and time left are the run's), and one summary line per epoch. Closed
+        # by `with` before a stop or an error is reported, so the job log still ends with that message.
+        with progress(desc=self.experiment["name"], total=self.total_steps, initial=self.global_step, unit="step",
+                      disable=self.rank != 0) as bar:
+            for epoch in range(start_epoch, self.recipe["epochs"]):
+                self.run_epoch(epoch, skip_steps, bar)
+                skip_steps = 0
+                if (epoch + 1) % self.execution["save_every_epochs"] == 0 or epoch + 1 == self.recipe["epochs"]:
+                    self.save_resume_point(epoch + 1, 0)
+                self.stop_if_requested(epoch + 1, 0)
         if self.rank == 0:
             self.write_checkpoint()
             (self.out_dir / METRICS_PARTIAL).touch()  # no step ran with epochs 0 (the random-initialisation reference)
             # Copied, not moved: a rerun that resumes from the final resume point writes the same outputs again.
             with atomic_path(self.out_dir / METRICS_FILE) as tmp:
                 shutil.copyfile(self.out_dir / METRICS_PARTIAL, tmp)
+
+    def run_epoch(self, epoch: int, skip_steps: int, bar) -> None:
+        """The steps of ``epoch`` from ``skip_steps`` on, each shown on ``bar`` with its loss and lr."""
+        started, losses = time.perf_counter(), []
+        for step_in_epoch, batch in enumerate(self._loader(epoch, skip_steps), start=skip_steps):
+            record = self.step(batch, epoch)
+            self.log_metrics(record)
+            if record.get("loss") is not None:
+                losses.append(record["loss"])
+            bar.set_postfix(epoch=epoch + 1, loss=record["loss"], lr=record["lr"], refresh=False)
+            bar.update()
+            every = self.execution["save_every_steps"]
+            if every and self.global_step % every == 0 and step_in_epoch + 1 < self.steps_per_epoch:
+                self.save_resume_point(epoch, step_in_epoch + 1)
+            self.stop_if_requested(epoch, step_in_epoch + 1)
+        seconds = time.perf_counter() - started
+        summary = dict(
+            type="epoch", step=self.global_step, epoch=epoch, loss=float(np.mean(losses)) if losses else None,
+            skipped_steps=self.skipped_steps, seconds=seconds,
+            images_per_second=(self.steps_per_epoch - skip_steps) * self.recipe["batch_size"] / seconds,
+        )
+        self.log_metrics(summary)
+        if self.rank == 0:
+            log.info("%s epoch %d/%d: mean loss %s, lr %.3g, %.1f images/s, %d step(s) skipped so far",
+                     self.experiment["name"], epoch + 1, self.recipe["epochs"],
+                     "none (every step skipped)" if summary["loss"] is None else f"{summary['loss']:.4f}",
+                     record["lr"], summary["images_per_second"], self.skipped_steps)
 
     def stop_if_requested(self, epoch: int, step_in_epoch: int) -> None:
         """At the step boundary (``epoch``, ``step_in_epoch``): if a stop signal came (to any rank), save the resume

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import subprocess
 import time
@@ -22,6 +23,7 @@ from genview.registry import Registry
 #: Protocol name -> class; a job imports only the module of the protocol it runs.
 PROTOCOLS = Registry("evaluation protocol", package=__name__, name_attribute="name")
 register = PROTOCOLS.register
+log = logging.getLogger(__name__)
 
 
 def protocol_class(name: str) -> type:
@@ -124,7 +126,12 @@ def evaluation_record(protocol: str, context: EvalContext) -> dict:
             "wall_seconds": round(time.perf_counter() - started, 3),
         },
     }
-    return json.loads(json.dumps(record, default=_plain))
+    record = json.loads(json.dumps(record, default=_plain))
+    scalars = {key: value for key, value in record["metrics"].items() if isinstance(value, (int, float))}
+    log.info("%s %s on %s: %s (%.1f s)", context.experiment_name, protocol, context.dataset,
+             ", ".join(f"{key} {value:.4g}" for key, value in scalars.items()) or "no scalar metric",
+             record["provenance"]["wall_seconds"])
+    return record
 
 
 def write_json(payload: dict, out_json: str | Path) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from genview.evaluation.metrics import balanced_subset, subset_from_ids, topk_accuracy
 from genview.evaluation.pretrained import image_loader, test_transform, train_transform
 from genview.evaluation.protocols import Protocol, register
+from genview.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +59,26 @@ class SemiSupervised(Protocol):
                 optimizer.load_state_dict(state["optimizer"])
                 torch.set_rng_state(state["rng"])
                 steps, start_epoch = state["steps"], state["epoch"]
-            for epoch in range(start_epoch, settings["epochs"]):
-                loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
-                                      batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
-                                      seed=context.seed + epoch, drop_last=True)
-                for images, targets in loader:
-                    for group, base in zip(optimizer.param_groups, base_lrs):
-                        group["lr"] = base * 0.5 * (1 + math.cos(math.pi * steps / total))
-                    loss = nn.functional.cross_entropy(head(backbone(images.to(device))), targets.to(device))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    steps += 1
-                log.info("semi-supervised %g: epoch %d/%d, last loss %.4f", fraction, epoch + 1, settings["epochs"],
-                         float(loss.detach()))
-                resume.save(dict(fraction=fraction_index, epoch=epoch + 1, steps=steps, backbone=backbone.state_dict(),
-                                 head=head.state_dict(), optimizer=optimizer.state_dict(), rng=torch.get_rng_state(),
-                                 metrics=metrics))
+            with progress(desc=f"semi-supervised {fraction:g}", total=total, initial=steps, unit="step") as bar:
+                for epoch in range(start_epoch, settings["epochs"]):
+                    loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
+                                          batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
+                                          seed=context.seed + epoch, drop_last=True)
+                    for images, targets in loader:
+                        for group, base in zip(optimizer.param_groups, base_lrs):
+                            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * steps / total))
+                        loss = nn.functional.cross_entropy(head(backbone(images.to(device))), targets.to(device))
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        steps += 1
+                        bar.set_postfix(epoch=epoch + 1, loss=float(loss.detach()), refresh=False)
+                        bar.update()
+                    log.info("semi-supervised %g: epoch %d/%d, last loss %.4f", fraction, epoch + 1, settings["epochs"],
+                             float(loss.detach()))
+                    resume.save(dict(fraction=fraction_index, epoch=epoch + 1, steps=steps,
+                                     backbone=backbone.state_dict(), head=head.state_dict(),
+                                     optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), metrics=metrics))
             backbone.eval()
             with torch.no_grad():
                 scores, targets = zip(*[(head(backbone(x.to(device))).cpu(), y) for x, y in test_loader])
