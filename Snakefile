@@ -1,7 +1,7 @@
 # GenView++ reproducibility workflow.
 #   embedded default:   snakemake --cores all
 #   full reproduction:  snakemake --cores all --resources gpu=8 --configfile config/paper.yaml
-# Every output goes under results/ (logs under logs/); see README.md for the stages and their files.
+# Every output goes under results/ (logs under logs/): stages in docs/workflow.md, files in docs/outputs.md.
 import copy
 import os
 
