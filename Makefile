@@ -2,7 +2,7 @@
 #   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
 #               (make run CONFIG=config/smoke.yaml: another config file, as given to --configfile)
 #   make test   create .venv if needed, then run the test suite
-# The environment is rebuilt only when requirements.txt or pyproject.toml change.
+# The environment is rebuilt only when requirements*.txt, pyproject.toml or this Makefile change.
 
 PYTHON ?= python3
 CONFIG ?= config/config.yaml

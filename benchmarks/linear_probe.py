@@ -1,7 +1,7 @@
 """`linear_fast` (ours: logistic regression on cached features) vs `linear` (the paper's ten SGD heads on augmented
 images through the frozen backbone), on the same experiment and dataset, measured side by side.
 
-    python benchmarks/linear_probe.py [--experiment shapes_simclr_baseline] [--dataset shapes] [--linear-epochs 90]
+    python benchmarks/linear_probe.py [--experiment shapes_simclr_baseline_s0] [--dataset shapes] [--linear-epochs 90]
 
 Needs the experiment's checkpoint and feature cache (run the embedded default first: `make run`). Prints each
 protocol's wall time and top-1, the speed ratio and the accuracy difference (goal: >= 10x faster within 1 point).
@@ -21,7 +21,7 @@ from genview.evaluation.protocols import EvalContext, evaluate
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="shapes_simclr_baseline")
+    parser.add_argument("--experiment", default="shapes_simclr_baseline_s0")
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--linear-epochs", type=int, default=90)

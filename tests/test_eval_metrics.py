@@ -1,4 +1,4 @@
-"""Evaluation metrics and protocols (DESIGN.md §5 "Evaluations") on constructed inputs whose answer is known:
+"""Evaluation metrics and protocols (docs/method.md §5) on constructed inputs whose answer is known:
 top-k accuracy, weighted kNN, retrieval recall, zero-shot classification, the logistic-regression probe, the
 paper's ten linear heads, and the semi-supervised subsets."""
 

@@ -1,4 +1,4 @@
-"""Foreground ratio (DESIGN.md §5): each formula re-computed plainly, the tiny open_clip stand-in, and the
+"""Foreground ratio (docs/method.md §1): each formula re-computed plainly, the tiny open_clip stand-in, and the
 two file-level steps end to end on a small `shapes` set."""
 
 import math

@@ -1,4 +1,4 @@
-"""Quality weights (DESIGN.md §5): each formula against a plain re-computation or hand-computed values, the
+"""Quality weights (docs/method.md §3): each formula against a plain re-computation or hand-computed values, the
 tiny ConvNeXt quality encoder, the scorer on it, and the PC-1 fit on a small `shapes` set."""
 
 import math

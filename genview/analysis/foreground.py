@@ -1,4 +1,4 @@
-"""Foreground ratio of every training image, which sets its unCLIP noise level (DESIGN.md §5; official
+"""Foreground ratio of every training image, which sets its unCLIP noise level (docs/method.md §1; official
 ``extract_features_pca.py``, ``calculate_fgratio.py``, ``generate_ada_noise_level.py``).
 
 PC-1 of the foreground encoder's patch tokens, its threshold and its sign are fitted on a sample of training images

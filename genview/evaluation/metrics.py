@@ -1,4 +1,4 @@
-"""Evaluation metrics and protocols as pure functions on tensors and arrays (DESIGN.md §5 "Evaluations").
+"""Evaluation metrics and protocols as pure functions on tensors and arrays (docs/method.md §5).
 
 - ``topk_accuracy``: top-k accuracy of class scores, in percent.
 - ``knn_scores`` / ``knn_accuracy``: the temperature-weighted cosine kNN of InstDisc and DINO.

@@ -12,7 +12,7 @@ from genview.errors import GenviewError
 from genview.models import is_local_path
 from genview.models.offline import hub_cache_dir, is_offline, missing_offline_error
 
-# Per role: the diffusers class and the scheduler the method uses with it (DESIGN §5, Generation).
+# Per role: the diffusers class and the scheduler the method uses with it (docs/method.md §1).
 PIPELINE_CLASSES = {"unclip": "StableUnCLIPImg2ImgPipeline", "text2img": "StableDiffusionPipeline"}
 SCHEDULERS = {"unclip": None, "text2img": "DPMSolverMultistepScheduler"}
 

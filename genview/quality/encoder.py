@@ -1,5 +1,5 @@
 """The frozen quality encoder (official: open_clip ``convnext_base_w`` / ``laion2b_s13b_b82k_augreg``, 224 px)
-and the quality weights it gives a training batch (DESIGN.md §5 "Quality weights").
+and the quality weights it gives a training batch (docs/method.md §3).
 
 Inputs are float images in [0, 1] (B, 3, H, W), e.g. the augmented views a method trains on; the encoder
 resizes them (bilinear, antialiased, no crop) and normalises them with CLIP statistics, or ImageNet statistics

@@ -1,4 +1,4 @@
-"""Quality weights of positive pairs, as pure tensor functions (DESIGN.md §5 "Quality weights"; official
+"""Quality weights of positive pairs, as pure tensor functions (docs/method.md §3; official
 ``make_foreground_softmask`` / ``aggregate_feature``, GenView's ``calculate_weight``, GenView++'s
 ``compute_pairwise_weights``).
 
