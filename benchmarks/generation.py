@@ -74,7 +74,7 @@ def main() -> None:
         images = [load_rgb(p) for p in shard.path]
 
         def ours(name, settings, params):
-            generate_shard(source="ic", shard_csv=folder / "shard.csv", params_csv=params, views_dir=folder / name,
+            generate_shard(source="ic", shard_csv=folder / "shard.csv", params=pd.read_csv(params, dtype={"id": str}), views_dir=folder / name,
                            out_manifest=folder / f"{name}.csv", pipeline=pipeline, generation=settings, seed=0)
 
         def official():

@@ -289,7 +289,7 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
         flops = image_step_flops(pipeline, source, image, shard.caption.iloc[0], noise_of(0), guidance_of(0))
 
         def ours(name):
-            generate_shard(source=source, shard_csv=folder / "gen_shard.csv", params_csv=folder / "gen_params.csv",
+            generate_shard(source=source, shard_csv=folder / "gen_shard.csv", params=pd.read_csv(folder / "gen_params.csv", dtype={"id": str}),
                            views_dir=folder / f"views_{source}_{name}", out_manifest=folder / f"{source}_{name}.csv",
                            pipeline=pipeline, generation=generation, seed=0)
 

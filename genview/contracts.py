@@ -101,13 +101,6 @@ COMPLEXITY = Contract(
      "guidance_scale": ("float", "guidance for TC/ITC views"),
      "complexity_source": ("str", "llm, lexical-fallback (the LLM never gave a score) or lexical"),
      "llm_attempts": ("int", "LLM answers requested (0 when it was not asked)")})
-PARAMS = Contract(
-    "generation params", "results/analysis/{dataset}/params/{shard}.csv",
-    "The adaptive generation parameters of a shard (parts its config does not compute stay empty).",
-    {"id": ("str", "sample id"), "fg_ratio": ("float", "foreground ratio"), "noise_level": ("int", "IC/ITC noise"),
-     "complexity": ("int", "caption complexity"), "guidance_scale": ("float", "TC/ITC guidance"),
-     "complexity_source": ("str", "how the score was obtained"), "mask_iou": ("float", "foreground mask IoU")},
-    optional=("fg_ratio", "noise_level", "complexity", "guidance_scale", "complexity_source", "mask_iou"))
 VIEWS = Contract(
     "view manifest", "results/views/{dataset}/{source}/{shard}.manifest.csv; collected: results/views/{dataset}/{source}.manifest.csv",
     "Every generated view of a shard (or, collected, of a dataset) for one source.",
@@ -127,7 +120,7 @@ QUALITY_SCORES = Contract(
     {"id": ("str", "sample id"), "source": ("str", "view source"), "view": ("str", "generated view"),
      "real": ("str", "real image"), "quality": ("float", "cos of the foreground features - cos of the background ones")})
 
-CONTRACTS = (MANIFEST, REJECTS, SHARD, FOREGROUND, COMPLEXITY, PARAMS, VIEWS, QUALITY_SCORES)
+CONTRACTS = (MANIFEST, REJECTS, SHARD, FOREGROUND, COMPLEXITY, VIEWS, QUALITY_SCORES)
 
 
 def read_rows(path: str | os.PathLike, contract: Contract = MANIFEST, need: tuple[str, ...] | None = None):
@@ -160,7 +153,6 @@ OUTPUTS = (
      "token masks"),
     ("results/analysis/{dataset}/foreground/{shard}.csv", "foreground_shard", "foreground ratios (table below)"),
     ("results/analysis/{dataset}/complexity/{shard}.csv", "complexity_shard", "caption complexity (table below)"),
-    ("results/analysis/{dataset}/params/{shard}.csv", "shard_params", "the adaptive generation parameters"),
     ("results/analysis/{dataset}/quality_pca.npz", "fit_quality_vector", "PC-1 vector of the quality encoder's "
      "tokens, sign, sample ids, encoder stamp"),
     ("results/views/{dataset}/{source}/{shard}/*.jpg", "generate_views", "the views; file name "

@@ -50,16 +50,23 @@ def _adaptive(config: dict, dataset: str, source: str, key: str) -> bool:
     return dataset_generation(config, dataset)[source].get(key) == "adaptive"
 
 
+#: Per-shard analysis part -> the generation setting it makes adaptive.
+ANALYSIS_PARTS = {"foreground": "noise_level", "complexity": "guidance_scale"}
+
+
+def analysis_parts(config: dict, dataset: str, sources: list[str] | None = None) -> list[str]:
+    """The per-shard analysis parts the views of ``sources`` (default: all the dataset's) need: foreground for an
+    adaptive noise level, complexity for an adaptive guidance scale."""
+    sources = config["datasets"][dataset]["sources"] if sources is None else sources
+    return [part for part, key in ANALYSIS_PARTS.items() if any(_adaptive(config, dataset, s, key) for s in sources)]
+
+
 def needs_foreground(config: dict, dataset: str) -> bool:
-    """Whether the dataset's views need foreground ratios (an IC or ITC source with adaptive noise)."""
-    sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(config, dataset, s, "noise_level") for s in ("ic", "itc"))
+    return "foreground" in analysis_parts(config, dataset)
 
 
 def needs_complexity(config: dict, dataset: str) -> bool:
-    """Whether the dataset's views need caption complexity (a TC or ITC source with adaptive guidance)."""
-    sources = config["datasets"][dataset]["sources"]
-    return any(s in sources and _adaptive(config, dataset, s, "guidance_scale") for s in ("tc", "itc"))
+    return "complexity" in analysis_parts(config, dataset)
 
 
 def models_used(config: dict, experiments: dict[str, dict]) -> set[str]:

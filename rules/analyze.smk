@@ -1,5 +1,5 @@
 # Analysis: PC-1 and threshold per dataset; per shard, foreground ratio -> noise level and caption complexity ->
-# guidance scale, merged into results/analysis/{dataset}/params/{shard}.csv.
+# guidance scale, each part its own file (a view job reads the parts its source needs and joins them).
 
 
 rule fit_foreground:
@@ -72,20 +72,3 @@ rule complexity_shard:
     shell:
         "python -m genview --gpus {resources.gpu} analyze complexity --shard {input.shard}"
         " --analysis {params.analysis:q} {params.llm} --out {output} > {log} 2>&1"
-
-
-rule shard_params:
-    input:
-        unpack(params_parts),
-        shard="results/data/{dataset}/shards/{shard}.csv",
-    output:
-        "results/analysis/{dataset}/params/{shard}.csv",
-    log:
-        "logs/analysis/{dataset}/params/{shard}.log",
-    localrule: True
-    conda:
-        "../envs/models.yaml"
-    params:
-        parts=params_options,
-    shell:
-        "python -m genview analyze params --shard {input.shard} {params.parts} --out {output} > {log} 2>&1"

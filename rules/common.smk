@@ -12,6 +12,7 @@ from pathlib import Path
 from genview.config import dataset_generation
 from genview.data import dataset_root
 from genview.errors import ConfigError
+from genview.resolve import ANALYSIS_PARTS, analysis_parts
 from genview.resolve import needs_complexity as _needs_complexity
 from genview.resolve import needs_foreground as _needs_foreground
 from genview.resolve import resolve_config
@@ -170,18 +171,24 @@ def generation_json(wildcards):
     )
 
 
-def params_parts(wildcards):
-    parts = {}
-    if needs_foreground(wildcards.dataset):
-        parts["foreground"] = "results/analysis/{dataset}/foreground/{shard}.csv".format(**wildcards)
-    if needs_complexity(wildcards.dataset):
-        parts["complexity"] = "results/analysis/{dataset}/complexity/{shard}.csv".format(**wildcards)
-    return parts
+def analysis_part_files(dataset, shard, sources=None):
+    """The shard's analysis parts that the views of ``sources`` (default: all the dataset's) read, by part name."""
+    return {
+        part: f"results/analysis/{dataset}/{part}/{shard}.csv"
+        for part in analysis_parts(config, dataset, sources)
+    }
 
 
-def params_options(wildcards, input):
+def view_analysis_parts(wildcards):
+    return analysis_part_files(wildcards.dataset, wildcards.shard, [wildcards.source])
+
+
+def analysis_part_options(wildcards, input):
+    """--foreground/--complexity for the parts a job reads (a file each, or the files of every shard)."""
     return " ".join(
-        f"--{name} {path}" for name, path in input.items() if name in ("foreground", "complexity")
+        f"--{part} {input[part] if isinstance(input[part], str) else ' '.join(input[part])}"
+        for part in ANALYSIS_PARTS
+        if part in input.keys()
     )
 
 
@@ -335,10 +342,7 @@ def tsne_options():
 
 def gallery_inputs():
     dataset, shard = REPORT["gallery"]["dataset"], REPORT["gallery"]["shard"]
-    inputs = {
-        "shard": f"results/data/{dataset}/shards/{shard}.csv",
-        "params": f"results/analysis/{dataset}/params/{shard}.csv",
-    }
+    inputs = {"shard": f"results/data/{dataset}/shards/{shard}.csv", **analysis_part_files(dataset, shard)}
     if "ic" in gallery_outputs():  # the masks beside the source images
         inputs["fit"] = f"results/analysis/{dataset}/fg_pca.npz"
     return inputs
@@ -392,7 +396,10 @@ def checks_inputs(wildcards):
         "fit": f"results/analysis/{dataset}/fg_pca.npz",
         "vector": f"results/analysis/{dataset}/quality_pca.npz",
         "views": view_manifests(dataset),
-        "params": [f"results/analysis/{dataset}/params/{shard}.csv" for shard in shards],
+        **{
+            part: [analysis_part_files(dataset, shard)[part] for shard in shards]
+            for part in analysis_parts(config, dataset)
+        },
         "models": model_inputs("fg_encoder", "quality_encoder"),
     }
     if checks["learning_table"]:

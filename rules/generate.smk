@@ -4,8 +4,8 @@
 
 rule generate_views:
     input:
+        unpack(view_analysis_parts),
         shard="results/data/{dataset}/shards/{shard}.csv",
-        params="results/analysis/{dataset}/params/{shard}.csv",
         models=generation_model_inputs,
     output:
         "results/views/{dataset}/{source}/{shard}.manifest.csv",
@@ -24,9 +24,10 @@ rule generate_views:
         model=generation_model_json,
         seed=config["seed"],
         on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
+        parts=analysis_part_options,
     shell:
         "python -m genview --gpus {resources.gpu} generate views --source {wildcards.source}"
-        " --shard {input.shard} --params {input.params} --views-dir {params.views_dir} --out {output}"
+        " --shard {input.shard} {params.parts} --views-dir {params.views_dir} --out {output}"
         " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
         " --on-bad-image {params.on_bad_image} > {log} 2>&1"
 

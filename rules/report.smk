@@ -73,8 +73,9 @@ if REPORT["gallery"]:
             generation=as_json(dataset_generation(config, REPORT["gallery"]["dataset"])),
             options=gallery_options(),
             files=gallery_file_options,
+            parts=analysis_part_options,
         shell:
-            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} --params {input.params}"
+            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} {params.parts}"
             " --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q} --text2img {params.text2img:q}"
             " --generation {params.generation:q} {params.options} {params.files} > {log} 2>&1"
 
@@ -127,10 +128,11 @@ if REPORT["checks"]:
             fg_encoder=as_json(config["models"]["fg_encoder"]),
             quality_encoder=as_json(config["models"]["quality_encoder"]),
             options=checks_options(),
+            parts=analysis_part_options,
         shell:
             "python -m genview report checks --manifest {input.manifest} --fit {input.fit}"
             " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
-            " --vector {input.vector} --views {input.views} --params {input.params} {params.options}"
+            " --vector {input.vector} --views {input.views} {params.parts} {params.options}"
             " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
 
 

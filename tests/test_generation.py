@@ -45,7 +45,7 @@ def generate(tiny, source, out, shard=None, **overrides):
         out.parent.mkdir(parents=True, exist_ok=True)
         shard.to_csv(shard_csv, index=False)
     return generate_shard(
-        source=source, shard_csv=shard_csv, params_csv=tiny["root"] / "params.csv", views_dir=out,
+        source=source, shard_csv=shard_csv, params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}), views_dir=out,
         out_manifest=out.parent / f"{out.name}.manifest.csv",
         pipeline=tiny["pipelines"]["text2img" if source == "tc" else "unclip"],
         generation={**GENERATION, **overrides}, seed=0,
@@ -125,7 +125,7 @@ def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_pat
     changed.loc[:2, "noise_level"] = (changed.loc[:2, "noise_level"] + 100) % 500  # 3 images get another level
     changed.to_csv(tmp_path / "params.csv", index=False)
     caplog.clear()
-    second = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv", params_csv=tmp_path / "params.csv",
+    second = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv", params=pd.read_csv(tmp_path / "params.csv", dtype={"id": str}),
                             views_dir=tmp_path / "v", out_manifest=tmp_path / "v.manifest.csv",
                             pipeline=tiny["pipelines"]["unclip"], generation=GENERATION, seed=0)
     assert f"{len(first) - 3} reused from an earlier run, 3 to generate" in caplog.text
@@ -138,7 +138,7 @@ def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_pat
     third = generate(tiny, "ic", tmp_path / "v", steps=3)  # every view depends on the step count
     assert "0 reused from an earlier run" in caplog.text and not set(third.view) & set(second.view)
     other_model = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv",
-                                 params_csv=tiny["root"] / "params.csv", views_dir=tmp_path / "m",
+                                 params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}), views_dir=tmp_path / "m",
                                  out_manifest=tmp_path / "m.manifest.csv", pipeline=tiny["pipelines"]["unclip"],
                                  generation=GENERATION, seed=0, model={"role": "unclip", "path": "other/model"})
     assert not set(other_model.stamp) & set(first.stamp)
@@ -150,11 +150,11 @@ def test_unreadable_source_follows_the_policy(tiny, tmp_path):
     bad.write_bytes(b"not a png")
     shard.loc[shard.index[0], "path"] = str(bad)
     with pytest.raises(BadInputError, match=f"source image {bad}"):
-        generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params_csv=tiny["root"] / "params.csv",
+        generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
                        views_dir=tmp_path / "e", out_manifest=tmp_path / "e.csv", pipeline=tiny["pipelines"]["unclip"],
                        generation=GENERATION, seed=0, on_bad_image="error")
     assert not (tmp_path / "e.csv").exists()
-    manifest = generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params_csv=tiny["root"] / "params.csv",
+    manifest = generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
                               views_dir=tmp_path / "k", out_manifest=tmp_path / "k.csv",
                               pipeline=tiny["pipelines"]["unclip"], generation=GENERATION, seed=0)
     assert len(manifest) == len(shard) - 1 and shard.id.iloc[0] not in set(manifest.id)
@@ -171,7 +171,7 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
     out, views = tmp_path / "views.manifest.csv", tmp_path / "views"
     command = [
         sys.executable, "-m", "genview", "generate", "views", "--source", "ic", "--shard", str(tiny["root"] / "shard.csv"),
-        "--params", str(tiny["root"] / "params.csv"), "--views-dir", str(views), "--out", str(out),
+        "--foreground", str(tiny["root"] / "params.csv"), "--views-dir", str(views), "--out", str(out),
         "--generation", json.dumps({**GENERATION, "batch_size": 1, "steps": 12}),
         "--model", json.dumps({"path": str(tiny["root"] / "unclip")}), "--device", "cpu",
     ]

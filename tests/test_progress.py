@@ -139,11 +139,10 @@ def test_commands_that_wrote_nothing_now_say_what_they_did(shapes):
     assert finished(made, "data make-shapes")
     job_log("data", "shard", "--manifest", shapes / "manifest.csv", "--num-shards", 1, "--out-dir", shapes / "p")
     analysis = json.dumps(validate_config({})["analysis"])
-    job_log("analyze", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out", shapes / "c.csv")
-    merged = job_log("analyze", "params", "--shard", shapes / "p/0.csv", "--complexity", shapes / "c.csv", "--out",
-                     shapes / "params.csv")
-    assert any("params.csv: 24 row(s), foreground not computed, complexity merged" in line for line in merged)
-    assert finished(merged, "analyze params")
+    scored = job_log("analyze", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out",
+                     shapes / "c.csv")
+    assert any("complexity scores" in line and "'lexical'" in line for line in scored), scored
+    assert finished(scored, "analyze complexity")
 
 
 # unknown_report_target never runs: its input function stops the workflow with the list of real targets.

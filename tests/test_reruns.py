@@ -79,7 +79,7 @@ def test_one_source_setting_reruns_its_views_and_what_depends_on_them_only(smoke
     trained = {re.search(r"experiment=([^,]+)", w)[1] for w in scheduled(output, "pretrain")}
     assert trained == with_ic and not any(experiments[n]["variant"] == "baseline" for n in trained)
     untouched = {"make_shapes", "index_dataset", "shard_shapes", "build_tiny_models", "fit_foreground",
-                 "foreground_shard", "complexity_shard", "shard_params", "fit_quality_vector"}
+                 "foreground_shard", "complexity_shard", "fit_quality_vector"}
     assert not untouched & counts.keys()
 
 

@@ -46,7 +46,7 @@ def views(root, source, noise_level=0, guidance=6.0, name="v"):
         pd.DataFrame({"id": rows.id, "noise_level": noise_level, "guidance_scale": guidance}).to_csv(
             f"{name}.params.csv", index=False)
         role = "text2img" if source == "tc" else "unclip"
-        generate_shard(source=source, shard_csv="results/data/shapes/shards/0.csv", params_csv=f"{name}.params.csv",
+        generate_shard(source=source, shard_csv="results/data/shapes/shards/0.csv", params=pd.read_csv(f"{name}.params.csv", dtype={"id": str}),
                        views_dir=name, out_manifest=f"{name}.csv", seed=0, generation=generation,
                        pipeline=load_pipeline(role, {"renderer": "shapes", "dataset": "shapes"}))
         manifest = VIEWS.read(f"{name}.csv").merge(rows[["id", "caption", "label"]], on="id")

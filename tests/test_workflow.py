@@ -40,7 +40,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
                                                    for e in config["report"]["tsne"]["panels"].values()}
     counts = {
         "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1, "foreground_shard": shards,
-        "complexity_shard": shards, "shard_params": shards, "generate_views": 3 * shards, "collect_views": 3,
+        "complexity_shard": shards, "generate_views": 3 * shards, "collect_views": 3,
         "fit_quality_vector": 1, "pretrain": len(experiments), "evaluate_cached": len(pairs),
         "evaluate": sum(p not in CACHED_PROTOCOLS for _, p, _ in evaluations), "all": 1,
         "figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1,
@@ -152,8 +152,9 @@ def check_embedded_default_outputs(workdir, config):
     for cache in workdir.glob("results/eval/*/features/*.npz"):
         with np.load(cache) as arrays:
             assert arrays["test/features"].size, cache
-    params = pd.read_csv(workdir / "results/analysis/shapes/params/0.csv")
-    assert set(params.noise_level) <= {0, 100, 200, 300, 400} and set(params.guidance_scale) <= {2, 4, 6, 8}
+    foreground = pd.read_csv(workdir / "results/analysis/shapes/foreground/0.csv")
+    complexity = pd.read_csv(workdir / "results/analysis/shapes/complexity/0.csv")
+    assert set(foreground.noise_level) <= {0, 100, 200, 300, 400} and set(complexity.guidance_scale) <= {2, 4, 6, 8}
     for name in load_table_specs(REPO / load_config(config)["report"]["tables"]):
         markdown = (workdir / f"results/tables/{name}.md").read_text()
         assert "missing" not in markdown, f"every cell of {name} is filled by the run"

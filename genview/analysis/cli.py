@@ -1,4 +1,4 @@
-"""``genview analyze fit-foreground | foreground | complexity | params``."""
+"""``genview analyze fit-foreground | foreground | complexity``."""
 
 from __future__ import annotations
 
@@ -66,12 +66,6 @@ def _complexity(args) -> None:
     )
 
 
-def _params(args) -> None:
-    from genview.analysis.params import merge_params
-
-    merge_params(args.shard, args.out, foreground_csv=args.foreground, complexity_csv=args.complexity)
-
-
 def register(stages) -> None:
     stage = stages.add_parser("analyze", help="foreground ratio and caption complexity per image")
     commands = stage.add_subparsers(dest="command", required=True)
@@ -95,6 +89,3 @@ def register(stages) -> None:
     complexity.add_argument("--llm", help="models.complexity_llm as JSON (scorer llm)")
     complexity.add_argument("--device", default="auto")
     complexity.add_argument("--seed", type=int, default=0, help="seeds the LLM's sampled answers")
-    params = command("params", _params, "merge a shard's analysis into its params CSV", "--shard", "--out")
-    params.add_argument("--foreground")
-    params.add_argument("--complexity")

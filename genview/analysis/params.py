@@ -1,4 +1,4 @@
-"""Per-shard outputs of the analysis: caption complexity, and the merged generation parameters."""
+"""Per-shard analysis: caption complexity, and the generation parameters joined from the analysis parts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable
 import pandas as pd
 
 from genview.analysis.complexity import guidance_for, lexical_scores, llm_scores
-from genview.contracts import COMPLEXITY, FOREGROUND, PARAMS, SHARD
+from genview.contracts import COMPLEXITY, FOREGROUND, SHARD
 from genview.errors import BadInputError
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,12 @@ def complexity_shard(
     return frame
 
 
-def merge_params(
-    shard_csv: str | Path, out_csv: str | Path, *, foreground_csv: str | Path | None, complexity_csv: str | Path | None
+def read_params(
+    shard_csv: str | Path, *, foreground_csv: str | Path | None = None, complexity_csv: str | Path | None = None
 ) -> pd.DataFrame:
-    """Join a shard's foreground and complexity results into the params CSV; parts not computed stay empty."""
+    """A shard's adaptive generation parameters: its ids joined with the analysis parts the config computes
+    (foreground: fg_ratio, noise_level, mask_iou; complexity: complexity, guidance_scale, complexity_source). Every
+    reader joins the parts itself: no merged file, so no job per shard only to merge them."""
     merged = SHARD.read(shard_csv, need=("id",))[["id"]]
     for part, contract in ((foreground_csv, FOREGROUND), (complexity_csv, COMPLEXITY)):
         if part is not None:
@@ -56,8 +58,4 @@ def merge_params(
             if missing:
                 raise BadInputError(f"{part}: {len(missing)} id(s) of {shard_csv} missing, e.g. {sorted(missing)[0]}")
             merged = merged.merge(frame, on="id", how="left")
-    merged = merged.reindex(columns=PARAMS.column_names)
-    PARAMS.write(merged, out_csv)
-    log.info("%s: %d row(s), foreground %s, complexity %s", out_csv, len(merged),
-             "merged" if foreground_csv else "not computed", "merged" if complexity_csv else "not computed")
     return merged

@@ -6,6 +6,7 @@ from genview.cli_args import json_argument
 
 
 def _views(args) -> None:
+    from genview.analysis.params import read_params
     from genview.devices import out_of_memory_advice, resolve_device
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models import model_identity
@@ -21,7 +22,7 @@ def _views(args) -> None:
         generate_shard(
             source=args.source,
             shard_csv=args.shard,
-            params_csv=args.params,
+            params=read_params(args.shard, foreground_csv=args.foreground, complexity_csv=args.complexity),
             views_dir=args.views_dir,
             out_manifest=args.out,
             pipeline=load_pipeline(role, model, device),
@@ -44,7 +45,8 @@ def register(stages) -> None:
     views = commands.add_parser("views", help="generate the views of one shard for one source (resumable)")
     views.add_argument("--source", required=True, choices=["ic", "tc", "itc"])
     views.add_argument("--shard", required=True, help="shard CSV (id, path, caption, ...)")
-    views.add_argument("--params", help="params CSV of the shard (needed when a setting is adaptive)")
+    views.add_argument("--foreground", help="the shard's foreground ratios (needed when the noise level is adaptive)")
+    views.add_argument("--complexity", help="the shard's caption complexity (needed when the guidance is adaptive)")
     views.add_argument("--views-dir", required=True, help="folder for the view JPEGs")
     views.add_argument("--out", required=True, help="view manifest CSV, written last")
     views.add_argument("--generation", required=True,

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from genview.contracts import PARAMS, SHARD, VIEWS
+from genview.contracts import SHARD, VIEWS
 from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.io import atomic_path, file_sha256, settings_stamp
@@ -191,7 +191,7 @@ def generate_shard(
     *,
     source: str,
     shard_csv: str | Path,
-    params_csv: str | Path | None,
+    params: pd.DataFrame | None,
     views_dir: str | Path,
     out_manifest: str | Path,
     pipeline,
@@ -206,7 +206,6 @@ def generate_shard(
         raise GenviewError(f"unknown view source {source!r} (sources: {', '.join(SOURCES)})")
     views_dir = Path(views_dir)
     shard = SHARD.read(shard_csv)
-    params = PARAMS.read(params_csv) if params_csv else None
     tasks, skipped = plan_views(shard, params, source, generation, seed, views_dir, model)
     for stale in views_dir.glob(".*.tmp"):  # left by a killed run; never a finished view
         stale.unlink()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genview.contracts import PARAMS, VIEWS
+from genview.contracts import COMPLEXITY, VIEWS
 from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,13 @@ def _rate(frame: pd.DataFrame, by: str) -> dict:
             for key, group in kept.groupby(frame[by], sort=True)}
 
 
-def view_checks(view_manifests: list[str | os.PathLike], params_csvs: list[str | os.PathLike]) -> dict:
+def view_checks(view_manifests: list[str | os.PathLike], complexity_csvs: list[str | os.PathLike]) -> dict:
     views = pd.concat([VIEWS.read(path) for path in view_manifests], ignore_index=True)
     if views["class_changed"].isna().all():
         return {"note": "the generator keeps no ground truth (a diffusion model): no view checks"}
-    params = pd.concat([PARAMS.read(path) for path in params_csvs], ignore_index=True)
-    views = views.merge(params[["id", "complexity"]], on="id", how="left")
+    complexity = pd.concat([COMPLEXITY.read(path, need=("id", "complexity")) for path in complexity_csvs]
+                           or [pd.DataFrame({"id": [], "complexity": []})], ignore_index=True)
+    views = views.merge(complexity[["id", "complexity"]], on="id", how="left")
     result = {}
     for source, frame in views.groupby("source", sort=True):
         entry = {"views": int(len(frame)), "class_kept": round(float(1 - frame["class_changed"].mean()), 4)}

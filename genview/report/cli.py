@@ -47,7 +47,7 @@ def _gallery(args) -> None:
         raise ConfigError("report gallery: --out-ic needs --fit (the foreground fit, for the masks)")
     device = resolve_device(args.device)
     generation = json_argument(args.generation, "--generation")
-    rows = gallery_rows(args.shard, args.params)
+    rows = gallery_rows(args.shard, foreground_csv=args.foreground, complexity_csv=args.complexity)
     if args.out_ic:
         chosen = spread_rows(rows, "fg_ratio", args.images)
         _, masks = foreground_masks(chosen["path"].tolist(), load_fit(args.fit),
@@ -94,7 +94,7 @@ def _checks(args) -> None:
     if trained is not None:
         result["foreground"] = {"iou_trained": round(trained, 4), "iou_random": round(checks.random_encoder_iou(
             fg_encoder, args.manifest, per_class=args.per_class, sample_size=args.sample_size, seed=args.seed), 4)}
-    result["views"] = checks.view_checks(args.views, args.params)
+    result["views"] = checks.view_checks(args.views, args.complexity)
     if "note" not in result["views"]:
         encoder = json_argument(args.quality_encoder, "--quality-encoder")
         scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device),
@@ -139,8 +139,10 @@ def register(stages) -> None:
     tsne.set_defaults(run=_tsne)
 
     gallery = commands.add_parser("gallery", help="IC views across noise levels, TC views across guidance scales")
-    for option in ("--shard", "--params", "--fg-encoder", "--unclip", "--generation"):
+    for option in ("--shard", "--fg-encoder", "--unclip", "--generation"):
         gallery.add_argument(option, required=True)
+    gallery.add_argument("--foreground", help="the shard's foreground ratios (with --out-ic)")
+    gallery.add_argument("--complexity", help="the shard's caption complexity (with --out-tc)")
     gallery.add_argument("--fit", help="the dataset's foreground fit (npz; with --out-ic)")
     gallery.add_argument("--out-ic", help="PNG of the IC gallery (needs an adaptive noise level)")
     gallery.add_argument("--text2img", help="models.text2img as JSON (with --out-tc)")
@@ -170,7 +172,8 @@ def register(stages) -> None:
     for option in ("--manifest", "--fit", "--fg-encoder", "--quality-encoder", "--vector", "--out-json", "--out-md"):
         check.add_argument(option, required=True)
     check.add_argument("--views", nargs="+", required=True, help="view manifests of every source")
-    check.add_argument("--params", nargs="+", required=True, help="the shards' params CSVs")
+    check.add_argument("--foreground", nargs="+", default=[], help="the shards' foreground ratios")
+    check.add_argument("--complexity", nargs="+", default=[], help="the shards' caption complexity")
     check.add_argument("--tables", default="config/tables_default.yaml")
     check.add_argument("--learning-table", help="a seeded table with random / baseline / views / genview columns")
     check.add_argument("--learning-columns", default="{}", help="JSON: role (random, baseline, views, genview) -> "

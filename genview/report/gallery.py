@@ -11,7 +11,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from genview.contracts import PARAMS, SHARD
+from genview.analysis.params import read_params
+from genview.contracts import SHARD
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 from genview.generation.views import ViewTask, run_pipeline, view_seed
@@ -96,8 +97,9 @@ def text_gallery(rows: pd.DataFrame, pipeline, *, guidance_scales: list[float], 
     save_png(figure, out_png)
 
 
-def gallery_rows(shard_csv: str | os.PathLike, params_csv: str | os.PathLike) -> pd.DataFrame:
-    """The shard's rows with their analysis parameters (fg_ratio, noise_level, complexity, guidance_scale)."""
-    shard = SHARD.read(shard_csv)
-    params = PARAMS.read(params_csv)
-    return shard.merge(params, on="id", how="inner", validate="one_to_one")
+def gallery_rows(shard_csv: str | os.PathLike, *, foreground_csv: str | os.PathLike | None = None,
+                 complexity_csv: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The shard's rows with the analysis parameters its parts give (fg_ratio, noise_level; complexity,
+    guidance_scale)."""
+    params = read_params(shard_csv, foreground_csv=foreground_csv, complexity_csv=complexity_csv)
+    return SHARD.read(shard_csv).merge(params, on="id", how="inner", validate="one_to_one")
