@@ -1,13 +1,19 @@
 # Config validation, wildcard constraints and input functions. Only light imports: every job re-parses this.
 import json
+import os
 import re
 from pathlib import Path
 
-from genview.config import dataset_generation, load_schema, validate_config
-from genview.data import dataset_root
+from genview.config import dataset_generation, derive_config, load_schema, validate_config
+from genview.data import SYNTHETIC_MARKER, SYNTHETIC_ROOT, dataset_root
 from genview.errors import ConfigError
 
 try:
+    # A derived config (config/rehearsal.yaml) is resolved onto its base first; the global dict is updated in place.
+    _resolved = derive_config(config, workflow.basedir, "config")
+    if _resolved is not config:
+        config.clear()
+        config.update(_resolved)
     validate_config(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -15,6 +21,11 @@ except ConfigError as error:
 TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
 SHAPES_DATASETS = sorted(name for name, spec in ALL_DATASETS.items() if spec["kind"] == "shapes")
+# Datasets the workflow writes in their own kind's format (rule make_synthetic), by root.
+SYNTHETIC_ROOTS = {SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")}
+for _root, _name in SYNTHETIC_ROOTS.items():
+    if os.path.normpath(ALL_DATASETS[_name]["root"]) != _root:
+        raise WorkflowError(f"{_name}.root: a synthetic dataset is written to {_root}; set its root to that")
 
 
 def _alternatives(names):
@@ -39,6 +50,9 @@ def index_inputs(wildcards):
     spec = ALL_DATASETS[wildcards.dataset]
     if spec["kind"] == "shapes":
         return [f"{dataset_root(wildcards.dataset, spec)}/captions.csv"]
+    root = os.path.normpath(spec["root"])
+    if root in SYNTHETIC_ROOTS:  # made by the workflow, for this dataset or another on the same root
+        return [f"{root}/{SYNTHETIC_MARKER}"]
     return []
 
 
@@ -61,6 +75,10 @@ def all_outputs():
 from genview.models.tiny import TINY_MARKERS
 
 TINY_MODELS_DIR = "results/models/tiny"
+# The dress rehearsal's random-weight models at the real architectures, one folder per size (rule
+# build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
+REHEARSAL_MODELS_DIR = "results/models/rehearsal"
+REHEARSAL_SIZES = ("full", "small")
 
 
 def model_location(role):
@@ -69,13 +87,18 @@ def model_location(role):
 
 
 def model_inputs(*roles):
-    """The stand-in files a job needs when a role points at the tiny models the workflow builds; real checkpoints
-    (hub ids or local folders) are the user's and are not tracked."""
-    return [
-        f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}"
-        for role in roles
-        if Path(model_location(role)) == Path(TINY_MODELS_DIR, role)
-    ]
+    """The stand-in files a job needs when a role points at the tiny or rehearsal models the workflow builds; real
+    checkpoints (hub ids or local folders) are the user's and are not tracked."""
+    inputs = []
+    for role in roles:
+        location = Path(model_location(role))
+        if location == Path(TINY_MODELS_DIR, role):
+            inputs.append(f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}")
+        elif location.name == role and location.parent.parent == Path(REHEARSAL_MODELS_DIR):
+            if location.parent.name not in REHEARSAL_SIZES:
+                raise WorkflowError(f"models.{role}: {location} is not a rehearsal size ({REHEARSAL_SIZES})")
+            inputs.append(f"{location.parent}/{TINY_MARKERS[role]}")
+    return inputs
 
 
 # GPUs per job of the rules with a fixed count: their `gpu` resources and the cost table's GPU-hours read it.

@@ -1,4 +1,5 @@
-# Models: tiny random-weight stand-ins for every role, for the embedded default (real checkpoints are not built).
+# Models: tiny random-weight stand-ins for every role, for the embedded default, and every role at its real
+# architecture with random weights, for the dress rehearsal (real checkpoints are not built).
 
 
 rule build_tiny_models:
@@ -12,3 +13,28 @@ rule build_tiny_models:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
         "python -m genview models build-tiny --out-dir {params.out_dir} 2> {log}"
+
+
+# One job per size (full: the published configurations, built on a GPU when there is one; small: for the CPU).
+# The diffusion pipelines are saved as the weights variant the config loads (e.g. the paper's unCLIP fp16).
+rule build_rehearsal_models:
+    output:
+        [f"{REHEARSAL_MODELS_DIR}/{{size}}/{marker}" for marker in TINY_MARKERS.values()],
+    log:
+        "logs/models/build_rehearsal_{size}.log",
+    wildcard_constraints:
+        size="|".join(REHEARSAL_SIZES),
+    conda:
+        "../envs/generate.yaml"
+    resources:
+        gpu=lambda wildcards: 1 if wildcards.size == "full" else 0,
+    params:
+        out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        variants=" ".join(
+            f"--variant {role}={config['models'][role]['variant']}"
+            for role in ("unclip", "text2img")
+            if config["models"][role].get("variant")
+        ),
+    shell:
+        "python -m genview --gpus {resources.gpu} models build-rehearsal --size {wildcards.size}"
+        " --out-dir {params.out_dir} {params.variants} 2> {log}"

@@ -6,6 +6,9 @@ This module stays import-light: the Snakefile reads ``dataset_root`` at parse ti
 from __future__ import annotations
 
 SHAPES_ROOT = "results/datasets/{name}"
+# Where a dataset with `synthetic` set is written (its root must say so), and the file written last there.
+SYNTHETIC_ROOT = SHAPES_ROOT
+SYNTHETIC_MARKER = "synthetic.json"
 
 
 def dataset_root(name: str, spec: dict) -> str:
