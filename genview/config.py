@@ -180,9 +180,9 @@ def _derive_chain(config: dict, workflow_dir: Path, source: str, schema: dict,
     if not isinstance(config, dict) or DERIVE_KEY not in config:
         return config, []
     derive = config[DERIVE_KEY]
-    derive_schema = {**schema["properties"][DERIVE_KEY], "$defs": schema.get("$defs", {})}
-    problems = [f"{_key_path([DERIVE_KEY, *error.absolute_path])}: {error.message}"
-                for error in Draft202012Validator(derive_schema).iter_errors(derive)]
+    derive_schema = {"type": "object", "properties": {DERIVE_KEY: schema["properties"][DERIVE_KEY]}}
+    problems = [line for error in Draft202012Validator(derive_schema).iter_errors({DERIVE_KEY: derive})
+                for line in _describe(error)]
     if problems:
         raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
     base_path = (workflow_dir / derive["from"]).resolve()

@@ -22,7 +22,9 @@ TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
 SHAPES_DATASETS = sorted(name for name, spec in ALL_DATASETS.items() if spec["kind"] == "shapes")
 # Datasets the workflow writes in their own kind's format (rule make_synthetic), by root.
-SYNTHETIC_ROOTS = {SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")}
+SYNTHETIC_ROOTS = {
+    SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")
+}
 for _root, _name in SYNTHETIC_ROOTS.items():
     if os.path.normpath(ALL_DATASETS[_name]["root"]) != _root:
         raise WorkflowError(f"{_name}.root: a synthetic dataset is written to {_root}; set its root to that")
