@@ -81,6 +81,7 @@ TINY_MODELS_DIR = "results/models/tiny"
 # build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
 REHEARSAL_MODELS_DIR = "results/models/rehearsal"
 REHEARSAL_SIZES = ("full", "small")
+REHEARSAL_BUILD_GPUS = {"full": 1, "small": 0}  # the full size is built on the GPU it will run on
 
 
 def model_location(role):
@@ -366,6 +367,7 @@ def declared_gpus():
     """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
     gpus = dict(RULE_GPUS)
     gpus["complexity_shard"] = complexity_gpus(None)
+    gpus["build_rehearsal_models"] = REHEARSAL_BUILD_GPUS
     gpus["pretrain"] = {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()}
     gpus["evaluate"] = {p: protocol_gpus(SimpleNamespace(protocol=p)) for p in protocol_names(config)}
     return gpus

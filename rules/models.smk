@@ -22,12 +22,14 @@ rule build_rehearsal_models:
         [f"{REHEARSAL_MODELS_DIR}/{{size}}/{marker}" for marker in TINY_MARKERS.values()],
     log:
         "logs/models/build_rehearsal_{size}.log",
+    benchmark:
+        "results/benchmarks/build_rehearsal_models/{size}.tsv"
     wildcard_constraints:
         size="|".join(REHEARSAL_SIZES),
     conda:
         "../envs/generate.yaml"
     resources:
-        gpu=lambda wildcards: 1 if wildcards.size == "full" else 0,
+        gpu=lambda wildcards: REHEARSAL_BUILD_GPUS[wildcards.size],
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         variants=" ".join(
