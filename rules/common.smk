@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from genview.config import dataset_generation, derive_config, load_schema, validate_config
-from genview.data import SYNTHETIC_MARKER, SYNTHETIC_ROOT, dataset_root
+from genview.data import SYNTHETIC_LAYOUT_KEYS, SYNTHETIC_MARKER, SYNTHETIC_ROOT, dataset_root
 from genview.errors import ConfigError
 
 try:
@@ -45,6 +45,11 @@ wildcard_constraints:
 
 def dataset_spec_json(wildcards):
     return json.dumps(ALL_DATASETS[wildcards.dataset], sort_keys=True)
+
+
+def synthetic_spec_json(wildcards):
+    spec = ALL_DATASETS[wildcards.dataset]
+    return json.dumps({key: spec[key] for key in SYNTHETIC_LAYOUT_KEYS if key in spec}, sort_keys=True)
 
 
 def index_inputs(wildcards):

@@ -26,7 +26,7 @@ rule make_synthetic:
     conda:
         "../envs/data.yaml"
     params:
-        spec=dataset_spec_json,
+        spec=synthetic_spec_json,
     shell:
         "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} 2> {log}"
 

@@ -260,9 +260,12 @@ def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
     assert counts["make_synthetic"] == 13 and counts["index_dataset"] == 15
     datasets = REHEARSAL["datasets"]
     assert counts["generate_views"] == sum(len(s["sources"]) * s["num_shards"] for s in datasets.values()) == 14
-    build = snakemake("results/models/rehearsal/full/unclip/model_index.json", "-n", "-p", "--cores", "1",
-                      "--configfile", REPO / "config/rehearsal.yaml", workdir=workdir).stdout
+    build = snakemake("results/models/rehearsal/full/unclip/model_index.json", "results/datasets/cc3m/synthetic.json",
+                      "-n", "-p", "--cores", "1", "--configfile", REPO / "config/rehearsal.yaml", workdir=workdir).stdout
     assert "models build-rehearsal --size full" in build and "--variant unclip=fp16" in build
+    # The synthetic files depend on the layout settings only: cc3m_fixed's shards or sources do not rewrite them.
+    command = next(line for line in build.splitlines() if "make-synthetic --dataset cc3m" in line)
+    assert '"file": "cc3m_train.csv"' in command and "num_shards" not in command and "sources" not in command
 
 
 # The CPU test runs the part of the CPU rehearsal that reaches every rule (except the tables and the cost table, which
