@@ -156,6 +156,9 @@ def test_every_rehearsal_dataset_is_made_in_its_paper_format():
             for key in ("splits", "holdout", "sources", "generation", "image_column", "caption_column"):
                 if key in original:
                     assert spec[key] == original[key], (name, key)
+    # The GPU-hour estimate counts this run's images, not the paper's.
+    assert set(REHEARSAL["estimate"]["images"]) == set(PAPER["estimate"]["images"])
+    assert max(REHEARSAL["estimate"]["images"].values()) < 1000
     made = {n for s in ("datasets", "eval_datasets") for n, spec in REHEARSAL[s].items() if spec.get("synthetic")}
     shared = {"cc3m_fixed": "cc3m", "imagenet100": "imagenet1k"}  # read another's images, as in the paper config
     assert made == (set(REHEARSAL["datasets"]) | set(REHEARSAL["eval_datasets"])) - set(shared)
