@@ -7,6 +7,8 @@ import os
 
 from snakemake.utils import min_version
 
+from genview.config import replaces_default
+
 min_version("9.0")
 
 
@@ -15,10 +17,11 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 # --configfile files merge into the embedded default, as Snakemake documents. A file that declares itself complete
-# (`standalone: true`, as config/paper.yaml does) replaces it instead: the config becomes the command line's files
-# (and --config values) alone. Decided from the config itself, so a cluster job, which Snakemake starts with
-# --configfiles but without --replace-workflow-config, resolves the same config as the main process.
-if config.get("standalone"):
+# (`standalone: true`, as config/paper.yaml does) or derives from another (`derive`, config/rehearsal.yaml) replaces
+# it instead: the config becomes the command line's files (and --config values) alone. Decided from the config
+# itself, so a cluster job, which Snakemake starts with --configfiles but without --replace-workflow-config, resolves
+# the same config as the main process.
+if replaces_default(config):
     _command_line_config = copy.deepcopy(workflow.config_settings.overwrite_config)
     config.clear()
     config.update(_command_line_config)

@@ -131,8 +131,8 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
 
 
 def load_config(path: str | Path) -> dict:
-    """Read and validate one complete config file."""
-    return validate_config(read_yaml(path), source=str(path))
+    """Read and validate a config file, as the Snakefile does (a ``derive`` section is applied first)."""
+    return validate_config(derive_config(read_yaml(path), source=str(path)), source=str(path))
 
 
 DEFAULT_CONFIG = SCHEMA_PATH.parent / "config.yaml"
@@ -149,14 +149,20 @@ def merge_config(base: dict, update: dict) -> dict:
     return base
 
 
+def replaces_default(config: dict) -> bool:
+    """Whether the config files given replace the embedded default instead of merging into it: one says
+    ``standalone: true`` (config/paper.yaml), or derives from another config (``derive``: config/rehearsal.yaml)."""
+    return bool(config.get("standalone")) or DERIVE_KEY in config
+
+
 def workflow_config(files: list[str | Path], default: str | Path = DEFAULT_CONFIG) -> dict:
     """The config the Snakefile sees with ``--configfile FILES``: the files merged in order into the embedded
-    default, unless they declare themselves complete (``standalone: true``), in which case they alone."""
+    default, unless they replace it (:func:`replaces_default`), in which case they alone, derived."""
     given = {}
     for path in files:
         merge_config(given, read_yaml(path))
-    if given.get("standalone"):
-        return given
+    if replaces_default(given):
+        return derive_config(given, source=" + ".join(map(str, files)))
     return merge_config(read_yaml(default), given)
 
 
@@ -175,3 +181,88 @@ def dataset_generation(config: dict, dataset: str) -> dict:
         else:
             settings[key] = override
     return settings
+
+
+# --- Derived configs (``derive:``): a config written as the changes to another one ------------------------------
+
+DERIVE_KEY = "derive"
+WORKFLOW_DIR = SCHEMA_PATH.parent.parent
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """``patch`` applied to ``target`` as a JSON Merge Patch (RFC 7396), without changing either: mappings merge key by
+    key, a null value deletes its key (so the schema's default applies again), anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _patch_existing(target: dict, patch: dict) -> dict:
+    """``merge_patch`` that leaves alone a key whose value is null when the patch holds a mapping for it: a patch
+    refines settings that are switched on (e.g. ``multi_crop: {size: 16}`` changes only the recipes with
+    multi-crop) and adds the ones that are absent."""
+    result = copy.deepcopy(target)
+    for key, value in patch.items():
+        if isinstance(value, dict) and key in result and result[key] is None:
+            continue
+        if isinstance(value, dict) and key not in result:
+            result[key] = merge_patch(None, value)
+            continue
+        if isinstance(value, dict) and isinstance(result[key], dict):
+            result[key] = _patch_existing(result[key], value)
+        elif value is None:
+            result.pop(key, None)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _derive_chain(config: dict, workflow_dir: Path, source: str, schema: dict,
+                  chain: tuple[str, ...]) -> tuple[dict, list[dict]]:
+    """(The config merged onto its bases, without defaults; the ``each`` sections, innermost base first.)"""
+    if not isinstance(config, dict) or DERIVE_KEY not in config:
+        return config, []
+    derive = config[DERIVE_KEY]
+    derive_schema = {"type": "object", "properties": {DERIVE_KEY: schema["properties"][DERIVE_KEY]}}
+    problems = [line for error in Draft202012Validator(derive_schema).iter_errors({DERIVE_KEY: derive})
+                for line in _describe(error, derive_schema)]
+    if problems:
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
+    base_path = (workflow_dir / derive["from"]).resolve()
+    if str(base_path) in chain:
+        raise ConfigError(f"{source}: {DERIVE_KEY}.from: {derive['from']} derives from itself")
+    base, each = _derive_chain(read_yaml(base_path, f"{source}: {DERIVE_KEY}.from: config"), workflow_dir,
+                               str(base_path), schema, (*chain, str(base_path)))
+    overlay = {key: value for key, value in config.items() if key != DERIVE_KEY}
+    return merge_patch(base, overlay), each + [derive.get("each") or {}]
+
+
+def derive_config(config: dict, workflow_dir: str | Path = WORKFLOW_DIR, source: str = "config",
+                  schema: dict | None = None) -> dict:
+    """Resolve a ``derive`` section: the config it names (``derive.from``, relative to the workflow folder; itself
+    possibly derived) with the rest of this config merged onto it as a JSON Merge Patch (RFC 7396). Then, on the
+    merged config with the schema's defaults filled in, ``derive.each.recipe`` is patched into every
+    ``pretrain.recipes`` entry and ``derive.each.experiment`` into every ``pretrain.matrix`` and
+    ``pretrain.experiments`` entry (see :func:`_patch_existing`; the innermost base's ``each`` first).
+    Returns the resolved, validated config without ``derive``; a config without it is returned unchanged."""
+    if not isinstance(config, dict) or DERIVE_KEY not in config:
+        return config
+    schema = load_schema() if schema is None else schema
+    merged, patches = _derive_chain(config, Path(workflow_dir), source, schema, ())
+    merged = validate_config(merged, schema, source=f"{source} (merged onto {config[DERIVE_KEY]['from']})")
+    pretrain = merged["pretrain"]
+    for each in patches:
+        if each.get("recipe"):
+            pretrain["recipes"] = {name: _patch_existing(recipe, each["recipe"])
+                                   for name, recipe in pretrain["recipes"].items()}
+        if each.get("experiment"):
+            pretrain["matrix"] = [_patch_existing(entry, each["experiment"]) for entry in pretrain["matrix"]]
+            pretrain["experiments"] = {name: _patch_existing(entry, each["experiment"])
+                                       for name, entry in pretrain["experiments"].items()}
+    return validate_config(merged, schema, source=f"{source} (after {DERIVE_KEY}.each)")

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genview.config import dataset_generation, validate_config
+from genview.data import SYNTHETIC_ROOT
 from genview.data.checks import dataset_problems
 from genview.errors import BadInputError, ConfigError
 
 #: Model roles and the file that marks a usable local folder of each (the libraries' own layouts).
+#: Where the models the workflow builds itself live (tiny, trained and rehearsal stand-ins): never the user's.
+WORKFLOW_MODELS_DIR = "results/models"
 MODEL_MARKERS = {
     "unclip": "model_index.json",
     "text2img": "model_index.json",
@@ -141,9 +144,12 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
 def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[str]:
     problems = []
     used = {d for _, _, d in evaluations} | set(config["datasets"])
+    # Roots the workflow writes itself (rule make_synthetic), which other entries may read too (cc3m_fixed).
+    made = {os.path.normpath(SYNTHETIC_ROOT.format(name=name))
+            for name, spec in all_datasets(config).items() if spec.get("synthetic")}
     for section in ("datasets", "eval_datasets"):
         for name, spec in config[section].items():
-            if name in used:
+            if name in used and os.path.normpath(spec.get("root") or "") not in made:
                 problems += dataset_problems(name, spec, f"{section}.{name}")
     for fraction, path in config["evaluation"]["semisup"]["subset_lists"].items():
         if not Path(path).is_file():
@@ -151,9 +157,8 @@ def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[s
     for role in sorted(models_used(config, experiments)):
         location = model_location(config, role)
         if is_local_model(config, role) and not Path(location, MODEL_MARKERS[role]).is_file():
-            if Path(location).resolve() in (Path("results/models/tiny", role).resolve(),
-                                            Path("results/models/trained/encoder").resolve()):
-                continue  # the stand-ins the workflow builds itself
+            if Path(location).resolve().is_relative_to(Path(WORKFLOW_MODELS_DIR).resolve()):
+                continue  # the stand-ins the workflow builds itself (tiny, trained, rehearsal)
             what = "does not exist" if not Path(location).exists() else f"has no {MODEL_MARKERS[role]}"
             problems.append(f"models.{role}: local model folder {location} {what}")
     return problems

@@ -9,8 +9,8 @@ import re
 import shlex
 from pathlib import Path
 
-from genview.config import dataset_generation
-from genview.data import dataset_root
+from genview.config import dataset_generation, derive_config
+from genview.data import SYNTHETIC_LAYOUT_KEYS, SYNTHETIC_MARKER, SYNTHETIC_ROOT, dataset_root
 from genview.errors import ConfigError
 from genview.resolve import ANALYSIS_PARTS, analysis_parts
 from genview.resolve import needs_complexity as _needs_complexity
@@ -18,6 +18,11 @@ from genview.resolve import needs_foreground as _needs_foreground
 from genview.resolve import resolve_config
 
 try:
+    # A derived config (config/rehearsal.yaml) is resolved onto its base first; the global dict is updated in place.
+    _derived = derive_config(config, workflow.basedir, "config")
+    if _derived is not config:
+        config.clear()
+        config.update(_derived)
     RESOLVED = resolve_config(config, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -36,6 +41,13 @@ os.environ.update(
 TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
 SHAPES_DATASETS = sorted(name for name, spec in ALL_DATASETS.items() if spec["kind"] == "shapes")
+# Datasets the workflow writes in their own kind's format (rule make_synthetic), by root.
+SYNTHETIC_ROOTS = {
+    SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")
+}
+for _root, _name in SYNTHETIC_ROOTS.items():
+    if os.path.normpath(ALL_DATASETS[_name]["root"]) != _root:
+        raise WorkflowError(f"{_name}.root: a synthetic dataset is written to {_root}; set its root to that")
 
 
 def subset(mapping, keys):
@@ -78,11 +90,18 @@ def class_names_spec_json(wildcards):
     return subset(ALL_DATASETS[wildcards.dataset], CLASS_NAME_KEYS)
 
 
+def synthetic_spec_json(wildcards):
+    return subset(ALL_DATASETS[wildcards.dataset], SYNTHETIC_LAYOUT_KEYS)
+
+
 def index_inputs(wildcards):
     """Generated datasets are made by a rule; external ones are read in place and not tracked file by file."""
     spec = ALL_DATASETS[wildcards.dataset]
     if spec["kind"] == "shapes":
         return [f"{dataset_root(wildcards.dataset, spec)}/captions.csv"]
+    root = os.path.normpath(spec["root"])
+    if root in SYNTHETIC_ROOTS:  # made by the workflow, for this dataset or another on the same root
+        return [f"{root}/{SYNTHETIC_MARKER}"]
     return []
 
 
@@ -106,6 +125,11 @@ from genview.models.tiny import TINY_MARKERS
 
 TINY_MODELS_DIR = "results/models/tiny"
 TRAINED_ENCODER_DIR = "results/models/trained/encoder"
+# The dress rehearsal's random-weight models at the real architectures, one folder per size (rule
+# build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
+REHEARSAL_MODELS_DIR = "results/models/rehearsal"
+REHEARSAL_SIZES = ("full", "small")
+REHEARSAL_BUILD_GPUS = {"full": 1, "small": 0}  # the full size is built on the GPU it will run on
 
 
 def model_location(role):
@@ -115,17 +139,23 @@ def model_location(role):
 
 
 def model_inputs(*roles):
-    """The stand-in files a job needs when a role points at the tiny models the workflow builds; real checkpoints
-    (hub ids or local folders) are the user's and are not tracked."""
+    """The stand-in files a job needs when a role points at the tiny, trained or rehearsal models the workflow
+    builds; real checkpoints (hub ids or local folders) are the user's and are not tracked."""
     inputs = []
     for role in roles:
-        spec, location = config["models"][role], model_location(role)
+        spec = config["models"][role]
         if spec.get("renderer"):  # the shapes renderer reads its dataset
             inputs.append(f"{dataset_root(spec['dataset'], {'kind': 'shapes'})}/captions.csv")
-        elif Path(location) == Path(TINY_MODELS_DIR, role):
+            continue
+        location = Path(model_location(role))
+        if location == Path(TINY_MODELS_DIR, role):
             inputs.append(f"{TINY_MODELS_DIR}/{TINY_MARKERS[role]}")
-        elif Path(location) == Path(TRAINED_ENCODER_DIR):
+        elif location == Path(TRAINED_ENCODER_DIR):
             inputs.append(f"{TRAINED_ENCODER_DIR}/open_clip_config.json")
+        elif location.name == role and location.parent.parent == Path(REHEARSAL_MODELS_DIR):
+            if location.parent.name not in REHEARSAL_SIZES:
+                raise WorkflowError(f"models.{role}: {location} is not a rehearsal size ({REHEARSAL_SIZES})")
+            inputs.append(f"{location.parent}/{TINY_MARKERS[role]}")
     return inputs
 
 
@@ -425,6 +455,7 @@ def declared_gpus():
     """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
     gpus = dict(RULE_GPUS)
     gpus["complexity_shard"] = complexity_gpus(None)
+    gpus["build_rehearsal_models"] = REHEARSAL_BUILD_GPUS
     gpus["pretrain"] = {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()}
     gpus["evaluate"] = {p: protocol_gpus(SimpleNamespace(protocol=p)) for p in protocol_names(config)}
     return gpus

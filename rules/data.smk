@@ -1,4 +1,4 @@
-# Data stage: generate `shapes` datasets, index every dataset into a manifest, shard the training sets.
+# Data stage: generate `shapes` and synthetic datasets, index every dataset into a manifest, shard the training sets.
 
 
 rule make_shapes:
@@ -14,6 +14,21 @@ rule make_shapes:
         spec=shapes_spec_json,
     shell:
         "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule make_synthetic:
+    output:
+        f"{SYNTHETIC_ROOT.format(name='{dataset}')}/{SYNTHETIC_MARKER}",
+    log:
+        "logs/data/{dataset}/make_synthetic.log",
+    wildcard_constraints:
+        dataset=_alternatives(SYNTHETIC_ROOTS.values()),
+    conda:
+        "../envs/data.yaml"
+    params:
+        spec=synthetic_spec_json,
+    shell:
+        "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} > {log} 2>&1"
 
 
 rule index_dataset:

@@ -1,5 +1,6 @@
-# Models the workflow makes itself: tiny random-weight stand-ins for every role (the smoke config), and the tiny
-# trained encoder of models.trained_encoder (the embedded default). Real checkpoints are not built.
+# Models the workflow makes itself: tiny random-weight stand-ins for every role (the smoke config), the tiny
+# trained encoder of models.trained_encoder (the embedded default), and every role at its real architecture
+# with random weights (the dress rehearsal). Real checkpoints are not built.
 
 
 rule build_tiny_models:
@@ -33,3 +34,30 @@ rule train_encoder:
     shell:
         "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+# One job per size (full: the published configurations, built on a GPU when there is one; small: for the CPU).
+# The diffusion pipelines are saved as the weights variant the config loads (e.g. the paper's unCLIP fp16).
+rule build_rehearsal_models:
+    output:
+        [f"{REHEARSAL_MODELS_DIR}/{{size}}/{marker}" for marker in TINY_MARKERS.values()],
+    log:
+        "logs/models/build_rehearsal_{size}.log",
+    benchmark:
+        "results/benchmarks/build_rehearsal_models/{size}.tsv"
+    wildcard_constraints:
+        size="|".join(REHEARSAL_SIZES),
+    conda:
+        "../envs/models.yaml"
+    resources:
+        gpu=lambda wildcards: REHEARSAL_BUILD_GPUS[wildcards.size],
+    params:
+        out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+        variants=" ".join(
+            f"--variant {role}={config['models'][role]['variant']}"
+            for role in ("unclip", "text2img")
+            if config["models"][role].get("variant")
+        ),
+    shell:
+        "python -m genview --gpus {resources.gpu} models build-rehearsal --size {wildcards.size}"
+        " --out-dir {params.out_dir} {params.variants} > {log} 2>&1"

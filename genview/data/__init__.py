@@ -6,6 +6,13 @@ This module stays import-light: the Snakefile reads ``dataset_root`` at parse ti
 from __future__ import annotations
 
 SHAPES_ROOT = "results/datasets/{name}"
+# Where a dataset with `synthetic` set is written (its root must say so), and the file written last there.
+SYNTHETIC_ROOT = SHAPES_ROOT
+SYNTHETIC_MARKER = "synthetic.json"
+# The settings a synthetic dataset's files depend on (what genview.data.synthetic reads); the rest of its entry
+# (shards, sources, holdout, class subset, ...) applies when it is indexed or used.
+SYNTHETIC_LAYOUT_KEYS = ("kind", "root", "synthetic", "splits", "captions", "name", "file", "image_column",
+                         "caption_column", "label_column", "split_column", "mask_column")
 
 
 def dataset_root(name: str, spec: dict) -> str:

@@ -45,6 +45,12 @@ def _make_shapes(args) -> None:
     )
 
 
+def _make_synthetic(args) -> None:
+    from genview.data.synthetic import make_synthetic
+
+    make_synthetic(args.dataset, dataset_spec(args))
+
+
 def _index(args) -> None:
     from genview.data.index import index_dataset
 
@@ -58,13 +64,19 @@ def _shard(args) -> None:
 
 
 def register(stages) -> None:
-    stage = stages.add_parser("data", help="datasets: make-shapes, index, shard")
+    stage = stages.add_parser("data", help="datasets: make-shapes, make-synthetic, index, shard")
     commands = stage.add_subparsers(dest="command", required=True)
 
     shapes = commands.add_parser("make-shapes", help="generate a `shapes` dataset from its config entry")
     _add_dataset_arguments(shapes)
     shapes.add_argument("--root", help="output folder (default: results/datasets/<dataset>)")
     shapes.set_defaults(run=_make_shapes)
+
+    synthetic = commands.add_parser(
+        "make-synthetic", help="write a dataset with `synthetic` set at its root, in its kind's format"
+    )
+    _add_dataset_arguments(synthetic)
+    synthetic.set_defaults(run=_make_synthetic)
 
     index = commands.add_parser("index", help="verify every image and write manifest.csv + rejects.csv")
     _add_dataset_arguments(index)

@@ -22,10 +22,10 @@ def _views(args) -> None:
         generate_shard(
             source=args.source,
             shard_csv=args.shard,
+            pipeline=load_pipeline(role, model, device),  # first: a missing model is the error to report
             params=read_params(args.shard, foreground_csv=args.foreground, complexity_csv=args.complexity),
             views_dir=args.views_dir,
             out_manifest=args.out,
-            pipeline=load_pipeline(role, model, device),
             generation=generation,
             seed=args.seed,
             on_bad_image=args.on_bad_image,
