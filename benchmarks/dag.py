@@ -42,9 +42,23 @@ def scaled_config(workdir: Path, fraction: float) -> Path:
 def dry_run(config: Path, workdir: Path) -> tuple[int, float]:
     started = time.perf_counter()
     result = subprocess.run(
-        [str(SNAKEMAKE), "-n", "--quiet", "rules", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(workdir), "--configfile", str(config)],
-        capture_output=True, text=True, check=True,
+        [
+            str(SNAKEMAKE),
+            "-n",
+            "--quiet",
+            "rules",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     seconds = time.perf_counter() - started
     return int(re.search(r"^total\s+(\d+)$", result.stdout, re.MULTILINE).group(1)), seconds

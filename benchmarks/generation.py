@@ -66,28 +66,53 @@ def main() -> None:
         build_tiny_pipeline("unclip", folder / "unclip")
         pipeline = load_pipeline("unclip", {"path": str(folder / "unclip")}, args.device)
         generation = validate_config(
-            {"generation": {"steps": args.steps, "batch_size": args.batch_size, "save_size": 64,
-                            "ic": {"guidance_scale": 10, "noise_level": 100}}}
+            {
+                "generation": {
+                    "steps": args.steps,
+                    "batch_size": args.batch_size,
+                    "save_size": 64,
+                    "ic": {"guidance_scale": 10, "noise_level": 100},
+                }
+            }
         )["generation"]
         adaptive_params = pd.DataFrame({"id": shard.id, "noise_level": [(i % 5) * 100 for i in range(len(shard))]})
         adaptive_params.to_csv(folder / "params.csv", index=False)
         images = [load_rgb(p) for p in shard.path]
 
         def ours(name, settings, params):
-            generate_shard(source="ic", shard_csv=folder / "shard.csv", params=pd.read_csv(params, dtype={"id": str}), views_dir=folder / name,
-                           out_manifest=folder / f"{name}.csv", pipeline=pipeline, generation=settings, seed=0)
+            generate_shard(
+                source="ic",
+                shard_csv=folder / "shard.csv",
+                params=pd.read_csv(params, dtype={"id": str}),
+                views_dir=folder / name,
+                out_manifest=folder / f"{name}.csv",
+                pipeline=pipeline,
+                generation=settings,
+                seed=0,
+            )
 
         def official():
             for i, path in enumerate(shard.path):
                 generator = torch.Generator().manual_seed(i)
-                pipeline(load_rgb(path), num_inference_steps=args.steps, guidance_scale=10, noise_level=100,
-                         generator=generator).images[0].resize((64, 64)).save(folder / f"official_{i}.jpg")
+                pipeline(
+                    load_rgb(path),
+                    num_inference_steps=args.steps,
+                    guidance_scale=10,
+                    noise_level=100,
+                    generator=generator,
+                ).images[0].resize((64, 64)).save(folder / f"official_{i}.jpg")
 
         def bare():
             for start in range(0, len(images), args.batch_size):
                 batch = images[start : start + args.batch_size]
-                pipeline(image=batch, prompt=[""] * len(batch), num_inference_steps=args.steps, guidance_scale=10,
-                         noise_level=100, generator=[torch.Generator().manual_seed(i) for i in range(len(batch))])
+                pipeline(
+                    image=batch,
+                    prompt=[""] * len(batch),
+                    num_inference_steps=args.steps,
+                    guidance_scale=10,
+                    noise_level=100,
+                    generator=[torch.Generator().manual_seed(i) for i in range(len(batch))],
+                )
 
         ours("warmup", generation, None)
         seconds = {
@@ -95,14 +120,19 @@ def main() -> None:
             "official": timed(official, args.device),
             "bare": timed(bare, args.device),
             "ours, adaptive settings": timed(
-                lambda: ours("adaptive", {**generation, "ic": {"guidance_scale": 10, "noise_level": "adaptive"}},
-                             folder / "params.csv"),
+                lambda: ours(
+                    "adaptive",
+                    {**generation, "ic": {"guidance_scale": 10, "noise_level": "adaptive"}},
+                    folder / "params.csv",
+                ),
                 args.device,
             ),
         }
     count = len(shard)
-    print(f"{count} images, tiny unCLIP, {args.steps} steps, batch {args.batch_size}, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{count} images, tiny unCLIP, {args.steps} steps, batch {args.batch_size}, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, value in seconds.items():
         print(f"  {name:24s} {count / value:7.2f} images/s")
     print(f"  ours / official: {seconds['official'] / seconds['ours']:.2f}x   (goal >= 3x)")

@@ -28,16 +28,23 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config)
     spec = {**config["datasets"], **config["eval_datasets"]}[args.dataset]
-    settings = {"linear": {**config["evaluation"]["linear"], "epochs": args.linear_epochs},
-                "linear_fast": config["evaluation"]["linear_fast"]}
+    settings = {
+        "linear": {**config["evaluation"]["linear"], "epochs": args.linear_epochs},
+        "linear_fast": config["evaluation"]["linear_fast"],
+    }
     results, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for protocol in ("linear_fast", "linear"):
             context = EvalContext(
-                experiment_name=args.experiment, checkpoint=Path(f"results/pretrain/{args.experiment}/checkpoint.pt"),
-                dataset=args.dataset, spec=spec,
+                experiment_name=args.experiment,
+                checkpoint=Path(f"results/pretrain/{args.experiment}/checkpoint.pt"),
+                dataset=args.dataset,
+                spec=spec,
                 features_npz=Path(f"results/eval/{args.experiment}/features/{args.dataset}.npz"),
-                settings=settings[protocol], seed=config["seed"], device="cpu", num_workers=0,
+                settings=settings[protocol],
+                seed=config["seed"],
+                device="cpu",
+                num_workers=0,
             )
             started = time.perf_counter()
             results[protocol] = evaluate(protocol, context, Path(tmp) / f"{protocol}.json")["metrics"]
@@ -46,8 +53,10 @@ def main() -> None:
     for protocol in results:
         print(f"  {protocol:12s} {seconds[protocol]:7.2f} s   top-1 {results[protocol]['top1']:6.2f}")
     print(f"  speed ratio linear / linear_fast: {seconds['linear'] / seconds['linear_fast']:.1f}x   (goal >= 10x)")
-    print(f"  top-1 linear_fast - linear: {results['linear_fast']['top1'] - results['linear']['top1']:+.2f} points"
-          "   (goal within 1)")
+    print(
+        f"  top-1 linear_fast - linear: {results['linear_fast']['top1'] - results['linear']['top1']:+.2f} points"
+        "   (goal within 1)"
+    )
     print(json.dumps({"seconds": seconds, "top1": {k: v["top1"] for k, v in results.items()}}))
 
 

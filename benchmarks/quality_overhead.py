@@ -36,16 +36,25 @@ BACKBONES = {
 
 
 def experiment(batch: int, image_size: int, backbone: str) -> dict:
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes"}},
-        "pretrain": {
-            "recipes": {"r": {"epochs": 1, "batch_size": batch, "image_size": image_size}},
-            "backbones": {"b": {**BACKBONES[backbone], "image_size": image_size}},
-            "experiments": {"e": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b",
-                                  "dataset": "s", "method_args": {"simclr": {"proj_hidden_dim": 256,
-                                                                             "proj_dim": 64}}}},
-        },
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes"}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 1, "batch_size": batch, "image_size": image_size}},
+                "backbones": {"b": {**BACKBONES[backbone], "image_size": image_size}},
+                "experiments": {
+                    "e": {
+                        "method": "simclr",
+                        "variant": "baseline",
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": {"simclr": {"proj_hidden_dim": 256, "proj_dim": 64}},
+                    }
+                },
+            },
+        }
+    )
     return resolve_experiments(config)["e"]
 
 
@@ -97,15 +106,18 @@ def main() -> None:
             "step": median_seconds(step, args.repeats, device),
             "weighted": median_seconds(lambda: step(scorer.two_view_weights(view1, view2)), args.repeats, device),
             "encoder": median_seconds(
-                lambda: scorer._encode(torch.cat([scorer._prepare(view1), scorer._prepare(view2)])), args.repeats,
+                lambda: scorer._encode(torch.cat([scorer._prepare(view1), scorer._prepare(view2)])),
+                args.repeats,
                 device,
             ),
         }
     overhead = seconds["weighted"] / seconds["step"] - 1
     inherent = seconds["encoder"] / seconds["step"]
-    print(f"SimCLR step, {args.backbone} at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder "
-          f"at {args.encoder_size} px; device {device}; torch threads {torch.get_num_threads()}; medians of "
-          f"{args.repeats}")
+    print(
+        f"SimCLR step, {args.backbone} at {args.image_size} px, batch {args.batch}; tiny ConvNeXt quality encoder "
+        f"at {args.encoder_size} px; device {device}; torch threads {torch.get_num_threads()}; medians of "
+        f"{args.repeats}"
+    )
     for name, value in seconds.items():
         print(f"  {name:9s} {value * 1000:8.1f} ms")
     print(f"  overhead weighted/step - 1: {overhead:.3f}")

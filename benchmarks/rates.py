@@ -5,9 +5,9 @@
 
 Measures, side by side in one run, with the config's models, settings and experiments:
 - generation, per source (IC, TC, ITC): images/s of genview's shard generator at the configured steps, batch size
-  and the pipeline's own resolution (one setting group, as in a full-size shard), beside an official-style loop (one image per pipeline call) and beside the physical
-  limit (UNet FLOPs per image and step, counted by torch's FlopCounterMode, x steps / the card's peak dense
-  bf16/fp16 FLOP/s from PEAK_DENSE_FLOPS or --peak-flops);
+  and the pipeline's own resolution (one setting group, as in a full-size shard), beside an official-style loop
+  (one image per pipeline call) and beside the physical limit (UNet FLOPs per image and step, counted by torch's
+  FlopCounterMode, x steps / the card's peak dense bf16/fp16 FLOP/s from PEAK_DENSE_FLOPS or --peak-flops);
 - the foreground encoder (patch tokens; model alone and with the job's serial image decoding), the quality encoder
   (token map and embedding of training views), the caption-complexity chat model (captions/s, re-asks included);
 - pre-training, for each paper experiment (resolved by genview.training.experiments, at its precision and its
@@ -50,8 +50,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from genview.contracts import MANIFEST, SHARD  # noqa: E402
 from genview.config import load_config_files, validate_config  # noqa: E402
+from genview.contracts import MANIFEST, SHARD  # noqa: E402
 from genview.data.images import load_rgb  # noqa: E402
 from genview.data.index import index_dataset  # noqa: E402
 from genview.data.shapes import make_shapes  # noqa: E402
@@ -60,11 +60,31 @@ from genview.errors import GenviewError  # noqa: E402
 # Vendor datasheet peak dense (no sparsity) bf16/fp16 tensor-core FLOP/s, by a substring of the device name as
 # torch reports it; the first match wins (so the more specific names come first).
 PEAK_DENSE_FLOPS = [
-    ("GH200", 989e12), ("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12),
-    ("H800", 989e12), ("B200", 2250e12), ("B100", 1750e12), ("A100", 312e12), ("A800", 312e12),
-    ("L40S", 362e12), ("L40", 181e12), ("A40", 150e12), ("RTX 6000 Ada", 365e12), ("RTX A6000", 155e12),
-    ("A6000", 155e12), ("L4", 121e12), ("A30", 165e12), ("A10", 125e12), ("RTX 4090", 165e12),
-    ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12), ("MI300X", 1307e12), ("MI250X", 383e12),
+    ("GH200", 989e12),
+    ("H200", 989e12),
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H800", 989e12),
+    ("B200", 2250e12),
+    ("B100", 1750e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L40", 181e12),
+    ("A40", 150e12),
+    ("RTX 6000 Ada", 365e12),
+    ("RTX A6000", 155e12),
+    ("A6000", 155e12),
+    ("L4", 121e12),
+    ("A30", 165e12),
+    ("A10", 125e12),
+    ("RTX 4090", 165e12),
+    ("RTX 3090", 71e12),
+    ("V100", 125e12),
+    ("T4", 65e12),
+    ("MI300X", 1307e12),
+    ("MI250X", 383e12),
 ]
 SOURCES = ("ic", "tc", "itc")
 ROLE_FOR_SOURCE = {"ic": "unclip", "tc": "text2img", "itc": "unclip"}
@@ -74,16 +94,23 @@ PHASES = ("generation", "foreground", "quality", "llm", "pretrain", "evaluation"
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", nargs="+", default=[str(REPO / "config/paper.yaml")],
-                        help="config file(s), merged in order (default: config/paper.yaml)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[str(REPO / "config/paper.yaml")],
+        help="config file(s), merged in order (default: config/paper.yaml)",
+    )
     parser.add_argument("--out", default="results/benchmarks/rates.yaml", help="rates file to write")
     parser.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:N")
     parser.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES), help="measure only these")
     models = parser.add_argument_group("models")
     models.add_argument("--tiny", action="store_true", help="tiny random-weight stand-ins for every role")
     models.add_argument("--models-dir", help="DIR/<role> replaces models.<role> where it exists")
-    models.add_argument("--random-encoders", action="store_true",
-                        help="the config's open_clip architectures without pretrained weights (no download)")
+    models.add_argument(
+        "--random-encoders",
+        action="store_true",
+        help="the config's open_clip architectures without pretrained weights (no download)",
+    )
     gen = parser.add_argument_group("generation")
     gen.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     gen.add_argument("--images", type=int, default=32, help="views per source for the shard generator")
@@ -99,13 +126,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     train = parser.add_argument_group("pre-training and evaluation")
     train.add_argument("--experiments", nargs="+", default=["*"], help="name patterns of the experiments to measure")
     train.add_argument("--train-steps", type=int, default=5, help="timed steps (after 2 warm-up steps)")
-    train.add_argument("--train-batch", type=int,
-                       help="per-GPU batch (default: recipe batch_size / gpus), also the evaluation batches")
+    train.add_argument(
+        "--train-batch", type=int, help="per-GPU batch (default: recipe batch_size / gpus), also the evaluation batches"
+    )
     train.add_argument("--train-image-size", type=int, help="view size (default: the recipe's)")
-    train.add_argument("--workers", type=int,
-                       help="loader processes per GPU (default: cpus_per_gpu of profiles/slurm for pretrain)")
-    train.add_argument("--input-rounds", type=int, default=2,
-                       help="batches timed per loader process when measuring an input pipeline")
+    train.add_argument(
+        "--workers", type=int, help="loader processes per GPU (default: cpus_per_gpu of profiles/slurm for pretrain)"
+    )
+    train.add_argument(
+        "--input-rounds", type=int, default=2, help="batches timed per loader process when measuring an input pipeline"
+    )
     data = parser.add_argument_group("synthetic data")
     data.add_argument("--source-size", type=int, default=384, help="side of the synthetic source JPEGs")
     data.add_argument("--unique-images", type=int, default=64, help="distinct images (rows repeat them)")
@@ -183,19 +213,30 @@ def prepare_data(folder: Path, rows: int, unique: int, size: int, save_size: int
         views.append(str(folder / "jpeg" / f"{i}_view.jpg"))
         Image.fromarray(noisy).resize((save_size, save_size)).save(views[-1], quality=75)
     repeat = np.arange(rows) % len(train)
-    rows_frame = pd.DataFrame({
-        "id": [f"r{i}" for i in range(rows)], "path": [paths[j] for j in repeat],
-        "caption": list(train.caption.iloc[repeat]), "label": list(train.label.iloc[repeat]), "split": "train",
-        "mask": "",
-    })
+    rows_frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(rows)],
+            "path": [paths[j] for j in repeat],
+            "caption": list(train.caption.iloc[repeat]),
+            "label": list(train.label.iloc[repeat]),
+            "split": "train",
+            "mask": "",
+        }
+    )
     MANIFEST.write(rows_frame, folder / "manifest.csv")
     view_manifests = {}
     for source in SOURCES:
         view_manifests[source] = folder / f"{source}.manifest.csv"
         pd.DataFrame({"id": rows_frame.id, "view": [views[j] for j in repeat], "source": source, "sample": 0}).to_csv(
-            view_manifests[source], index=False)
-    return {"manifest": folder / "manifest.csv", "rows": rows_frame, "views": view_manifests,
-            "unique_paths": paths, "captions": list(train.caption)}
+            view_manifests[source], index=False
+        )
+    return {
+        "manifest": folder / "manifest.csv",
+        "rows": rows_frame,
+        "views": view_manifests,
+        "unique_paths": paths,
+        "captions": list(train.caption),
+    }
 
 
 # --- models --------------------------------------------------------------------------------------------------------
@@ -207,9 +248,11 @@ def override_models(config: dict, args, folder: Path) -> list[str]:
 
         build_tiny_models(folder / "tiny")
         for role in ("unclip", "text2img", "complexity_llm"):
-            models[role] = {**models[role], "path": str(folder / "tiny" / role), "revision": None, "variant": None} \
-                if role != "complexity_llm" else {**models[role], "path": str(folder / "tiny" / role),
-                                                  "trust_remote_code": False}
+            models[role] = (
+                {**models[role], "path": str(folder / "tiny" / role), "revision": None, "variant": None}
+                if role != "complexity_llm"
+                else {**models[role], "path": str(folder / "tiny" / role), "trust_remote_code": False}
+            )
         for role in OPEN_CLIP_ROLES:
             models[role] = {**models[role], "model": f"local-dir:{folder / 'tiny' / role}", "pretrained": None}
         models["quality_encoder"]["image_size"] = None
@@ -233,8 +276,9 @@ def override_models(config: dict, args, folder: Path) -> list[str]:
 
 # --- generation ----------------------------------------------------------------------------------------------------
 def _pipeline_call(pipeline, source: str, image, caption: str, steps: int, noise: int, guidance: float, seed: int):
-    arguments = dict(num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator("cpu").manual_seed(seed))
+    arguments = dict(
+        num_inference_steps=steps, guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(seed)
+    )
     if source == "tc":
         return pipeline(prompt=caption, **arguments).images[0]
     return pipeline(image=image, prompt=caption if source == "itc" else "", noise_level=noise, **arguments).images[0]
@@ -266,14 +310,20 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
     # One (noise level, guidance) group: at shard scale every group fills its batches; on a few images, the 20
     # groups of adaptive ITC settings would leave padded, nearly empty batches.
     noise_levels, guidance_scales = [200], [6]
-    pd.DataFrame({"id": shard.id, "noise_level": [noise_levels[i % len(noise_levels)] for i in range(len(shard))],
-                  "guidance_scale": [guidance_scales[i % len(guidance_scales)] for i in range(len(shard))]}).to_csv(
-        folder / "gen_params.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": shard.id,
+            "noise_level": [noise_levels[i % len(noise_levels)] for i in range(len(shard))],
+            "guidance_scale": [guidance_scales[i % len(guidance_scales)] for i in range(len(shard))],
+        }
+    ).to_csv(folder / "gen_params.csv", index=False)
     peak = peak_flops(report["device"], args.peak_flops)
     rates, pipelines = {}, {}
-    print(f"\n== generation: {steps} steps, batch {generation['batch_size']}, {len(shard)} views per source"
-          f" (official-style loop: {min(args.official_images, len(shard))}), peak "
-          f"{'%.0f TFLOP/s' % (peak / 1e12) if peak else 'unknown (--peak-flops)'}")
+    print(
+        f"\n== generation: {steps} steps, batch {generation['batch_size']}, {len(shard)} views per source"
+        f" (official-style loop: {min(args.official_images, len(shard))}), peak "
+        f"{'%.0f TFLOP/s' % (peak / 1e12) if peak else 'unknown (--peak-flops)'}"
+    )
     for source in args.sources:
         role = ROLE_FOR_SOURCE[source]
         if role not in pipelines:
@@ -281,22 +331,43 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
         pipeline = pipelines[role]
         resolution = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
         settings = generation[source]
-        noise_of = lambda i: noise_levels[i % len(noise_levels)] if settings.get("noise_level") == "adaptive" \
-            else settings.get("noise_level", 0)  # noqa: E731
-        guidance_of = lambda i: guidance_scales[i % len(guidance_scales)] \
-            if settings.get("guidance_scale") == "adaptive" else settings["guidance_scale"]  # noqa: E731
+        noise_of = lambda i: (
+            noise_levels[i % len(noise_levels)]
+            if settings.get("noise_level") == "adaptive"
+            else settings.get("noise_level", 0)
+        )
+        guidance_of = lambda i: (
+            guidance_scales[i % len(guidance_scales)]
+            if settings.get("guidance_scale") == "adaptive"
+            else settings["guidance_scale"]
+        )
         image = load_rgb(shard.path.iloc[0])
         flops = image_step_flops(pipeline, source, image, shard.caption.iloc[0], noise_of(0), guidance_of(0))
 
         def ours(name):
-            generate_shard(source=source, shard_csv=folder / "gen_shard.csv", params=pd.read_csv(folder / "gen_params.csv", dtype={"id": str}),
-                           views_dir=folder / f"views_{source}_{name}", out_manifest=folder / f"{source}_{name}.csv",
-                           pipeline=pipeline, generation=generation, seed=0)
+            generate_shard(
+                source=source,
+                shard_csv=folder / "gen_shard.csv",
+                params=pd.read_csv(folder / "gen_params.csv", dtype={"id": str}),
+                views_dir=folder / f"views_{source}_{name}",
+                out_manifest=folder / f"{source}_{name}.csv",
+                pipeline=pipeline,
+                generation=generation,
+                seed=0,
+            )
 
         def official():
             for i in range(min(args.official_images, len(shard))):
-                view = _pipeline_call(pipeline, source, load_rgb(shard.path.iloc[i]), shard.caption.iloc[i], steps,
-                                      noise_of(i), guidance_of(i), i)
+                view = _pipeline_call(
+                    pipeline,
+                    source,
+                    load_rgb(shard.path.iloc[i]),
+                    shard.caption.iloc[i],
+                    steps,
+                    noise_of(i),
+                    guidance_of(i),
+                    i,
+                )
                 view.resize((generation["save_size"],) * 2).save(folder / f"official_{source}_{i}.jpg")
 
         _pipeline_call(pipeline, source, image, shard.caption.iloc[0], 1, noise_of(0), guidance_of(0), 0)  # warm-up
@@ -305,13 +376,23 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
         limit = peak / (flops * steps) if peak and flops else None
         rates[source] = ours_rate
         report["generation"][source] = dict(
-            resolution=resolution, images_per_second=ours_rate, official_images_per_second=official_rate,
-            ours_over_official=ours_rate / official_rate, gflops_per_image_step=flops / 1e9,
-            physical_limit_images_per_second=limit, fraction_of_limit=ours_rate / limit if limit else None)
-        print(f"  {source:3s} {resolution}px: ours {ours_rate:8.3f} img/s | official-style batch-1 {official_rate:8.3f}"
-              f" img/s (ours/official {ours_rate / official_rate:.2f}x) | {flops / 1e9:.1f} GFLOP per image-step,"
-              + (f" limit {limit:.2f} img/s, ours at {100 * ours_rate / limit:.1f}% of it" if limit else
-                 " no peak FLOP/s for this device (--peak-flops)"))
+            resolution=resolution,
+            images_per_second=ours_rate,
+            official_images_per_second=official_rate,
+            ours_over_official=ours_rate / official_rate,
+            gflops_per_image_step=flops / 1e9,
+            physical_limit_images_per_second=limit,
+            fraction_of_limit=ours_rate / limit if limit else None,
+        )
+        print(
+            f"  {source:3s} {resolution}px: ours {ours_rate:8.3f} img/s | official-style batch-1 {official_rate:8.3f}"
+            f" img/s (ours/official {ours_rate / official_rate:.2f}x) | {flops / 1e9:.1f} GFLOP per image-step,"
+            + (
+                f" limit {limit:.2f} img/s, ours at {100 * ours_rate / limit:.1f}% of it"
+                if limit
+                else " no peak FLOP/s for this device (--peak-flops)"
+            )
+        )
     del pipelines
     if rates:
         combined = harmonic_mean(list(rates.values())) * steps  # one view of each source in turn
@@ -337,12 +418,19 @@ def measure_foreground(config: dict, data: dict, args, device: str, report: dict
         seconds = timed(lambda: [patch_tokens(model, batch) for _ in range(args.encoder_repeats)], device)
     model_rate = batch_size * args.encoder_repeats / seconds
     job_rate = 1 / (1 / model_rate + 1 / decode_rate)  # the job decodes, then encodes, in turn
-    report["foreground"] = dict(model=spec["model"], input_size=list(batch.shape[-2:]), batch=batch_size,
-                                model_images_per_second=model_rate, decode_images_per_second=decode_rate,
-                                job_images_per_second=job_rate)
-    print(f"\n== foreground encoder {spec['model']} ({batch.shape[-1]}px, batch {batch_size}, fp32 as the analysis"
-          f" runs): model {model_rate:.1f} img/s, serial decode+preprocess {decode_rate:.1f} img/s -> job"
-          f" {job_rate:.1f} img/s")
+    report["foreground"] = dict(
+        model=spec["model"],
+        input_size=list(batch.shape[-2:]),
+        batch=batch_size,
+        model_images_per_second=model_rate,
+        decode_images_per_second=decode_rate,
+        job_images_per_second=job_rate,
+    )
+    print(
+        f"\n== foreground encoder {spec['model']} ({batch.shape[-1]}px, batch {batch_size}, fp32 as the analysis"
+        f" runs): model {model_rate:.1f} img/s, serial decode+preprocess {decode_rate:.1f} img/s -> job"
+        f" {job_rate:.1f} img/s"
+    )
     return {"foreground_images_per_second": job_rate}
 
 
@@ -356,10 +444,13 @@ def measure_quality(config: dict, args, device: str, report: dict) -> dict:
     encoder.features(views)
     seconds = timed(lambda: [encoder.features(views) for _ in range(args.encoder_repeats)], device)
     rate = batch_size * args.encoder_repeats / seconds
-    report["quality"] = dict(model=spec["model"], image_size=list(encoder.image_size), batch=batch_size,
-                             images_per_second=rate)
-    print(f"\n== quality encoder {spec['model']} ({encoder.image_size[0]}px, batch {batch_size}, bf16 autocast on"
-          f" CUDA): {rate:.1f} views/s")
+    report["quality"] = dict(
+        model=spec["model"], image_size=list(encoder.image_size), batch=batch_size, images_per_second=rate
+    )
+    print(
+        f"\n== quality encoder {spec['model']} ({encoder.image_size[0]}px, batch {batch_size}, bf16 autocast on"
+        f" CUDA): {rate:.1f} views/s"
+    )
     return {"quality_images_per_second": rate}
 
 
@@ -369,18 +460,31 @@ def measure_llm(config: dict, data: dict, args, device: str, report: dict) -> di
 
     spec = config["models"]["complexity_llm"]
     max_new_tokens = args.max_new_tokens or spec["max_new_tokens"]
-    model = load_chat_model(spec["path"], trust_remote_code=spec["trust_remote_code"], device=device,
-                            max_new_tokens=max_new_tokens, do_sample=spec["do_sample"])
+    model = load_chat_model(
+        spec["path"],
+        trust_remote_code=spec["trust_remote_code"],
+        device=device,
+        max_new_tokens=max_new_tokens,
+        do_sample=spec["do_sample"],
+    )
     captions = (data["captions"] * args.captions)[: args.captions]
     results = []
-    seconds = timed(lambda: results.extend(llm_scores(captions, model.generate,
-                                                       config["analysis"]["llm_attempts"])), device)
+    seconds = timed(
+        lambda: results.extend(llm_scores(captions, model.generate, config["analysis"]["llm_attempts"])), device
+    )
     rate = len(captions) / seconds
     asks = [getattr(r, "attempts", None) for r in results]
-    report["llm"] = dict(model=spec["path"], max_new_tokens=max_new_tokens, captions=len(captions),
-                         captions_per_second=rate, attempts=asks)
-    print(f"\n== complexity chat model {spec['path']} (max {max_new_tokens} new tokens): {rate:.3f} captions/s"
-          f" (attempts per caption: {asks})")
+    report["llm"] = dict(
+        model=spec["path"],
+        max_new_tokens=max_new_tokens,
+        captions=len(captions),
+        captions_per_second=rate,
+        attempts=asks,
+    )
+    print(
+        f"\n== complexity chat model {spec['path']} (max {max_new_tokens} new tokens): {rate:.3f} captions/s"
+        f" (attempts per caption: {asks})"
+    )
     return {"llm_captions_per_second": rate}
 
 
@@ -400,10 +504,22 @@ def views_per_sample(experiment: dict, kind: str) -> int:
 def signature(experiment: dict) -> str:
     """What sets an experiment's speed: experiments that agree on it are measured once."""
     recipe = experiment["recipe"]
-    keep = {key: recipe[key] for key in ("batch_size", "image_size", "amp", "optimizer", "multi_crop", "downsample",
-                                         "augmentation")}
-    return json.dumps([experiment["method"], experiment["backbone"], experiment["method_args"], keep,
-                       experiment["variant"], experiment["views"], experiment["gpus"]], sort_keys=True)
+    keep = {
+        key: recipe[key]
+        for key in ("batch_size", "image_size", "amp", "optimizer", "multi_crop", "downsample", "augmentation")
+    }
+    return json.dumps(
+        [
+            experiment["method"],
+            experiment["backbone"],
+            experiment["method_args"],
+            keep,
+            experiment["variant"],
+            experiment["views"],
+            experiment["gpus"],
+        ],
+        sort_keys=True,
+    )
 
 
 def quality_vector(spec: dict, folder: Path, device: str) -> Path:
@@ -424,10 +540,14 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
 
     workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
     measured, vectors, by_backbone = {}, {}, {}
-    print(f"\n== pre-training: {args.train_steps} timed steps after 2 warm-up steps, per-GPU batch, input pipeline"
-          f" with {workers} loader process(es) per GPU (profiles/slurm cpus_per_gpu)")
-    print(f"  {'experiment':44s} {'backbone':10s} {'prec':5s} {'batch':>5s} {'views':>5s} {'model st/s':>10s}"
-          f" {'input st/s':>10s} {'input/model':>11s} {'views/s':>9s} {'peak GiB':>8s}")
+    print(
+        f"\n== pre-training: {args.train_steps} timed steps after 2 warm-up steps, per-GPU batch, input pipeline"
+        f" with {workers} loader process(es) per GPU (profiles/slurm cpus_per_gpu)"
+    )
+    print(
+        f"  {'experiment':44s} {'backbone':10s} {'prec':5s} {'batch':>5s} {'views':>5s} {'model st/s':>10s}"
+        f" {'input st/s':>10s} {'input/model':>11s} {'views/s':>9s} {'peak GiB':>8s}"
+    )
     for name, experiment in sorted(experiments.items()):
         key = signature(experiment)
         if key in measured:
@@ -453,9 +573,15 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         try:
-            trainer = Trainer(experiment, folder / "train" / name, manifest=str(data["manifest"]),
-                              view_manifests=[str(data["views"][s]) for s in sources], quality_vector=vector,
-                              device=device, execution={"num_workers": 0})
+            trainer = Trainer(
+                experiment,
+                folder / "train" / name,
+                manifest=str(data["manifest"]),
+                view_manifests=[str(data["views"][s]) for s in sources],
+                quality_vector=vector,
+                device=device,
+                execution={"num_workers": 0},
+            )
             # The model's batch comes with no loader processes busy beside the timed steps.
             batch = next(iter(trainer._loader(0, 0)))
             trainer.execution["num_workers"] = workers
@@ -463,7 +589,8 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
             for _ in range(2):
                 trainer.step(batch, last_epoch)
             model_rate = args.train_steps / timed(
-                lambda: [trainer.step(batch, last_epoch) for _ in range(args.train_steps)], device)
+                lambda: [trainer.step(batch, last_epoch) for _ in range(args.train_steps)], device
+            )
             input_rate = loader_batches_per_second(trainer._loader(0, 0), workers, args.input_rounds)
         except torch.cuda.OutOfMemoryError:
             report["pretrain"][name] = dict(error=f"out of memory at per-GPU batch {recipe['batch_size']}")
@@ -473,14 +600,24 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
         views_rate = min(model_rate, input_rate) * recipe["batch_size"] * views
         peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
         report["pretrain"][name] = dict(
-            method=experiment["method"], variant=experiment["variant"], backbone=experiment["backbone"]["name"],
-            precision=precision, per_gpu_batch=recipe["batch_size"], image_size=recipe["image_size"],
-            views_per_sample=views, model_steps_per_second=model_rate, input_steps_per_second=input_rate,
-            views_per_second=views_rate, loader_workers=workers,
-            peak_memory_gib=None if math.isnan(peak_gib) else peak_gib)
-        print(f"  {name[:44]:44s} {experiment['backbone']['name'][:10]:10s} {precision:5s} {recipe['batch_size']:5d}"
-              f" {views:5d} {model_rate:10.3f} {input_rate:10.3f} {input_rate / model_rate:11.2f} {views_rate:9.1f}"
-              f" {peak_gib:8.1f}")
+            method=experiment["method"],
+            variant=experiment["variant"],
+            backbone=experiment["backbone"]["name"],
+            precision=precision,
+            per_gpu_batch=recipe["batch_size"],
+            image_size=recipe["image_size"],
+            views_per_sample=views,
+            model_steps_per_second=model_rate,
+            input_steps_per_second=input_rate,
+            views_per_second=views_rate,
+            loader_workers=workers,
+            peak_memory_gib=None if math.isnan(peak_gib) else peak_gib,
+        )
+        print(
+            f"  {name[:44]:44s} {experiment['backbone']['name'][:10]:10s} {precision:5s} {recipe['batch_size']:5d}"
+            f" {views:5d} {model_rate:10.3f} {input_rate:10.3f} {input_rate / model_rate:11.2f} {views_rate:9.1f}"
+            f" {peak_gib:8.1f}"
+        )
         # The estimate adds the quality encoder's passes for the genview variant itself: its backbone rate comes
         # from the other variants where there are any.
         by_backbone.setdefault(experiment["backbone"]["name"], []).append((experiment["variant"], views_rate))
@@ -489,8 +626,11 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
         plain = [rate for variant, rate in values if variant != "genview"] or [rate for _, rate in values]
         rates[backbone] = harmonic_mean(plain)
     if rates:
-        print("  pretrain_images_per_second: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
-              + " (views/s through the backbone; the slower of model and input pipeline)")
+        print(
+            "  pretrain_images_per_second: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
+            + " (views/s through the backbone; the slower of model and input pipeline)"
+        )
     return {"pretrain_images_per_second": rates} if rates else {}
 
 
@@ -512,8 +652,10 @@ def measure_evaluation(config: dict, experiments: dict, data: dict, args, device
     for name, experiment in sorted(experiments.items()):
         backbone = json.dumps(experiment["backbone"], sort_keys=True)
         by_backbone.setdefault(backbone, (name, experiment, []))[2].append(name)
-    print(f"\n== evaluation (fp32 as the protocols run; {workers} loader process(es)): feature extraction at batch"
-          f" {feature_batch}, linear probe at batch {probe_batch}")
+    print(
+        f"\n== evaluation (fp32 as the protocols run; {workers} loader process(es)): feature extraction at batch"
+        f" {feature_batch}, linear probe at batch {probe_batch}"
+    )
     feature_rates, probe_rates, weights = [], [], []
     paths = list(data["rows"].path)
     for name, experiment, users in by_backbone.values():
@@ -522,24 +664,38 @@ def measure_evaluation(config: dict, experiments: dict, data: dict, args, device
             experiment = {**experiment, "backbone": {**experiment["backbone"], "image_size": size}}
         model = build_model(experiment).to(device).eval()
         row = {}
-        for protocol, transform, batch_size in (("features", test_transform(size), feature_batch),
-                                                ("linear", train_transform(size), probe_batch)):
+        for protocol, transform, batch_size in (
+            ("features", test_transform(size), feature_batch),
+            ("linear", train_transform(size), probe_batch),
+        ):
             images = torch.stack([transform(to_tensor(load_rgb(p))) for p in data["unique_paths"][:4]])
             batch = images[torch.arange(batch_size) % len(images)].to(device)
             with torch.no_grad():
                 model.backbone(batch)
                 model_s = timed(lambda: [model.backbone(batch) for _ in range(args.encoder_repeats)], device)
-            loader = image_loader(paths, np.zeros(len(paths), dtype=np.int64), transform, batch_size=batch_size,
-                                  num_workers=workers, shuffle=protocol == "linear")
+            loader = image_loader(
+                paths,
+                np.zeros(len(paths), dtype=np.int64),
+                transform,
+                batch_size=batch_size,
+                num_workers=workers,
+                shuffle=protocol == "linear",
+            )
             model_rate = batch_size * args.encoder_repeats / model_s
             input_rate = batch_size * loader_batches_per_second(loader, workers, args.input_rounds)
-            row[protocol] = dict(model_images_per_second=model_rate, input_images_per_second=input_rate,
-                                 images_per_second=min(model_rate, input_rate))
+            row[protocol] = dict(
+                model_images_per_second=model_rate,
+                input_images_per_second=input_rate,
+                images_per_second=min(model_rate, input_rate),
+            )
         report["evaluation"][experiment["backbone"]["name"] + f" ({name})"] = dict(image_size=size, **row)
-        print(f"  {experiment['backbone']['name']:10s} {size}px  features: model {row['features']['model_images_per_second']:.1f}"
-              f" img/s, input {row['features']['input_images_per_second']:.1f} img/s | linear probe: model"
-              f" {row['linear']['model_images_per_second']:.1f} img/s, input {row['linear']['input_images_per_second']:.1f}"
-              f" img/s  ({len(users)} experiment(s))")
+        features, linear = row["features"], row["linear"]
+        print(
+            f"  {experiment['backbone']['name']:10s} {size}px  features: model"
+            f" {features['model_images_per_second']:.1f} img/s, input {features['input_images_per_second']:.1f} img/s"
+            f" | linear probe: model {linear['model_images_per_second']:.1f} img/s, input"
+            f" {linear['input_images_per_second']:.1f} img/s  ({len(users)} experiment(s))"
+        )
         feature_rates.append(row["features"]["images_per_second"])
         probe_rates.append(row["linear"]["images_per_second"])
         weights.append(len(users))
@@ -549,8 +705,10 @@ def measure_evaluation(config: dict, experiments: dict, data: dict, args, device
 
     if not feature_rates:
         return {}
-    return {"feature_images_per_second": weighted_harmonic(feature_rates),
-            "linear_images_per_second": weighted_harmonic(probe_rates)}
+    return {
+        "feature_images_per_second": weighted_harmonic(feature_rates),
+        "linear_images_per_second": weighted_harmonic(probe_rates),
+    }
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -560,8 +718,10 @@ def main(argv=None) -> dict:
     config = load_config_files(args.config)
     software = f"torch {torch.__version__}, CUDA {torch.version.cuda or '-'}"
     report = {"device": device_name(device), "generation": {}, "pretrain": {}, "evaluation": {}}
-    print(f"device {report['device']} ({device}); {software}; {os.cpu_count()} CPUs here;"
-          f" config {' + '.join(args.config)}")
+    print(
+        f"device {report['device']} ({device}); {software}; {os.cpu_count()} CPUs here;"
+        f" config {' + '.join(args.config)}"
+    )
     rates: dict = {}
     notes: list[str] = []
     out = Path(args.out)
@@ -571,14 +731,24 @@ def main(argv=None) -> dict:
         notes += override_models(config, args, folder)
         from genview.training.experiments import resolve_experiments
 
-        experiments = {name: e for name, e in resolve_experiments(config).items()
-                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in args.experiments)}
-        largest = max([args.train_batch or max(1, e["recipe"]["batch_size"] // e["gpus"]) for e in
-                       experiments.values()] + [config["evaluation"]["batch_size"], args.images])
+        experiments = {
+            name: e
+            for name, e in resolve_experiments(config).items()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in args.experiments)
+        }
+        largest = max(
+            [args.train_batch or max(1, e["recipe"]["batch_size"] // e["gpus"]) for e in experiments.values()]
+            + [config["evaluation"]["batch_size"], args.images]
+        )
         workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
         batches = 2 + args.input_rounds * max(workers, 1)  # what loader_batches_per_second reads, and a spare
-        data = prepare_data(folder, rows=largest * batches, unique=args.unique_images,
-                            size=args.source_size, save_size=config["generation"]["save_size"])
+        data = prepare_data(
+            folder,
+            rows=largest * batches,
+            unique=args.unique_images,
+            size=args.source_size,
+            save_size=config["generation"]["save_size"],
+        )
         phases = {
             "generation": lambda: measure_generation(config, data, args, device, folder, report),
             "foreground": lambda: measure_foreground(config, data, args, device, report),
@@ -601,15 +771,27 @@ def main(argv=None) -> dict:
 
 def rates_document(rates: dict, config: dict, report: dict, command: str, software: str, notes: list[str]) -> dict:
     """The rates in the config's estimate.rates format, with estimate.rates_from; validated as the estimate will."""
-    measured = [f"pretrain_images_per_second.{k}" if key == "pretrain_images_per_second" else key
-                for key, value in rates.items() for k in (value if isinstance(value, dict) else [None])]
-    rounded = {key: ({k: float(f"{v:.4g}") for k, v in value.items()} if isinstance(value, dict)
-                     else float(f"{value:.4g}")) for key, value in rates.items()}
+    measured = [
+        f"pretrain_images_per_second.{k}" if key == "pretrain_images_per_second" else key
+        for key, value in rates.items()
+        for k in (value if isinstance(value, dict) else [None])
+    ]
+    rounded = {
+        key: ({k: float(f"{v:.4g}") for k, v in value.items()} if isinstance(value, dict) else float(f"{value:.4g}"))
+        for key, value in rates.items()
+    }
     if "pretrain_images_per_second" in rounded:  # the backbones not measured keep the config's rates
-        rounded["pretrain_images_per_second"] = {**config["estimate"]["rates"]["pretrain_images_per_second"],
-                                                 **rounded["pretrain_images_per_second"]}
-    rates_from = {"device": report["device"], "date": datetime.date.today().isoformat(), "command": command,
-                  "software": software, "measured": measured}
+        rounded["pretrain_images_per_second"] = {
+            **config["estimate"]["rates"]["pretrain_images_per_second"],
+            **rounded["pretrain_images_per_second"],
+        }
+    rates_from = {
+        "device": report["device"],
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+        "software": software,
+        "measured": measured,
+    }
     if notes:
         rates_from["notes"] = "; ".join(notes)
     document = {"estimate": {"rates": rounded, "rates_from": rates_from}}
@@ -619,8 +801,10 @@ def rates_document(rates: dict, config: dict, report: dict, command: str, softwa
 
 def write(out: Path, document: dict, report: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"# Per-GPU rates measured by benchmarks/rates.py on {report['device']}.\n"
-                   f"# Use: genview config estimate CONFIG {out}\n" + yaml.safe_dump(document, sort_keys=False))
+    out.write_text(
+        f"# Per-GPU rates measured by benchmarks/rates.py on {report['device']}.\n"
+        f"# Use: genview config estimate CONFIG {out}\n" + yaml.safe_dump(document, sort_keys=False)
+    )
     out.with_suffix(".details.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
 
 

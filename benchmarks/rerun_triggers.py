@@ -54,8 +54,18 @@ def set_key(config: dict, dotted: str, value) -> dict:
 
 
 def snakemake(workdir: Path, config: Path, *args: str) -> str:
-    command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1",
-               "--configfile", str(config), *args]
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "1",
+        "--configfile",
+        str(config),
+        *args,
+    ]
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

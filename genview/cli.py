@@ -33,9 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="genview", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--gpus", type=int, metavar="N",
-                        help="lease N GPUs of this machine and set CUDA_VISIBLE_DEVICES to them (0: hide the GPUs);"
-                        " no-op on a machine without GPUs or when CUDA_VISIBLE_DEVICES is already set")
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        metavar="N",
+        help="lease N GPUs of this machine and set CUDA_VISIBLE_DEVICES to them (0: hide the GPUs);"
+        " no-op on a machine without GPUs or when CUDA_VISIBLE_DEVICES is already set",
+    )
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for module in STAGES:
         import_module(module).register(stages)
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
     # Every command's last line: no job log is empty, and a log without it is of a job that did not finish.
-    logging.getLogger(__name__).info("genview %s %s finished in %.1f s", args.stage, args.command,
-                                     time.perf_counter() - started)
+    logging.getLogger(__name__).info(
+        "genview %s %s finished in %.1f s", args.stage, args.command, time.perf_counter() - started
+    )
     return 0

@@ -74,10 +74,10 @@ def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None
         condition = branch.get("if")
         if condition is None:
             fill_defaults(instance, branch, root)
-        elif "then" in branch:
-            if Draft202012Validator({"$defs": root.get("$defs", {}), **condition}).is_valid(instance):
-                fill_defaults(instance, branch["then"], root)
-
+        elif "then" in branch and Draft202012Validator({"$defs": root.get("$defs", {}), **condition}).is_valid(
+            instance
+        ):
+            fill_defaults(instance, branch["then"], root)
 
 
 def _key_path(parts) -> str:
@@ -223,28 +223,38 @@ def _patch_existing(target: dict, patch: dict) -> dict:
     return result
 
 
-def _derive_chain(config: dict, workflow_dir: Path, source: str, schema: dict,
-                  chain: tuple[str, ...]) -> tuple[dict, list[dict]]:
+def _derive_chain(
+    config: dict, workflow_dir: Path, source: str, schema: dict, chain: tuple[str, ...]
+) -> tuple[dict, list[dict]]:
     """(The config merged onto its bases, without defaults; the ``each`` sections, innermost base first.)"""
     if not isinstance(config, dict) or DERIVE_KEY not in config:
         return config, []
     derive = config[DERIVE_KEY]
     derive_schema = {"type": "object", "properties": {DERIVE_KEY: schema["properties"][DERIVE_KEY]}}
-    problems = [line for error in Draft202012Validator(derive_schema).iter_errors({DERIVE_KEY: derive})
-                for line in _describe(error, derive_schema)]
+    problems = [
+        line
+        for error in Draft202012Validator(derive_schema).iter_errors({DERIVE_KEY: derive})
+        for line in _describe(error, derive_schema)
+    ]
     if problems:
         raise ConfigError(f"{source} is invalid:\n" + "\n".join(f"  - {p}" for p in problems))
     base_path = (workflow_dir / derive["from"]).resolve()
     if str(base_path) in chain:
         raise ConfigError(f"{source}: {DERIVE_KEY}.from: {derive['from']} derives from itself")
-    base, each = _derive_chain(read_yaml(base_path, f"{source}: {DERIVE_KEY}.from: config"), workflow_dir,
-                               str(base_path), schema, (*chain, str(base_path)))
+    base, each = _derive_chain(
+        read_yaml(base_path, f"{source}: {DERIVE_KEY}.from: config"),
+        workflow_dir,
+        str(base_path),
+        schema,
+        (*chain, str(base_path)),
+    )
     overlay = {key: value for key, value in config.items() if key != DERIVE_KEY}
     return merge_patch(base, overlay), each + [derive.get("each") or {}]
 
 
-def derive_config(config: dict, workflow_dir: str | Path = WORKFLOW_DIR, source: str = "config",
-                  schema: dict | None = None) -> dict:
+def derive_config(
+    config: dict, workflow_dir: str | Path = WORKFLOW_DIR, source: str = "config", schema: dict | None = None
+) -> dict:
     """Resolve a ``derive`` section: the config it names (``derive.from``, relative to the workflow folder; itself
     possibly derived) with the rest of this config merged onto it as a JSON Merge Patch (RFC 7396). Then, on the
     merged config with the schema's defaults filled in, ``derive.each.recipe`` is patched into every
@@ -259,10 +269,12 @@ def derive_config(config: dict, workflow_dir: str | Path = WORKFLOW_DIR, source:
     pretrain = merged["pretrain"]
     for each in patches:
         if each.get("recipe"):
-            pretrain["recipes"] = {name: _patch_existing(recipe, each["recipe"])
-                                   for name, recipe in pretrain["recipes"].items()}
+            pretrain["recipes"] = {
+                name: _patch_existing(recipe, each["recipe"]) for name, recipe in pretrain["recipes"].items()
+            }
         if each.get("experiment"):
             pretrain["matrix"] = [_patch_existing(entry, each["experiment"]) for entry in pretrain["matrix"]]
-            pretrain["experiments"] = {name: _patch_existing(entry, each["experiment"])
-                                       for name, entry in pretrain["experiments"].items()}
+            pretrain["experiments"] = {
+                name: _patch_existing(entry, each["experiment"]) for name, entry in pretrain["experiments"].items()
+            }
     return validate_config(merged, schema, source=f"{source} (after {DERIVE_KEY}.each)")

@@ -18,8 +18,10 @@ def _check(args) -> None:
     if args.print:
         yaml.safe_dump(config, sys.stdout, sort_keys=False)
     else:
-        print(f"{source}: valid ({len(resolved.experiments)} experiment(s), {len(resolved.evaluations)} "
-              f"evaluation(s), {len(resolved.tables)} table(s){'' if config['check_files'] else '; files not checked'})")
+        print(
+            f"{source}: valid ({len(resolved.experiments)} experiment(s), {len(resolved.evaluations)} "
+            f"evaluation(s), {len(resolved.tables)} table(s){'' if config['check_files'] else '; files not checked'})"
+        )
 
 
 def _estimate(args) -> None:
@@ -58,19 +60,31 @@ def register(stages) -> None:
     stage = stages.add_parser("config", help="validate configuration files")
     commands = stage.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
-        "check", help="validate config files as the Snakefile does, before any job: schema, experiments, "
-        "evaluations, tables, figures and the files they name")
-    check.add_argument("files", nargs="+", metavar="FILE",
-                       help="config files, as given to --configfile (merged in order into the embedded default "
-                            "unless they say standalone: true)")
+        "check",
+        help="validate config files as the Snakefile does, before any job: schema, experiments, "
+        "evaluations, tables, figures and the files they name",
+    )
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="config files, as given to --configfile (merged in order into the embedded default "
+        "unless they say standalone: true)",
+    )
     check.add_argument("--print", action="store_true", help="print the config with defaults filled in")
     check.set_defaults(run=_check)
     estimate = commands.add_parser("estimate", help="GPU-hours per stage, from image counts and per-GPU rates")
-    estimate.add_argument("file", nargs="+", help="config file(s), merged in order like snakemake --configfile A B: "
-                          "e.g. the config, then the rates file benchmarks/rates.py wrote")
+    estimate.add_argument(
+        "file",
+        nargs="+",
+        help="config file(s), merged in order like snakemake --configfile A B: "
+        "e.g. the config, then the rates file benchmarks/rates.py wrote",
+    )
     estimate.add_argument("--results", default="results", help="where indexed manifests give exact image counts")
     estimate.set_defaults(run=_estimate)
     docs = commands.add_parser(
-        "docs", help="write the generated docs: docs/configuration.md (from the schema) and docs/outputs.md (from the "
-        "file contracts)")
+        "docs",
+        help="write the generated docs: docs/configuration.md (from the schema) and docs/outputs.md (from the "
+        "file contracts)",
+    )
     docs.set_defaults(run=_docs)

@@ -48,8 +48,12 @@ class Contract:
         if missing:
             raise BadInputError(f"{path}: not a {self.name} (missing column(s) {missing}; columns: {list(header)})")
         types = {c: self.columns[c][0] for c in header if c in self.columns}
-        frame = pd.read_csv(path, dtype={c: _DTYPES[t] for c, t in types.items()},
-                            keep_default_na=False, na_values={c: [""] for c, t in types.items() if t != "str"})
+        frame = pd.read_csv(
+            path,
+            dtype={c: _DTYPES[t] for c, t in types.items()},
+            keep_default_na=False,
+            na_values={c: [""] for c, t in types.items() if t != "str"},
+        )
         for column in self.optional:
             if column not in frame.columns:
                 kind = self.columns[column][0]
@@ -68,7 +72,10 @@ class Contract:
 
 
 _SAMPLE_COLUMNS = {
-    "id": ("str", "stable id of the sample: a hash of its path relative to the root (and caption), the same on every run"),
+    "id": (
+        "str",
+        "stable id of the sample: a hash of its path relative to the root (and caption), the same on every run",
+    ),
     "path": ("str", "the image file"),
     "caption": ("str", "its caption (empty when the dataset has none)"),
     "label": ("str", "class label as the dataset names it (folder name, CSV value); empty when unlabelled"),
@@ -77,48 +84,84 @@ _SAMPLE_COLUMNS = {
 }
 
 MANIFEST = Contract(
-    "manifest", "results/data/{dataset}/manifest.csv",
-    "Every usable sample of a dataset, each image verified to decode.", _SAMPLE_COLUMNS)
+    "manifest",
+    "results/data/{dataset}/manifest.csv",
+    "Every usable sample of a dataset, each image verified to decode.",
+    _SAMPLE_COLUMNS,
+)
 REJECTS = Contract(
-    "rejects list", "results/data/{dataset}/rejects.csv",
+    "rejects list",
+    "results/data/{dataset}/rejects.csv",
     "Every file indexing could not use, with the reason (unreadable image, missing file, dangling link, ...).",
-    {"path": ("str", "the file or folder"), "split": ("str", "its split, when known"),
-     "reason": ("str", "why it is not in the manifest")})
+    {
+        "path": ("str", "the file or folder"),
+        "split": ("str", "its split, when known"),
+        "reason": ("str", "why it is not in the manifest"),
+    },
+)
 SHARD = Contract(
-    "shard", "results/data/{dataset}/shards/{shard}.csv",
+    "shard",
+    "results/data/{dataset}/shards/{shard}.csv",
     "One shard of a training split (the manifest's rows, ordered by id): the unit of analysis and generation jobs.",
-    _SAMPLE_COLUMNS)
+    _SAMPLE_COLUMNS,
+)
 FOREGROUND = Contract(
-    "foreground ratios", "results/analysis/{dataset}/foreground/{shard}.csv",
+    "foreground ratios",
+    "results/analysis/{dataset}/foreground/{shard}.csv",
     "Per image of a shard: the share of its patch tokens above the fitted threshold, and the noise level it gives.",
-    {"id": ("str", "sample id"), "fg_ratio": ("float", "foreground ratio in [0, 1]"),
-     "noise_level": ("int", "unCLIP noise level for IC/ITC views"),
-     "mask_iou": ("float", "IoU of the token mask with the ground-truth mask (empty without one)")})
+    {
+        "id": ("str", "sample id"),
+        "fg_ratio": ("float", "foreground ratio in [0, 1]"),
+        "noise_level": ("int", "unCLIP noise level for IC/ITC views"),
+        "mask_iou": ("float", "IoU of the token mask with the ground-truth mask (empty without one)"),
+    },
+)
 COMPLEXITY = Contract(
-    "caption complexity", "results/analysis/{dataset}/complexity/{shard}.csv",
+    "caption complexity",
+    "results/analysis/{dataset}/complexity/{shard}.csv",
     "Per caption of a shard: its visual-complexity score and the guidance scale it gives.",
-    {"id": ("str", "sample id"), "complexity": ("int", "score 1-4"),
-     "guidance_scale": ("float", "guidance for TC/ITC views"),
-     "complexity_source": ("str", "llm, lexical-fallback (the LLM never gave a score) or lexical"),
-     "llm_attempts": ("int", "LLM answers requested (0 when it was not asked)")})
+    {
+        "id": ("str", "sample id"),
+        "complexity": ("int", "score 1-4"),
+        "guidance_scale": ("float", "guidance for TC/ITC views"),
+        "complexity_source": ("str", "llm, lexical-fallback (the LLM never gave a score) or lexical"),
+        "llm_attempts": ("int", "LLM answers requested (0 when it was not asked)"),
+    },
+)
 VIEWS = Contract(
-    "view manifest", "results/views/{dataset}/{source}/{shard}.manifest.csv; collected: results/views/{dataset}/{source}.manifest.csv",
+    "view manifest",
+    "results/views/{dataset}/{source}/{shard}.manifest.csv; collected: results/views/{dataset}/{source}.manifest.csv",
     "Every generated view of a shard (or, collected, of a dataset) for one source.",
-    {"id": ("str", "sample id of the source image"), "view": ("str", "the view's JPEG"),
-     "source": ("str", "ic, tc or itc"), "sample": ("int", "view index (generation.samples views per image)"),
-     "noise_level": ("int", "unCLIP noise level used (empty for tc)"), "guidance_scale": ("float", "guidance used"),
-     "seed": ("int", "the view's own seed"),
-     "stamp": ("str", "hash of everything that set the view's pixels; also in its file name"),
-     "view_label": ("str", "the class the view shows (generators that know it: the shapes renderer)"),
-     "class_changed": ("bool", "whether that class differs from the source image's"),
-     "kept_attributes": ("str", "the source's attributes (IC, ITC) or the caption's stated ones (TC) the view kept, "
-                                "';'-joined")},
-    optional=("view_label", "class_changed", "kept_attributes"))
+    {
+        "id": ("str", "sample id of the source image"),
+        "view": ("str", "the view's JPEG"),
+        "source": ("str", "ic, tc or itc"),
+        "sample": ("int", "view index (generation.samples views per image)"),
+        "noise_level": ("int", "unCLIP noise level used (empty for tc)"),
+        "guidance_scale": ("float", "guidance used"),
+        "seed": ("int", "the view's own seed"),
+        "stamp": ("str", "hash of everything that set the view's pixels; also in its file name"),
+        "view_label": ("str", "the class the view shows (generators that know it: the shapes renderer)"),
+        "class_changed": ("bool", "whether that class differs from the source image's"),
+        "kept_attributes": (
+            "str",
+            "the source's attributes (IC, ITC) or the caption's stated ones (TC) the view kept, ';'-joined",
+        ),
+    },
+    optional=("view_label", "class_changed", "kept_attributes"),
+)
 QUALITY_SCORES = Contract(
-    "quality audit scores", "results/figures/quality_audit.csv",
+    "quality audit scores",
+    "results/figures/quality_audit.csv",
     "Quality scores of a sample of (real, generated) pairs per source, as GenView's weights score them.",
-    {"id": ("str", "sample id"), "source": ("str", "view source"), "view": ("str", "generated view"),
-     "real": ("str", "real image"), "quality": ("float", "cos of the foreground features - cos of the background ones")})
+    {
+        "id": ("str", "sample id"),
+        "source": ("str", "view source"),
+        "view": ("str", "generated view"),
+        "real": ("str", "real image"),
+        "quality": ("float", "cos of the foreground features - cos of the background ones"),
+    },
+)
 
 CONTRACTS = (MANIFEST, REJECTS, SHARD, FOREGROUND, COMPLEXITY, VIEWS, QUALITY_SCORES)
 
@@ -132,58 +175,121 @@ def outputs_table() -> str:
     """The Markdown section of docs/outputs.md that lists the table files and their columns."""
     lines = []
     for contract in CONTRACTS:
-        lines += [f"### {contract.name}: `{contract.path}`", "", contract.description, "",
-                  "| column | type | meaning |", "|---|---|---|"]
-        lines += [f"| `{c}` | {t}{' (optional)' if c in contract.optional else ''} | {m} |"
-                  for c, (t, m) in contract.columns.items()]
+        lines += [
+            f"### {contract.name}: `{contract.path}`",
+            "",
+            contract.description,
+            "",
+            "| column | type | meaning |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{c}` | {t}{' (optional)' if c in contract.optional else ''} | {m} |"
+            for c, (t, m) in contract.columns.items()
+        ]
         lines.append("")
     return "\n".join(lines)
 
 
 #: Every path the workflow writes under results/ (and logs/), with what it holds; the table files' columns follow.
 OUTPUTS = (
-    ("results/datasets/{dataset}/", "make_shapes", "a generated `shapes` dataset: class folders per split, masks/, "
-     "captions.csv with every image's attributes"),
+    (
+        "results/datasets/{dataset}/",
+        "make_shapes",
+        "a generated `shapes` dataset: class folders per split, masks/, captions.csv with every image's attributes",
+    ),
     ("results/data/{dataset}/manifest.csv, rejects.csv", "index_dataset", "the manifest and the rejects list"),
     ("results/data/{dataset}/shards/{shard}.csv", "shard_{dataset}", "the training split cut into shards"),
-    ("results/models/tiny/{role}/", "build_tiny_models", "random-weight stand-ins for every model role (the smoke "
-     "config), in each library's own format"),
-    ("results/analysis/{dataset}/fg_pca.npz, fg_overlay.png", "fit_foreground", "PC-1 vector, threshold, sign, "
-     "threshold mode, fitting sample ids, encoder stamp (and mean IoU with ground-truth masks); an overlay of the "
-     "token masks"),
+    (
+        "results/models/tiny/{role}/",
+        "build_tiny_models",
+        "random-weight stand-ins for every model role (the smoke config), in each library's own format",
+    ),
+    (
+        "results/analysis/{dataset}/fg_pca.npz, fg_overlay.png",
+        "fit_foreground",
+        "PC-1 vector, threshold, sign, "
+        "threshold mode, fitting sample ids, encoder stamp (and mean IoU with ground-truth masks); an overlay of the "
+        "token masks",
+    ),
     ("results/analysis/{dataset}/foreground/{shard}.csv", "foreground_shard", "foreground ratios (table below)"),
     ("results/analysis/{dataset}/complexity/{shard}.csv", "complexity_shard", "caption complexity (table below)"),
-    ("results/analysis/{dataset}/quality_pca.npz", "fit_quality_vector", "PC-1 vector of the quality encoder's "
-     "tokens, sign, sample ids, encoder stamp"),
-    ("results/views/{dataset}/{source}/{shard}/*.jpg", "generate_views", "the views; file name "
-     "`<id>_<sample>_<stamp>.jpg`"),
-    ("results/views/{dataset}/{source}/{shard}.manifest.csv, results/views/{dataset}/{source}.manifest.csv",
-     "generate_views, collect_views", "view manifests (table below)"),
-    ("results/pretrain/{experiment}/checkpoint.pt", "pretrain", "the trained backbone and method weights with the "
-     "resolved experiment (write-protected: Snakemake's protected())"),
-    ("results/pretrain/{experiment}/metrics.jsonl, config.yaml", "pretrain", "one record per step (loss, lr, "
-     "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment"),
+    (
+        "results/analysis/{dataset}/quality_pca.npz",
+        "fit_quality_vector",
+        "PC-1 vector of the quality encoder's tokens, sign, sample ids, encoder stamp",
+    ),
+    (
+        "results/views/{dataset}/{source}/{shard}/*.jpg",
+        "generate_views",
+        "the views; file name `<id>_<sample>_<stamp>.jpg`",
+    ),
+    (
+        "results/views/{dataset}/{source}/{shard}.manifest.csv, results/views/{dataset}/{source}.manifest.csv",
+        "generate_views, collect_views",
+        "view manifests (table below)",
+    ),
+    (
+        "results/pretrain/{experiment}/checkpoint.pt",
+        "pretrain",
+        "the trained backbone and method weights with the "
+        "resolved experiment (write-protected: Snakemake's protected())",
+    ),
+    (
+        "results/pretrain/{experiment}/metrics.jsonl, config.yaml",
+        "pretrain",
+        "one record per step (loss, lr, "
+        "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment",
+    ),
     ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
-    ("results/models/trained/encoder/", "train_encoder", "the tiny open_clip encoder trained on a shapes dataset "
-     "(models.trained_encoder)"),
-    ("results/eval/{experiment}/features/{dataset}.npz", "evaluate_cached", "backbone features, labels, ids, "
-     "paths, captions per split; class names; the checkpoint's fingerprint"),
-    ("results/eval/{experiment}/cached/{dataset}.json", "evaluate_cached", "the protocols on cached features "
-     "(linear_fast, knn, zeroshot, retrieval), one record per protocol: metrics, settings and provenance (config "
-     "hash, checkpoint sha256, code version, seed, device, host, wall time)"),
-    ("results/eval/{experiment}/{protocol}/{dataset}.json", "evaluate", "the protocols that read images again "
-     "(linear, semisup): one record as above; <name>.json.resume.pt is the resume point while it runs"),
-    ("results/checks/ground_truth.json, ground_truth.md", "ground_truth_checks", "the embedded default's checks "
-     "against the shapes ground truth (foreground IoU, class kept per noise level and guidance, the quality "
-     "score's AUC, learning against the random initialisation)"),
-    ("results/tables/{table}.md, .tex, .csv, .html", "table_{table}", "a paper table: reproduced value, paper value "
-     "and difference per cell; missing cells name the file that would fill them"),
+    (
+        "results/models/trained/encoder/",
+        "train_encoder",
+        "the tiny open_clip encoder trained on a shapes dataset (models.trained_encoder)",
+    ),
+    (
+        "results/eval/{experiment}/features/{dataset}.npz",
+        "evaluate_cached",
+        "backbone features, labels, ids, paths, captions per split; class names; the checkpoint's fingerprint",
+    ),
+    (
+        "results/eval/{experiment}/cached/{dataset}.json",
+        "evaluate_cached",
+        "the protocols on cached features "
+        "(linear_fast, knn, zeroshot, retrieval), one record per protocol: metrics, settings and provenance (config "
+        "hash, checkpoint sha256, code version, seed, device, host, wall time)",
+    ),
+    (
+        "results/eval/{experiment}/{protocol}/{dataset}.json",
+        "evaluate",
+        "the protocols that read images again "
+        "(linear, semisup): one record as above; <name>.json.resume.pt is the resume point while it runs",
+    ),
+    (
+        "results/checks/ground_truth.json, ground_truth.md",
+        "ground_truth_checks",
+        "the embedded default's checks "
+        "against the shapes ground truth (foreground IoU, class kept per noise level and guidance, the quality "
+        "score's AUC, learning against the random initialisation)",
+    ),
+    (
+        "results/tables/{table}.md, .tex, .csv, .html",
+        "table_{table}",
+        "a paper table: reproduced value, paper value "
+        "and difference per cell; missing cells name the file that would fill them",
+    ),
     ("results/tables/cost.md, cost.csv", "table_cost", "jobs, wall time, memory and GPU-hours per stage"),
     ("results/figures/tsne.png, tsne.csv", "figure_tsne", "the t-SNE triptych and its points"),
-    ("results/figures/gallery_ic.png, gallery_tc.png", "figure_gallery", "views across noise levels and guidance "
-     "scales, the adaptive choice framed"),
-    ("results/figures/quality_audit.png, quality_audit.csv", "figure_quality", "quality score histograms and the "
-     "best and worst pairs (table below)"),
+    (
+        "results/figures/gallery_ic.png, gallery_tc.png",
+        "figure_gallery",
+        "views across noise levels and guidance scales, the adaptive choice framed",
+    ),
+    (
+        "results/figures/quality_audit.png, quality_audit.csv",
+        "figure_quality",
+        "quality score histograms and the best and worst pairs (table below)",
+    ),
     ("results/benchmarks/{rule}/...tsv", "every heavy rule (benchmark:)", "wall time and memory per job"),
     ("results/report.html", "snakemake --report", "every table and figure in one file"),
     ("logs/{stage}/...log", "every rule", "each job's log"),
@@ -192,11 +298,16 @@ OUTPUTS = (
 
 def outputs_doc() -> str:
     """docs/outputs.md: every output path, then the columns of each table file."""
-    lines = ["# Outputs", "",
-             "Generated from `genview/contracts.py` by `genview config docs`. Everything goes under `results/` (logs "
-             "under `logs/`), both beside the Snakefile's working folder; delete a file or folder to have the "
-             "workflow rebuild it and what depends on it.", "",
-             "| path | written by | contents |", "|---|---|---|"]
+    lines = [
+        "# Outputs",
+        "",
+        "Generated from `genview/contracts.py` by `genview config docs`. Everything goes under `results/` (logs "
+        "under `logs/`), both beside the Snakefile's working folder; delete a file or folder to have the "
+        "workflow rebuild it and what depends on it.",
+        "",
+        "| path | written by | contents |",
+        "|---|---|---|",
+    ]
     lines += [f"| `{path}` | {rule} | {what} |" for path, rule, what in OUTPUTS]
     lines += ["", "## Table files", "", outputs_table()]
     return "\n".join(lines).rstrip() + "\n"

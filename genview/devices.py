@@ -33,8 +33,10 @@ def torch_cuda_report() -> str:
         reason = "no error from torch.cuda.init()"
     except Exception as error:  # the driver's or the build's own words
         reason = str(error).strip().splitlines()[0]
-    return (f"torch {torch.__version__} (built for CUDA {torch.version.cuda or 'none: a CPU-only build'}) reports "
-            f"torch.cuda.is_available() False and {torch.cuda.device_count()} device(s): {reason}")
+    return (
+        f"torch {torch.__version__} (built for CUDA {torch.version.cuda or 'none: a CPU-only build'}) reports "
+        f"torch.cuda.is_available() False and {torch.cuda.device_count()} device(s): {reason}"
+    )
 
 
 def unusable_gpu_error(given: list[str], environ=os.environ) -> GenviewError:
@@ -75,8 +77,10 @@ def device_memory(device) -> str:
     free, total = torch.cuda.mem_get_info(device)
     peak = torch.cuda.max_memory_allocated(device)
     gib = 2**30
-    return (f"{torch.cuda.get_device_name(device)} ({device}): {total / gib:.1f} GiB, {free / gib:.1f} GiB free, "
-            f"{peak / gib:.1f} GiB at this job's peak")
+    return (
+        f"{torch.cuda.get_device_name(device)} ({device}): {total / gib:.1f} GiB, {free / gib:.1f} GiB free, "
+        f"{peak / gib:.1f} GiB at this job's peak"
+    )
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

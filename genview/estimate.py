@@ -24,8 +24,9 @@ def _images(counts: dict[str, int], dataset: str) -> int:
     return counts[dataset]
 
 
-def estimate_gpu_hours(config: dict, experiments: dict, evaluations: list, counts: dict[str, int],
-                       vision_language: set[str]) -> pd.DataFrame:
+def estimate_gpu_hours(
+    config: dict, experiments: dict, evaluations: list, counts: dict[str, int], vision_language: set[str]
+) -> pd.DataFrame:
     """One row per stage: jobs, work (GPU-seconds) and GPU-hours, plus a total row.
 
     ``experiments``: resolved experiments; ``evaluations``: (experiment, protocol, dataset) triples; ``counts``:
@@ -49,8 +50,11 @@ def estimate_gpu_hours(config: dict, experiments: dict, evaluations: list, count
         if config["analysis"]["complexity_scorer"] == "llm" and "guidance_scale" in adaptive:
             add("analysis (caption complexity)", images / rates["llm_captions_per_second"], spec["num_shards"])
         views = images * len(spec["sources"]) * generation["samples"]
-        add("generation", views * generation["steps"] / rates["generation_image_steps_per_second"],
-            spec["num_shards"] * len(spec["sources"]))
+        add(
+            "generation",
+            views * generation["steps"] / rates["generation_image_steps_per_second"],
+            spec["num_shards"] * len(spec["sources"]),
+        )
     for experiment in experiments.values():
         backbone = experiment["backbone"]["name"]
         if backbone not in rates["pretrain_images_per_second"]:
@@ -68,11 +72,13 @@ def estimate_gpu_hours(config: dict, experiments: dict, evaluations: list, count
         settings = config["evaluation"].get(protocol, {})
         if protocol in ("linear", "semisup"):
             # an upper bound for semisup: its subsets are a fraction of the training images
-            add(f"evaluation ({protocol})",
-                _images(counts, dataset) * settings["epochs"] / rates["linear_images_per_second"])
-    table = pd.DataFrame([
-        dict(stage=stage, jobs=jobs[stage], gpu_hours=work / 3600) for stage, work in seconds.items()
-    ])
+            add(
+                f"evaluation ({protocol})",
+                _images(counts, dataset) * settings["epochs"] / rates["linear_images_per_second"],
+            )
+    table = pd.DataFrame(
+        [dict(stage=stage, jobs=jobs[stage], gpu_hours=work / 3600) for stage, work in seconds.items()]
+    )
     total = dict(stage="total", jobs=int(table["jobs"].sum()), gpu_hours=table["gpu_hours"].sum())
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
@@ -83,14 +89,26 @@ def render_estimate(table: pd.DataFrame, counts: dict[str, int], rates_from: dic
     lines += ["", "Images: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))]
     if rates_from:
         details = ", ".join(str(rates_from[key]) for key in ("date", "software") if rates_from.get(key))
-        lines.append(f"Rates: measured on {rates_from['device']}" + (f" ({details})" if details else "")
-                     + (f": {', '.join(rates_from['measured'])}; the other rates are the config's"
-                        if rates_from.get("measured") else "") + ".")
-        lines += [f"{label}: {rates_from[key]}" for key, label in (("command", "Measured by"), ("notes", "Notes"))
-                  if rates_from.get(key)]
+        lines.append(
+            f"Rates: measured on {rates_from['device']}"
+            + (f" ({details})" if details else "")
+            + (
+                f": {', '.join(rates_from['measured'])}; the other rates are the config's"
+                if rates_from.get("measured")
+                else ""
+            )
+            + "."
+        )
+        lines += [
+            f"{label}: {rates_from[key]}"
+            for key, label in (("command", "Measured by"), ("notes", "Notes"))
+            if rates_from.get(key)
+        ]
     else:
-        lines.append("Rates: the config's estimate.rates (per GPU); set them to what your cards measure "
-                     "(benchmarks/rates.py measures them).")
+        lines.append(
+            "Rates: the config's estimate.rates (per GPU); set them to what your cards measure "
+            "(benchmarks/rates.py measures them)."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -67,8 +67,11 @@ def gpu_inventory(environ=os.environ) -> list[int]:
         log.warning("nvidia-smi -L did not answer in 60 s; assuming no GPUs")
         return []
     if listing.returncode != 0:  # a driver problem: torch will not see the devices either
-        log.warning("nvidia-smi -L exited %d (%s): no GPUs to lease here, so --gpus is ignored", listing.returncode,
-                    (listing.stderr or listing.stdout).strip()[:300])
+        log.warning(
+            "nvidia-smi -L exited %d (%s): no GPUs to lease here, so --gpus is ignored",
+            listing.returncode,
+            (listing.stderr or listing.stdout).strip()[:300],
+        )
         return []
     return list(range(sum(line.startswith("GPU ") for line in listing.stdout.splitlines())))
 
@@ -85,8 +88,10 @@ def _lock_file(directory: Path, device: int) -> int:
         # No symlinks: the file is truncated, and a shared temp folder could hold a link to someone's file.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as error:
-        raise GenviewError(f"cannot open the GPU lock file {path}: {error.strerror} "
-                           f"(set GENVIEW_GPU_LEASE_DIR to a folder of your own)") from None
+        raise GenviewError(
+            f"cannot open the GPU lock file {path}: {error.strerror} "
+            f"(set GENVIEW_GPU_LEASE_DIR to a folder of your own)"
+        ) from None
     os.set_inheritable(fd, True)
     return fd
 
@@ -129,7 +134,8 @@ def acquire(count: int, inventory: list[int], directory: Path, timeout_s: float)
             raise GenviewError(
                 f"no {count} free GPU(s) of {len(inventory)} after {timeout_s:g} s (held: {_holders(directory, busy)};"
                 f" lock files in {directory}); raise GENVIEW_GPU_LEASE_TIMEOUT, or make --resources gpu=N match"
-                f" the machine's GPUs")
+                f" the machine's GPUs"
+            )
         if not waiting:
             log.info("waiting for %d free GPU(s) (held: %s)", count, _holders(directory, busy))
             waiting = True
@@ -152,8 +158,10 @@ def lease_gpus(count: int, environ=os.environ) -> str | None:
         environ["CUDA_VISIBLE_DEVICES"] = ""
         return ""
     if count > len(inventory):
-        raise GenviewError(f"--gpus {count}: this machine has {len(inventory)} GPU(s) to lease"
-                           f" ({','.join(map(str, inventory))}; GENVIEW_GPUS restricts or simulates the inventory)")
+        raise GenviewError(
+            f"--gpus {count}: this machine has {len(inventory)} GPU(s) to lease"
+            f" ({','.join(map(str, inventory))}; GENVIEW_GPUS restricts or simulates the inventory)"
+        )
     try:
         timeout_s = float(environ.get("GENVIEW_GPU_LEASE_TIMEOUT", DEFAULT_TIMEOUT_S))
     except ValueError:

@@ -18,8 +18,14 @@ from genview.errors import ConfigError
 
 PACKAGE_DIR = Path(__file__).resolve().parent / "methods"
 #: Class attributes the catalog reads (literal values only).
-ATTRIBUTES = ("kind", "default_options", "has_image_image_head", "uses_momentum", "default_augmentation",
-              "supports_multi_crop")
+ATTRIBUTES = (
+    "kind",
+    "default_options",
+    "has_image_image_head",
+    "uses_momentum",
+    "default_augmentation",
+    "supports_multi_crop",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,13 @@ def _attributes(class_name: str, classes: dict[str, dict]) -> dict:
 
 
 def _registered_name(decorator: ast.expr) -> str | None:
-    if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Name) and decorator.func.id == "register"
-            and decorator.args and isinstance(decorator.args[0], ast.Constant)):
+    if (
+        isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Name)
+        and decorator.func.id == "register"
+        and decorator.args
+        and isinstance(decorator.args[0], ast.Constant)
+    ):
         return decorator.args[0].value
     return None
 
@@ -80,13 +91,18 @@ def method_catalog() -> dict[str, MethodInfo]:
                 continue
             assignments = {}
             for statement in node.body:
-                targets = statement.targets if isinstance(statement, ast.Assign) else (
-                    [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
+                targets = (
+                    statement.targets
+                    if isinstance(statement, ast.Assign)
+                    else ([statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
+                )
                 for target in targets:
                     if isinstance(target, ast.Name) and target.id in ATTRIBUTES:
                         assignments[target.id] = statement.value
-            classes[node.name] = {"bases": [b.id for b in node.bases if isinstance(b, ast.Name)],
-                                  "assignments": assignments}
+            classes[node.name] = {
+                "bases": [b.id for b in node.bases if isinstance(b, ast.Name)],
+                "assignments": assignments,
+            }
             for decorator in node.decorator_list:
                 if (name := _registered_name(decorator)) is not None:
                     registered[name] = node.name

@@ -40,5 +40,14 @@ def progress(iterable=None, *, desc: str, total: float | None = None, unit: str 
     if sys.stderr.isatty():
         return tqdm(iterable, desc=desc, total=total, unit=unit, **options)
     # maxinterval too: tqdm's monitor thread otherwise forces a redraw every 10 s.
-    return tqdm(iterable, desc=desc, total=total, unit=unit, file=_LogLines(), ascii=True,
-                mininterval=LOG_INTERVAL, maxinterval=LOG_INTERVAL, **options)
+    return tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        file=_LogLines(),
+        ascii=True,
+        mininterval=LOG_INTERVAL,
+        maxinterval=LOG_INTERVAL,
+        **options,
+    )

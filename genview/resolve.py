@@ -118,8 +118,10 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
             problems.append(f"report.tsne.panels: unknown experiment(s) {unknown}")
     for key in ("gallery", "quality_audit"):
         if report[key] and report[key]["dataset"] not in config["datasets"]:
-            problems.append(f"report.{key}.dataset: {report[key]['dataset']!r} is not a training dataset of this "
-                            f"config ({sorted(config['datasets'])})")
+            problems.append(
+                f"report.{key}.dataset: {report[key]['dataset']!r} is not a training dataset of this "
+                f"config ({sorted(config['datasets'])})"
+            )
     checks = report["checks"]
     if checks:
         dataset = checks["dataset"]
@@ -128,8 +130,9 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
         elif not needs_foreground(config, dataset):
             problems.append(f"report.checks.dataset: {dataset} has no adaptive noise level (no foreground fit)")
         if checks["learning_table"] and checks["learning_table"] not in (tables or {}):
-            problems.append(f"report.checks.learning_table: {checks['learning_table']!r} is not a table of "
-                            f"{report['tables']}")
+            problems.append(
+                f"report.checks.learning_table: {checks['learning_table']!r} is not a table of {report['tables']}"
+            )
     gallery = report["gallery"]
     if gallery and gallery["dataset"] in config["datasets"]:
         dataset = gallery["dataset"]
@@ -145,8 +148,11 @@ def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[s
     problems = []
     used = {d for _, _, d in evaluations} | set(config["datasets"])
     # Roots the workflow writes itself (rule make_synthetic), which other entries may read too (cc3m_fixed).
-    made = {os.path.normpath(SYNTHETIC_ROOT.format(name=name))
-            for name, spec in all_datasets(config).items() if spec.get("synthetic")}
+    made = {
+        os.path.normpath(SYNTHETIC_ROOT.format(name=name))
+        for name, spec in all_datasets(config).items()
+        if spec.get("synthetic")
+    }
     for section in ("datasets", "eval_datasets"):
         for name, spec in config[section].items():
             if name in used and os.path.normpath(spec.get("root") or "") not in made:

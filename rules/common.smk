@@ -42,9 +42,7 @@ TRAIN_DATASETS = sorted(config["datasets"])
 ALL_DATASETS = {**config["eval_datasets"], **config["datasets"]}
 SHAPES_DATASETS = sorted(name for name, spec in ALL_DATASETS.items() if spec["kind"] == "shapes")
 # Datasets the workflow writes in their own kind's format (rule make_synthetic), by root.
-SYNTHETIC_ROOTS = {
-    SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")
-}
+SYNTHETIC_ROOTS = {SYNTHETIC_ROOT.format(name=n): n for n, spec in ALL_DATASETS.items() if spec.get("synthetic")}
 for _root, _name in SYNTHETIC_ROOTS.items():
     if os.path.normpath(ALL_DATASETS[_name]["root"]) != _root:
         raise WorkflowError(f"{_name}.root: a synthetic dataset is written to {_root}; set its root to that")
@@ -196,17 +194,12 @@ def generation_json(wildcards):
     """The generation settings of one source of one dataset (a change to another source's reruns nothing here)."""
     generation = dataset_generation(config, wildcards.dataset)
     shared = ("steps", "samples", "save_size", "jpeg_quality", "batch_size")
-    return as_json(
-        {**{key: generation[key] for key in shared}, wildcards.source: generation[wildcards.source]}
-    )
+    return as_json({**{key: generation[key] for key in shared}, wildcards.source: generation[wildcards.source]})
 
 
 def analysis_part_files(dataset, shard, sources=None):
     """The shard's analysis parts that the views of ``sources`` (default: all the dataset's) read, by part name."""
-    return {
-        part: f"results/analysis/{dataset}/{part}/{shard}.csv"
-        for part in analysis_parts(config, dataset, sources)
-    }
+    return {part: f"results/analysis/{dataset}/{part}/{shard}.csv" for part in analysis_parts(config, dataset, sources)}
 
 
 def view_analysis_parts(wildcards):
@@ -316,8 +309,7 @@ def cached_protocols_json(wildcards):
         {
             protocol: settings
             for (experiment, protocol, dataset), settings in EVALUATIONS.items()
-            if (experiment, dataset) == (wildcards.experiment, wildcards.dataset)
-            and protocol in CACHED_PROTOCOLS
+            if (experiment, dataset) == (wildcards.experiment, wildcards.dataset) and protocol in CACHED_PROTOCOLS
         }
     )
 
@@ -352,17 +344,12 @@ def table_inputs(name):
 
 
 def tsne_inputs():
-    return [
-        f"results/eval/{e}/features/{REPORT['tsne']['dataset']}.npz"
-        for e in REPORT["tsne"]["panels"].values()
-    ]
+    return [f"results/eval/{e}/features/{REPORT['tsne']['dataset']}.npz" for e in REPORT["tsne"]["panels"].values()]
 
 
 def tsne_options():
     tsne = REPORT["tsne"]
-    panels = [
-        f"--panel {shlex.quote(f'{label}={path}')}" for label, path in zip(tsne["panels"], tsne_inputs())
-    ]
+    panels = [f"--panel {shlex.quote(f'{label}={path}')}" for label, path in zip(tsne["panels"], tsne_inputs())]
     title = f"t-SNE of {tsne['dataset']} features, {tsne['classes']} seeded-random classes"
     return " ".join(panels) + (
         f" --splits {' '.join(tsne['splits'])} --classes {tsne['classes']} --per-class {tsne['per_class']}"
@@ -477,9 +464,7 @@ def report_outputs(cost=True):
 
 
 def unknown_report_target(wildcards):
-    known = [f"table_{name}" for name in TABLES] + [
-        r.name for r in workflow.rules if r.name.startswith("figure_")
-    ]
+    known = [f"table_{name}" for name in TABLES] + [r.name for r in workflow.rules if r.name.startswith("figure_")]
     known += ["table_cost"] if REPORT["cost"] else []
     raise WorkflowError(
         f"{wildcards.target!r} is not a table or figure of this config; targets: {', '.join(sorted(known))}"

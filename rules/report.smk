@@ -87,9 +87,7 @@ if REPORT["quality_audit"]:
             **quality_audit_inputs(),
             models=model_inputs("quality_encoder"),
         output:
-            png=report(
-                "results/figures/quality_audit.png", category="Figures", labels={"figure": "quality audit"}
-            ),
+            png=report("results/figures/quality_audit.png", category="Figures", labels={"figure": "quality audit"}),
             scores="results/figures/quality_audit.csv",
         log:
             "logs/report/quality_audit.log",

@@ -10,8 +10,17 @@ VENV_BIN = Path(sys.executable).parent
 
 
 # What a run of the workflow needs from the checkout, besides the installed package and .venv.
-WORKFLOW_FILES = ("Snakefile", "rules", "config", "envs", "report", "profiles", "Makefile", "requirements.txt",
-                  "pyproject.toml")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "rules",
+    "config",
+    "envs",
+    "report",
+    "profiles",
+    "Makefile",
+    "requirements.txt",
+    "pyproject.toml",
+)
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -31,9 +40,7 @@ def copy_workflow(dest: Path) -> Path:
 def run_tool(args, cwd=REPO, check=True, timeout=900):
     """Run a command with this interpreter's environment first on PATH (as `make` does)."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(map(str, args))} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
@@ -102,8 +109,10 @@ def placeholder_datasets(config: dict, base: Path) -> dict:
                         (root / folder / label).mkdir(parents=True, exist_ok=True)
             elif spec["kind"] == "csv":
                 spec["file"] = Path(spec["file"]).name
-                columns = [spec.get(key, default) for key, default in (("image_column", "image"),
-                                                                        ("caption_column", "caption"))]
+                columns = [
+                    spec.get(key, default)
+                    for key, default in (("image_column", "image"), ("caption_column", "caption"))
+                ]
                 columns += [spec[key] for key in ("label_column", "split_column", "mask_column") if spec.get(key)]
                 (root / spec["file"]).write_text(",".join(c for c in columns if c) + "\n")
             elif spec["kind"] == "karpathy":
@@ -141,13 +150,15 @@ def smoke_run(tmp_path_factory):
 
     root = copy_workflow(tmp_path_factory.mktemp("smoke_run") / "wf")
     (root / ".venv").symlink_to(REPO / ".venv")
-    total = job_counts(run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"],
-                                cwd=root).stdout)["total"]
+    total = job_counts(run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=root).stdout)[
+        "total"
+    ]
     first_log = root / "first_run.log"
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(first_log, "w") as log:
-        process = subprocess.Popen(MAKE_RUN, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            MAKE_RUN, cwd=root, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     deadline = time.monotonic() + 1200
     while process.poll() is None and time.monotonic() < deadline:
         if finished_jobs(first_log.read_text()) >= KILL_AFTER_JOBS:
@@ -164,5 +175,9 @@ def smoke_run(tmp_path_factory):
         time.sleep(0.1)
     finished_before = finished_jobs(first_log.read_text())
     second = run_tool(MAKE_RUN, cwd=root, timeout=1800)
-    return SimpleNamespace(root=root, total=total, finished_before=finished_before,
-                           finished_after=finished_jobs(second.stdout + second.stderr))
+    return SimpleNamespace(
+        root=root,
+        total=total,
+        finished_before=finished_before,
+        finished_after=finished_jobs(second.stdout + second.stderr),
+    )

@@ -121,9 +121,7 @@ def stop_stale_clusters() -> list[int]:
     """Stop what test clusters of earlier, killed test processes left running (marked with ``OWNER_VARIABLE``
     naming a process that no longer exists); clusters of live test processes are left alone."""
     stale = _processes_marked(
-        lambda env: OWNER_VARIABLE in env
-        and env[OWNER_VARIABLE].isdigit()
-        and not _pid_alive(int(env[OWNER_VARIABLE]))
+        lambda env: OWNER_VARIABLE in env and env[OWNER_VARIABLE].isdigit() and not _pid_alive(int(env[OWNER_VARIABLE]))
     )
     _kill_all(stale)
     return stale
@@ -171,9 +169,7 @@ class LocalSlurm:
 
     def run(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a SLURM client command against this cluster."""
-        result = subprocess.run(
-            list(args), env=self.client_env(), capture_output=True, text=True, timeout=timeout
-        )
+        result = subprocess.run(list(args), env=self.client_env(), capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
         return result
@@ -197,7 +193,7 @@ class LocalSlurm:
         return records
 
     # --- start ----------------------------------------------------------------------------------------------
-    def start(self) -> "LocalSlurm":
+    def start(self) -> LocalSlurm:
         if not sys.platform.startswith("linux"):
             raise SlurmUnavailable("not Linux")
         if os.geteuid() != 0:
@@ -222,7 +218,7 @@ class LocalSlurm:
         self.timings["start"] = time.monotonic() - started
         return self
 
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -276,9 +272,7 @@ class LocalSlurm:
         # srun would then look for /etc/slurm/slurm.conf. This srun, first on the clients' PATH (jobs inherit
         # it), puts it back.
         srun = self.base / "bin" / "srun"
-        srun.write_text(
-            f"#!/bin/sh\nSLURM_CONF=\"${{SLURM_CONF:-{self.conf}}}\" exec {_which('srun')} \"$@\"\n"
-        )
+        srun.write_text(f'#!/bin/sh\nSLURM_CONF="${{SLURM_CONF:-{self.conf}}}" exec {_which("srun")} "$@"\n')
         srun.chmod(0o755)
         gres = "AutoDetect=off\n"
         if self.gpus:
@@ -336,7 +330,7 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         return {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": str(self.base), **self.env}
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.base / "log" / f"{name}.out", "wb")
+        log = open(self.base / "log" / f"{name}.out", "wb")  # noqa: SIM115 (the daemon's output until it stops)
         try:
             process = subprocess.Popen(
                 args,
@@ -356,9 +350,7 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         for name in names:
             for path in (self.base / "log" / f"{name}.out", self.base / "log" / f"{name}.log"):
                 if path.is_file() and path.stat().st_size:
-                    parts.append(
-                        f"{path.name}: " + " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
-                    )
+                    parts.append(f"{path.name}: " + " | ".join(path.read_text(errors="replace").splitlines()[-lines:]))
         return "; ".join(parts) or "no log output"
 
     def _wait(self, what: str, condition, timeout_s: float, daemons: tuple[str, ...]) -> None:
@@ -368,7 +360,7 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
                 code = self.daemons[name].poll()
                 if code is not None:
                     raise SlurmUnavailable(
-                        f"{name} exited with {code} while waiting for {what}: " f"{self._log_tail(name)}"
+                        f"{name} exited with {code} while waiting for {what}: {self._log_tail(name)}"
                     )
             try:
                 if condition():
@@ -376,9 +368,7 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
             except (OSError, subprocess.SubprocessError):
                 pass
             time.sleep(0.2)
-        raise SlurmUnavailable(
-            f"timed out after {timeout_s:g} s waiting for {what}: {self._log_tail(*daemons)}"
-        )
+        raise SlurmUnavailable(f"timed out after {timeout_s:g} s waiting for {what}: {self._log_tail(*daemons)}")
 
     def _start_munged(self) -> None:
         key = self.base / "munge" / "munge.key"
@@ -421,8 +411,10 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
         self._spawn("slurmctld", [_which("slurmctld"), "-D", "-i"])
         self._wait(
             "slurmctld",
-            lambda: self.run("scontrol", "ping", check=False, timeout=5).returncode == 0
-            and "UP" in self.run("scontrol", "ping", check=False, timeout=5).stdout,
+            lambda: (
+                self.run("scontrol", "ping", check=False, timeout=5).returncode == 0
+                and "UP" in self.run("scontrol", "ping", check=False, timeout=5).stdout
+            ),
             60,
             ("slurmctld",),
         )
@@ -476,7 +468,5 @@ PartitionName={self.partition} Nodes={NODE} Default=YES MaxTime=INFINITE State=U
                 process.wait(timeout=10)
         conf = str(self.conf)
         _kill_all(
-            _processes_marked(
-                lambda env: env.get("SLURM_CONF") == conf and env.get(OWNER_VARIABLE) == self.owner
-            )
+            _processes_marked(lambda env: env.get("SLURM_CONF") == conf and env.get(OWNER_VARIABLE) == self.owner)
         )

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genview.analysis.params import read_params
 from genview.cli import main
 from genview.config import validate_config
-from genview.analysis.params import read_params
 from genview.errors import BadInputError, GenviewError
 from genview.models.diffusion import load_pipeline
 from genview.models.tiny import TINY_MARKERS, build_tiny_models
@@ -42,21 +42,87 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(root, monkeypatch, "data", "shard", "--manifest", "d/manifest.csv", "--num-shards", "1", "--out-dir", "s")
     encoder = json.dumps({"model": f"local-dir:{models['fg_encoder'].parent}"})
     analysis = json.dumps(ANALYSIS)
-    run(root, monkeypatch, "analyze", "fit-foreground", "--manifest", "d/manifest.csv", "--encoder", encoder,
-        "--analysis", analysis, "--out", "fit.npz", "--overlay", "fit.png", "--device", "cpu")
+    run(
+        root,
+        monkeypatch,
+        "analyze",
+        "fit-foreground",
+        "--manifest",
+        "d/manifest.csv",
+        "--encoder",
+        encoder,
+        "--analysis",
+        analysis,
+        "--out",
+        "fit.npz",
+        "--overlay",
+        "fit.png",
+        "--device",
+        "cpu",
+    )
     assert len(np.load(root / "fit.npz")["sample_ids"]) == 24
     quality_encoder = json.dumps({"model": f"local-dir:{models['quality_encoder'].parent}"})
-    run(root, monkeypatch, "quality", "fit-vector", "--manifest", "d/manifest.csv", "--encoder", quality_encoder,
-        "--analysis", analysis, "--out", "quality_pca.npz", "--device", "cpu")
+    run(
+        root,
+        monkeypatch,
+        "quality",
+        "fit-vector",
+        "--manifest",
+        "d/manifest.csv",
+        "--encoder",
+        quality_encoder,
+        "--analysis",
+        analysis,
+        "--out",
+        "quality_pca.npz",
+        "--device",
+        "cpu",
+    )
     assert len(np.load(root / "quality_pca.npz")["sample_ids"]) == 24
-    run(root, monkeypatch, "analyze", "foreground", "--shard", "s/0.csv", "--fit", "fit.npz", "--encoder", encoder,
-        "--analysis", analysis, "--out", "fg.csv", "--device", "cpu")
+    run(
+        root,
+        monkeypatch,
+        "analyze",
+        "foreground",
+        "--shard",
+        "s/0.csv",
+        "--fit",
+        "fit.npz",
+        "--encoder",
+        encoder,
+        "--analysis",
+        analysis,
+        "--out",
+        "fg.csv",
+        "--device",
+        "cpu",
+    )
     run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")
-    llm = json.dumps({"path": str(models["complexity_llm"].parent), "trust_remote_code": False, "max_new_tokens": 4,
-                      "do_sample": None})
+    llm = json.dumps(
+        {
+            "path": str(models["complexity_llm"].parent),
+            "trust_remote_code": False,
+            "max_new_tokens": 4,
+            "do_sample": None,
+        }
+    )
     llm_analysis = json.dumps({**ANALYSIS, "complexity_scorer": "llm"})
-    run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", llm_analysis, "--llm", llm,
-        "--out", "cx_llm.csv", "--device", "cpu")
+    run(
+        root,
+        monkeypatch,
+        "analyze",
+        "complexity",
+        "--shard",
+        "s/0.csv",
+        "--analysis",
+        llm_analysis,
+        "--llm",
+        llm,
+        "--out",
+        "cx_llm.csv",
+        "--device",
+        "cpu",
+    )
     lexical, by_llm = pd.read_csv(root / "cx.csv"), pd.read_csv(root / "cx_llm.csv")
     assert set(lexical.complexity_source) == {"lexical"}
     # The random tiny LLM never answers in the format: every row records its lexical fallback after 2 attempts.

@@ -59,15 +59,31 @@ def test_class_names_from_clip_benchmark_in_torchvision_order():
     assert class_names("gtsrb", gtsrb, labels) == names["gtsrb"]
     # EuroSAT (an ImageFolder): sorted folder names
     eurosat = spec("torchvision", name="EuroSAT", root="/d")
-    folders = ["SeaLake", "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
-               "PermanentCrop", "Residential", "River"]
-    assert dict(zip(label_order("eurosat", eurosat, folders), class_names("eurosat", eurosat, folders)))[
-        "SeaLake"] == "lake or sea"
+    folders = [
+        "SeaLake",
+        "AnnualCrop",
+        "Forest",
+        "HerbaceousVegetation",
+        "Highway",
+        "Industrial",
+        "Pasture",
+        "PermanentCrop",
+        "Residential",
+        "River",
+    ]
+    assert (
+        dict(zip(label_order("eurosat", eurosat, folders), class_names("eurosat", eurosat, folders)))["SeaLake"]
+        == "lake or sea"
+    )
     # Caltech101: torchvision drops BACKGROUND_Google, clip-benchmark lists it first
     caltech = spec("torchvision", name="Caltech101", root="/d")
     labels = ["Faces", "Faces_easy", "Leopards", "Motorbikes"] + [f"c{i:03d}" for i in range(97)]
-    assert class_names("caltech101", caltech, labels)[:4] == ["off-center face", "centered face", "leopard",
-                                                               "motorbike"]
+    assert class_names("caltech101", caltech, labels)[:4] == [
+        "off-center face",
+        "centered face",
+        "leopard",
+        "motorbike",
+    ]
     # FER2013: torchvision's CSV targets (4 = sad, 6 = neutral) against clip-benchmark's sorted folder names
     fer = class_names("fer2013", spec("torchvision", name="FER2013", root="/d"), [str(i) for i in range(7)])
     assert fer[4] == "sad" and fer[6] == "neutral"

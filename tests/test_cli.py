@@ -29,6 +29,10 @@ def test_errors_are_one_clear_line_without_traceback(tmp_path, monkeypatch, caps
     bad = json.dumps({"kind": "imagefolder", "root": "/r", "num_shards": 0})
     assert main(["data", "index", "--dataset", "x", "--spec", bad, "--out-dir", "o"]) == 2
     assert "datasets.x.num_shards: 0 is less than the minimum of 1" in capsys.readouterr().err
-    assert main(["data", "make-shapes", "--dataset", "x", "--spec", json.dumps({"kind": "csv", "root": "/r",
-                                                                                "file": "f"})]) == 2
+    assert (
+        main(
+            ["data", "make-shapes", "--dataset", "x", "--spec", json.dumps({"kind": "csv", "root": "/r", "file": "f"})]
+        )
+        == 2
+    )
     assert "not 'shapes'" in capsys.readouterr().err

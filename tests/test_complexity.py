@@ -35,7 +35,8 @@ HAND_COUNTED = {
     "": 0,
     "vintage black and white photo of a car": 3,  # vintage, black and white, car
     "a happy woman holding a light blue umbrella in the rain": 5,  # woman, holding, light blue, umbrella, rain
-    "three cats sleeping on a wooden table next to a window": 7,  # three, cats, sleeping, wooden, table, next to, window
+    # three, cats, sleeping, wooden, table, next to, window
+    "three cats sleeping on a wooden table next to a window": 7,
     "two men in black suits standing in front of a red brick building at sunset": 10,
     # two, men, black, suits, standing, in front of, red, brick, building, sunset
     "a circle": 1,  # circle
@@ -175,9 +176,7 @@ def test_llm_scores_falls_back_to_lexical_after_the_last_attempt(attempts):
     caption = "three cats sleeping on a wooden table next to a window"
     chat = ScriptedChat([f"bad answer {i}" for i in range(attempts)])
     (result,) = llm_scores([caption], chat, attempts=attempts)
-    assert result == ScoreResult(
-        lexical_score(caption), "lexical-fallback", attempts, f"bad answer {attempts - 1}"
-    )
+    assert result == ScoreResult(lexical_score(caption), "lexical-fallback", attempts, f"bad answer {attempts - 1}")
     assert len(chat.calls) == attempts
 
 
@@ -242,12 +241,15 @@ def test_sampled_answers_are_seeded_by_seed_and_prompt(tiny_chat_dir):
     first = chat.generate(messages)
     chat.generate([{"role": "user", "content": "something else first"}])
     assert chat.generate(messages) == first
-    others = {load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=True, seed=s).generate(messages)
-              for s in range(4)}
+    others = {
+        load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=True, seed=s).generate(messages)
+        for s in range(4)
+    }
     assert len(others) > 1  # the seed matters: sampling is on
     greedy = load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=False, seed=0)
-    assert greedy.generate(messages) == load_chat_model(str(tiny_chat_dir), max_new_tokens=12, do_sample=False,
-                                                        seed=5).generate(messages)
+    assert greedy.generate(messages) == load_chat_model(
+        str(tiny_chat_dir), max_new_tokens=12, do_sample=False, seed=5
+    ).generate(messages)
 
 
 def test_tokenizer_without_chat_template_gets_a_plain_prompt(tiny_chat_dir):

@@ -2,8 +2,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO, snakemake
+
 from genview.config import fill_defaults, load_config, load_schema, validate_config
 from genview.errors import ConfigError
 

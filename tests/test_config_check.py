@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO, job_counts, placeholder_datasets, snakemake
+
 from genview.cli import main
 from genview.config import load_config, workflow_config
 from genview.errors import ConfigError
@@ -45,7 +45,11 @@ def test_each_mistake_is_named_with_its_key(tmp_path):
         "birds": imagefolder(tmp_path / "birds"),  # an image folder nobody knows the class names of
     }
     config["evaluation"]["runs"] += [
-        {"protocols": ["knn"], "experiments": ["shapes_simclr_baseline"], "datasets": ["missing_root", "imagenet_flat"]},
+        {
+            "protocols": ["knn"],
+            "experiments": ["shapes_simclr_baseline"],
+            "datasets": ["missing_root", "imagenet_flat"],
+        },
         {"protocols": ["zeroshot"], "experiments": ["shapes_clip_baseline"], "datasets": ["birds"]},
     ]
     config["models"] = {"quality_encoder": {"model": f"local-dir:{tmp_path / 'no_encoder'}"}}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, VENV_BIN, copy_workflow, placeholder_datasets, run_tool
+
 from genview.cli import build_parser
 
 pytestmark = pytest.mark.workflow
@@ -46,8 +46,13 @@ GENVIEW = [c for c in COMMANDS if c[2].startswith(("python -m genview ", "genvie
 MAKE = [c for c in COMMANDS if c[2].split()[0] == "make"]
 # Files the docs' own commands write (`--out PATH`), e.g. measured rates that a later command reads: a measurement
 # cannot run here, so a command reading one runs without it.
-WRITTEN = {words[i + 1] for *_, command in COMMANDS for words in [shlex.split(command)]
-           for i, word in enumerate(words[:-1]) if word == "--out"}
+WRITTEN = {
+    words[i + 1]
+    for *_, command in COMMANDS
+    for words in [shlex.split(command)]
+    for i, word in enumerate(words[:-1])
+    if word == "--out"
+}
 
 
 def test_the_docs_show_commands_of_each_kind():

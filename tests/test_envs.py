@@ -65,7 +65,7 @@ def parse_rules(path: Path) -> list[Rule]:
         if not header:
             continue
         body = []
-        for inner in lines[start + 1:]:
+        for inner in lines[start + 1 :]:
             if inner.strip() and not inner.lstrip().startswith("#") and _indent(inner) <= len(header[1]):
                 break
             body.append(inner)
@@ -192,8 +192,13 @@ def _function_closure(tree: ast.Module, name: str):
 def _registry_submodules(module: str, tree: ast.Module) -> set[str]:
     """A package whose registry imports its own submodules by name (``Registry(..., package=__name__)``, see
     genview.registry) can import any of them."""
-    if any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Registry"
-           and any(keyword.arg == "package" for keyword in node.keywords) for node in ast.walk(tree)):
+    if any(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Registry"
+        and any(keyword.arg == "package" for keyword in node.keywords)
+        for node in ast.walk(tree)
+    ):
         folder = Path(importlib.util.find_spec(module).origin).parent
         return {f"{module}.{p.stem}" for p in folder.glob("*.py") if p.stem != "__init__"}
     return set()
@@ -240,8 +245,11 @@ def reachable_imports(stage: str, command: str) -> dict[str, str]:
 # --- env files and requirements.txt -----------------------------------------------------------------------------
 def requirement_pins() -> dict[str, Requirement]:
     """The tested versions: requirements.txt and requirements-nodeps.txt (installed without dependencies)."""
-    lines = [line for name in ("requirements.txt", "requirements-nodeps.txt")
-             for line in (REPO / name).read_text().splitlines()]
+    lines = [
+        line
+        for name in ("requirements.txt", "requirements-nodeps.txt")
+        for line in (REPO / name).read_text().splitlines()
+    ]
     pins = [Requirement(line) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return {canonicalize_name(pin.name): pin for pin in pins}
 
@@ -300,8 +308,10 @@ def missing_packages(env: Path, modules: dict[str, str]) -> list[str]:
             pin = pinned[sorted(provided_by & pinned.keys())[0]]
             problems.append(f"module {top} (imported by {importer}) needs {pin} (as in requirements.txt)")
         elif not provided_by & closure:
-            problems.append(f"module {top} (imported by {importer}) comes with no package of the env"
-                            f" ({', '.join(sorted(provided_by))})")
+            problems.append(
+                f"module {top} (imported by {importer}) comes with no package of the env"
+                f" ({', '.join(sorted(provided_by))})"
+            )
     return problems
 
 
@@ -310,7 +320,9 @@ def test_the_parser_sees_the_workflow_rules():
     names = {rule.name for rule in ALL_RULES}
     assert {"all", "make_shapes", "index_dataset", 'f"shard_{_dataset}"', "pretrain", "evaluate"} <= names
     assert "all" not in {rule.name for rule in JOB_RULES}
-    shell = "python -m genview --gpus {resources.gpu} pretrain run --nproc 2 2> {log} && python -m genview -v data shard"
+    shell = (
+        "python -m genview --gpus {resources.gpu} pretrain run --nproc 2 2> {log} && python -m genview -v data shard"
+    )
     assert genview_commands(shell) == [("pretrain", "run"), ("data", "shard")]
 
 
@@ -326,8 +338,11 @@ def test_the_env_provides_what_the_commands_import(rule):
     commands = genview_commands(rule.literal("shell"))
     env = env_file(rule)
     assert env.is_file(), f"{rule}: conda: {rule.literal('conda')} -> {env} does not exist"
-    problems = [f"`genview {stage} {command}`: {problem}" for stage, command in commands
-                for problem in missing_packages(env, reachable_imports(stage, command))]
+    problems = [
+        f"`genview {stage} {command}`: {problem}"
+        for stage, command in commands
+        for problem in missing_packages(env, reachable_imports(stage, command))
+    ]
     assert not problems, f"{env.relative_to(REPO)}, {rule}:\n  " + "\n  ".join(problems)
 
 
@@ -354,15 +369,24 @@ def test_env_pins_match_requirements(env):
 
 def test_gaps_and_mismatches_are_named(tmp_path):
     env = tmp_path / "env.yaml"
-    env.write_text("dependencies:\n  - python=3.11\n  - pip:\n      - numpy==0.1\n      - transformers==5.24.0\n"
-                   "      - leftpad==1.0\n")
+    env.write_text(
+        "dependencies:\n  - python=3.11\n  - pip:\n      - numpy==0.1\n      - transformers==5.24.0\n"
+        "      - leftpad==1.0\n"
+    )
     sklearn, numpy = requirement_pins()["scikit-learn"], requirement_pins()["numpy"]
-    imports = {"sklearn.manifold": "genview.report.tsne", "numpy": "genview.io", "json": "genview.cli",
-               "tokenizers": "genview.models.chat_llm"}  # tokenizers: a dependency of transformers
+    imports = {
+        "sklearn.manifold": "genview.report.tsne",
+        "numpy": "genview.io",
+        "json": "genview.cli",
+        "tokenizers": "genview.models.chat_llm",
+    }  # tokenizers: a dependency of transformers
     assert missing_packages(env, imports) == [
-        f"module sklearn (imported by genview.report.tsne) needs {sklearn} (as in requirements.txt)"]
-    assert pin_problems(env) == [f"numpy==0.1: requirements.txt has {numpy} (pins are exact: name==version)",
-                                 "leftpad==1.0: not in requirements.txt (the tests never ran with it)"]
+        f"module sklearn (imported by genview.report.tsne) needs {sklearn} (as in requirements.txt)"
+    ]
+    assert pin_problems(env) == [
+        f"numpy==0.1: requirements.txt has {numpy} (pins are exact: name==version)",
+        "leftpad==1.0: not in requirements.txt (the tests never ran with it)",
+    ]
 
 
 def test_the_import_scan_follows_commands_into_functions_and_registries():

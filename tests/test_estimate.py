@@ -8,29 +8,45 @@ from genview.estimate import estimate_gpu_hours
 from genview.evaluation.runs import resolve_evaluations
 from genview.training.experiments import resolve_experiments
 
-RATES = dict(generation_image_steps_per_second=10, foreground_images_per_second=100, llm_captions_per_second=2,
-             pretrain_images_per_second={"vit": 50}, quality_images_per_second=200, feature_images_per_second=400,
-             linear_images_per_second=100)
+RATES = dict(
+    generation_image_steps_per_second=10,
+    foreground_images_per_second=100,
+    llm_captions_per_second=2,
+    pretrain_images_per_second={"vit": 50},
+    quality_images_per_second=200,
+    feature_images_per_second=400,
+    linear_images_per_second=100,
+)
 
 
 def small_config(scorer="llm"):
-    return validate_config({
-        "datasets": {"s": {"kind": "shapes", "num_shards": 2, "sources": ["ic", "tc"]}},
-        "analysis": {"complexity_scorer": scorer},
-        "generation": {"steps": 5},
-        "pretrain": {
-            "recipes": {"r": {"epochs": 3, "batch_size": 8}},
-            "backbones": {"b": {"name": "vit"}},
-            "experiments": {
-                "ssl": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b", "dataset": "s"},
-                "vl": {"method": "clip", "variant": "genview", "recipe": "r", "backbone": "b", "dataset": "s",
-                       "views": {"n_views": 4}},
+    return validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "num_shards": 2, "sources": ["ic", "tc"]}},
+            "analysis": {"complexity_scorer": scorer},
+            "generation": {"steps": 5},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 3, "batch_size": 8}},
+                "backbones": {"b": {"name": "vit"}},
+                "experiments": {
+                    "ssl": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b", "dataset": "s"},
+                    "vl": {
+                        "method": "clip",
+                        "variant": "genview",
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "views": {"n_views": 4},
+                    },
+                },
             },
-        },
-        "evaluation": {"runs": [{"protocols": ["linear", "knn"], "experiments": ["*"], "datasets": ["s"]}],
-                       "linear": {"epochs": 7}},
-        "estimate": {"rates": RATES},
-    })
+            "evaluation": {
+                "runs": [{"protocols": ["linear", "knn"], "experiments": ["*"], "datasets": ["s"]}],
+                "linear": {"epochs": 7},
+            },
+            "estimate": {"rates": RATES},
+        }
+    )
 
 
 def test_estimate_by_hand():

@@ -70,22 +70,16 @@ def test_knn_weighted_vote_by_hand():
     test = torch.tensor([[2.0, 0.0]])  # the norm does not matter: similarities are cosines
     # k = 2: the first and third training rows vote.
     expected = torch.tensor([[math.exp(1.0), math.exp(1 / math.sqrt(2))]])
-    torch.testing.assert_close(
-        knn_scores(train, train_labels, test, k=2, num_classes=2, temperature=1.0), expected
-    )
+    torch.testing.assert_close(knn_scores(train, train_labels, test, k=2, num_classes=2, temperature=1.0), expected)
     # k = 3 adds exp(0) for class 1, which now outvotes class 0's single closest neighbour.
     expected = torch.tensor([[math.exp(1.0), math.exp(1 / math.sqrt(2)) + 1.0]])
     scores = knn_scores(train, train_labels, test, k=3, num_classes=2, temperature=1.0)
     torch.testing.assert_close(scores, expected)
     assert scores.argmax().item() == 1
     # k above the number of training rows uses them all; a temperature sharpens the weights.
-    torch.testing.assert_close(
-        knn_scores(train, train_labels, test, k=50, num_classes=2, temperature=1.0), expected
-    )
+    torch.testing.assert_close(knn_scores(train, train_labels, test, k=50, num_classes=2, temperature=1.0), expected)
     sharp = torch.tensor([[math.exp(1 / 0.5), math.exp(1 / math.sqrt(2) / 0.5) + 1.0]])
-    torch.testing.assert_close(
-        knn_scores(train, train_labels, test, k=3, num_classes=2, temperature=0.5), sharp
-    )
+    torch.testing.assert_close(knn_scores(train, train_labels, test, k=3, num_classes=2, temperature=0.5), sharp)
 
 
 def test_knn_chunks_give_the_same_scores():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import indexed_shapes
+
 from genview.config import validate_config
 from genview.errors import ConfigError, GenviewError
 from genview.evaluation.features import FeatureCache, extract_features
@@ -18,43 +18,78 @@ METHOD_ARGS = {
     "simclr": {"proj_hidden_dim": 32, "proj_dim": 16},
     "clip": {"embed_dim": 16, "text_width": 16, "text_heads": 2, "text_layers": 1, "context_length": 16},
 }
-SETTINGS = validate_config({"evaluation": {"linear": {"epochs": 2, "batch_size": 16},
-                                           "semisup": {"epochs": 1, "batch_size": 8}}})["evaluation"]
+SETTINGS = validate_config(
+    {"evaluation": {"linear": {"epochs": 2, "batch_size": 16}, "semisup": {"epochs": 1, "batch_size": 8}}}
+)["evaluation"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     indexed_shapes(root, train_per_class=3, test_per_class=2)
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
-        "pretrain": {
-            "recipes": {"r": {"epochs": 1, "batch_size": 12, "image_size": 16}},
-            "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
-                                "num_heads": 2}},
-            "matrix": [{"methods": ["simclr", "clip"], "variants": ["baseline"], "recipe": "r", "backbone": "b",
-                        "dataset": "s", "method_args": METHOD_ARGS, "views": {"n_views": 1}}],
-        },
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 1, "batch_size": 12, "image_size": 16}},
+                "backbones": {
+                    "b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+                },
+                "matrix": [
+                    {
+                        "methods": ["simclr", "clip"],
+                        "variants": ["baseline"],
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": METHOD_ARGS,
+                        "views": {"n_views": 1},
+                    }
+                ],
+            },
+        }
+    )
     paths = {}
     spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
     for name, experiment in resolve_experiments(config).items():
-        train(experiment, root / name, manifest=str(root / "manifest.csv"), view_manifests=[],
-              execution={"num_workers": 0})
-        extract_features(root / name / "checkpoint.pt", root / "manifest.csv", "shapes", spec,
-                         root / name / "features.npz", batch_size=16, num_workers=0)
+        train(
+            experiment,
+            root / name,
+            manifest=str(root / "manifest.csv"),
+            view_manifests=[],
+            execution={"num_workers": 0},
+        )
+        extract_features(
+            root / name / "checkpoint.pt",
+            root / "manifest.csv",
+            "shapes",
+            spec,
+            root / name / "features.npz",
+            batch_size=16,
+            num_workers=0,
+        )
         paths[experiment["method"]] = root / name
     return paths, spec
 
 
 def context(folder, spec, protocol):
-    return EvalContext(experiment_name=folder.name, checkpoint=folder / "checkpoint.pt", dataset="shapes", spec=spec,
-                       features_npz=folder / "features.npz", settings=SETTINGS[protocol], num_workers=0)
+    return EvalContext(
+        experiment_name=folder.name,
+        checkpoint=folder / "checkpoint.pt",
+        dataset="shapes",
+        spec=spec,
+        features_npz=folder / "features.npz",
+        settings=SETTINGS[protocol],
+        num_workers=0,
+    )
 
 
 def test_feature_cache_holds_every_split(trained):
     (paths, _) = trained
-    clip_cache, simclr_cache = FeatureCache(paths["clip"] / "features.npz"), FeatureCache(paths["simclr"] / "features.npz")
+    clip_cache, simclr_cache = (
+        FeatureCache(paths["clip"] / "features.npz"),
+        FeatureCache(paths["simclr"] / "features.npz"),
+    )
     assert clip_cache.splits() == ["test", "train"] and len(clip_cache.label_names) == 12
     assert clip_cache.get("train", "features").shape == (36, 16) and clip_cache.get("test", "labels").shape == (24,)
     assert clip_cache.get("test", "image_embeddings").shape == (24, 16)
@@ -94,9 +129,12 @@ def test_vision_language_protocols(trained, protocol, tmp_path):
 def test_unknown_protocol_and_bad_runs_are_named():
     with pytest.raises(ConfigError, match="unknown evaluation protocol"):
         protocol_class("nope")
-    config = validate_config({"datasets": {"s": {"kind": "shapes"}},
-                              "evaluation": {"runs": [{"protocols": ["knn"], "experiments": ["x_*"],
-                                                       "datasets": ["s"]}]}})
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes"}},
+            "evaluation": {"runs": [{"protocols": ["knn"], "experiments": ["x_*"], "datasets": ["s"]}]},
+        }
+    )
     experiments = {name: {"method": "simclr"} for name in ("x_a", "x_b", "y")}
     assert list(resolve_evaluations(config, experiments)) == [("x_a", "knn", "s"), ("x_b", "knn", "s")]
     with pytest.raises(ConfigError, match=r"evaluation.runs\[0\].experiments: 'z\*' matches no"):
@@ -108,20 +146,36 @@ def test_unknown_protocol_and_bad_runs_are_named():
 
 
 def test_run_settings_override_the_protocol_and_are_checked():
-    config = validate_config({"datasets": {"s": {"kind": "shapes"}}, "evaluation": {"runs": [
-        {"protocols": ["linear"], "experiments": ["v*"], "datasets": ["s"],
-         "settings": {"linear": {"optimizer": "lars", "batch_size": 4096, "base_lrs": [0.1]}}},
-        {"protocols": ["linear", "knn"], "experiments": ["r*"], "datasets": ["s"]},
-    ]}})
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes"}},
+            "evaluation": {
+                "runs": [
+                    {
+                        "protocols": ["linear"],
+                        "experiments": ["v*"],
+                        "datasets": ["s"],
+                        "settings": {"linear": {"optimizer": "lars", "batch_size": 4096, "base_lrs": [0.1]}},
+                    },
+                    {"protocols": ["linear", "knn"], "experiments": ["r*"], "datasets": ["s"]},
+                ]
+            },
+        }
+    )
     experiments = {"vit": {"method": "mocov3"}, "r50": {"method": "simsiam"}, "clip": {"method": "clip"}}
     resolved = resolve_evaluations(config, experiments)
-    assert resolved["vit", "linear", "s"] == {**config["evaluation"]["linear"], "optimizer": "lars",
-                                              "batch_size": 4096, "base_lrs": [0.1]}
+    assert resolved["vit", "linear", "s"] == {
+        **config["evaluation"]["linear"],
+        "optimizer": "lars",
+        "batch_size": 4096,
+        "base_lrs": [0.1],
+    }
     assert resolved["r50", "linear", "s"] == config["evaluation"]["linear"]
     config["evaluation"]["runs"][0]["settings"]["linear"]["optimiser"] = "sgd"
     config["evaluation"]["runs"][1].update(protocols=["zeroshot"], experiments=["r50", "clip"])
-    config["evaluation"]["runs"].append({"protocols": ["linear"], "experiments": ["vit"], "datasets": ["s"],
-                                         "settings": {}})
+    config["evaluation"]["runs"].append(
+        {"protocols": ["linear"], "experiments": ["vit"], "datasets": ["s"], "settings": {}}
+    )
     with pytest.raises(ConfigError) as error:
         resolve_evaluations(config, experiments)
     message = str(error.value)
@@ -141,11 +195,35 @@ def test_cached_protocols_run_in_the_feature_job_and_share_one_file(trained, tmp
     protocols = {"knn": SETTINGS["knn"], "linear_fast": SETTINGS["linear_fast"], "zeroshot": {}}
     out = tmp_path / "eval" / "e" / "cached" / "shapes.json"
     assert result_file("e", "knn", "shapes", root=str(tmp_path / "eval")) == str(out)
-    assert result_file("e", "linear", "shapes", root=str(tmp_path / "eval")) == str(tmp_path / "eval/e/linear/shapes.json")
-    rc = main(["evaluate", "cached", "--checkpoint", str(folder / "checkpoint.pt"), "--manifest",
-               str(folder.parent / "manifest.csv"), "--dataset", "shapes", "--experiment", "e", "--spec",
-               json.dumps(spec), "--protocols", json.dumps(protocols), "--features", str(tmp_path / "f.npz"),
-               "--out", str(out), "--num-workers", "0", "--device", "cpu"])
+    assert result_file("e", "linear", "shapes", root=str(tmp_path / "eval")) == str(
+        tmp_path / "eval/e/linear/shapes.json"
+    )
+    rc = main(
+        [
+            "evaluate",
+            "cached",
+            "--checkpoint",
+            str(folder / "checkpoint.pt"),
+            "--manifest",
+            str(folder.parent / "manifest.csv"),
+            "--dataset",
+            "shapes",
+            "--experiment",
+            "e",
+            "--spec",
+            json.dumps(spec),
+            "--protocols",
+            json.dumps(protocols),
+            "--features",
+            str(tmp_path / "f.npz"),
+            "--out",
+            str(out),
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and (tmp_path / "f.npz").is_file()
     for protocol in protocols:
         record = read_result("e", protocol, "shapes", root=str(tmp_path / "eval"))

@@ -6,21 +6,25 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import REPO, indexed_shapes
 from torch import nn
 
-from conftest import REPO, indexed_shapes
 from genview.config import dataset_generation, load_config, validate_config
 from genview.errors import ConfigError
 from genview.training.experiments import peak_lr, resolve_experiments
 
 
 def config_with(experiment: dict, recipe: dict | None = None, sources=("ic", "tc", "itc")) -> dict:
-    return validate_config({
-        "datasets": {"s": {"kind": "shapes", "sources": list(sources)}},
-        "pretrain": {"recipes": {"r": {"epochs": 2, "batch_size": 8, **(recipe or {})}},
-                     "backbones": {"b": {"name": "vit"}},
-                     "experiments": {"e": {"recipe": "r", "backbone": "b", "dataset": "s", **experiment}}},
-    })
+    return validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "sources": list(sources)}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 2, "batch_size": 8, **(recipe or {})}},
+                "backbones": {"b": {"name": "vit"}},
+                "experiments": {"e": {"recipe": "r", "backbone": "b", "dataset": "s", **experiment}},
+            },
+        }
+    )
 
 
 # --- 1. learning rate --------------------------------------------------------------------------------------------
@@ -50,16 +54,19 @@ def test_coefficients_a_method_cannot_compute_are_config_errors():
     experiment = {"method": "clip", "variant": "genview", "quality": {"epoch_switch": 1, "later_coefs": [1, 1, 1, 0]}}
     with pytest.raises(ConfigError) as error:
         resolve_experiments(config_with(experiment))
-    assert ("pretrain.experiments.e.quality.later_coefs: method 'clip' has no image-image term, so c0 and c1 must "
-            "be 0") in str(error.value)
+    assert (
+        "pretrain.experiments.e.quality.later_coefs: method 'clip' has no image-image term, so c0 and c1 must be 0"
+    ) in str(error.value)
     experiment = {"method": "slip", "variant": "views", "quality": {"later_coefs": [1, 0, 1, 1]}}
     with pytest.raises(ConfigError, match=r"quality-driven terms \(c1, c3\) need quality weights"):
         resolve_experiments(config_with(experiment))
     with pytest.raises(ConfigError, match="loss coefficients apply to vision-language methods only"):
-        resolve_experiments(config_with({"method": "simclr", "variant": "genview",
-                                         "quality": {"early_coefs": [1, 0, 1, 0]}}))
-    resolved = resolve_experiments(config_with({"method": "slip", "variant": "genview",
-                                                "quality": {"later_coefs": [1, 1, 1, 0]}}))["e"]
+        resolve_experiments(
+            config_with({"method": "simclr", "variant": "genview", "quality": {"early_coefs": [1, 0, 1, 0]}})
+        )
+    resolved = resolve_experiments(
+        config_with({"method": "slip", "variant": "genview", "quality": {"later_coefs": [1, 1, 1, 0]}})
+    )["e"]
     assert resolved["quality"]["early_coefs"] == [1, 0, 1, 0] and resolved["quality"]["later_coefs"] == [1, 1, 1, 0]
     clip = resolve_experiments(config_with({"method": "clip", "variant": "genview"}))["e"]["quality"]
     assert (clip["early_coefs"], clip["later_coefs"]) == ([0, 0, 1, 0], [0, 0, 1, 1])
@@ -67,8 +74,12 @@ def test_coefficients_a_method_cannot_compute_are_config_errors():
 
 def test_paper_quality_ablation_rows_have_the_coefficients_their_labels_say():
     experiments = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
-    labels = {"cc3m_slip_views": [1, 0, 1, 0], "cc3m_slip_q_ii": [1, 1, 1, 0], "cc3m_slip_q_it": [1, 0, 1, 1],
-              "cc3m_slip_genview": [1, 1, 1, 1]}
+    labels = {
+        "cc3m_slip_views": [1, 0, 1, 0],
+        "cc3m_slip_q_ii": [1, 1, 1, 0],
+        "cc3m_slip_q_it": [1, 0, 1, 1],
+        "cc3m_slip_genview": [1, 1, 1, 1],
+    }
     for name, later in labels.items():
         assert experiments[name]["method"] == "slip" and experiments[name]["quality"]["later_coefs"] == later, name
         assert experiments[name]["quality"]["early_coefs"] == [1, 0, 1, 0]
@@ -88,8 +99,15 @@ def test_multi_crop_samples_and_the_generic_rule(shapes_rows):
     from genview.training.data import PretrainDataset
 
     multi_crop = {"number": 3, "size": 8, "min_scale": 0.05, "max_scale": 0.14}
-    dataset = PretrainDataset(shapes_rows, mode="two_view", augmentation_preset="simclr", image_size=16,
-                              min_scale=0.14, seed=0, multi_crop=multi_crop)
+    dataset = PretrainDataset(
+        shapes_rows,
+        mode="two_view",
+        augmentation_preset="simclr",
+        image_size=16,
+        min_scale=0.14,
+        seed=0,
+        multi_crop=multi_crop,
+    )
     view1, view2, local_views, _ = dataset[0]
     assert view1.shape == view2.shape == (3, 16, 16) and local_views.shape == (3, 3, 8, 8)
     assert dataset[0][2].equal(local_views)  # seeded per sample
@@ -98,8 +116,9 @@ def test_multi_crop_samples_and_the_generic_rule(shapes_rows):
     backbone = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten())  # any image size -> 12 features
     method = build_method("simclr", backbone, 12, {"proj_hidden_dim": 8, "proj_dim": 4}).eval()
     g1, g2, locals_ = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16), [torch.rand(4, 3, 8, 8) for _ in range(2)]
-    expected = (method.pair_loss(g1, g2) + sum(0.5 * (method.pair_loss(c, g1) + method.pair_loss(c, g2))
-                                               for c in locals_)) / 3
+    expected = (
+        method.pair_loss(g1, g2) + sum(0.5 * (method.pair_loss(c, g1) + method.pair_loss(c, g2)) for c in locals_)
+    ) / 3
     torch.testing.assert_close(method(g1, g2, locals_), expected)
     torch.testing.assert_close(method(g1, g2), method.pair_loss(g1, g2))
 
@@ -111,8 +130,12 @@ def test_multi_crop_is_refused_where_the_method_cannot_take_it():
     with pytest.raises(ConfigError, match="multi_crop applies to two-view methods only"):
         resolve_experiments(config_with({"method": "clip", "variant": "baseline"}, recipe))
     paper = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
-    assert paper["imagenet1k_swav_genview"]["recipe"]["multi_crop"] == {"number": 6, "size": 96, "min_scale": 0.05,
-                                                                         "max_scale": 0.14}
+    assert paper["imagenet1k_swav_genview"]["recipe"]["multi_crop"] == {
+        "number": 6,
+        "size": 96,
+        "min_scale": 0.05,
+        "max_scale": 0.14,
+    }
     assert paper["imagenet1k_swav_genview"]["recipe"]["min_scale"] == 0.14
 
 
@@ -125,9 +148,17 @@ def test_vision_language_views_are_shuffled_per_sample_deterministically(shapes_
     # Each "source" view is a constant image whose value names the source, so the order can be read back.
     marks = {"real": 0.0, "tc": 0.25, "ic": 0.5, "itc": 0.75}
     rows = shapes_rows.assign(path=shapes_rows.path)
-    dataset = PretrainDataset(rows, mode="vision_language", augmentation_preset="genviewpp", image_size=8,
-                              min_scale=0.5, seed=0, views={s: {i: [s] for i in rows.id} for s in ("tc", "ic", "itc")},
-                              sources=["tc", "ic", "itc"], n_views=4)
+    dataset = PretrainDataset(
+        rows,
+        mode="vision_language",
+        augmentation_preset="genviewpp",
+        image_size=8,
+        min_scale=0.5,
+        seed=0,
+        views={s: {i: [s] for i in rows.id} for s in ("tc", "ic", "itc")},
+        sources=["tc", "ic", "itc"],
+        n_views=4,
+    )
     dataset._image = lambda path: torch.full((3, 8, 8), marks.get(path, 0.0))  # a view's "path" is its source
     dataset.pipelines = [lambda image: image, lambda image: image]
     orders = []
@@ -152,16 +183,30 @@ def test_sincos_position_embedding_by_hand():
     table = sincos_position_embedding(2, 2, 8)  # quarter = 2, omega = [1, 1/100]
     omega = [1.0, 0.01]
     for token, (w, h) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):  # width coordinate outermost
-        expected = ([math.sin(w * o) for o in omega] + [math.cos(w * o) for o in omega]
-                    + [math.sin(h * o) for o in omega] + [math.cos(h * o) for o in omega])
+        expected = (
+            [math.sin(w * o) for o in omega]
+            + [math.cos(w * o) for o in omega]
+            + [math.sin(h * o) for o in omega]
+            + [math.cos(h * o) for o in omega]
+        )
         torch.testing.assert_close(table[token], torch.tensor(expected))
 
 
 def test_mocov3_vit_has_fixed_positions_and_a_frozen_patch_projection():
     from genview.training.backbones import build_backbone, sincos_position_embedding
 
-    vit, dim = build_backbone({"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 24, "depth": 1,
-                               "num_heads": 12, "pos_embed": "sincos", "freeze_patch_embed": True})
+    vit, dim = build_backbone(
+        {
+            "name": "vit",
+            "image_size": 16,
+            "patch_size": 8,
+            "embed_dim": 24,
+            "depth": 1,
+            "num_heads": 12,
+            "pos_embed": "sincos",
+            "freeze_patch_embed": True,
+        }
+    )
     assert dim == 24 and vit.blocks[0].attn.num_heads == 12
     torch.testing.assert_close(vit.pos_embed[0, 1:], sincos_position_embedding(2, 2, 24))
     assert vit.pos_embed[0, 0].abs().max() == 0 and not vit.pos_embed.requires_grad
@@ -176,8 +221,12 @@ def test_mocov3_heads_have_no_bias_and_the_vit_predictor_ends_in_a_scale_free_bn
 
     backbone = nn.Flatten()
     r50 = build_method("mocov3", backbone, 12, {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8})
-    vit = build_method("mocov3", backbone, 12, {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8,
-                                                 "proj_layers": 3, "pred_last_batch_norm": True})
+    vit = build_method(
+        "mocov3",
+        backbone,
+        12,
+        {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8, "proj_layers": 3, "pred_last_batch_norm": True},
+    )
     for method in (r50, vit):
         assert all(m.bias is None for m in method.modules() if isinstance(m, nn.Linear))
     assert isinstance(r50.predictor[-1], nn.Linear)
@@ -188,8 +237,7 @@ def test_mocov3_heads_have_no_bias_and_the_vit_predictor_ends_in_a_scale_free_bn
 def test_paper_mocov3_vit_recipe():
     paper = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
     vits = paper["imagenet1k_mocov3_vits_genview"]
-    assert vits["backbone"] == {"name": "vit_small", "num_heads": 12, "pos_embed": "sincos",
-                                "freeze_patch_embed": True}
+    assert vits["backbone"] == {"name": "vit_small", "num_heads": 12, "pos_embed": "sincos", "freeze_patch_embed": True}
     assert vits["method_args"] == {"proj_layers": 3, "pred_last_batch_norm": True}
     assert vits["recipe"]["decay_norm_and_bias"] is True and vits["recipe"]["optimizer"] == "adamw"
     assert paper["cc3m_clip_genview"]["backbone"] == {"name": "vit_base"}  # GenView++ keeps timm's ViT-B
@@ -246,8 +294,12 @@ def test_simclr_jitter_and_clip_projection_init():
     assert AUGMENTATIONS["simclr"]["jitter"] == (0.8, 0.8, 0.8, 0.2)
     assert AUGMENTATIONS["mocov2"]["jitter"] == AUGMENTATIONS["genviewpp"]["jitter"] == (0.4, 0.4, 0.4, 0.1)
     torch.manual_seed(0)
-    clip = build_method("clip", nn.Identity(), 768, {"embed_dim": 512, "text_width": 8, "text_heads": 2,
-                                                      "text_layers": 1, "context_length": 8})
+    clip = build_method(
+        "clip",
+        nn.Identity(),
+        768,
+        {"embed_dim": 512, "text_width": 8, "text_heads": 2, "text_layers": 1, "context_length": 8},
+    )
     assert clip.image_projection.weight.std().item() == pytest.approx(768**-0.5, rel=0.02)
 
 
@@ -258,16 +310,27 @@ def test_paper_probes_hold_the_official_learning_rates():
     config = load_config(REPO / "config" / "paper.yaml")
     evaluations = resolve_evaluations(config, resolve_experiments(config))
     official = {  # experiment: (optimizer, lr, batch)
-        "imagenet1k_mocov3_vitb_genview": ("sgd", 12.0, 1024), "imagenet1k_mocov3_vits_baseline": ("sgd", 12.0, 1024),
-        "imagenet1k_mocov3_r50_views": ("sgd", 0.4, 1024), "imagenet1k_simsiam_genview": ("lars", 1.6, 4096),
+        "imagenet1k_mocov3_vitb_genview": ("sgd", 12.0, 1024),
+        "imagenet1k_mocov3_vits_baseline": ("sgd", 12.0, 1024),
+        "imagenet1k_mocov3_r50_views": ("sgd", 0.4, 1024),
+        "imagenet1k_simsiam_genview": ("lars", 1.6, 4096),
         "imagenet1k_mocov2_baseline": ("sgd", 30.0, 256),
     }
     for experiment, (optimizer, lr, batch) in official.items():
         settings = evaluations[experiment, "linear", "imagenet1k"]
         assert settings["optimizer"] == optimizer and settings["batch_size"] == batch, experiment
         assert any(math.isclose(base * batch / 256, lr) for base in settings["base_lrs"]), experiment
-    batches = {"imagenet1k": 2048, "cifar10": 512, "imagenet100": 512, "food101": 512, "dtd": 64,
-               "flowers102": 64, "aircraft": 128, "pets": 128, "caltech101": 128}
+    batches = {
+        "imagenet1k": 2048,
+        "cifar10": 512,
+        "imagenet100": 512,
+        "food101": 512,
+        "dtd": 64,
+        "flowers102": 64,
+        "aircraft": 128,
+        "pets": 128,
+        "caltech101": 128,
+    }
     for dataset, batch in batches.items():
         assert evaluations["cc3m_slip_genview", "linear", dataset]["batch_size"] == batch, dataset
 
@@ -293,8 +356,9 @@ def test_zeroshot_on_a_two_view_experiment_is_a_config_error():
     from genview.evaluation.runs import resolve_evaluations
 
     config = config_with({"method": "simclr", "variant": "baseline"})
-    config["evaluation"]["runs"] = [{"protocols": ["zeroshot"], "experiments": ["e"], "datasets": ["s"],
-                                     "settings": {}}]
+    config["evaluation"]["runs"] = [
+        {"protocols": ["zeroshot"], "experiments": ["e"], "datasets": ["s"], "settings": {}}
+    ]
     with pytest.raises(ConfigError, match="zeroshot needs a text tower"):
         resolve_evaluations(config, resolve_experiments(config))
 

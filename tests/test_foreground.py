@@ -2,6 +2,7 @@
 two file-level steps end to end on a small `shapes` set."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -88,9 +89,7 @@ def test_threshold_matches_plain_rule_on_random_values(seed):
     values = np.concatenate([rng.normal(0, 1, 3000), rng.normal(4, 0.5, 1000)]).astype(np.float32)
     for bins, cdf in ((200, 0.65), (7, 0.3), (50, 0.99)):
         expected = plain_threshold(values, bins, cdf)
-        assert threshold_from_histogram(torch.from_numpy(values), bins, cdf) == pytest.approx(
-            expected, abs=1e-12
-        )
+        assert threshold_from_histogram(torch.from_numpy(values), bins, cdf) == pytest.approx(expected, abs=1e-12)
 
 
 # --- PCA and projection -------------------------------------------------------------------------------------
@@ -115,11 +114,7 @@ def test_fit_pc1_finds_the_dominant_direction_of_centred_data():
     rng = np.random.default_rng(1)
     direction = rng.normal(size=16)
     direction /= np.linalg.norm(direction)
-    data = (
-        5 * rng.normal(size=(2000, 1)) * direction
-        + 0.3 * rng.normal(size=(2000, 16))
-        + 10 * rng.normal(size=16)
-    )
+    data = 5 * rng.normal(size=(2000, 1)) * direction + 0.3 * rng.normal(size=(2000, 16)) + 10 * rng.normal(size=16)
     tokens = torch.from_numpy(data).float()
     vector = fit_pc1(tokens)
     assert vector.shape == (16,) and vector.dtype == torch.float32
@@ -308,6 +303,7 @@ def test_load_open_clip_errors_name_the_path_and_role(tmp_path):
 @pytest.fixture
 def shapes_shards(tmp_path, monkeypatch):
     from conftest import indexed_shapes
+
     from genview.data.shard import write_shards
 
     monkeypatch.chdir(tmp_path)
@@ -320,8 +316,18 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     manifest_csv, shards = shapes_shards
     fit = fit_foreground(manifest_csv, tiny_encoder, "a/fit.npz", "a/overlay.png", per_class=2, batch_size=8)
     saved = load_fit("a/fit.npz")
-    assert set(saved) == {"vector", "threshold", "sign", "threshold_mode", "sample_ids", "cdf", "bins", "grid",
-                          "mean_iou", "encoder_stamp"}
+    assert set(saved) == {
+        "vector",
+        "threshold",
+        "sign",
+        "threshold_mode",
+        "sample_ids",
+        "cdf",
+        "bins",
+        "grid",
+        "mean_iou",
+        "encoder_stamp",
+    }
     assert str(saved["threshold_mode"]) == "refit"
     assert saved["vector"].dtype == np.float32 and saved["vector"].shape == (64,)
     assert int(saved["sign"]) in (1, -1) and saved["grid"].tolist() == [8, 8]
@@ -337,9 +343,7 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     with torch.no_grad():
         tokens = patch_tokens(model, torch.stack([preprocess(load_rgb(p)) for p in rows.path]))
     projections = (tokens @ torch.from_numpy(saved["vector"])).numpy()
-    assert float(saved["threshold"]) == pytest.approx(
-        plain_threshold(projections.ravel(), 200, 0.65), abs=1e-6
-    )
+    assert float(saved["threshold"]) == pytest.approx(plain_threshold(projections.ravel(), 200, 0.65), abs=1e-6)
     # Forcing a sign flips the vector; auto is one of the two.
     forced = {s: fit_foreground(manifest_csv, tiny_encoder, f"{s}.npz", f"{s}.png", per_class=2, sign=s)
               for s in (1, -1)}  # fmt: skip
@@ -347,13 +351,16 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     assert np.array_equal(forced[int(saved["sign"])]["vector"], fit["vector"])
     # A flipped PC-1 under the official `--mask-type lt` (keep): the unflipped threshold, tokens below it, so about
     # 65 % of the tokens are foreground where refit gives about 35 %.
-    kept = fit_foreground(manifest_csv, tiny_encoder, "keep.npz", "keep.png", per_class=2, sign=-1,
-                          flipped_threshold="keep")
+    kept = fit_foreground(
+        manifest_csv, tiny_encoder, "keep.npz", "keep.png", per_class=2, sign=-1, flipped_threshold="keep"
+    )
     unflipped = (tokens @ torch.from_numpy(forced[1]["vector"])).numpy()
     assert str(kept["threshold_mode"]) == "keep" and str(forced[-1]["threshold_mode"]) == "refit"
     assert float(kept["threshold"]) == pytest.approx(-plain_threshold(unflipped.ravel(), 200, 0.65), abs=1e-6)
-    share = {mode: float(((tokens @ torch.from_numpy(f["vector"])).numpy() > float(f["threshold"])).mean())
-             for mode, f in (("keep", kept), ("refit", forced[-1]))}
+    share = {
+        mode: float(((tokens @ torch.from_numpy(f["vector"])).numpy() > float(f["threshold"])).mean())
+        for mode, f in (("keep", kept), ("refit", forced[-1]))
+    }
     assert share["keep"] == pytest.approx(0.65, abs=0.05) and share["refit"] == pytest.approx(0.35, abs=0.05)
 
     frames = []
@@ -379,7 +386,7 @@ def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     for key in saved:
         assert np.array_equal(saved[key], again[key]), key
     foreground_shard(shards[0], "b/fit.npz", tiny_encoder, "b/0.csv", noise_edges=EDGES, noise_levels=LEVELS)
-    assert open("b/0.csv", "rb").read() == open(f"a/fg/{shards[0].name}", "rb").read()
+    assert Path("b/0.csv").read_bytes() == Path(f"a/fg/{shards[0].name}").read_bytes()
 
 
 def test_shard_bad_inputs(shapes_shards, tiny_encoder, tmp_path):
@@ -387,12 +394,10 @@ def test_shard_bad_inputs(shapes_shards, tiny_encoder, tmp_path):
     fit_foreground(manifest_csv, tiny_encoder, "fit.npz", "overlay.png", per_class=1)
     rows = pd.read_csv(shards[0], dtype=str, keep_default_na=False).head(2)
     rows.loc[1, "path"] = "broken.png"
-    open("broken.png", "wb").write(b"not a png")
+    Path("broken.png").write_bytes(b"not a png")
     rows.to_csv("bad.csv", index=False)
     with pytest.raises(BadInputError, match="broken.png"):
-        foreground_shard(
-            "bad.csv", "fit.npz", tiny_encoder, "out.csv", noise_edges=EDGES, noise_levels=LEVELS
-        )
+        foreground_shard("bad.csv", "fit.npz", tiny_encoder, "out.csv", noise_edges=EDGES, noise_levels=LEVELS)
     other = build_tiny_open_clip(tmp_path / "other", patch_size=8)
     with pytest.raises(BadInputError, match="fitted with another models.fg_encoder"):
         foreground_shard(shards[0], "fit.npz", {"model": f"local-dir:{other}"}, "out.csv",
@@ -401,4 +406,4 @@ def test_shard_bad_inputs(shapes_shards, tiny_encoder, tmp_path):
     rows.head(0).to_csv("empty.csv", index=False)
     empty = foreground_shard("empty.csv", "fit.npz", tiny_encoder, "empty_out.csv", noise_edges=EDGES,
                              noise_levels=LEVELS)  # fmt: skip
-    assert empty.empty and open("empty_out.csv").read().strip() == "id,fg_ratio,noise_level,mask_iou"
+    assert empty.empty and Path("empty_out.csv").read_text().strip() == "id,fg_ratio,noise_level,mask_iou"

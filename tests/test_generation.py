@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import indexed_shapes
 from PIL import Image
 
-from conftest import indexed_shapes
 from genview.config import validate_config
 from genview.contracts import VIEWS
 from genview.errors import BadInputError
@@ -29,8 +29,13 @@ def tiny(tmp_path_factory):
     manifest = indexed_shapes(root, train_per_class=1)
     shard = manifest[manifest.split == "train"].copy()
     shard.to_csv(root / "shard.csv", index=False)
-    params = pd.DataFrame({"id": shard.id, "noise_level": [(i % 5) * 100 for i in range(len(shard))],
-                           "guidance_scale": [(2, 4, 6, 8)[i % 4] for i in range(len(shard))]})
+    params = pd.DataFrame(
+        {
+            "id": shard.id,
+            "noise_level": [(i % 5) * 100 for i in range(len(shard))],
+            "guidance_scale": [(2, 4, 6, 8)[i % 4] for i in range(len(shard))],
+        }
+    )
     params.to_csv(root / "params.csv", index=False)
     for role in ("unclip", "text2img"):
         build_tiny_pipeline(role, root / role)
@@ -45,10 +50,14 @@ def generate(tiny, source, out, shard=None, **overrides):
         out.parent.mkdir(parents=True, exist_ok=True)
         shard.to_csv(shard_csv, index=False)
     return generate_shard(
-        source=source, shard_csv=shard_csv, params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}), views_dir=out,
+        source=source,
+        shard_csv=shard_csv,
+        params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
+        views_dir=out,
         out_manifest=out.parent / f"{out.name}.manifest.csv",
         pipeline=tiny["pipelines"]["text2img" if source == "tc" else "unclip"],
-        generation={**GENERATION, **overrides}, seed=0,
+        generation={**GENERATION, **overrides},
+        seed=0,
     )
 
 
@@ -93,8 +102,10 @@ def test_views_identical_whatever_batch_size_shard_split_and_resume_point(tiny, 
     assert digests(generate(tiny, source, tmp_path / "b", batch_size=3)) == expected
     assert digests(generate(tiny, source, tmp_path / "c", batch_size=1)) == expected
     shard = tiny["shard"]
-    halves = [generate(tiny, source, tmp_path / f"s{i}", shard=part) for i, part in
-              enumerate((shard.iloc[::2], shard.iloc[1::2]))]
+    halves = [
+        generate(tiny, source, tmp_path / f"s{i}", shard=part)
+        for i, part in enumerate((shard.iloc[::2], shard.iloc[1::2]))
+    ]
     assert {**digests(halves[0]), **digests(halves[1])} == expected
     for view in list(reference.view)[::3]:  # resume: a third of the views were never written
         Path(view).unlink()
@@ -125,9 +136,16 @@ def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_pat
     changed.loc[:2, "noise_level"] = (changed.loc[:2, "noise_level"] + 100) % 500  # 3 images get another level
     changed.to_csv(tmp_path / "params.csv", index=False)
     caplog.clear()
-    second = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv", params=pd.read_csv(tmp_path / "params.csv", dtype={"id": str}),
-                            views_dir=tmp_path / "v", out_manifest=tmp_path / "v.manifest.csv",
-                            pipeline=tiny["pipelines"]["unclip"], generation=GENERATION, seed=0)
+    second = generate_shard(
+        source="ic",
+        shard_csv=tiny["root"] / "shard.csv",
+        params=pd.read_csv(tmp_path / "params.csv", dtype={"id": str}),
+        views_dir=tmp_path / "v",
+        out_manifest=tmp_path / "v.manifest.csv",
+        pipeline=tiny["pipelines"]["unclip"],
+        generation=GENERATION,
+        seed=0,
+    )
     assert f"{len(first) - 3} reused from an earlier run, 3 to generate" in caplog.text
     assert "deleted 3 view(s) made under other settings" in caplog.text
     moved = set(changed.id[:3])
@@ -137,10 +155,17 @@ def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_pat
     caplog.clear()
     third = generate(tiny, "ic", tmp_path / "v", steps=3)  # every view depends on the step count
     assert "0 reused from an earlier run" in caplog.text and not set(third.view) & set(second.view)
-    other_model = generate_shard(source="ic", shard_csv=tiny["root"] / "shard.csv",
-                                 params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}), views_dir=tmp_path / "m",
-                                 out_manifest=tmp_path / "m.manifest.csv", pipeline=tiny["pipelines"]["unclip"],
-                                 generation=GENERATION, seed=0, model={"role": "unclip", "path": "other/model"})
+    other_model = generate_shard(
+        source="ic",
+        shard_csv=tiny["root"] / "shard.csv",
+        params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
+        views_dir=tmp_path / "m",
+        out_manifest=tmp_path / "m.manifest.csv",
+        pipeline=tiny["pipelines"]["unclip"],
+        generation=GENERATION,
+        seed=0,
+        model={"role": "unclip", "path": "other/model"},
+    )
     assert not set(other_model.stamp) & set(first.stamp)
 
 
@@ -150,13 +175,28 @@ def test_unreadable_source_follows_the_policy(tiny, tmp_path):
     bad.write_bytes(b"not a png")
     shard.loc[shard.index[0], "path"] = str(bad)
     with pytest.raises(BadInputError, match=f"source image {bad}"):
-        generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
-                       views_dir=tmp_path / "e", out_manifest=tmp_path / "e.csv", pipeline=tiny["pipelines"]["unclip"],
-                       generation=GENERATION, seed=0, on_bad_image="error")
+        generate_shard(
+            source="ic",
+            shard_csv=_csv(shard, tmp_path),
+            params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
+            views_dir=tmp_path / "e",
+            out_manifest=tmp_path / "e.csv",
+            pipeline=tiny["pipelines"]["unclip"],
+            generation=GENERATION,
+            seed=0,
+            on_bad_image="error",
+        )
     assert not (tmp_path / "e.csv").exists()
-    manifest = generate_shard(source="ic", shard_csv=_csv(shard, tmp_path), params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
-                              views_dir=tmp_path / "k", out_manifest=tmp_path / "k.csv",
-                              pipeline=tiny["pipelines"]["unclip"], generation=GENERATION, seed=0)
+    manifest = generate_shard(
+        source="ic",
+        shard_csv=_csv(shard, tmp_path),
+        params=pd.read_csv(tiny["root"] / "params.csv", dtype={"id": str}),
+        views_dir=tmp_path / "k",
+        out_manifest=tmp_path / "k.csv",
+        pipeline=tiny["pipelines"]["unclip"],
+        generation=GENERATION,
+        seed=0,
+    )
     assert len(manifest) == len(shard) - 1 and shard.id.iloc[0] not in set(manifest.id)
 
 
@@ -170,10 +210,27 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
     """A real SIGKILL part-way through a shard; the rerun completes it and reuses every finished view."""
     out, views = tmp_path / "views.manifest.csv", tmp_path / "views"
     command = [
-        sys.executable, "-m", "genview", "generate", "views", "--source", "ic", "--shard", str(tiny["root"] / "shard.csv"),
-        "--foreground", str(tiny["root"] / "params.csv"), "--views-dir", str(views), "--out", str(out),
-        "--generation", json.dumps({**GENERATION, "batch_size": 1, "steps": 12}),
-        "--model", json.dumps({"path": str(tiny["root"] / "unclip")}), "--device", "cpu",
+        sys.executable,
+        "-m",
+        "genview",
+        "generate",
+        "views",
+        "--source",
+        "ic",
+        "--shard",
+        str(tiny["root"] / "shard.csv"),
+        "--foreground",
+        str(tiny["root"] / "params.csv"),
+        "--views-dir",
+        str(views),
+        "--out",
+        str(out),
+        "--generation",
+        json.dumps({**GENERATION, "batch_size": 1, "steps": 12}),
+        "--model",
+        json.dumps({"path": str(tiny["root"] / "unclip")}),
+        "--device",
+        "cpu",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -186,7 +243,9 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
     assert not out.exists()
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(finished)} reused from an earlier run, {len(tiny['shard']) - len(finished)} to generate" in rerun.stderr
+    assert (
+        f"{len(finished)} reused from an earlier run, {len(tiny['shard']) - len(finished)} to generate" in rerun.stderr
+    )
     for path, (mtime, data) in finished.items():
         assert path.stat().st_mtime_ns == mtime and path.read_bytes() == data
     manifest = pd.read_csv(out)

@@ -11,8 +11,8 @@ import sys
 import pandas as pd
 import pytest
 import torch
-
 from conftest import indexed_shapes
+
 from genview.cli import main
 from genview.config import validate_config
 from genview.devices import device_memory, resolve_device
@@ -36,17 +36,27 @@ def test_a_job_given_a_gpu_that_torch_cannot_use_fails_with_what_torch_reports(n
     with pytest.raises(GenviewError) as caught:
         resolve_device("auto", {"CUDA_VISIBLE_DEVICES": "1", "SLURM_JOB_ID": "42"})
     message = str(caught.value)
-    assert message.startswith("this job was given GPU(s) (CUDA_VISIBLE_DEVICES=1, set by SLURM job 42) but torch "
-                              "cannot use them:")
+    assert message.startswith(
+        "this job was given GPU(s) (CUDA_VISIBLE_DEVICES=1, set by SLURM job 42) but torch cannot use them:"
+    )
     assert f"torch {torch.__version__} (built for CUDA {torch.version.cuda or 'none: a CPU-only build'})" in message
     assert "torch.cuda.is_available() False" in message and DRIVER_TOO_OLD in message
     assert "GENVIEW_DEVICE=cpu" in message
-    with pytest.raises(GenviewError, match=f"'cuda:0' requested but CUDA is not available here: .*{re.escape(DRIVER_TOO_OLD)}"):
+    with pytest.raises(
+        GenviewError, match=f"'cuda:0' requested but CUDA is not available here: .*{re.escape(DRIVER_TOO_OLD)}"
+    ):
         resolve_device("cuda:0", {})
 
 
-@pytest.mark.parametrize("environ", [{}, {"CUDA_VISIBLE_DEVICES": ""}, {"CUDA_VISIBLE_DEVICES": "-1"},
-                                     {"CUDA_VISIBLE_DEVICES": "0", "GENVIEW_DEVICE": "cpu"}])
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"CUDA_VISIBLE_DEVICES": ""},
+        {"CUDA_VISIBLE_DEVICES": "-1"},
+        {"CUDA_VISIBLE_DEVICES": "0", "GENVIEW_DEVICE": "cpu"},
+    ],
+)
 def test_a_job_given_no_gpu_or_told_to_use_the_cpu_runs_on_the_cpu(no_usable_cuda, environ):
     assert resolve_device("auto", environ) == "cpu"
 
@@ -58,13 +68,32 @@ def test_a_leased_gpu_that_torch_cannot_use_stops_the_command(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "GENVIEW_DEVICE")}
     env.update(GENVIEW_GPUS="1", GENVIEW_GPU_LEASE_DIR=str(tmp_path / "leases"), OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "genview", "--gpus", "1", "pretrain", "run", "--experiment", "{}", "--out-dir", "o",
-         "--manifest", "m.csv"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "genview",
+            "--gpus",
+            "1",
+            "pretrain",
+            "run",
+            "--experiment",
+            "{}",
+            "--out-dir",
+            "o",
+            "--manifest",
+            "m.csv",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("genview pretrain: error: this job was given GPU(s) (CUDA_VISIBLE_DEVICES=0) but torch "
-                           "cannot use them: "), last
+    assert last.startswith(
+        "genview pretrain: error: this job was given GPU(s) (CUDA_VISIBLE_DEVICES=0) but torch cannot use them: "
+    ), last
     assert "torch.cuda.is_available() False" in last and "GENVIEW_DEVICE=cpu" in last
 
 
@@ -73,8 +102,9 @@ def test_the_device_memory_is_shown_when_cuda_answers(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (3 * 2**30, 80 * 2**30))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 76.5 * 2**30)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA A100-SXM4-80GB")
-    assert device_memory("cuda:0") == ("NVIDIA A100-SXM4-80GB (cuda:0): 80.0 GiB, 3.0 GiB free, "
-                                       "76.5 GiB at this job's peak")
+    assert device_memory("cuda:0") == (
+        "NVIDIA A100-SXM4-80GB (cuda:0): 80.0 GiB, 3.0 GiB free, 76.5 GiB at this job's peak"
+    )
     assert device_memory("cpu") == "cpu (memory unknown)"
 
 
@@ -92,18 +122,44 @@ def test_out_of_memory_in_a_generation_batch(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(genview.models.diffusion, "load_pipeline", lambda *args: object())
     monkeypatch.setattr(genview.generation.views, "run_pipeline", out_of_memory)
-    pd.DataFrame({"id": ["a", "b"], "path": ["a.png", "b.png"], "caption": ["a red square", "a blue disc"],
-                  "label": "", "split": "train", "mask": ""}).to_csv(tmp_path / "shard.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "path": ["a.png", "b.png"],
+            "caption": ["a red square", "a blue disc"],
+            "label": "",
+            "split": "train",
+            "mask": "",
+        }
+    ).to_csv(tmp_path / "shard.csv", index=False)
     generation = validate_config({"generation": {"batch_size": 6, "tc": {"guidance_scale": 7}}})["generation"]
-    rc = main(["generate", "views", "--source", "tc", "--shard", str(tmp_path / "shard.csv"), "--views-dir",
-               str(tmp_path / "v"), "--out", str(tmp_path / "v.csv"), "--generation", json.dumps(generation),
-               "--model", "{}", "--device", "cpu"])
+    rc = main(
+        [
+            "generate",
+            "views",
+            "--source",
+            "tc",
+            "--shard",
+            str(tmp_path / "shard.csv"),
+            "--views-dir",
+            str(tmp_path / "v"),
+            "--out",
+            str(tmp_path / "v.csv"),
+            "--generation",
+            json.dumps(generation),
+            "--model",
+            "{}",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2
     assert error_line(capsys) == (
         "genview generate: error: generate views (rule generate_views): out of GPU memory at batch size 6 on cpu "
-        "(memory unknown); lower generation.batch_size (images per pipeline call; a change regenerates the views, since "
-        "batched CUDA kernels may change pixels) "
-        "(CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.2 GiB total))")
+        "(memory unknown); lower generation.batch_size (images per pipeline call; a change regenerates the views, "
+        "since batched CUDA kernels may change pixels) "
+        "(CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.2 GiB total))"
+    )
 
 
 def test_out_of_memory_in_a_training_step(tmp_path, monkeypatch, capsys):
@@ -112,22 +168,48 @@ def test_out_of_memory_in_a_training_step(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(Trainer, "step", out_of_memory)
     indexed_shapes(tmp_path, train_per_class=1)
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes"}},
-        "pretrain": {"recipes": {"r": {"epochs": 1, "batch_size": 8, "image_size": 16, "num_workers": 0}},
-                     "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 32,
-                                         "depth": 1, "num_heads": 2}},
-                     "experiments": {"e": {"method": "simclr", "variant": "baseline", "recipe": "r", "backbone": "b",
-                                           "dataset": "s", "method_args": {"simclr": {"proj_hidden_dim": 32,
-                                                                                       "proj_dim": 16}}}}},
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes"}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 1, "batch_size": 8, "image_size": 16, "num_workers": 0}},
+                "backbones": {
+                    "b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+                },
+                "experiments": {
+                    "e": {
+                        "method": "simclr",
+                        "variant": "baseline",
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": {"simclr": {"proj_hidden_dim": 32, "proj_dim": 16}},
+                    }
+                },
+            },
+        }
+    )
     experiment = resolve_experiments(config)["e"]
-    rc = main(["pretrain", "run", "--experiment", json.dumps(experiment), "--out-dir", str(tmp_path / "out"),
-               "--manifest", str(tmp_path / "manifest.csv"), "--device", "cpu"])
+    rc = main(
+        [
+            "pretrain",
+            "run",
+            "--experiment",
+            json.dumps(experiment),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--manifest",
+            str(tmp_path / "manifest.csv"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2
     line = error_line(capsys)
-    assert line.startswith("genview pretrain: error: pretrain run e (rule pretrain): out of GPU memory at batch size 8"
-                           " on cpu (memory unknown); lower the recipe's batch_size"), line
+    assert line.startswith(
+        "genview pretrain: error: pretrain run e (rule pretrain): out of GPU memory at batch size 8"
+        " on cpu (memory unknown); lower the recipe's batch_size"
+    ), line
     assert "recipe amp: bf16" in line
 
 
@@ -136,20 +218,65 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     import genview.evaluation.protocols
 
     monkeypatch.setattr(genview.evaluation.features, "extract_features", out_of_memory)
-    rc = main(["evaluate", "cached", "--checkpoint", "c.pt", "--manifest", "m.csv", "--dataset", "d", "--experiment",
-               "e", "--spec", "{}", "--features", "f.npz", "--out", "r.json", "--batch-size", "512", "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            "cached",
+            "--checkpoint",
+            "c.pt",
+            "--manifest",
+            "m.csv",
+            "--dataset",
+            "d",
+            "--experiment",
+            "e",
+            "--spec",
+            "{}",
+            "--features",
+            "f.npz",
+            "--out",
+            "r.json",
+            "--batch-size",
+            "512",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2
     assert error_line(capsys).startswith(
         "genview evaluate: error: evaluate cached (rule evaluate_cached): out of GPU memory at batch size 512 on "
-        "cpu (memory unknown); lower evaluation.batch_size (images per feature batch) (CUDA out of memory.")
+        "cpu (memory unknown); lower evaluation.batch_size (images per feature batch) (CUDA out of memory."
+    )
     monkeypatch.setattr(genview.evaluation.protocols, "evaluate", out_of_memory)
-    rc = main(["evaluate", "run", "--protocol", "linear", "--experiment", "e", "--checkpoint", "c.pt", "--dataset",
-               "d", "--spec", "{}", "--features", "f.npz", "--settings", '{"batch_size": 1024}', "--out", "r.json",
-               "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            "run",
+            "--protocol",
+            "linear",
+            "--experiment",
+            "e",
+            "--checkpoint",
+            "c.pt",
+            "--dataset",
+            "d",
+            "--spec",
+            "{}",
+            "--features",
+            "f.npz",
+            "--settings",
+            '{"batch_size": 1024}',
+            "--out",
+            "r.json",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 2
     assert error_line(capsys).startswith(
         "genview evaluate: error: evaluate run linear (rule evaluate): out of GPU memory at batch size 1024 on cpu "
-        "(memory unknown); lower evaluation.linear.batch_size (or the run's settings.linear)")
+        "(memory unknown); lower evaluation.linear.batch_size (or the run's settings.linear)"
+    )
 
 
 def test_other_errors_pass_through_unchanged(monkeypatch):

@@ -21,13 +21,24 @@ HOLD = ["devices", "run", "--", "sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES"; read 
 def env(tmp_path):
     """A simulated 2-GPU machine with its own lease folder; waits are short so a bug fails instead of hanging."""
     environ = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    return {**environ, "GENVIEW_GPUS": "2", "GENVIEW_GPU_LEASE_DIR": str(tmp_path / "leases"),
-            "GENVIEW_GPU_LEASE_TIMEOUT": "30"}
+    return {
+        **environ,
+        "GENVIEW_GPUS": "2",
+        "GENVIEW_GPU_LEASE_DIR": str(tmp_path / "leases"),
+        "GENVIEW_GPU_LEASE_TIMEOUT": "30",
+    }
 
 
 def genview(env, *args, gpus=1):
-    return subprocess.Popen([sys.executable, "-m", "genview", "--gpus", str(gpus), *args], cwd=REPO, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "genview", "--gpus", str(gpus), *args],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def devices_of(process) -> str:
@@ -43,8 +54,14 @@ def release(process) -> None:
 
 def show(env, gpus=1) -> subprocess.CompletedProcess:
     option = [] if gpus is None else ["--gpus", str(gpus)]
-    return subprocess.run([sys.executable, "-m", "genview", *option, "devices", "show"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "genview", *option, "devices", "show"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_inventory_is_a_count_or_a_list_of_ids():
@@ -59,8 +76,10 @@ def test_inventory_is_a_count_or_a_list_of_ids():
 
 def test_inventory_from_nvidia_smi_counts_gpus_not_mig_devices(tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\necho 'GPU 0: H100 (UUID: GPU-a)'\necho '  MIG 1g.10gb Device 0: (UUID: MIG-b)'\n"
-                    "echo 'GPU 1: H100 (UUID: GPU-c)'\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'GPU 0: H100 (UUID: GPU-a)'\necho '  MIG 1g.10gb Device 0: (UUID: MIG-b)'\n"
+        "echo 'GPU 1: H100 (UUID: GPU-c)'\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert gpu_inventory({}) == [0, 1]
@@ -170,8 +189,21 @@ def test_snakemake_jobs_running_together_get_different_devices(env, workdir, mon
         monkeypatch.setenv(key, env[key])
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     (workdir / "Snakefile").write_text(SNAKEFILE)
-    run_tool([VENV_BIN / "snakemake", "--cores", "2", "--resources", "gpu=2", "--snakefile", workdir / "Snakefile",
-              "--directory", workdir], cwd=workdir, timeout=300)
+    run_tool(
+        [
+            VENV_BIN / "snakemake",
+            "--cores",
+            "2",
+            "--resources",
+            "gpu=2",
+            "--snakefile",
+            workdir / "Snakefile",
+            "--directory",
+            workdir,
+        ],
+        cwd=workdir,
+        timeout=300,
+    )
     (a_ids, a_start, a_end), (b_ids, b_start, b_end) = (
         (workdir / name).read_text().split() for name in ("a.txt", "b.txt")
     )
@@ -179,11 +211,13 @@ def test_snakemake_jobs_running_together_get_different_devices(env, workdir, mon
     assert float(a_start) < float(b_end) and float(b_start) < float(a_end), "the two jobs did not overlap"
 
 
-@pytest.mark.parametrize("rule", [r for r in JOB_RULES if re.search(r"\bgpu\s*=", r.directives.get("resources", ""))],
-                         ids=str)
+@pytest.mark.parametrize(
+    "rule", [r for r in JOB_RULES if re.search(r"\bgpu\s*=", r.directives.get("resources", ""))], ids=str
+)
 def test_every_gpu_rule_passes_its_count_to_the_lease(rule):
     shell = rule.literal("shell")
     calls = re.findall(r"python -m genview\s+(?:--gpus \{resources\.gpu\}\s)?", shell)
     assert calls and all("--gpus" in call for call in calls), (
         f"{rule} declares resources: gpu but its shell does not start with"
-        f" `python -m genview --gpus {{resources.gpu}}`: {shell}")
+        f" `python -m genview --gpus {{resources.gpu}}`: {shell}"
+    )

@@ -9,8 +9,8 @@ from PIL import Image
 
 import genview.data.index as index_module
 from genview.config import validate_config
-from genview.data.images import image_problem, load_rgb
 from genview.contracts import MANIFEST
+from genview.data.images import image_problem, load_rgb
 from genview.data.index import index_dataset
 from genview.data.shapes import make_shapes
 from genview.errors import BadInputError, ConfigError
@@ -71,8 +71,10 @@ def test_imagefolder_with_bad_corpus(tmp_path):
     )
     out = tmp_path / "out"
     manifest = index_dataset(
-        "d", spec("imagefolder", root=str(root), splits={"train": "train", "test": "val"}, captions="captions.csv"),
-        out, workers=2,
+        "d",
+        spec("imagefolder", root=str(root), splits={"train": "train", "test": "val"}, captions="captions.csv"),
+        out,
+        workers=2,
     )
     assert list(manifest.columns) == MANIFEST.column_names
     train = manifest[manifest.split == "train"]
@@ -148,8 +150,15 @@ def test_csv_kind(tmp_path):
     out = tmp_path / "out"
     manifest = index_dataset(
         "d",
-        spec("csv", root=str(root), file="list.csv", image_column="file", caption_column="text",
-             label_column="cls", split_column="part"),
+        spec(
+            "csv",
+            root=str(root),
+            file="list.csv",
+            image_column="file",
+            caption_column="text",
+            label_column="cls",
+            split_column="part",
+        ),
         out,
     )
     assert len(manifest) == 3 and manifest.id.is_unique
@@ -235,7 +244,11 @@ def test_torchvision_file_dataset_uses_files_in_place(tmp_path):
     # A real DTD folder: images/<class>/<file> plus labels/<split>1.txt listing them.
     base = tmp_path / "dtd" / "dtd" / "dtd"
     lines = {"train": [], "test": []}
-    for split, cls, name in [("train", "banded", "b1.jpg"), ("train", "dotted", "d1.jpg"), ("test", "banded", "b2.jpg")]:
+    for split, cls, name in [
+        ("train", "banded", "b1.jpg"),
+        ("train", "dotted", "d1.jpg"),
+        ("test", "banded", "b2.jpg"),
+    ]:
         (base / "images" / cls).mkdir(parents=True, exist_ok=True)
         (base / "images" / cls / name).write_bytes(_jpeg_bytes())
         lines[split].append(f"{cls}/{name}")
@@ -268,8 +281,12 @@ def _write_karpathy(root, *, coco=False):
     for number, (filename, split) in enumerate([("a.jpg", "train"), ("b.jpg", "restval"), ("c.jpg", "test")]):
         if filename != "c.jpg":
             (folder / filename).write_bytes(_jpeg_bytes())
-        entry = {"filename": filename, "imgid": number, "split": split,
-                 "sentences": [{"raw": f"caption {k} of {filename} ", "tokens": []} for k in range(5)]}
+        entry = {
+            "filename": filename,
+            "imgid": number,
+            "split": split,
+            "sentences": [{"raw": f"caption {k} of {filename} ", "tokens": []} for k in range(5)],
+        }
         if coco:
             entry["filepath"] = "val2014"
         images.append(entry)
@@ -303,8 +320,12 @@ def test_karpathy_custom_splits_and_absolute_file(tmp_path):
     root = tmp_path / "coco"
     _write_karpathy(root)
     manifest = index_dataset(
-        "c", spec("karpathy", root=str(root), file=str(root / "dataset.json"),
-                  splits={"train": ["train"], "val": ["restval"]}), tmp_path / "out")
+        "c",
+        spec(
+            "karpathy", root=str(root), file=str(root / "dataset.json"), splits={"train": ["train"], "val": ["restval"]}
+        ),
+        tmp_path / "out",
+    )
     assert manifest.groupby("split").size().to_dict() == {"train": 5, "val": 5}
     assert pd.read_csv(tmp_path / "out" / "rejects.csv").empty  # the test image is not asked for
     with pytest.raises(BadInputError, match="not found"):
@@ -325,12 +346,14 @@ def test_imagefolder_class_list(tmp_path):
     root = tmp_path / "imagenet"
     _class_tree(root, ["n01", "n02", "n03", "n04"], splits=("train", "val"))
     splits = {"train": "train", "test": "val"}
-    manifest = index_dataset("i", spec("imagefolder", root=str(root), splits=splits, classes=["n03", "n01"]),
-                             tmp_path / "o1")
+    manifest = index_dataset(
+        "i", spec("imagefolder", root=str(root), splits=splits, classes=["n03", "n01"]), tmp_path / "o1"
+    )
     assert sorted(set(manifest.label)) == ["n01", "n03"] and len(manifest) == 8
     (root / "in100.txt").write_text("# ImageNet-100\nn02 some name\n\nn04\n")
-    manifest = index_dataset("i", spec("imagefolder", root=str(root), splits=splits, classes="in100.txt"),
-                             tmp_path / "o2")
+    manifest = index_dataset(
+        "i", spec("imagefolder", root=str(root), splits=splits, classes="in100.txt"), tmp_path / "o2"
+    )
     assert sorted(set(manifest.label)) == ["n02", "n04"]
     absolute = tmp_path / "list.txt"
     absolute.write_text("n04\n")
@@ -363,8 +386,9 @@ def test_holdout_split(tmp_path):
     assert abs(counts["test"].sum() / len(manifest) - 0.2) < 0.05
     # deterministic: same split on a rerun, from a moved root and with another worker count
     shutil.copytree(root, tmp_path / "moved")
-    again = index_dataset("c", spec("imagefolder", **{**settings, "root": str(tmp_path / "moved")}), tmp_path / "o2",
-                          workers=2)
+    again = index_dataset(
+        "c", spec("imagefolder", **{**settings, "root": str(tmp_path / "moved")}), tmp_path / "o2", workers=2
+    )
     assert list(zip(again.id, again.split)) == list(zip(manifest.id, manifest.split))
     other = index_dataset("c", spec("imagefolder", **settings, holdout_seed=1), tmp_path / "o3")
     assert set(other.id[other.split == "test"]) != set(manifest.id[manifest.split == "test"])
@@ -374,8 +398,11 @@ def test_holdout_split(tmp_path):
 
 
 def test_holdout_keeps_captions_of_an_image_together():
-    rows = [dict(id=f"{image}-{k}", path=f"/d/{image}.jpg", caption=str(k), label=f"{image}.jpg", split="train",
-                 mask="") for image in range(50) for k in range(5)]
+    rows = [
+        dict(id=f"{image}-{k}", path=f"/d/{image}.jpg", caption=str(k), label=f"{image}.jpg", split="train", mask="")
+        for image in range(50)
+        for k in range(5)
+    ]
     rows.append(dict(id="v", path="/d/v.jpg", caption="", label="v.jpg", split="val", mask=""))
     moved = index_module.apply_holdout(rows, 0.3, seed=0, stratify=False)
     assert moved == 15 * 5

@@ -16,15 +16,52 @@ PACKAGE = REPO / "genview"
 #: The layers, bottom to top: each top-level module or package of genview (``__init__``: the package's own
 #: ``genview/__init__.py``). docs/architecture.md lists the same order with what lives in each layer.
 LAYERS = [
-    "__init__", "errors", "io", "progress", "contracts", "config", "cli_args", "devices", "distributed", "gpu_lease",
-    "method_catalog", "registry", "data", "models", "methods", "analysis", "generation", "quality", "training",
-    "evaluation", "report", "estimate", "config_docs", "resolve", "config_cli", "devices_cli", "cli", "__main__",
+    "__init__",
+    "errors",
+    "io",
+    "progress",
+    "contracts",
+    "config",
+    "cli_args",
+    "devices",
+    "distributed",
+    "gpu_lease",
+    "method_catalog",
+    "registry",
+    "data",
+    "models",
+    "methods",
+    "analysis",
+    "generation",
+    "quality",
+    "training",
+    "evaluation",
+    "report",
+    "estimate",
+    "config_docs",
+    "resolve",
+    "config_cli",
+    "devices_cli",
+    "cli",
+    "__main__",
 ]
 
 #: Libraries the Snakefile's imports keep out of every Snakemake process (each job re-parses the Snakefile), and out of
 #: the caption-complexity scorer, which gets its model as a callable.
-HEAVY = ("torch", "torchvision", "timm", "open_clip", "diffusers", "transformers", "sklearn", "scipy", "matplotlib",
-         "pandas", "numpy", "PIL")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip",
+    "diffusers",
+    "transformers",
+    "sklearn",
+    "scipy",
+    "matplotlib",
+    "pandas",
+    "numpy",
+    "PIL",
+)
 LIGHT_ALSO = ("genview.analysis.complexity", "genview.models.chat_llm")
 
 
@@ -60,8 +97,9 @@ def genview_imports(source: str, module: str, is_package: bool) -> list[tuple[in
             else:
                 target = node.module
             found.append((node.lineno, target))
-            found += [(node.lineno, f"{target}.{alias.name}") for alias in node.names
-                      if is_module(f"{target}.{alias.name}")]
+            found += [
+                (node.lineno, f"{target}.{alias.name}") for alias in node.names if is_module(f"{target}.{alias.name}")
+            ]
     return [(line, name) for line, name in found if name == "genview" or name.startswith("genview.")]
 
 
@@ -87,13 +125,23 @@ def test_modules_import_only_their_layer_and_below():
 
 
 def test_the_import_scan_sees_every_form():
-    source = ("import genview.io\nfrom genview import distributed, __version__\nfrom . import heads\n"
-              "from ..errors import ConfigError\ndef f():\n    from genview.training.train import train\n")
+    source = (
+        "import genview.io\nfrom genview import distributed, __version__\nfrom . import heads\n"
+        "from ..errors import ConfigError\ndef f():\n    from genview.training.train import train\n"
+    )
     assert genview_imports(source, "genview.methods.simclr", is_package=False) == [
-        (1, "genview.io"), (2, "genview"), (2, "genview.distributed"), (3, "genview.methods"),
-        (3, "genview.methods.heads"), (4, "genview.errors"), (6, "genview.training.train")]
+        (1, "genview.io"),
+        (2, "genview"),
+        (2, "genview.distributed"),
+        (3, "genview.methods"),
+        (3, "genview.methods.heads"),
+        (4, "genview.errors"),
+        (6, "genview.training.train"),
+    ]
     assert genview_imports("from .protocols import knn\n", "genview.evaluation", is_package=True) == [
-        (1, "genview.evaluation.protocols"), (1, "genview.evaluation.protocols.knn")]
+        (1, "genview.evaluation.protocols"),
+        (1, "genview.evaluation.protocols.knn"),
+    ]
 
 
 def test_the_architecture_page_lists_the_layers_in_order():
@@ -112,8 +160,9 @@ def snakefile_imports() -> list[str]:
 def test_light_modules_import_no_heavy_library():
     modules = snakefile_imports()
     assert {"genview.resolve", "genview.config"} <= set(modules), modules  # the scan finds the rules' imports
-    code = (f"import importlib, sys\nfor module in {[*modules, *LIGHT_ALSO]!r}:\n    importlib.import_module(module)\n"
-            f"print(sorted(set({HEAVY!r}) & set(sys.modules)))")
+    code = (
+        f"import importlib, sys\nfor module in {[*modules, *LIGHT_ALSO]!r}:\n    importlib.import_module(module)\n"
+        f"print(sorted(set({HEAVY!r}) & set(sys.modules)))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
     assert loaded.stdout.strip() == "[]", f"importing {modules + list(LIGHT_ALSO)} loads {loaded.stdout.strip()}"
-

@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, VENV_BIN, snakemake
+
 from genview.config import validate_config
 from genview.errors import ConfigError, GenviewError
 from genview.models.offline import model_environment
@@ -62,18 +62,27 @@ def test_fetch_downloads_each_hub_model_with_its_settings_and_skips_local_ones(t
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     calls = []
-    monkeypatch.setattr(diffusers.DiffusionPipeline, "download",
-                        lambda path, **kw: calls.append(("diffusers", path, kw)) or "/x")
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda path, **kw: calls.append(("snapshot", path, kw)) or "/y")
-    monkeypatch.setattr(open_clip.pretrained, "download_pretrained",
-                        lambda cfg, **kw: calls.append(("open_clip", cfg["hf_hub"], kw)) or "/z")
+    monkeypatch.setattr(
+        diffusers.DiffusionPipeline, "download", lambda path, **kw: calls.append(("diffusers", path, kw)) or "/x"
+    )
+    monkeypatch.setattr(
+        huggingface_hub, "snapshot_download", lambda path, **kw: calls.append(("snapshot", path, kw)) or "/y"
+    )
+    monkeypatch.setattr(
+        open_clip.pretrained,
+        "download_pretrained",
+        lambda cfg, **kw: calls.append(("open_clip", cfg["hf_hub"], kw)) or "/z",
+    )
     config = validate_config({"models": copy.deepcopy(PAPER_MODELS), "analysis": {"complexity_scorer": "llm"}})
     lines = []
     assert fetch_models(config, cache=tmp_path / "c", say=lines.append) == list(PAPER_MODELS)
     hub, clip = str(tmp_path / "c" / "huggingface"), str(tmp_path / "c" / "open_clip")
     assert calls == [
-        ("diffusers", "stabilityai/stable-diffusion-2-1-unclip", {"revision": None, "variant": "fp16", "cache_dir": hub}),
+        (
+            "diffusers",
+            "stabilityai/stable-diffusion-2-1-unclip",
+            {"revision": None, "variant": "fp16", "cache_dir": hub},
+        ),
         ("diffusers", "stabilityai/stable-diffusion-2-1", {"revision": "v2", "variant": None, "cache_dir": hub}),
         ("open_clip", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K/", {"cache_dir": clip}),
         ("open_clip", "laion/CLIP-convnext_base_w-laion2B-s13B-b82K-augreg/", {"cache_dir": clip}),
@@ -90,8 +99,11 @@ def test_fetch_downloads_each_hub_model_with_its_settings_and_skips_local_ones(t
     assert "skipped, local-dir:results/models/tiny/fg_encoder is a local folder" in lines[2]
     assert "skipped, analysis.complexity_scorer is 'lexical'" in lines[4]
     with pytest.raises(GenviewError, match="unknown pretrained|no pretrained tag 'nope'"):
-        fetch_models(validate_config({"models": {"fg_encoder": {"model": "ViT-H-14", "pretrained": "nope"}}}),
-                     roles=["fg_encoder"], say=lines.append)
+        fetch_models(
+            validate_config({"models": {"fg_encoder": {"model": "ViT-H-14", "pretrained": "nope"}}}),
+            roles=["fg_encoder"],
+            say=lines.append,
+        )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(GenviewError, match="downloads are off"):
         fetch_models(config, say=lines.append)
@@ -150,8 +162,14 @@ def test_offline_jobs_load_local_and_cached_models_and_name_the_fetch_command_fo
     put_in_hub_cache(models / "unclip", "genview-test/tiny-unclip", cache / "huggingface")
     put_in_hub_cache(models / "complexity_llm", "genview-test/tiny-chat", cache / "huggingface")
     put_in_hub_cache(models / "fg_encoder", "genview-test/tiny-clip", cache / "open_clip")  # open_clip's own cache
-    result = subprocess.run([sys.executable, "-c", LOADERS, str(models), json.dumps(PAPER_MODELS)], cwd=tmp_path,
-                            env=offline_env(cache), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADERS, str(models), json.dumps(PAPER_MODELS)],
+        cwd=tmp_path,
+        env=offline_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULTS ")]
     assert result.returncode == 0 and lines, result.stderr[-3000:]
     results = json.loads(lines[0].removeprefix("RESULTS "))
@@ -159,11 +177,13 @@ def test_offline_jobs_load_local_and_cached_models_and_name_the_fetch_command_fo
         for key in [k for k in results if k.startswith(name)]:
             assert results[key][0] == "loaded", f"{key}: {results[key]}"
     assert results["cached unclip"][1] == "StableUnCLIPImg2ImgPipeline"
-    ids = {"unclip": "stabilityai/stable-diffusion-2-1-unclip (variant fp16)",
-           "text2img": "stabilityai/stable-diffusion-2-1 (revision v2)",
-           "fg_encoder": "open_clip ViT-H-14 / laion2b_s32b_b79k",
-           "quality_encoder": "open_clip convnext_base_w / laion2b_s13b_b82k_augreg",
-           "complexity_llm": "deepseek-ai/DeepSeek-V2-Lite-Chat"}
+    ids = {
+        "unclip": "stabilityai/stable-diffusion-2-1-unclip (variant fp16)",
+        "text2img": "stabilityai/stable-diffusion-2-1 (revision v2)",
+        "fg_encoder": "open_clip ViT-H-14 / laion2b_s32b_b79k",
+        "quality_encoder": "open_clip convnext_base_w / laion2b_s13b_b82k_augreg",
+        "complexity_llm": "deepseek-ai/DeepSeek-V2-Lite-Chat",
+    }
     for role, model in ids.items():
         outcome, message = results[f"missing {role}"]
         assert outcome == "error", f"{role}: {message}"
@@ -175,10 +195,29 @@ def test_offline_jobs_load_local_and_cached_models_and_name_the_fetch_command_fo
 def test_an_offline_job_with_a_missing_weight_exits_with_the_message(tmp_path):
     """The job's own command line: exit status 2 and one line naming the role, the id and the fetch command."""
     result = subprocess.run(
-        [sys.executable, "-m", "genview", "generate", "views", "--source", "tc", "--shard", "s.csv",
-         "--views-dir", "v", "--out", "v.csv", "--generation", json.dumps(validate_config({})["generation"]),
-         "--model", json.dumps(PAPER_MODELS["text2img"])],
-        cwd=tmp_path, env=offline_env(tmp_path / "weights", "my config.yaml"), capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "genview",
+            "generate",
+            "views",
+            "--source",
+            "tc",
+            "--shard",
+            "s.csv",
+            "--views-dir",
+            "v",
+            "--out",
+            "v.csv",
+            "--generation",
+            json.dumps(validate_config({})["generation"]),
+            "--model",
+            json.dumps(PAPER_MODELS["text2img"]),
+        ],
+        cwd=tmp_path,
+        env=offline_env(tmp_path / "weights", "my config.yaml"),
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 2, result.stderr[-3000:]
@@ -194,7 +233,8 @@ def test_the_workflow_passes_the_offline_settings_to_its_jobs(workdir, tmp_path)
     record = tmp_path / "env.txt"
     (shim / "python").write_text(
         "#!/bin/sh\n"
-        f"echo \"$HF_HUB_OFFLINE $TRANSFORMERS_OFFLINE $HF_HUB_CACHE $GENVIEW_MODEL_CACHE $GENVIEW_CONFIG_FILES\" >> '{record}'\n"
+        'echo "$HF_HUB_OFFLINE $TRANSFORMERS_OFFLINE $HF_HUB_CACHE $GENVIEW_MODEL_CACHE $GENVIEW_CONFIG_FILES"'
+        f" >> '{record}'\n"
         f"exec '{sys.executable}' \"$@\"\n"
     )
     (shim / "python").chmod(0o755)
@@ -203,13 +243,33 @@ def test_the_workflow_passes_the_offline_settings_to_its_jobs(workdir, tmp_path)
     offline.write_text("models: {offline: true, cache_dir: weights}\n")
     env_path = f"{shim}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     result = subprocess.run(
-        [str(VENV_BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), target,
-         "--cores", "1", "--configfile", str(REPO / "config/config.yaml"), str(offline)],
-        cwd=workdir, env={**os.environ, "PATH": env_path}, capture_output=True, text=True, timeout=600,
+        [
+            str(VENV_BIN / "snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            target,
+            "--cores",
+            "1",
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            str(offline),
+        ],
+        cwd=workdir,
+        env={**os.environ, "PATH": env_path},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert record.read_text().split() == ["1", "1", str(workdir / "weights" / "huggingface"), str(workdir / "weights"),
-                                          f"{REPO / 'config/config.yaml'}{os.pathsep}{offline}"]
+    assert record.read_text().split() == [
+        "1",
+        "1",
+        str(workdir / "weights" / "huggingface"),
+        str(workdir / "weights"),
+        f"{REPO / 'config/config.yaml'}{os.pathsep}{offline}",
+    ]
     # An execution setting: turning it off reruns nothing.
     dry = snakemake(target, "--dry-run", "--cores", "1", "--configfile", REPO / "config/config.yaml", workdir=workdir)
     assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, indexed_shapes
+
 from genview.config import load_config
 from genview.evaluation.protocols import protocol_class
 from genview.evaluation.runs import resolve_evaluations
@@ -37,9 +37,15 @@ def tiny(experiment: dict, quality_encoder: dict) -> dict:
         e["backbone"] = {"name": "resnet18", "small_stem": True}
     else:
         heads = backbone.get("num_heads", 2 if backbone["name"] == "vit" else 0) or 2
-        e["backbone"] = {**{k: v for k, v in backbone.items() if k in ("pos_embed", "freeze_patch_embed")},
-                         "name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 24, "depth": 1,
-                         "num_heads": heads if 24 % heads == 0 else 2}
+        e["backbone"] = {
+            **{k: v for k, v in backbone.items() if k in ("pos_embed", "freeze_patch_embed")},
+            "name": "vit",
+            "image_size": 16,
+            "patch_size": 8,
+            "embed_dim": 24,
+            "depth": 1,
+            "num_heads": heads if 24 % heads == 0 else 2,
+        }
     defaults = method_catalog()[e["method"]].default_options
     e["method_args"] = {**e["method_args"], **{k: v for k, v in TINY_OPTIONS.items() if k in defaults}}
     recipe = e["recipe"]
@@ -63,9 +69,14 @@ def inputs(tmp_path_factory):
     manifest = indexed_shapes(root, train_per_class=1)
     train_rows = manifest[manifest.split == "train"]
     # 'Generated' views: other real images, for every source the paper generates.
-    views = pd.concat([pd.DataFrame({"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), shift),
-                                     "source": source, "sample": 0})
-                       for shift, source in enumerate(("ic", "tc", "itc"), start=1)])
+    views = pd.concat(
+        [
+            pd.DataFrame(
+                {"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), shift), "source": source, "sample": 0}
+            )
+            for shift, source in enumerate(("ic", "tc", "itc"), start=1)
+        ]
+    )
     views.to_csv(root / "views.csv", index=False)
     encoder = build_tiny_quality_encoder(root / "quality_encoder")
     vector = np.random.default_rng(0).standard_normal(320).astype(np.float32)
@@ -78,9 +89,14 @@ def test_paper_experiment_trains_across_its_switch_epoch(name, inputs, tmp_path)
     root, quality_encoder = inputs
     experiment = tiny(EXPERIMENTS[name], quality_encoder)
     out = tmp_path / name
-    train(experiment, out, manifest=str(root / "manifest.csv"), view_manifests=[str(root / "views.csv")],
-          quality_vector=str(root / "quality_pca.npz") if experiment["variant"] == "genview" else None,
-          execution={"num_workers": 0, "save_every_epochs": 1})
+    train(
+        experiment,
+        out,
+        manifest=str(root / "manifest.csv"),
+        view_manifests=[str(root / "views.csv")],
+        quality_vector=str(root / "quality_pca.npz") if experiment["variant"] == "genview" else None,
+        execution={"num_workers": 0, "save_every_epochs": 1},
+    )
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["steps"] == 2 * 3 and checkpoint["skipped_steps"] < checkpoint["steps"]
     records = [pd.read_json(out / "metrics.jsonl", lines=True)]

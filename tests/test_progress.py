@@ -47,8 +47,19 @@ def shapes(tmp_path_factory):
 def pretrained(shapes):
     """A 2-epoch SimCLR run through the command, and its log."""
     exp = experiment("simclr", epochs=2, batch_size=8)
-    lines = job_log("pretrain", "run", "--experiment", json.dumps(exp), "--out-dir", shapes / "e", "--manifest",
-                    shapes / "manifest.csv", "--device", "cpu", "--num-workers=0")
+    lines = job_log(
+        "pretrain",
+        "run",
+        "--experiment",
+        json.dumps(exp),
+        "--out-dir",
+        shapes / "e",
+        "--manifest",
+        shapes / "manifest.csv",
+        "--device",
+        "cpu",
+        "--num-workers=0",
+    )
     return shapes / "e", lines
 
 
@@ -78,18 +89,39 @@ def test_pretraining_shows_the_loss_and_lr_of_its_steps_and_epochs(pretrained):
     # The last progress line carries the last step's loss and lr, as tqdm formats numbers.
     assert f"epoch=2, loss={tqdm.format_num(steps[-1]['loss'])}, lr={tqdm.format_num(steps[-1]['lr'])}" in bars[-1]
     summaries = [line for line in lines if "genview.training.train: e epoch" in line]
-    assert [f"epoch {i + 1}/2: mean loss {r['loss']:.4f}," in line for i, (r, line) in
-            enumerate(zip(epochs, summaries))] == [True, True]
+    assert [
+        f"epoch {i + 1}/2: mean loss {r['loss']:.4f}," in line for i, (r, line) in enumerate(zip(epochs, summaries))
+    ] == [True, True]
     assert finished(lines, "pretrain run")
 
 
 def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrained, tmp_path):
     folder, _ = pretrained
     protocols = {"knn": EVALUATION["knn"], "linear_fast": EVALUATION["linear_fast"]}
-    cached = job_log("evaluate", "cached", "--checkpoint", folder / "checkpoint.pt", "--manifest",
-                     folder.parent / "manifest.csv", "--dataset", "shapes", "--experiment", "e", "--spec",
-                     json.dumps(SPEC), "--protocols", json.dumps(protocols), "--features", tmp_path / "f.npz",
-                     "--out", tmp_path / "cached.json", "--num-workers", "0", "--device", "cpu")
+    cached = job_log(
+        "evaluate",
+        "cached",
+        "--checkpoint",
+        folder / "checkpoint.pt",
+        "--manifest",
+        folder.parent / "manifest.csv",
+        "--dataset",
+        "shapes",
+        "--experiment",
+        "e",
+        "--spec",
+        json.dumps(SPEC),
+        "--protocols",
+        json.dumps(protocols),
+        "--features",
+        tmp_path / "f.npz",
+        "--out",
+        tmp_path / "cached.json",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     for split in ("train", "test"):
         assert "1/1 " in progress_lines(cached, f"features shapes {split}")[-1]  # one batch of 256
     sweep = len(EVALUATION["linear_fast"]["cs"]) + 1  # one fit per C, then the refit
@@ -98,10 +130,30 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
     assert any(f"e knn on shapes: top1_k20 {knn['top1_k20']:.4g}," in line for line in cached)
     assert finished(cached, "evaluate cached")
 
-    linear = job_log("evaluate", "run", "--protocol", "linear", "--experiment", "e", "--checkpoint",
-                     folder / "checkpoint.pt", "--dataset", "shapes", "--spec", json.dumps(SPEC), "--features",
-                     tmp_path / "f.npz", "--settings", json.dumps(EVALUATION["linear"]), "--out",
-                     tmp_path / "linear.json", "--num-workers", "0", "--device", "cpu")
+    linear = job_log(
+        "evaluate",
+        "run",
+        "--protocol",
+        "linear",
+        "--experiment",
+        "e",
+        "--checkpoint",
+        folder / "checkpoint.pt",
+        "--dataset",
+        "shapes",
+        "--spec",
+        json.dumps(SPEC),
+        "--features",
+        tmp_path / "f.npz",
+        "--settings",
+        json.dumps(EVALUATION["linear"]),
+        "--out",
+        tmp_path / "linear.json",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+    )
     steps = 2 * (24 // 8)
     assert f"{steps}/{steps}" in progress_lines(linear, "linear probe")[-1]
     assert "epoch=2, loss=" in progress_lines(linear, "linear probe")[-1]
@@ -112,8 +164,16 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
 
 def test_the_tiny_encoder_trainer_shows_its_loss(shapes):
     settings = {"steps": 3, "batch_size": 4, "width": 16, "layers": 1, "embed_dim": 8}
-    lines = job_log("models", "train-encoder", "--manifest", shapes / "manifest.csv", "--settings",
-                    json.dumps(settings), "--out-dir", shapes / "encoder")
+    lines = job_log(
+        "models",
+        "train-encoder",
+        "--manifest",
+        shapes / "manifest.csv",
+        "--settings",
+        json.dumps(settings),
+        "--out-dir",
+        shapes / "encoder",
+    )
     assert "3/3" in progress_lines(lines, "tiny CLIP")[-1] and "loss=" in progress_lines(lines, "tiny CLIP")[-1]
     assert finished(lines, "models train-encoder")
 
@@ -123,11 +183,27 @@ def test_llm_caption_scoring_shows_progress_per_caption(shapes):
 
     shards = shapes / "shards"
     job_log("data", "shard", "--manifest", shapes / "manifest.csv", "--num-shards", 1, "--out-dir", shards)
-    llm = {"path": str(build_tiny_chat_model(shapes / "llm")), "trust_remote_code": False, "max_new_tokens": 4,
-           "do_sample": None}
+    llm = {
+        "path": str(build_tiny_chat_model(shapes / "llm")),
+        "trust_remote_code": False,
+        "max_new_tokens": 4,
+        "do_sample": None,
+    }
     analysis = validate_config({"analysis": {"complexity_scorer": "llm", "llm_attempts": 1}})["analysis"]
-    lines = job_log("analyze", "complexity", "--shard", shards / "0.csv", "--analysis", json.dumps(analysis), "--llm",
-                    json.dumps(llm), "--out", shapes / "cx.csv", "--device", "cpu")
+    lines = job_log(
+        "analyze",
+        "complexity",
+        "--shard",
+        shards / "0.csv",
+        "--analysis",
+        json.dumps(analysis),
+        "--llm",
+        json.dumps(llm),
+        "--out",
+        shapes / "cx.csv",
+        "--device",
+        "cpu",
+    )
     assert "24/24" in progress_lines(lines, "LLM caption complexity")[-1]
     assert finished(lines, "analyze complexity")
 
@@ -139,8 +215,9 @@ def test_commands_that_wrote_nothing_now_say_what_they_did(shapes):
     assert finished(made, "data make-shapes")
     job_log("data", "shard", "--manifest", shapes / "manifest.csv", "--num-shards", 1, "--out-dir", shapes / "p")
     analysis = json.dumps(validate_config({})["analysis"])
-    scored = job_log("analyze", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out",
-                     shapes / "c.csv")
+    scored = job_log(
+        "analyze", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out", shapes / "c.csv"
+    )
     assert any("complexity scores" in line and "'lexical'" in line for line in scored), scored
     assert finished(scored, "analyze complexity")
 

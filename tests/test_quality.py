@@ -138,10 +138,7 @@ def test_image_text_weights_only_own_caption_mean_one():
     own = torch.nn.functional.one_hot(labels, 4).bool()
     assert torch.equal(weights != 0, own)
     raw = torch.tensor(
-        [
-            math.exp(2 * (cosine(image[i], text[labels[i]]) - cosine(view_bg[i], real_bg[labels[i]])))
-            for i in range(8)
-        ]
+        [math.exp(2 * (cosine(image[i], text[labels[i]]) - cosine(view_bg[i], real_bg[labels[i]]))) for i in range(8)]
     )
     torch.testing.assert_close(weights[own], raw / raw.mean())
     assert float(weights[own].mean()) == pytest.approx(1)
@@ -272,6 +269,7 @@ def test_scorer_rejects_a_vector_of_another_encoder(quality_encoder, tmp_path):
 @pytest.fixture
 def shapes_manifest(tmp_path, monkeypatch):
     from conftest import indexed_shapes
+
     from genview.data.shapes import SHAPE_CLASSES
 
     monkeypatch.chdir(tmp_path)
@@ -291,9 +289,7 @@ def test_fit_quality_vector_on_shapes(shapes_manifest, quality_encoder):
         assert np.array_equal(saved["vector"], fit["vector"])
 
     # The stored vector is the recorded sign times the un-signed PC-1.
-    unsigned = fit_quality_vector(
-        manifest_csv, quality_encoder, "a/plus.npz", per_class=2, batch_size=8, sign=1
-    )
+    unsigned = fit_quality_vector(manifest_csv, quality_encoder, "a/plus.npz", per_class=2, batch_size=8, sign=1)
     np.testing.assert_array_equal(fit["vector"], int(fit["sign"]) * unsigned["vector"])
     assert QualityScorer(quality_encoder, "a/quality_pca.npz").vector.shape == (320,)
     # The fit is used only with the encoder it was made with.

@@ -7,32 +7,81 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import REPO
+
 from genview.config import load_config_files
 
 SMALL = [
-    "--tiny", "--device", "cpu", "--images", "2", "--official-images", "1", "--steps", "2", "--gen-batch", "2",
-    "--encoder-batch", "2", "--encoder-repeats", "1", "--captions", "1", "--max-new-tokens", "4",
-    "--train-steps", "1", "--train-batch", "2", "--train-image-size", "32", "--workers", "0", "--source-size", "64",
-    "--unique-images", "4", "--peak-flops", "1e12",
+    "--tiny",
+    "--device",
+    "cpu",
+    "--images",
+    "2",
+    "--official-images",
+    "1",
+    "--steps",
+    "2",
+    "--gen-batch",
+    "2",
+    "--encoder-batch",
+    "2",
+    "--encoder-repeats",
+    "1",
+    "--captions",
+    "1",
+    "--max-new-tokens",
+    "4",
+    "--train-steps",
+    "1",
+    "--train-batch",
+    "2",
+    "--train-image-size",
+    "32",
+    "--workers",
+    "0",
+    "--source-size",
+    "64",
+    "--unique-images",
+    "4",
+    "--peak-flops",
+    "1e12",
 ]
 
 
 def test_the_rates_of_the_paper_experiments_are_measured_and_the_estimate_uses_them(tmp_path):
     out = tmp_path / "rates.yaml"
     result = subprocess.run(
-        [sys.executable, REPO / "benchmarks/rates.py", "--config", REPO / "config/paper.yaml", "--out", out, *SMALL,
-         "--experiments", "imagenet1k_simclr_genview", "cc3m_clip_views"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            REPO / "benchmarks/rates.py",
+            "--config",
+            REPO / "config/paper.yaml",
+            "--out",
+            out,
+            *SMALL,
+            "--experiments",
+            "imagenet1k_simclr_genview",
+            "cc3m_clip_views",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "skipped" not in result.stdout, result.stdout
     document = yaml.safe_load(out.read_text())
     rates, source = document["estimate"]["rates"], document["estimate"]["rates_from"]
-    assert set(rates) == {"generation_image_steps_per_second", "foreground_images_per_second",
-                          "quality_images_per_second", "llm_captions_per_second", "pretrain_images_per_second",
-                          "feature_images_per_second", "linear_images_per_second"}
+    assert set(rates) == {
+        "generation_image_steps_per_second",
+        "foreground_images_per_second",
+        "quality_images_per_second",
+        "llm_captions_per_second",
+        "pretrain_images_per_second",
+        "feature_images_per_second",
+        "linear_images_per_second",
+    }
     assert all(value > 0 for key, value in rates.items() if key != "pretrain_images_per_second")
     # measured backbones, and the config's rates for the others
     assert set(rates["pretrain_images_per_second"]) == {"resnet18", "resnet50", "vit", "vit_small", "vit_base"}
@@ -53,8 +102,13 @@ def test_the_rates_of_the_paper_experiments_are_measured_and_the_estimate_uses_t
 
     config = load_config_files([REPO / "config/paper.yaml", out])  # what the estimate reads
     assert config["estimate"]["rates"]["pretrain_images_per_second"] == rates["pretrain_images_per_second"]
-    estimate = subprocess.run([sys.executable, "-m", "genview", "config", "estimate", REPO / "config/paper.yaml", out],
-                              cwd=REPO, capture_output=True, text=True, timeout=300)
+    estimate = subprocess.run(
+        [sys.executable, "-m", "genview", "config", "estimate", REPO / "config/paper.yaml", out],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert estimate.returncode == 0, estimate.stderr[-2000:]
     assert f"Rates: measured on {source['device']} ({source['date']}" in estimate.stdout
     assert "pretrain_images_per_second.resnet50" in estimate.stdout

@@ -55,11 +55,14 @@ def test_the_workflow_registries_name_unknown_entries():
 
 
 def test_a_package_registry_imports_only_the_module_it_is_asked_for():
-    code = ("import sys\nfrom genview.evaluation.protocols import PROTOCOLS, protocol_class\n"
-            "assert protocol_class('knn').name == 'knn'\n"
-            "print(sorted(m for m in sys.modules if m.startswith('genview.evaluation.protocols.')))\n"
-            "print(len(list(PROTOCOLS)))")
-    printed = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                             cwd=REPO).stdout.splitlines()
+    code = (
+        "import sys\nfrom genview.evaluation.protocols import PROTOCOLS, protocol_class\n"
+        "assert protocol_class('knn').name == 'knn'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('genview.evaluation.protocols.')))\n"
+        "print(len(list(PROTOCOLS)))"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO
+    ).stdout.splitlines()
     assert printed[0] == "['genview.evaluation.protocols.knn']"
     assert int(printed[1]) == len(list((REPO / "genview/evaluation/protocols").glob("[!_]*.py")))  # listing: all

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, snakemake
 from PIL import Image
 
-from conftest import REPO, snakemake
 from genview.config import derive_config, load_config, merge_patch, read_yaml
 from genview.data.index import index_dataset
 from genview.data.synthetic import make_synthetic
@@ -76,8 +76,10 @@ def test_full_size_diffusion_pipelines_work_at_768_px():
         assert unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1) == vae["sample_size"] == 768
         assert rehearsal.published_config(model, "scheduler")["prediction_type"] == "v_prediction"
     image = rehearsal.published_config("stable-diffusion-2-1-unclip", "image_encoder")
-    assert rehearsal.published_config("stable-diffusion-2-1-unclip", "unet")[
-        "projection_class_embeddings_input_dim"] == 2 * image["projection_dim"]
+    assert (
+        rehearsal.published_config("stable-diffusion-2-1-unclip", "unet")["projection_class_embeddings_input_dim"]
+        == 2 * image["projection_dim"]
+    )
 
 
 def test_small_size_keeps_each_architecture_and_only_shrinks_it():
@@ -209,8 +211,9 @@ def test_derive_errors_name_the_key(tmp_path):
 # --- synthetic datasets -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["imagenet1k", "cc3m", "cifar10", "aircraft", "dtd", "pets", "caltech101",
-                                  "food101", "sun397", "flickr30k"])
+@pytest.mark.parametrize(
+    "name", ["imagenet1k", "cc3m", "cifar10", "aircraft", "dtd", "pets", "caltech101", "food101", "sun397", "flickr30k"]
+)
 def test_synthetic_dataset_is_indexed_through_its_kind(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     section = "datasets" if name in REHEARSAL["datasets"] else "eval_datasets"
@@ -232,13 +235,24 @@ def test_synthetic_dataset_is_indexed_through_its_kind(name, tmp_path, monkeypat
 
 
 def test_synthetic_cannot_stand_in_for_checksummed_torchvision_sets(tmp_path):
-    spec = dict(PAPER["eval_datasets"]["cifar10"], root=str(tmp_path), synthetic={
-        "seed": 0, "image_size": 32, "classes": 2, "train_per_class": 1, "test_per_class": 1, "captions_per_image": 1})
+    spec = dict(
+        PAPER["eval_datasets"]["cifar10"],
+        root=str(tmp_path),
+        synthetic={
+            "seed": 0,
+            "image_size": 32,
+            "classes": 2,
+            "train_per_class": 1,
+            "test_per_class": 1,
+            "captions_per_image": 1,
+        },
+    )
     with pytest.raises(ConfigError, match="cifar10.synthetic: .*MD5"):
         make_synthetic("cifar10", spec)
 
 
 # --- the workflow ---------------------------------------------------------------------------------------------------
+
 
 def job_counts(dry_run_stdout: str) -> dict[str, int]:
     table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
@@ -258,7 +272,13 @@ def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
     assert counts["evaluate_cached"] == len({(e, d) for e, _, d in evaluations})
     planned = set(re.findall(r"^    wildcards: experiment=\S+, protocol=(\w+)", result.stdout, re.MULTILINE))
     assert planned == {"linear", "semisup"} and {p for _, p, _ in evaluations} == {
-        "linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
+        "linear",
+        "linear_fast",
+        "knn",
+        "semisup",
+        "zeroshot",
+        "retrieval",
+    }
     tables = {f"table_{name}" for name in load_table_specs(REPO / REHEARSAL["report"]["tables"])}
     assert {name for name in counts if name.startswith("table_")} == tables | {"table_cost"}
     assert {"figure_tsne", "figure_gallery", "figure_quality"} <= set(counts)
@@ -267,8 +287,17 @@ def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
     assert counts["make_synthetic"] == 13 and counts["index_dataset"] == 15
     datasets = REHEARSAL["datasets"]
     assert counts["generate_views"] == sum(len(s["sources"]) * s["num_shards"] for s in datasets.values()) == 14
-    build = snakemake("results/models/rehearsal/full/unclip/model_index.json", "results/datasets/cc3m/synthetic.json",
-                      "-n", "-p", "--cores", "1", "--configfile", REPO / "config/rehearsal.yaml", workdir=workdir).stdout
+    build = snakemake(
+        "results/models/rehearsal/full/unclip/model_index.json",
+        "results/datasets/cc3m/synthetic.json",
+        "-n",
+        "-p",
+        "--cores",
+        "1",
+        "--configfile",
+        REPO / "config/rehearsal.yaml",
+        workdir=workdir,
+    ).stdout
     assert "models build-rehearsal --size full" in build and "--variant unclip=fp16" in build
     # The synthetic files depend on the layout settings only: cc3m_fixed's shards or sources do not rewrite them.
     command = next(line for line in build.splitlines() if "make-synthetic --dataset cc3m" in line)
@@ -281,8 +310,13 @@ def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
 # torchvision-exported and a class-folder stand-in set, retrieval on Flickr30k and the ImageNet-100 probe; the
 # fixed-conditioning ablation run; the three figures. GENVIEW_REHEARSAL=full runs all of it (600-odd jobs).
 SSL_PICK, VL_PICK = "imagenet1k_mocov2_genview", "cc3m_clip_genview"
-VL_EVALUATIONS = {("zeroshot", "imagenet1k"), ("zeroshot", "cifar100"), ("zeroshot", "caltech101"),
-                  ("retrieval", "flickr30k"), ("linear", "imagenet100")}
+VL_EVALUATIONS = {
+    ("zeroshot", "imagenet1k"),
+    ("zeroshot", "cifar100"),
+    ("zeroshot", "caltech101"),
+    ("retrieval", "flickr30k"),
+    ("linear", "imagenet100"),
+}
 
 
 def cpu_rehearsal_targets() -> list[str]:
@@ -290,9 +324,11 @@ def cpu_rehearsal_targets() -> list[str]:
     picked = [(e, p, d) for e, p, d in evaluations if e == SSL_PICK or (e == VL_PICK and (p, d) in VL_EVALUATIONS)]
     assert len(picked) == 4 + len(VL_EVALUATIONS)
     datasets = sorted({**CPU["datasets"], **CPU["eval_datasets"]})
-    return [f"results/eval/{e}/{p}/{d}.json" for e, p, d in picked] + [
-        f"results/data/{d}/manifest.csv" for d in datasets] + [
-        "results/pretrain/cc3m_fixed_clip_genview/checkpoint.pt", "figure_gallery", "figure_quality", "figure_tsne"]
+    return (
+        [f"results/eval/{e}/{p}/{d}.json" for e, p, d in picked]
+        + [f"results/data/{d}/manifest.csv" for d in datasets]
+        + ["results/pretrain/cc3m_fixed_clip_genview/checkpoint.pt", "figure_gallery", "figure_quality", "figure_tsne"]
+    )
 
 
 @pytest.mark.workflow
@@ -308,13 +344,20 @@ def test_cpu_rehearsal_runs_end_to_end(workdir):
     snakemake(*targets, "--cores", "all", *cpu, workdir=workdir, timeout=7200)
     print(f"CPU rehearsal: {plan['total']} jobs in {time.monotonic() - started:.0f} s")
 
-    for target in targets or [f"results/eval/{e}/{p}/{d}.json" for e, p, d in resolve_evaluations(
-            CPU, resolve_experiments(CPU))]:
+    for target in targets or [
+        f"results/eval/{e}/{p}/{d}.json" for e, p, d in resolve_evaluations(CPU, resolve_experiments(CPU))
+    ]:
         if target.endswith(".json"):
             result = json.loads((workdir / target).read_text())
             assert result["metrics"] and result["provenance"]["device"] == "cpu", target
     assert {json.loads(p.read_text())["protocol"] for p in workdir.glob("results/eval/*/*/*.json")} == {
-        "linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
+        "linear",
+        "linear_fast",
+        "knn",
+        "semisup",
+        "zeroshot",
+        "retrieval",
+    }
     for name in {**CPU["datasets"], **CPU["eval_datasets"]}:
         manifest = pd.read_csv(workdir / f"results/data/{name}/manifest.csv", keep_default_na=False)
         assert manifest.label.nunique() >= 6 or name.startswith("cc3m"), name

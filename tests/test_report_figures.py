@@ -30,18 +30,29 @@ def feature_cache(path, seed, separation):
     centres = rng.normal(size=(12, 16)) * separation
     features = (centres[labels] + rng.normal(size=(len(labels), 16))).astype(np.float32)
     names = np.array([f"class{i}" for i in range(12)])
-    np.savez(path, label_names=names, class_names=names, **{
-        "test/features": features, "test/labels": labels, "test/ids": np.array([f"i{i}" for i in range(len(labels))]),
-        "test/paths": np.array(["p"] * len(labels)), "test/captions": np.array([""] * len(labels)),
-    })
+    np.savez(
+        path,
+        label_names=names,
+        class_names=names,
+        **{
+            "test/features": features,
+            "test/labels": labels,
+            "test/ids": np.array([f"i{i}" for i in range(len(labels))]),
+            "test/paths": np.array(["p"] * len(labels)),
+            "test/captions": np.array([""] * len(labels)),
+        },
+    )
     return path
 
 
 def test_tsne_triptych_same_seed_same_bytes(tmp_path):
-    panels = [(label, feature_cache(tmp_path / f"{label}.npz", 0, separation))
-              for label, separation in (("baseline", 0.1), ("+ views", 1.0), ("GenView++", 5.0))]
-    first = tsne_figure(panels, tmp_path / "a.png", tmp_path / "a.csv", splits=["test"], classes=9, per_class=6,
-                        seed=3, title="t-SNE")
+    panels = [
+        (label, feature_cache(tmp_path / f"{label}.npz", 0, separation))
+        for label, separation in (("baseline", 0.1), ("+ views", 1.0), ("GenView++", 5.0))
+    ]
+    first = tsne_figure(
+        panels, tmp_path / "a.png", tmp_path / "a.csv", splits=["test"], classes=9, per_class=6, seed=3, title="t-SNE"
+    )
     tsne_figure(panels, tmp_path / "b.png", tmp_path / "b.csv", splits=["test"], classes=9, per_class=6, seed=3)
     assert list(first["panel"].unique()) == ["baseline", "+ views", "GenView++"]
     assert first.groupby("panel")["label"].nunique().eq(9).all() and len(first) == 3 * 9 * 6
@@ -52,11 +63,11 @@ def test_tsne_triptych_same_seed_same_bytes(tmp_path):
     image = Image.open(tmp_path / "a.png")
     assert image.width > 2.5 * image.height  # three square panels side by side
     assert digest(tmp_path / "a.csv") == digest(tmp_path / "b.csv")
-    tsne_figure(panels, tmp_path / "c.png", tmp_path / "c.csv", splits=["test"], classes=9, per_class=6, seed=3,
-                title="t-SNE")
+    tsne_figure(
+        panels, tmp_path / "c.png", tmp_path / "c.csv", splits=["test"], classes=9, per_class=6, seed=3, title="t-SNE"
+    )
     assert digest(tmp_path / "a.png") == digest(tmp_path / "c.png")
-    other = tsne_figure(panels, tmp_path / "d.png", tmp_path / "d.csv", splits=["test"], classes=9, per_class=6,
-                        seed=4)
+    other = tsne_figure(panels, tmp_path / "d.png", tmp_path / "d.csv", splits=["test"], classes=9, per_class=6, seed=4)
     assert set(other["label"]) != set(first["label"])
 
 
@@ -101,9 +112,17 @@ def gallery_rows(tmp_path):
     for index, (ratio, complexity) in enumerate([(0.1, 1), (0.5, 2), (0.9, 4), (0.3, 3)]):
         path = tmp_path / f"img{index}.png"
         Image.new("RGB", (24, 20), (40 * index, 90, 200)).save(path)
-        rows.append(dict(id=f"id{index}", path=str(path), caption="a red circle" * complexity, fg_ratio=ratio,
-                         noise_level=int(ratio * 5) * 100 if ratio < 0.8 else 400, complexity=complexity,
-                         guidance_scale={1: 8, 2: 6, 3: 4, 4: 2}[complexity]))
+        rows.append(
+            dict(
+                id=f"id{index}",
+                path=str(path),
+                caption="a red circle" * complexity,
+                fg_ratio=ratio,
+                noise_level=int(ratio * 5) * 100 if ratio < 0.8 else 400,
+                complexity=complexity,
+                guidance_scale={1: 8, 2: 6, 3: 4, 4: 2}[complexity],
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -114,13 +133,30 @@ def test_gallery_figures_have_every_level_and_repeat(tmp_path):
     masks = [np.eye(4, dtype=bool)] * 3
     for name in ("a", "b"):
         pipeline = FakePipeline()
-        image_gallery(chosen, masks, pipeline, noise_levels=[0, 100, 200, 300, 400], guidance_scale=10, steps=2,
-                      seed=0, out_png=tmp_path / f"ic_{name}.png", title="IC")
+        image_gallery(
+            chosen,
+            masks,
+            pipeline,
+            noise_levels=[0, 100, 200, 300, 400],
+            guidance_scale=10,
+            steps=2,
+            seed=0,
+            out_png=tmp_path / f"ic_{name}.png",
+            title="IC",
+        )
         # One call per level, each with the three images (a call takes one noise level for all its images).
         assert [(call["noise_level"], call["count"]) for call in pipeline.calls] == [
-            (level, 8) for level in (0, 100, 200, 300, 400)]
-        text_gallery(spread_rows(rows, "complexity", 2), FakePipeline(), guidance_scales=[2, 4, 6, 8], steps=2,
-                     seed=0, out_png=tmp_path / f"tc_{name}.png", title="TC")
+            (level, 8) for level in (0, 100, 200, 300, 400)
+        ]
+        text_gallery(
+            spread_rows(rows, "complexity", 2),
+            FakePipeline(),
+            guidance_scales=[2, 4, 6, 8],
+            steps=2,
+            seed=0,
+            out_png=tmp_path / f"tc_{name}.png",
+            title="TC",
+        )
     assert digest(tmp_path / "ic_a.png") == digest(tmp_path / "ic_b.png")
     assert digest(tmp_path / "tc_a.png") == digest(tmp_path / "tc_b.png")
     ic = Image.open(tmp_path / "ic_a.png")
@@ -149,22 +185,41 @@ def test_quality_audit_scores_every_source_and_ranks_pairs(tmp_path):
     for source, rows in views.items():
         pd.DataFrame(rows).to_csv(tmp_path / f"{source}.csv", index=False)
         manifests.append(tmp_path / f"{source}.csv")
-    pairs = quality_audit(manifests, tmp_path / "manifest.csv", FakeScorer(), tmp_path / "q.png", tmp_path / "q.csv",
-                          sample=4, extremes=2, seed=0)
+    pairs = quality_audit(
+        manifests,
+        tmp_path / "manifest.csv",
+        FakeScorer(),
+        tmp_path / "q.png",
+        tmp_path / "q.csv",
+        sample=4,
+        extremes=2,
+        seed=0,
+    )
     assert pairs.groupby("source").size().to_dict() == {"ic": 4, "tc": 4}
-    assert (pairs.loc[pairs.source == "tc", "quality"].mean() > pairs.loc[pairs.source == "ic", "quality"].mean())
+    assert pairs.loc[pairs.source == "tc", "quality"].mean() > pairs.loc[pairs.source == "ic", "quality"].mean()
     assert pd.read_csv(tmp_path / "q.csv").shape[0] == 8 and Image.open(tmp_path / "q.png").width > 0
-    again = quality_audit(manifests, tmp_path / "manifest.csv", FakeScorer(), tmp_path / "q2.png",
-                          tmp_path / "q2.csv", sample=4, extremes=2, seed=0)
+    again = quality_audit(
+        manifests,
+        tmp_path / "manifest.csv",
+        FakeScorer(),
+        tmp_path / "q2.png",
+        tmp_path / "q2.csv",
+        sample=4,
+        extremes=2,
+        seed=0,
+    )
     assert again.equals(pairs) and digest(tmp_path / "q.png") == digest(tmp_path / "q2.png")
 
 
 def test_cost_table_from_benchmark_files(tmp_path):
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     files = {
-        "generate_views/shapes/ic/0.tsv": 36.0, "generate_views/shapes/ic/1.tsv": 72.0,
-        "pretrain/e1.tsv": 360.0, "pretrain/e2.tsv": 720.0,
-        "evaluate/e1/knn/shapes.tsv": 10.0, "evaluate/e1/linear/shapes.tsv": 36.0,
+        "generate_views/shapes/ic/0.tsv": 36.0,
+        "generate_views/shapes/ic/1.tsv": 72.0,
+        "pretrain/e1.tsv": 360.0,
+        "pretrain/e2.tsv": 720.0,
+        "evaluate/e1/knn/shapes.tsv": 10.0,
+        "evaluate/e1/linear/shapes.tsv": 36.0,
     }
     for name, seconds in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -192,9 +247,13 @@ def test_table_spec_errors_name_the_file_table_and_cell(tmp_path):
     path.write_text("t:\n  title: T\n  columns: [{key: a, label: A, colour: red}]\n  rows: [{label: r}]\n")
     with pytest.raises(ConfigError, match=r"(?s)tables.yaml is invalid.*t\.columns\.0\.colour: unknown key"):
         load_table_specs(path)
-    path.write_text("t:\n  title: T\n  cell: {protocol: knn, dataset: d, metric: top1}\n"
-                    "  columns: [{key: a, label: A}]\n  rows: [{label: r, cell: {experiment: e}}]\n")
+    path.write_text(
+        "t:\n  title: T\n  cell: {protocol: knn, dataset: d, metric: top1}\n"
+        "  columns: [{key: a, label: A}]\n  rows: [{label: r, cell: {experiment: e}}]\n"
+    )
     specs = load_table_specs(path)
     check_sources(specs, [("e", "knn", "d")], path)
-    with pytest.raises(ConfigError, match=r"1 table cell\(s\) cannot be filled:\n  - table t: e/knn/d is not evaluated"):
+    with pytest.raises(
+        ConfigError, match=r"1 table cell\(s\) cannot be filled:\n  - table t: e/knn/d is not evaluated"
+    ):
         check_sources(specs, [("e", "linear", "d")], path)

@@ -1,14 +1,22 @@
 """Golden tests for the result tables: exact Markdown, LaTeX and CSV from fixture result files."""
 
+import json
 from pathlib import Path
 
-import json
 import pytest
 
 from genview.errors import BadInputError, ConfigError
 from genview.report.tables import (
-    cell_sources, expand_spec, gain_lines, load_cells, mark_best, render_csv, render_latex, render_markdown,
-    render_table, validate_spec,
+    cell_sources,
+    expand_spec,
+    gain_lines,
+    load_cells,
+    mark_best,
+    render_csv,
+    render_latex,
+    render_markdown,
+    render_table,
+    validate_spec,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
@@ -16,7 +24,11 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "report"
 
 def _cell(experiment, protocol, dataset, metric, paper=None):
     return {
-        "experiment": experiment, "protocol": protocol, "dataset": dataset, "metric": metric, "paper": paper,
+        "experiment": experiment,
+        "protocol": protocol,
+        "dataset": dataset,
+        "metric": metric,
+        "paper": paper,
     }
 
 
@@ -31,20 +43,32 @@ SPEC = {
         {"key": "err", "label": "Error_top1 %", "higher_is_better": False},
     ],
     "rows": [
-        {"label": "r50_baseline", "group": "MoCo v2", "cells": {
-            "in1k": _cell("baseline_r50", "linear", "imagenet1k", "top1", 71.1),
-            "c10": _cell("baseline_r50", "knn", "cifar10", "top1"),
-            "err": _cell("baseline_r50", "linear", "imagenet1k", "top1_error", 28.9),
-        }},
-        {"label": "+ GenView", "group": "MoCo v2", "cells": {
-            "in1k": _cell("genview_r50", "linear", "imagenet1k", "top1", 73.5),
-            "c10": _cell("genview_r50", "knn", "cifar10", "top1", 89.9),
-            "err": _cell("genview_r50", "linear", "imagenet1k", "top1_error", 26.5),
-        }},
-        {"label": "+ GenView", "group": "SimSiam", "cells": {
-            "in1k": _cell("simsiam_r50_genview", "linear", "imagenet1k", "top1", 72.0),
-            "c10": _cell("simsiam_r50_genview", "knn", "cifar10", "top1"),
-        }},
+        {
+            "label": "r50_baseline",
+            "group": "MoCo v2",
+            "cells": {
+                "in1k": _cell("baseline_r50", "linear", "imagenet1k", "top1", 71.1),
+                "c10": _cell("baseline_r50", "knn", "cifar10", "top1"),
+                "err": _cell("baseline_r50", "linear", "imagenet1k", "top1_error", 28.9),
+            },
+        },
+        {
+            "label": "+ GenView",
+            "group": "MoCo v2",
+            "cells": {
+                "in1k": _cell("genview_r50", "linear", "imagenet1k", "top1", 73.5),
+                "c10": _cell("genview_r50", "knn", "cifar10", "top1", 89.9),
+                "err": _cell("genview_r50", "linear", "imagenet1k", "top1_error", 26.5),
+            },
+        },
+        {
+            "label": "+ GenView",
+            "group": "SimSiam",
+            "cells": {
+                "in1k": _cell("simsiam_r50_genview", "linear", "imagenet1k", "top1", 72.0),
+                "c10": _cell("simsiam_r50_genview", "knn", "cifar10", "top1"),
+            },
+        },
     ],
     "best": "column",
     "digits": 1,
@@ -144,7 +168,11 @@ def test_render_table_writes_the_four_formats(monkeypatch, tmp_path):
     monkeypatch.chdir(FIXTURES)
     paths = render_table(SPEC, "eval", tmp_path / "tables" / "linear")
     assert {suffix: path.name for suffix, path in paths.items()} == {
-        "md": "linear.md", "tex": "linear.tex", "csv": "linear.csv", "html": "linear.html"}
+        "md": "linear.md",
+        "tex": "linear.tex",
+        "csv": "linear.csv",
+        "html": "linear.html",
+    }
     assert paths["md"].read_text() == EXPECTED_MARKDOWN
     assert paths["tex"].read_text() == EXPECTED_LATEX
     assert paths["csv"].read_text() == EXPECTED_CSV
@@ -169,18 +197,29 @@ COMPACT = {
         {"label": "ours", "cell": {"experiment": "genview_r50"}, "paper": {"avg": 81.0}},
         {"label": "simsiam", "cell": {"experiment": "simsiam_r50_genview"}, "cells": {"in1k": None}},
     ],
-    "gains": [{"row": "ours", "over": "base", "column": "avg", "paper": 1.5},
-              {"row": "simsiam", "over": "base", "column": "c10"}],
+    "gains": [
+        {"row": "ours", "over": "base", "column": "avg", "paper": 1.5},
+        {"row": "simsiam", "over": "base", "column": "c10"},
+    ],
 }
 
 
 def test_compact_spec_expands_defaults_table_column_row_cell():
     expanded = expand_spec(COMPACT)
     base, ours, simsiam = (row["cells"] for row in expanded["rows"])
-    assert base["c10"] == {"protocol": "knn", "metric": "top1", "dataset": "cifar10", "experiment": "baseline_r50",
-                           "paper": 89.0}
-    assert ours["in1k"] == {"protocol": "linear", "metric": "top1", "dataset": "imagenet1k",
-                            "experiment": "genview_r50"}
+    assert base["c10"] == {
+        "protocol": "knn",
+        "metric": "top1",
+        "dataset": "cifar10",
+        "experiment": "baseline_r50",
+        "paper": 89.0,
+    }
+    assert ours["in1k"] == {
+        "protocol": "linear",
+        "metric": "top1",
+        "dataset": "imagenet1k",
+        "experiment": "genview_r50",
+    }
     assert "in1k" not in simsiam and "avg" not in base  # not applicable; computed
     assert cell_sources(expanded)[:2] == [("baseline_r50", "knn", "cifar10"), ("baseline_r50", "linear", "imagenet1k")]
 
@@ -198,7 +237,9 @@ def test_mean_column_and_gains(monkeypatch):
     assert gains[0] == f"ours over base, Average: {expected:+.1f}; paper +1.5"
     assert gains[1] == "simsiam over base, CIFAR-10: not yet reproduced (a result is missing)"
     markdown = render_markdown(spec, cells)
-    assert "- ours over base, Average:" in markdown and "1. metric 'top1' in eval/simsiam_r50_genview/cached" in markdown
+    assert (
+        "- ours over base, Average:" in markdown and "1. metric 'top1' in eval/simsiam_r50_genview/cached" in markdown
+    )
 
 
 def test_mean_of_unknown_column_and_gain_of_unknown_row_are_config_errors():
@@ -232,10 +273,14 @@ def test_seeded_cells_are_mean_and_sd_and_differences_count_beyond_the_spread(tm
             path = tmp_path / f"{name}_s{seed}" / "cached" / "d.json"  # knn reads cached features: a shared file
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps({"knn": {"metrics": {"top1": value}}}))
-    spec = {"title": "T", "seeds": [0, 1, 2], "compare_to": "base",
-            "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
-            "columns": [{"key": k, "label": k, "cell": {"experiment": f"{k}_s{{seed}}"}} for k in values],
-            "rows": [{"label": "r"}]}
+    spec = {
+        "title": "T",
+        "seeds": [0, 1, 2],
+        "compare_to": "base",
+        "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
+        "columns": [{"key": k, "label": k, "cell": {"experiment": f"{k}_s{{seed}}"}} for k in values],
+        "rows": [{"label": "r"}],
+    }
     spec = expand_spec(spec)
     assert cell_sources(spec) == [(f"{k}_s{s}", "knn", "d") for k in values for s in range(3)]
     base, views, noise = load_cells(spec, tmp_path)[0]
@@ -250,11 +295,17 @@ def test_seeded_cells_are_mean_and_sd_and_differences_count_beyond_the_spread(tm
 def test_a_seeded_best_mark_needs_a_lead_beyond_the_spread():
     from genview.report.tables import Cell
 
-    spec = {"title": "T", "best": "column", "columns": [{"key": "a", "label": "a"}],
-            "rows": [{"label": "x"}, {"label": "y"}, {"label": "z"}]}
-    clear = mark_best([[Cell(value=70.0, spread=1.0)], [Cell(value=60.0, spread=1.0)], [Cell(value=61.0, spread=1.0)]],
-                      spec)
+    spec = {
+        "title": "T",
+        "best": "column",
+        "columns": [{"key": "a", "label": "a"}],
+        "rows": [{"label": "x"}, {"label": "y"}, {"label": "z"}],
+    }
+    clear = mark_best(
+        [[Cell(value=70.0, spread=1.0)], [Cell(value=60.0, spread=1.0)], [Cell(value=61.0, spread=1.0)]], spec
+    )
     assert [row[0].best for row in clear] == [True, False, False]
-    close = mark_best([[Cell(value=70.0, spread=5.0)], [Cell(value=66.0, spread=5.0)], [Cell(value=61.0, spread=1.0)]],
-                      spec)
+    close = mark_best(
+        [[Cell(value=70.0, spread=5.0)], [Cell(value=66.0, spread=5.0)], [Cell(value=61.0, spread=1.0)]], spec
+    )
     assert not any(row[0].best for row in close)

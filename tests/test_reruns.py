@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 import yaml
-
 from conftest import REPO, VENV_BIN, job_counts, run_tool
+
 from genview.config import load_config
 from genview.training.experiments import RECIPE_EXECUTION_KEYS, resolve_experiments
 from genview.training.train import train
@@ -29,8 +29,10 @@ def execution_edits(config: dict) -> list[tuple[tuple, object]]:
     memory and run time, the evaluation loaders, and the switches that change no output."""
     edits = []
     for recipe, settings in config["pretrain"]["recipes"].items():
-        current = {**{"num_workers": 4, "save_every_epochs": 10, "save_every_steps": 0, "max_nonfinite_in_row": 20},
-                   **settings}
+        current = {
+            **{"num_workers": 4, "save_every_epochs": 10, "save_every_steps": 0, "max_nonfinite_in_row": 20},
+            **settings,
+        }
         edits += [(("pretrain", "recipes", recipe, key), current[key] + 3) for key in RECIPE_EXECUTION_KEYS]
     for index, _ in enumerate(config["pretrain"]["matrix"]):
         edits += [(("pretrain", "matrix", index, "mem_mb"), 12345), (("pretrain", "matrix", index, "runtime"), 999)]
@@ -56,8 +58,9 @@ def dry_run(root, config: dict, tmp_path, *targets) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("key, value", execution_edits(SMOKE), ids=lambda v: ".".join(map(str, v))
-                         if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize(
+    "key, value", execution_edits(SMOKE), ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
+)
 def test_an_execution_setting_reruns_nothing(smoke_run, tmp_path, key, value):
     assert "Nothing to be done" in dry_run(smoke_run.root, edited(SMOKE, key, value), tmp_path)
 
@@ -78,8 +81,16 @@ def test_one_source_setting_reruns_its_views_and_what_depends_on_them_only(smoke
     with_ic = {n for n, e in experiments.items() if "ic" in e["views"]["sources"]}
     trained = {re.search(r"experiment=([^,]+)", w)[1] for w in scheduled(output, "pretrain")}
     assert trained == with_ic and not any(experiments[n]["variant"] == "baseline" for n in trained)
-    untouched = {"make_shapes", "index_dataset", "shard_shapes", "build_tiny_models", "fit_foreground",
-                 "foreground_shard", "complexity_shard", "fit_quality_vector"}
+    untouched = {
+        "make_shapes",
+        "index_dataset",
+        "shard_shapes",
+        "build_tiny_models",
+        "fit_foreground",
+        "foreground_shard",
+        "complexity_shard",
+        "fit_quality_vector",
+    }
     assert not untouched & counts.keys()
 
 
@@ -104,13 +115,27 @@ def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_pat
     workdir = tmp_path / "work"
     workdir.mkdir()
     target = "results/pretrain/shapes_simclr_baseline/checkpoint.pt"
-    command = [VENV_BIN / "snakemake", "--snakefile", REPO / "Snakefile", "--directory", workdir, "--cores", "2",
-               target, "--configfile", path]
+    command = [
+        VENV_BIN / "snakemake",
+        "--snakefile",
+        REPO / "Snakefile",
+        "--directory",
+        workdir,
+        "--cores",
+        "2",
+        target,
+        "--configfile",
+        path,
+    ]
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with open(tmp_path / "first.log", "w") as log:
-        process = subprocess.Popen(list(map(str, command)), cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
-    metrics, deadline = workdir / "results/pretrain/shapes_simclr_baseline/metrics.partial.jsonl", time.monotonic() + 600
+        process = subprocess.Popen(
+            list(map(str, command)), cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    metrics, deadline = (
+        workdir / "results/pretrain/shapes_simclr_baseline/metrics.partial.jsonl",
+        time.monotonic() + 600,
+    )
     while process.poll() is None and time.monotonic() < deadline:
         if metrics.is_file() and metrics.read_text().count('"type": "step"') >= 6:
             break
@@ -132,8 +157,13 @@ def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_pat
     experiment = resolve_experiments(load_config(path))["shapes_simclr_baseline"]
     assert final["experiment"] == experiment
     with contextlib.chdir(workdir):  # the manifest's paths are relative to the workflow's folder
-        train(experiment, tmp_path / "reference", manifest="results/data/shapes/manifest.csv", view_manifests=[],
-              execution={"num_workers": 0})
+        train(
+            experiment,
+            tmp_path / "reference",
+            manifest="results/data/shapes/manifest.csv",
+            view_manifests=[],
+            execution={"num_workers": 0},
+        )
     reference = torch.load(tmp_path / "reference/checkpoint.pt", weights_only=True)
     assert reference["method"].keys() == final["method"].keys()
     assert all(torch.equal(reference["method"][k], final["method"][k]) for k in reference["method"])

@@ -74,8 +74,8 @@ def test_layout_counts_and_formats(dataset):
     assert list(frame.columns[: len(EXPECTED_COLUMNS)]) == EXPECTED_COLUMNS
     assert set(ATTRIBUTE_COLUMNS) <= set(frame.columns[len(EXPECTED_COLUMNS) :])
     counts = frame.groupby(["split", "label"]).size()
-    assert counts.loc["train"].to_dict() == {c: 20 for c in SHAPE_CLASSES}
-    assert counts.loc["test"].to_dict() == {c: 5 for c in SHAPE_CLASSES}
+    assert counts.loc["train"].to_dict() == dict.fromkeys(SHAPE_CLASSES, 20)
+    assert counts.loc["test"].to_dict() == dict.fromkeys(SHAPE_CLASSES, 5)
     for path in root.glob("*/*"):
         if path.parent.name in ("train", "test"):
             assert path.name in SHAPE_CLASSES  # ImageNet-style: one folder per class, nothing else

@@ -19,8 +19,9 @@ from genview.models.diffusion import load_pipeline
 
 def test_captions_are_read_back_exactly():
     for i in range(500):
-        _, _, caption, _, n_constraints, attributes = _make_sample(("circle", "star", "ring")[i % 3], 32,
-                                                                   np.random.default_rng(i))
+        _, _, caption, _, n_constraints, attributes = _make_sample(
+            ("circle", "star", "ring")[i % 3], 32, np.random.default_rng(i)
+        )
         stated = parse_caption(caption)
         assert all(attributes[key] == value for key, value in stated.items()), caption
         assert len(stated) == n_constraints and set(stated) <= {*CONSTRAINTS, "label"} - {"shape"}, caption
@@ -38,17 +39,33 @@ def shard(tmp_path_factory):
 
 
 def views(root, source, noise_level=0, guidance=6.0, name="v"):
-    generation = validate_config({"generation": {"steps": 1, "batch_size": 8, "save_size": 32,
-                                                 "tc": {"guidance_scale": "adaptive"},
-                                                 "ic": {"noise_level": "adaptive"}}})["generation"]
+    generation = validate_config(
+        {
+            "generation": {
+                "steps": 1,
+                "batch_size": 8,
+                "save_size": 32,
+                "tc": {"guidance_scale": "adaptive"},
+                "ic": {"noise_level": "adaptive"},
+            }
+        }
+    )["generation"]
     with contextlib.chdir(root):
         rows = pd.read_csv("results/data/shapes/shards/0.csv", dtype=str)
         pd.DataFrame({"id": rows.id, "noise_level": noise_level, "guidance_scale": guidance}).to_csv(
-            f"{name}.params.csv", index=False)
+            f"{name}.params.csv", index=False
+        )
         role = "text2img" if source == "tc" else "unclip"
-        generate_shard(source=source, shard_csv="results/data/shapes/shards/0.csv", params=pd.read_csv(f"{name}.params.csv", dtype={"id": str}),
-                       views_dir=name, out_manifest=f"{name}.csv", seed=0, generation=generation,
-                       pipeline=load_pipeline(role, {"renderer": "shapes", "dataset": "shapes"}))
+        generate_shard(
+            source=source,
+            shard_csv="results/data/shapes/shards/0.csv",
+            params=pd.read_csv(f"{name}.params.csv", dtype={"id": str}),
+            views_dir=name,
+            out_manifest=f"{name}.csv",
+            seed=0,
+            generation=generation,
+            pipeline=load_pipeline(role, {"renderer": "shapes", "dataset": "shapes"}),
+        )
         manifest = VIEWS.read(f"{name}.csv").merge(rows[["id", "caption", "label"]], on="id")
     return manifest
 

@@ -9,8 +9,17 @@ from genview.errors import BadInputError
 
 
 def manifest(n_train=103, n_test=7):
-    rows = [dict(id=hashlib.sha1(str(i).encode()).hexdigest()[:16], path=f"img/{i}.png", caption="", label=str(i % 5),
-                 split="train" if i < n_train else "test", mask="") for i in range(n_train + n_test)]
+    rows = [
+        dict(
+            id=hashlib.sha1(str(i).encode()).hexdigest()[:16],
+            path=f"img/{i}.png",
+            caption="",
+            label=str(i % 5),
+            split="train" if i < n_train else "test",
+            mask="",
+        )
+        for i in range(n_train + n_test)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -50,8 +59,20 @@ def test_bad_inputs(tmp_path):
 
 def test_cli_shards_other_split(tmp_path):
     manifest().to_csv(tmp_path / "manifest.csv", index=False)
-    code = main(["data", "shard", "--manifest", str(tmp_path / "manifest.csv"), "--num-shards", "2",
-                 "--out-dir", str(tmp_path / "s"), "--split", "test"])
+    code = main(
+        [
+            "data",
+            "shard",
+            "--manifest",
+            str(tmp_path / "manifest.csv"),
+            "--num-shards",
+            "2",
+            "--out-dir",
+            str(tmp_path / "s"),
+            "--split",
+            "test",
+        ]
+    )
     assert code == 0
     sizes = [len(pd.read_csv(tmp_path / "s" / f"{i}.csv")) for i in range(2)]
     assert sorted(sizes) == [3, 4]

@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from conftest import VENV_BIN, copy_workflow, run_tool
 from slurm_cluster import LocalSlurm, SlurmUnavailable
 
@@ -31,8 +30,12 @@ TARGETS = (VIEWS, CHECKPOINT)
 # What the targets need, by where it runs (every job in SLURM: none of them is a localrule).
 GPU_RULES = {"fit_foreground", "foreground_shard", "generate_views", "pretrain"}
 CPU_RULES = {"build_tiny_models", "make_shapes", "index_dataset", "shard_shapes", "complexity_shard"}
-SAME_FILES = ("results/data/shapes/manifest.csv", "results/analysis/shapes/foreground/0.csv",
-              "results/analysis/shapes/complexity/0.csv", VIEWS)
+SAME_FILES = (
+    "results/data/shapes/manifest.csv",
+    "results/analysis/shapes/foreground/0.csv",
+    "results/analysis/shapes/complexity/0.csv",
+    VIEWS,
+)
 RUN_LIMIT_S = 480  # the SLURM run takes ~2-3 minutes on 2 cores
 
 
@@ -50,10 +53,7 @@ def slurm(tmp_path_factory):
         if in_ci():
             pytest.fail(f"{message} (CI is set: this test must run there, so it fails instead of skipping)")
         pytest.skip(message)
-    print(
-        f"local SLURM: packages {cluster.timings['install']:.1f} s,"
-        f" daemons up {cluster.timings['start']:.1f} s"
-    )
+    print(f"local SLURM: packages {cluster.timings['install']:.1f} s, daemons up {cluster.timings['start']:.1f} s")
     try:
         yield cluster
     finally:
@@ -88,9 +88,7 @@ def resource_args(profile: dict, partition: str) -> list[str]:
     replaces the profile's whole key, so every entry is passed again."""
     defaults = {**profile["default-resources"], "slurm_partition": partition}
     defaults.pop("slurm_account", None)  # the test cluster has no accounts
-    return [
-        f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in defaults.items()
-    ]
+    return [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in defaults.items()]
 
 
 def diagnostics(workdir: Path, result: subprocess.CompletedProcess, cluster: LocalSlurm) -> str:
@@ -104,9 +102,7 @@ def diagnostics(workdir: Path, result: subprocess.CompletedProcess, cluster: Loc
         text = log.read_text(errors="replace")
         if "Error" in text or "Traceback" in text:
             parts.append(f"--- {log.relative_to(workdir)}\n{text[-2000:]}")
-    parts.append(
-        f"--- slurmctld.log\n{(cluster.base / 'log/slurmctld.log').read_text(errors='replace')[-2000:]}"
-    )
+    parts.append(f"--- slurmctld.log\n{(cluster.base / 'log/slurmctld.log').read_text(errors='replace')[-2000:]}")
     return "\n".join(parts)
 
 
@@ -167,9 +163,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
         if rule is not None and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve():
             assert rule not in jobs, f"{rule} was submitted twice (a retry?): {job}"
             jobs[rule] = job
-    assert (
-        set(jobs) == GPU_RULES | CPU_RULES
-    ), f"submitted: {sorted(jobs)}; snakemake said:\n{result.stderr[-3000:]}"
+    assert set(jobs) == GPU_RULES | CPU_RULES, f"submitted: {sorted(jobs)}; snakemake said:\n{result.stderr[-3000:]}"
     for rule, job in sorted(jobs.items(), key=lambda item: int(item[1]["JobId"])):
         print(
             f"  job {job['JobId']:>3} {rule:<18} {job['JobState']} cpus={job.get('NumCPUs')}"
@@ -212,9 +206,7 @@ def test_subset_of_the_default_under_slurm_uses_gpus_and_matches_a_local_run(slu
     assert names[0] == names[1], "the view folders hold different files"
     for view in views.view:
         assert (workdir / view).read_bytes() == (local / view).read_bytes(), f"{view} differs"
-    remote, here = (
-        torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True) for d in (workdir, local)
-    )
+    remote, here = (torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True) for d in (workdir, local))
     assert remote["experiment"] == here["experiment"] and remote["steps"] == here["steps"] > 0
     for part in ("backbone", "method"):
         assert remote[part].keys() == here[part].keys()
@@ -267,29 +259,54 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
     env["GENVIEW_DEVICE"] = "cpu"  # fake GPUs
     # The site's numbers, shrunk: a one-minute limit, and SIGTERM 1 s before it (SLURM checks limits and sends the
     # warning signal every 30 s or so, so a job gets between 30 and 60 s before its signal arrives).
-    pretrain_resources = {**profile["set-resources"]["pretrain"], "runtime": CAP_MINUTES,
-                          "slurm_extra": "'--signal=TERM@1'"}
+    pretrain_resources = {
+        **profile["set-resources"]["pretrain"],
+        "runtime": CAP_MINUTES,
+        "slurm_extra": "'--signal=TERM@1'",
+    }
     command = [
-        "timeout", "-s", "INT", "-k", "10", str(CAPPED_RUN_LIMIT_S),
-        VENV_BIN / "snakemake", CAPPED_CHECKPOINT, *config, "--workflow-profile", "profiles/slurm",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-        "--default-resources", *resource_args(profile, slurm.partition),
-        "--set-resources", *[f"pretrain:{key}={value}" for key, value in pretrain_resources.items()],
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "10",
+        str(CAPPED_RUN_LIMIT_S),
+        VENV_BIN / "snakemake",
+        CAPPED_CHECKPOINT,
+        *config,
+        "--workflow-profile",
+        "profiles/slurm",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--default-resources",
+        *resource_args(profile, slurm.partition),
+        "--set-resources",
+        *[f"pretrain:{key}={value}" for key, value in pretrain_resources.items()],
     ]
     started = time.monotonic()
-    result = subprocess.run([str(c) for c in command], cwd=workdir, env=env, capture_output=True, text=True,
-                            timeout=CAPPED_RUN_LIMIT_S + 60)
-    assert result.returncode == 0, (
-        f"snakemake under SLURM exited {result.returncode}\n" + diagnostics(workdir, result, slurm))
+    result = subprocess.run(
+        [str(c) for c in command], cwd=workdir, env=env, capture_output=True, text=True, timeout=CAPPED_RUN_LIMIT_S + 60
+    )
+    assert result.returncode == 0, f"snakemake under SLURM exited {result.returncode}\n" + diagnostics(
+        workdir, result, slurm
+    )
     jobs = sorted(
-        (job for job in slurm.jobs() if rule_of(job.get("Comment", "")) == "pretrain"
-         and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve()),
+        (
+            job
+            for job in slurm.jobs()
+            if rule_of(job.get("Comment", "")) == "pretrain"
+            and Path(job.get("WorkDir", "/")).resolve() == workdir.resolve()
+        ),
         key=lambda job: int(job["JobId"]),
     )
     print(f"capped pre-training under SLURM: {time.monotonic() - started:.0f} s, {len(jobs)} job(s)")
     for job in jobs:
-        print(f"  job {job['JobId']:>3} {job['JobState']:<9} exit {job['ExitCode']} time limit {job['TimeLimit']}"
-              f" ran {job['RunTime']}")
+        print(
+            f"  job {job['JobId']:>3} {job['JobState']:<9} exit {job['ExitCode']} time limit {job['TimeLimit']}"
+            f" ran {job['RunTime']}"
+        )
     assert len(jobs) >= 2, "the training fitted in one job: the test needs a longer training or a shorter limit"
     assert all(job["TimeLimit"] == f"00:0{CAP_MINUTES}:00" for job in jobs)
     # Every job but the last was ended by the trainer: status 75 after saving its resume point (FAILED; TIMEOUT
@@ -308,7 +325,10 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
     started = time.monotonic()
     run_tool([VENV_BIN / "snakemake", CAPPED_CHECKPOINT, "--cores", "2", *config], cwd=local, timeout=900)
     print(f"uninterrupted local run: {time.monotonic() - started:.0f} s")
-    resumed, uninterrupted = checkpoint_tensors(workdir / CAPPED_CHECKPOINT), checkpoint_tensors(local / CAPPED_CHECKPOINT)
+    resumed, uninterrupted = (
+        checkpoint_tensors(workdir / CAPPED_CHECKPOINT),
+        checkpoint_tensors(local / CAPPED_CHECKPOINT),
+    )
     assert resumed.keys() == uninterrupted.keys() and resumed["steps"] == uninterrupted["steps"] == CAPPED_STEPS
     differing = [name for name in resumed if name != "steps" and not torch.equal(resumed[name], uninterrupted[name])]
     assert not differing, f"weights differ from the uninterrupted run: {differing[:5]}"

@@ -53,9 +53,7 @@ def tiny_method(name: str, seed: int = 0, **overrides) -> nn.Module:
 
 def random_views(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, *IMAGE_SHAPE, generator=generator), torch.randn(
-        batch, *IMAGE_SHAPE, generator=generator
-    )
+    return torch.randn(batch, *IMAGE_SHAPE, generator=generator), torch.randn(batch, *IMAGE_SHAPE, generator=generator)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,13 +89,9 @@ def test_nt_xent_matches_a_loop_over_anchors():
             for other in range(2 * num)
             if other != anchor
         )
-        anchor_losses.append(
-            -cosine(embeddings[anchor], embeddings[positive]) / temperature + math.log(denominator)
-        )
+        anchor_losses.append(-cosine(embeddings[anchor], embeddings[positive]) / temperature + math.log(denominator))
     expected = [0.5 * (anchor_losses[i] + anchor_losses[num + i]) for i in range(num)]
-    torch.testing.assert_close(
-        nt_xent_per_sample(z1, z2, temperature), torch.tensor(expected), rtol=1e-5, atol=1e-5
-    )
+    torch.testing.assert_close(nt_xent_per_sample(z1, z2, temperature), torch.tensor(expected), rtol=1e-5, atol=1e-5)
 
 
 def test_nt_xent_local_rows_of_a_global_batch():
@@ -256,9 +250,7 @@ def simclr_loss(method, view1, view2):
 def mocov2_loss(method, view1, view2):
     q = F.normalize(method.projector(method.backbone(view1)), dim=1)
     k = F.normalize(method.momentum_encoder(view2), dim=1)
-    logits = (
-        torch.cat([torch.einsum("nc,nc->n", q, k)[:, None], q @ method.queue.T], dim=1) / method.temperature
-    )
+    logits = torch.cat([torch.einsum("nc,nc->n", q, k)[:, None], q @ method.queue.T], dim=1) / method.temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
 
 
@@ -269,9 +261,7 @@ def byol_loss(method, view1, view2):
     def target(view):
         return F.normalize(method.momentum_encoder(view), dim=1)
 
-    return ((online(view1) - target(view2)) ** 2).sum(1).mean() + ((online(view2) - target(view1)) ** 2).sum(
-        1
-    ).mean()
+    return ((online(view1) - target(view2)) ** 2).sum(1).mean() + ((online(view2) - target(view1)) ** 2).sum(1).mean()
 
 
 def simsiam_loss(method, view1, view2):
@@ -495,9 +485,7 @@ def per_sample_losses_and_gradients(name: str, view1: torch.Tensor, view2: torch
 
 def distributed_worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE
-    )
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
     try:
         view1, view2 = random_views(WORLD_SIZE * LOCAL_BATCH, seed=8)
         local = slice(rank * LOCAL_BATCH, (rank + 1) * LOCAL_BATCH)
@@ -521,9 +509,7 @@ def test_two_processes_match_one(tmp_path):
     for name in DISTRIBUTED_METHODS:
         losses, gradients, method = per_sample_losses_and_gradients(name, view1, view2)
         for rank, result in enumerate(ranks):
-            torch.testing.assert_close(
-                result[name]["losses"], losses[rank * LOCAL_BATCH : (rank + 1) * LOCAL_BATCH]
-            )
+            torch.testing.assert_close(result[name]["losses"], losses[rank * LOCAL_BATCH : (rank + 1) * LOCAL_BATCH])
         # DDP averages the ranks' gradients; that must be the gradient of the global mean loss.
         for index, gradient in enumerate(gradients):
             averaged = sum(result[name]["gradients"][index] for result in ranks) / WORLD_SIZE

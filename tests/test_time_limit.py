@@ -12,8 +12,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import indexed_shapes
+
 from genview.config import validate_config
 from genview.training.experiments import resolve_experiments
 
@@ -21,29 +21,59 @@ TIME_LIMIT_EXIT = 75
 
 
 def experiment(epochs: int, batch_size: int) -> dict:
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes"}},
-        "pretrain": {
-            "recipes": {"r": {"epochs": epochs, "batch_size": batch_size, "image_size": 32, "optimizer": "sgd",
-                              "lr": 0.1}},
-            "backbones": {"b": {"name": "vit", "image_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 2,
-                                "num_heads": 4}},
-            "experiments": {"e": {"method": "mocov2", "variant": "baseline", "recipe": "r", "backbone": "b",
-                                  "dataset": "s",
-                                  "method_args": {"mocov2": {"proj_hidden_dim": 64, "proj_dim": 16,
-                                                             "queue_size": 64}}}},
-        },
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes"}},
+            "pretrain": {
+                "recipes": {
+                    "r": {"epochs": epochs, "batch_size": batch_size, "image_size": 32, "optimizer": "sgd", "lr": 0.1}
+                },
+                "backbones": {
+                    "b": {"name": "vit", "image_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 2, "num_heads": 4}
+                },
+                "experiments": {
+                    "e": {
+                        "method": "mocov2",
+                        "variant": "baseline",
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": {"mocov2": {"proj_hidden_dim": 64, "proj_dim": 16, "queue_size": 64}},
+                    }
+                },
+            },
+        }
+    )
     return resolve_experiments(config)["e"]
 
 
 def pretrain(root, out_dir, exp) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp), "--out-dir",
-         str(out_dir), "--manifest", str(root / "manifest.csv"), "--device", "cpu",
-         "--num-workers", "2", "--save-every-epochs", "1"],  # loader workers must ignore the stop signal too
-        cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "genview",
+            "pretrain",
+            "run",
+            "--experiment",
+            json.dumps(exp),
+            "--out-dir",
+            str(out_dir),
+            "--manifest",
+            str(root / "manifest.csv"),
+            "--device",
+            "cpu",
+            "--num-workers",
+            "2",
+            "--save-every-epochs",
+            "1",
+        ],  # loader workers must ignore the stop signal too
+        cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -68,10 +98,14 @@ def setup(tmp_path_factory):
     return root, exp, weights(root / "uninterrupted")
 
 
-@pytest.mark.parametrize("number, whole_group", [(signal.SIGTERM, True), (signal.SIGUSR1, False)],
-                         ids=["SIGTERM to the job's processes", "SIGUSR1 to the trainer"])
-def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterrupted_weights(setup, number,
-                                                                                             whole_group):
+@pytest.mark.parametrize(
+    "number, whole_group",
+    [(signal.SIGTERM, True), (signal.SIGUSR1, False)],
+    ids=["SIGTERM to the job's processes", "SIGUSR1 to the trainer"],
+)
+def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterrupted_weights(
+    setup, number, whole_group
+):
     root, exp, expected = setup
     out_dir = root / f"stopped_{number.name}"
     run = pretrain(root, out_dir, exp)
@@ -82,8 +116,9 @@ def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterr
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == TIME_LIMIT_EXIT, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith(f"genview pretrain: error: e: {number.name} received: time limit reached; resubmit to "
-                           "continue"), last
+    assert last.startswith(
+        f"genview pretrain: error: e: {number.name} received: time limit reached; resubmit to continue"
+    ), last
     assert not (out_dir / "checkpoint.pt").exists()
     resume = torch.load(out_dir / "resume.pt", map_location="cpu", weights_only=True)
     assert 2 <= resume["global_step"] < expected["steps"], "the stop did not fall inside the run"

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import indexed_shapes
+
 from genview.config import validate_config
 from genview.errors import GenviewError
 from genview.training.data import PretrainDataset, epoch_indices
@@ -29,16 +29,28 @@ METHOD_ARGS = {
 
 
 def experiment(method, variant="baseline", **recipe):
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
-        "pretrain": {
-            "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, **recipe}},
-            "backbones": {"b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1,
-                                "num_heads": 2}},
-            "experiments": {"e": {"method": method, "variant": variant, "recipe": "r", "backbone": "b",
-                                  "dataset": "s", "method_args": METHOD_ARGS, "views": {"n_views": 2}}},
-        },
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, **recipe}},
+                "backbones": {
+                    "b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+                },
+                "experiments": {
+                    "e": {
+                        "method": method,
+                        "variant": variant,
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": METHOD_ARGS,
+                        "views": {"n_views": 2},
+                    }
+                },
+            },
+        }
+    )
     return resolve_experiments(config)["e"]
 
 
@@ -48,8 +60,9 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     manifest = indexed_shapes(root, train_per_class=2)
     train_rows = manifest[manifest.split == "train"]
-    views = pd.DataFrame({"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), 1), "source": "ic",
-                          "sample": 0})
+    views = pd.DataFrame(
+        {"id": train_rows.id, "view": np.roll(train_rows.path.to_numpy(), 1), "source": "ic", "sample": 0}
+    )
     views.to_csv(root / "views.csv", index=False)
     return root
 
@@ -63,8 +76,14 @@ def execution_options(**overrides):
 
 
 def run_training(data, exp, out, execution=None, **kwargs):
-    train(exp, out, manifest=str(data / "manifest.csv"), view_manifests=[str(data / "views.csv")],
-          execution={**EXECUTION, **(execution or {})}, **kwargs)
+    train(
+        exp,
+        out,
+        manifest=str(data / "manifest.csv"),
+        view_manifests=[str(data / "views.csv")],
+        execution={**EXECUTION, **(execution or {})},
+        **kwargs,
+    )
     return torch.load(out / "checkpoint.pt", weights_only=True)
 
 
@@ -91,8 +110,16 @@ def test_genview_slot_rule_and_vision_language_views(data):
     rows = pd.read_csv(data / "manifest.csv", dtype=str, keep_default_na=False)
     rows = rows[rows.split == "train"]
     views = {"ic": {row.id: [row.path] for row in rows.itertuples()}}  # 'generated' = the image itself, marked below
-    dataset = PretrainDataset(rows, mode="two_view", augmentation_preset="simclr", image_size=16, min_scale=0.5,
-                              seed=0, views=views, sources=["ic"])
+    dataset = PretrainDataset(
+        rows,
+        mode="two_view",
+        augmentation_preset="simclr",
+        image_size=16,
+        min_scale=0.5,
+        seed=0,
+        views=views,
+        sources=["ic"],
+    )
     loaded = []
     dataset.pipelines = [lambda image, slot=slot: (slot, image) for slot in (0, 1)]
     image = dataset._image
@@ -101,8 +128,18 @@ def test_genview_slot_rule_and_vision_language_views(data):
         loaded.clear()
         dataset[index]
         assert len(loaded) == 2  # the real image and one generated view, for exactly one slot
-    vl = PretrainDataset(rows, mode="vision_language", augmentation_preset="simclr", image_size=16, min_scale=0.5,
-                         seed=0, views=views, sources=["ic"], n_views=3, syn_ratio=0.0)
+    vl = PretrainDataset(
+        rows,
+        mode="vision_language",
+        augmentation_preset="simclr",
+        image_size=16,
+        min_scale=0.5,
+        seed=0,
+        views=views,
+        sources=["ic"],
+        n_views=3,
+        syn_ratio=0.0,
+    )
     stacked, caption, real, index = vl[0]
     assert stacked.shape == (3, 3, 16, 16) and real.shape == (3, 16, 16) and caption == rows.caption.iloc[0]
     first, again = dataset[3], dataset[3]
@@ -129,9 +166,24 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     exp = experiment("mocov2", "views", epochs=4)
     reference = run_training(data, exp, tmp_path / "reference")
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp),
-               "--out-dir", str(out), "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"),
-               "--device", "cpu", *execution_options(save_every_steps=2)]
+    command = [
+        sys.executable,
+        "-m",
+        "genview",
+        "pretrain",
+        "run",
+        "--experiment",
+        json.dumps(exp),
+        "--out-dir",
+        str(out),
+        "--manifest",
+        str(data / "manifest.csv"),
+        "--views",
+        str(data / "views.csv"),
+        "--device",
+        "cpu",
+        *execution_options(save_every_steps=2),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics, deadline = out / "metrics.partial.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -143,7 +195,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     assert (out / "resume.pt").is_file() and not (out / "checkpoint.pt").exists(), "kill must land mid-run"
     (out / "config.yaml").unlink()  # as Snakemake does with the outputs of an interrupted job
     # Execution settings may change between the runs (more loader workers, another resume-point cadence).
-    command = command[:-len(EXECUTION)] + execution_options(num_workers=1, save_every_steps=3)
+    command = command[: -len(EXECUTION)] + execution_options(num_workers=1, save_every_steps=3)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr
@@ -207,10 +259,29 @@ def test_two_process_ddp_run(data, tmp_path, method):
     single = run_training(data, copy.deepcopy(exp), tmp_path / "single")
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", json.dumps(exp), "--out-dir", str(out),
-         "--manifest", str(data / "manifest.csv"), "--views", str(data / "views.csv"), "--device", "cpu",
-         "--nproc", "2", *execution_options()],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "genview",
+            "pretrain",
+            "run",
+            "--experiment",
+            json.dumps(exp),
+            "--out-dir",
+            str(out),
+            "--manifest",
+            str(data / "manifest.csv"),
+            "--views",
+            str(data / "views.csv"),
+            "--device",
+            "cpu",
+            "--nproc",
+            "2",
+            *execution_options(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     ddp = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -221,6 +292,7 @@ def test_two_process_ddp_run(data, tmp_path, method):
 @pytest.mark.parametrize("config_name", ["smoke.yaml", "paper.yaml"])
 def test_every_configured_experiment_names_a_method_and_valid_options(config_name):
     from conftest import REPO
+
     from genview.config import load_config
     from genview.methods import method_class
 
@@ -238,30 +310,59 @@ def test_every_configured_experiment_names_a_method_and_valid_options(config_nam
 def test_experiment_errors_name_the_key():
     from genview.errors import ConfigError
 
-    config = validate_config({
-        "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
-        "pretrain": {"recipes": {"r": {"epochs": 1, "batch_size": 8}}, "backbones": {"b": {"name": "vit"}},
-                     "matrix": [{"methods": ["simclr"], "variants": ["views"], "recipe": "nope", "backbone": "b",
-                                 "dataset": "s"}]},
-    })
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 1, "batch_size": 8}},
+                "backbones": {"b": {"name": "vit"}},
+                "matrix": [
+                    {"methods": ["simclr"], "variants": ["views"], "recipe": "nope", "backbone": "b", "dataset": "s"}
+                ],
+            },
+        }
+    )
     with pytest.raises(ConfigError, match=r"pretrain.matrix\[0\].recipe: 'nope' is not a key of pretrain.recipes"):
         resolve_experiments(config)
-    config["pretrain"]["matrix"][0].update(recipe="r", views={**config["pretrain"]["matrix"][0]["views"],
-                                                              "sources": ["tc"]})
+    config["pretrain"]["matrix"][0].update(
+        recipe="r", views={**config["pretrain"]["matrix"][0]["views"], "sources": ["tc"]}
+    )
     with pytest.raises(ConfigError, match=r"views.sources: \['tc'\] not generated for dataset 's'"):
         resolve_experiments(config)
 
 
 def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initialisation(data, tmp_path):
-    config = validate_config({
-        "seed": 5, "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
-        "pretrain": {"recipes": {"r": {"epochs": 0, "batch_size": 8, "image_size": 16}},
-                     "backbones": {"b": {"name": "convnet", "width": 4, "depth": 2}},
-                     "matrix": [{"methods": ["simclr"], "variants": ["baseline"], "recipe": "r", "backbone": "b",
-                                 "dataset": "s", "seeds": [0, 3], "method_args": METHOD_ARGS}],
-                     "experiments": {"single": {"method": "simclr", "variant": "baseline", "recipe": "r",
-                                                "backbone": "b", "dataset": "s", "method_args": METHOD_ARGS}}},
-    })
+    config = validate_config(
+        {
+            "seed": 5,
+            "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 0, "batch_size": 8, "image_size": 16}},
+                "backbones": {"b": {"name": "convnet", "width": 4, "depth": 2}},
+                "matrix": [
+                    {
+                        "methods": ["simclr"],
+                        "variants": ["baseline"],
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "seeds": [0, 3],
+                        "method_args": METHOD_ARGS,
+                    }
+                ],
+                "experiments": {
+                    "single": {
+                        "method": "simclr",
+                        "variant": "baseline",
+                        "recipe": "r",
+                        "backbone": "b",
+                        "dataset": "s",
+                        "method_args": METHOD_ARGS,
+                    }
+                },
+            },
+        }
+    )
     experiments = resolve_experiments(config)
     assert sorted(experiments) == ["s_simclr_baseline_s0", "s_simclr_baseline_s3", "single"]
     assert [experiments[n]["seed"] for n in sorted(experiments)] == [0, 3, 5]

@@ -62,13 +62,10 @@ def plain_image_image_loss(features, n_views, batch_size, temperature, weights=N
     total = 0.0
     for i in range(n_rows):
         others = [j for j in range(n_rows) if j != i]
-        log_normaliser = torch.logsumexp(
-            torch.stack([features[i] @ features[j] / temperature for j in others]), 0
-        )
+        log_normaliser = torch.logsumexp(torch.stack([features[i] @ features[j] / temperature for j in others]), 0)
         positives = [j for j in others if j % batch_size == i % batch_size]
         row = sum(
-            (1.0 if weights is None else weights[i, j])
-            * (features[i] @ features[j] / temperature - log_normaliser)
+            (1.0 if weights is None else weights[i, j]) * (features[i] @ features[j] / temperature - log_normaliser)
             for j in positives
         )
         total -= row / len(positives)
@@ -90,8 +87,7 @@ def plain_image_text_loss(image_features, text_features, scale, weights=None):
         logits = torch.stack([scale * text_features[k] @ image_features[i] for i in range(n_images)])
         positives = [i for i in range(n_images) if i % batch_size == k]
         row = sum(
-            (1.0 if weights is None else weights[i, k]) * (logits[i] - torch.logsumexp(logits, 0))
-            for i in positives
+            (1.0 if weights is None else weights[i, k]) * (logits[i] - torch.logsumexp(logits, 0)) for i in positives
         )
         text_to_image -= row / len(positives)
     return (image_to_text / n_images + text_to_image / batch_size) / 2
@@ -157,9 +153,7 @@ def test_image_image_zero_weight_removes_that_pair_only():
     log_p_15 = row_logits[5] - torch.logsumexp(row_logits, 0)
     unweighted = image_image_loss(features, caption_labels(n_views, batch_size), temperature)
     torch.testing.assert_close(loss, unweighted + log_p_15 / 2 / 12)
-    torch.testing.assert_close(
-        loss, plain_image_image_loss(features, n_views, batch_size, temperature, weights)
-    )
+    torch.testing.assert_close(loss, plain_image_image_loss(features, n_views, batch_size, temperature, weights))
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -174,9 +168,7 @@ def test_image_text_loss_matches_plain_loops_with_three_views(weighted):
 def test_image_text_weights_of_ones_and_zeros():
     generator = torch.Generator().manual_seed(9)
     images, texts = torch.randn(8, 5, generator=generator), torch.randn(4, 5, generator=generator)
-    assert torch.equal(
-        image_text_loss(images, texts, 5.0, torch.ones(8, 4)), image_text_loss(images, texts, 5.0)
-    )
+    assert torch.equal(image_text_loss(images, texts, 5.0, torch.ones(8, 4)), image_text_loss(images, texts, 5.0))
     # View 1 of caption 2 leaves both directions: its image row and its share of caption 2's text row.
     weights = torch.ones(8, 4)
     weights[6, 2] = 0.0
@@ -245,13 +237,9 @@ def method_inputs(n_views=2, batch_size=4, seed=0):
 def test_loss_is_the_coefficient_combination_of_the_terms():
     slip = tiny_method("slip").eval()  # BatchNorm running statistics: the same terms on every call
     views, tokens, image_weights, text_weights = method_inputs()
-    reference = slip(
-        views, tokens, coefficients=(1, 1, 1, 1), image_weights=image_weights, text_weights=text_weights
-    )
+    reference = slip(views, tokens, coefficients=(1, 1, 1, 1), image_weights=image_weights, text_weights=text_weights)
     for coefficients in [(1, 0, 1, 0), (0, 0, 1, 0), (0.5, 2.0, 0.0, 3.0), (1, 1, 1, 1)]:
-        out = slip(
-            views, tokens, coefficients=coefficients, image_weights=image_weights, text_weights=text_weights
-        )
+        out = slip(views, tokens, coefficients=coefficients, image_weights=image_weights, text_weights=text_weights)
         expected = sum(c * out[term] for c, term in zip(coefficients, ("ii", "ii_qd", "it", "it_qd")))
         torch.testing.assert_close(out["loss"], expected)
         for c, term in zip(coefficients, ("ii", "ii_qd", "it", "it_qd")):
@@ -261,9 +249,7 @@ def test_loss_is_the_coefficient_combination_of_the_terms():
 def test_method_terms_are_the_loss_functions():
     slip = tiny_method("slip").eval()
     views, tokens, image_weights, text_weights = method_inputs(n_views=3)
-    out = slip(
-        views, tokens, coefficients=(1, 1, 1, 1), image_weights=image_weights, text_weights=text_weights
-    )
+    out = slip(views, tokens, coefficients=(1, 1, 1, 1), image_weights=image_weights, text_weights=text_weights)
     features = slip.backbone(views.flatten(0, 1))
     ssl = torch.cat([slip.image_mlp(view) for view in features.unflatten(0, (3, 4))])
     labels = caption_labels(3, 4)
@@ -305,38 +291,35 @@ def test_logit_scale_starts_at_one_over_007_and_is_clamped_by_forward():
         out = clip(views, tokens, coefficients=(0, 0, 1, 0))
         assert clip.logit_scale.item() == pytest.approx(clamped)
         out["loss"].backward()
-        assert (
-            clip.logit_scale.grad is not None
-        )  # the clamp is not in the graph: the bound still gets a gradient
+        assert clip.logit_scale.grad is not None  # the clamp is not in the graph: the bound still gets a gradient
         clip.zero_grad()
 
 
-@pytest.mark.parametrize(
-    "name, coefficients", [("clip", (0, 0, 1, 0)), ("slip", (1, 0, 1, 0)), ("slip", (1, 1, 1, 1))]
-)
+@pytest.mark.parametrize("name, coefficients", [("clip", (0, 0, 1, 0)), ("slip", (1, 0, 1, 0)), ("slip", (1, 1, 1, 1))])
 def test_loss_goes_down_on_a_toy_set(name, coefficients):
     method = tiny_method(name, seed=0)
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(32, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
-    colours, things = ["red", "green", "blue", "yellow"], [
-        "cat",
-        "dog",
-        "car",
-        "boat",
-        "tree",
-        "house",
-        "bird",
-        "cup",
-    ]
+    colours, things = (
+        ["red", "green", "blue", "yellow"],
+        [
+            "cat",
+            "dog",
+            "car",
+            "boat",
+            "tree",
+            "house",
+            "bird",
+            "cup",
+        ],
+    )
     tokens = tokenize([f"a {c} {t}" for c in colours for t in things], TINY_CLIP["context_length"])
     image_weights, text_weights = positive_weights(64, 64, seed=2), positive_weights(64, 32, seed=3)
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
     losses = []
     for _ in range(30):
         views = images + 0.3 * torch.randn(2, *images.shape, generator=generator)  # V = 2 noisy views
-        loss = method(
-            views, tokens, coefficients=coefficients, image_weights=image_weights, text_weights=text_weights
-        )
+        loss = method(views, tokens, coefficients=coefficients, image_weights=image_weights, text_weights=text_weights)
         optimizer.zero_grad()
         loss["loss"].backward()
         optimizer.step()
@@ -354,9 +337,7 @@ def test_tokenize_matches_open_clip():
     assert tokens.shape == (2, 77) and tokens.dtype == torch.long
     assert tokens[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert not tokens[0, 7:].any()
-    assert torch.equal(
-        tokens, open_clip.get_tokenizer("ViT-B-32")(["a photo of a cat", "a dog"], context_length=77)
-    )
+    assert torch.equal(tokens, open_clip.get_tokenizer("ViT-B-32")(["a photo of a cat", "a dog"], context_length=77))
     long = tokenize([" ".join(["word"] * 40)], 8)
     assert long.shape == (1, 8) and long[0, 0] == 49406 and long[0, -1] == 49407  # cut, end-of-text kept
 
@@ -450,9 +431,7 @@ def single_process_reference():
 
     # image_text_loss reads captions from the row order: lay the images out view-major over global captions.
     towers = TwoTowers()
-    image_features, text_features = towers(
-        case["images"].transpose(0, 1).flatten(0, 2), case["texts"].flatten(0, 1)
-    )
+    image_features, text_features = towers(case["images"].transpose(0, 1).flatten(0, 2), case["texts"].flatten(0, 1))
     global_batch = WORLD_SIZE * LOCAL_BATCH
     text_weights = torch.zeros(N_VIEWS, global_batch, global_batch)
     for r, local in enumerate(case["text_weights"]):
@@ -472,9 +451,7 @@ def test_two_ranks_match_one_process_on_the_global_batch(tmp_path):
     for r in range(WORLD_SIZE):
         results = torch.load(tmp_path / f"rank{r}.pt")
         for key, value in expected.items():
-            torch.testing.assert_close(
-                results[key], value, msg=lambda m, key=key, r=r: f"rank {r}, {key}: {m}"
-            )
+            torch.testing.assert_close(results[key], value, msg=lambda m, key=key, r=r: f"rank {r}, {key}: {m}")
 
 
 def test_losses_stay_in_float32_under_half_precision_autocast():

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, VENV_BIN, job_counts, placeholder_datasets, run_tool, snakemake
 from PIL import Image
 
-from conftest import REPO, VENV_BIN, job_counts, placeholder_datasets, run_tool, snakemake
 from genview.config import load_config
 from genview.evaluation.runs import resolve_evaluations
 from genview.report.specs import load_table_specs
@@ -24,11 +24,6 @@ def test_lint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_snakefmt():
-    result = run_tool([VENV_BIN / "snakefmt", "--check", "Snakefile", "rules"], check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def expected_jobs(config: dict) -> dict[str, int]:
     """The jobs of a complete run of a shapes config, counted from the config."""
     from genview.evaluation.runs import CACHED_PROTOCOLS
@@ -36,14 +31,27 @@ def expected_jobs(config: dict) -> dict[str, int]:
     shards = config["datasets"]["shapes"]["num_shards"]
     experiments = resolve_experiments(config)
     evaluations = resolve_evaluations(config, experiments)
-    pairs = {(e, d) for e, _, d in evaluations} | {(e, config["report"]["tsne"]["dataset"])
-                                                   for e in config["report"]["tsne"]["panels"].values()}
+    pairs = {(e, d) for e, _, d in evaluations} | {
+        (e, config["report"]["tsne"]["dataset"]) for e in config["report"]["tsne"]["panels"].values()
+    }
     counts = {
-        "make_shapes": 1, "index_dataset": 1, "shard_shapes": 1, "fit_foreground": 1, "foreground_shard": shards,
-        "complexity_shard": shards, "generate_views": 3 * shards, "collect_views": 3,
-        "fit_quality_vector": 1, "pretrain": len(experiments), "evaluate_cached": len(pairs),
-        "evaluate": sum(p not in CACHED_PROTOCOLS for _, p, _ in evaluations), "all": 1,
-        "figure_tsne": 1, "figure_gallery": 1, "figure_quality": 1, "table_cost": 1,
+        "make_shapes": 1,
+        "index_dataset": 1,
+        "shard_shapes": 1,
+        "fit_foreground": 1,
+        "foreground_shard": shards,
+        "complexity_shard": shards,
+        "generate_views": 3 * shards,
+        "collect_views": 3,
+        "fit_quality_vector": 1,
+        "pretrain": len(experiments),
+        "evaluate_cached": len(pairs),
+        "evaluate": sum(p not in CACHED_PROTOCOLS for _, p, _ in evaluations),
+        "all": 1,
+        "figure_tsne": 1,
+        "figure_gallery": 1,
+        "figure_quality": 1,
+        "table_cost": 1,
         **{f"table_{name}": 1 for name in load_table_specs(REPO / config["report"]["tables"])},
     }
     models = config["models"]
@@ -67,20 +75,25 @@ def test_dry_run_plans_every_stage(workdir, name):
         assert {p for _, p, _ in evaluations} == {"linear", "linear_fast", "knn", "semisup", "zeroshot", "retrieval"}
 
 
-@pytest.mark.parametrize("table, experiments, image_protocols", [
-    ("vl_retrieval", 6, set()),
-    ("ssl_linear", 18, {"linear"}),
-])
+@pytest.mark.parametrize(
+    "table, experiments, image_protocols",
+    [
+        ("vl_retrieval", 6, set()),
+        ("ssl_linear", 18, {"linear"}),
+    ],
+)
 def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, image_protocols):
-    result = snakemake(f"table_{table}", "-n", "--cores", "1", "--configfile", REPO / "config/smoke.yaml",
-                       workdir=workdir)
+    result = snakemake(
+        f"table_{table}", "-n", "--cores", "1", "--configfile", REPO / "config/smoke.yaml", workdir=workdir
+    )
     counts = job_counts(result.stdout)
     assert counts["pretrain"] == counts["evaluate_cached"] == experiments
     assert counts.get("evaluate", 0) == experiments * len(image_protocols)
     assert counts[f"table_{table}"] == 1
     assert not {name for name in counts if name.startswith(("table_", "figure_")) and name != f"table_{table}"}
     assert set(re.findall(r"^    wildcards: experiment=\S+, protocol=(\w+)", result.stdout, re.MULTILINE)) == (
-        image_protocols)
+        image_protocols
+    )
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
@@ -102,7 +115,8 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     tables = load_table_specs(REPO / config["report"]["tables"])
     assert "ablation_quality" in tables
     assert {name for name in counts if name.startswith("table_")} == {f"table_{name}" for name in tables} | {
-        "table_cost"}
+        "table_cost"
+    }
 
 
 def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(smoke_run):
@@ -110,14 +124,19 @@ def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jo
     runs only the jobs that had not finished, and every output is whole. A comment edited in a rule retrains nothing."""
     root = smoke_run.root
     # No finished job runs again; at most the jobs whose end the kill cut off before it was logged are not counted.
-    assert smoke_run.total - smoke_run.finished_before - 2 <= smoke_run.finished_after <= (
-        smoke_run.total - smoke_run.finished_before), smoke_run
+    assert (
+        smoke_run.total - smoke_run.finished_before - 2
+        <= smoke_run.finished_after
+        <= (smoke_run.total - smoke_run.finished_before)
+    ), smoke_run
     check_embedded_default_outputs(root, root / "config/smoke.yaml")
     assert (root / "results/report.html").is_file()
     pretrain = root / "rules/pretrain.smk"
     original = pretrain.read_text()
     try:
-        pretrain.write_text(original.replace("rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n"))
+        pretrain.write_text(
+            original.replace("rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n")
+        )
         again = run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=root)
         assert "Nothing to be done" in again.stdout + again.stderr
     finally:
@@ -130,7 +149,9 @@ def check_embedded_default_outputs(workdir, config):
     assert len(manifest) == 12 * (spec["train_per_class"] + spec["test_per_class"])
     shards = [pd.read_csv(workdir / f"results/data/shapes/shards/{i}.csv") for i in range(spec["num_shards"])]
     assert sum(map(len, shards)) == 12 * spec["train_per_class"]
-    assert all((workdir / p).is_file() for p in manifest.path) and all((workdir / m).is_file() for m in manifest["mask"])
+    assert all((workdir / p).is_file() for p in manifest.path) and all(
+        (workdir / m).is_file() for m in manifest["mask"]
+    )
     assert "accepted" in (workdir / "logs/data/shapes/index.log").read_text()
     fit = np.load(workdir / "results/analysis/shapes/fg_pca.npz")
     assert 0 <= float(fit["mean_iou"]) <= 1 and fit["sign"] in (1, -1)
@@ -145,8 +166,9 @@ def check_embedded_default_outputs(workdir, config):
         assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
     from genview.evaluation.runs import read_result
 
-    for experiment, protocol, dataset in resolve_evaluations(load_config(config), resolve_experiments(
-            load_config(config))):
+    for experiment, protocol, dataset in resolve_evaluations(
+        load_config(config), resolve_experiments(load_config(config))
+    ):
         result = read_result(experiment, protocol, dataset, root=str(workdir / "results/eval"))
         assert result["experiment"] == experiment and result["protocol"] == protocol and result["metrics"]
     for cache in workdir.glob("results/eval/*/features/*.npz"):

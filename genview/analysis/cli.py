@@ -9,8 +9,7 @@ from genview.errors import ConfigError
 def _memory_advice(command: str, analysis: dict, device: str):
     from genview.devices import out_of_memory_advice
 
-    return out_of_memory_advice(command, batch_size=analysis["batch_size"], lower="analysis.batch_size",
-                                device=device)
+    return out_of_memory_advice(command, batch_size=analysis["batch_size"], lower="analysis.batch_size", device=device)
 
 
 def _fit_foreground(args) -> None:
@@ -21,10 +20,18 @@ def _fit_foreground(args) -> None:
     device = resolve_device(args.device)
     with _memory_advice("analyze fit-foreground (rule fit_foreground)", analysis, device):
         fit_foreground(
-            args.manifest, json_argument(args.encoder, "--encoder"), args.out, args.overlay,
-            per_class=analysis["fg_sample_per_class"], sample_size=analysis["fg_sample_size"],
-            bins=analysis["fg_bins"], cdf=analysis["fg_cdf"], sign=analysis["fg_sign"],
-            flipped_threshold=analysis["fg_flipped_threshold"], batch_size=analysis["batch_size"], seed=args.seed,
+            args.manifest,
+            json_argument(args.encoder, "--encoder"),
+            args.out,
+            args.overlay,
+            per_class=analysis["fg_sample_per_class"],
+            sample_size=analysis["fg_sample_size"],
+            bins=analysis["fg_bins"],
+            cdf=analysis["fg_cdf"],
+            sign=analysis["fg_sign"],
+            flipped_threshold=analysis["fg_flipped_threshold"],
+            batch_size=analysis["batch_size"],
+            seed=args.seed,
             device=device,
         )
 
@@ -37,9 +44,14 @@ def _foreground(args) -> None:
     device = resolve_device(args.device)
     with _memory_advice("analyze foreground (rule foreground_shard)", analysis, device):
         foreground_shard(
-            args.shard, args.fit, json_argument(args.encoder, "--encoder"), args.out,
-            noise_edges=analysis["noise_edges"], noise_levels=analysis["noise_levels"],
-            batch_size=analysis["batch_size"], device=device,
+            args.shard,
+            args.fit,
+            json_argument(args.encoder, "--encoder"),
+            args.out,
+            noise_edges=analysis["noise_edges"],
+            noise_levels=analysis["noise_levels"],
+            batch_size=analysis["batch_size"],
+            device=device,
         )
 
 
@@ -57,11 +69,18 @@ def _complexity(args) -> None:
 
         spec = json_argument(args.llm, "--llm")
         generate = load_chat_model(
-            spec["path"], trust_remote_code=spec["trust_remote_code"], device=resolve_device(args.device),
-            max_new_tokens=spec["max_new_tokens"], do_sample=spec["do_sample"], seed=args.seed,
+            spec["path"],
+            trust_remote_code=spec["trust_remote_code"],
+            device=resolve_device(args.device),
+            max_new_tokens=spec["max_new_tokens"],
+            do_sample=spec["do_sample"],
+            seed=args.seed,
         ).generate
     complexity_shard(
-        args.shard, args.out, guidance_for_score=analysis["guidance_for_score"], generate=generate,
+        args.shard,
+        args.out,
+        guidance_for_score=analysis["guidance_for_score"],
+        generate=generate,
         attempts=attempts,
     )
 
@@ -77,15 +96,37 @@ def register(stages) -> None:
         parser.set_defaults(run=run)
         return parser
 
-    fit = command("fit-foreground", _fit_foreground, "fit PC-1 and the threshold on a sample of a manifest",
-                  "--manifest", "--encoder", "--analysis", "--out", "--overlay")
+    fit = command(
+        "fit-foreground",
+        _fit_foreground,
+        "fit PC-1 and the threshold on a sample of a manifest",
+        "--manifest",
+        "--encoder",
+        "--analysis",
+        "--out",
+        "--overlay",
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default="auto")
-    foreground = command("foreground", _foreground, "foreground ratio and noise level for every image of a shard",
-                         "--shard", "--fit", "--encoder", "--analysis", "--out")
+    foreground = command(
+        "foreground",
+        _foreground,
+        "foreground ratio and noise level for every image of a shard",
+        "--shard",
+        "--fit",
+        "--encoder",
+        "--analysis",
+        "--out",
+    )
     foreground.add_argument("--device", default="auto")
-    complexity = command("complexity", _complexity, "caption complexity and guidance for every row of a shard",
-                         "--shard", "--analysis", "--out")
+    complexity = command(
+        "complexity",
+        _complexity,
+        "caption complexity and guidance for every row of a shard",
+        "--shard",
+        "--analysis",
+        "--out",
+    )
     complexity.add_argument("--llm", help="models.complexity_llm as JSON (scorer llm)")
     complexity.add_argument("--device", default="auto")
     complexity.add_argument("--seed", type=int, default=0, help="seeds the LLM's sampled answers")

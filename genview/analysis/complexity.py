@@ -15,8 +15,9 @@ This module is pure Python (no torch, no transformers): the model comes in as a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Literal
 
 from genview.errors import ConfigError
 from genview.progress import progress
@@ -24,29 +25,37 @@ from genview.progress import progress
 # --- Word classes of concrete visual constraints. Entries may be phrases ("in front of"): a phrase counts once.
 # --- Object nouns are listed in the singular; regular plurals are recognised.
 
-COLOR_WORDS: tuple[str, ...] = tuple("""
+COLOR_WORDS: tuple[str, ...] = tuple(
+    """
     red green blue yellow orange purple pink cyan brown white black gray grey violet magenta turquoise teal beige tan
     maroon navy indigo lavender gold golden silver crimson scarlet ivory olive lime khaki coral amber bronze emerald
     colorful colourful multicolored multicoloured
-""".split()) + ("navy blue", "sky blue", "royal blue", "hot pink", "lime green", "olive green")
+""".split()
+) + ("navy blue", "sky blue", "royal blue", "hot pink", "lime green", "olive green")
 # "light blue", "dark red", ...: a shade and its colour state one constraint, not two.
 COLOR_SHADES: tuple[str, ...] = ("light", "dark", "pale", "bright", "deep")
 
-TEXTURE_WORDS: tuple[str, ...] = tuple("""
+TEXTURE_WORDS: tuple[str, ...] = tuple(
+    """
     plain striped stripes dotted spotted checkered checked plaid tartan floral patterned textured smooth rough shiny
     glossy matte fluffy furry hairy wrinkled rusty transparent
     wooden wood metal metallic steel iron glass plastic stone brick concrete marble leather paper cardboard fabric
     cotton silk wool woolen denim ceramic porcelain rubber velvet lace straw bamboo copper
-""".split()) + ("polka dot", "polka dots")
+""".split()
+) + ("polka dot", "polka dots")
 
-SIZE_WORDS: tuple[str, ...] = tuple("""
+SIZE_WORDS: tuple[str, ...] = tuple(
+    """
     small medium large big tiny huge little giant enormous massive tall short long wide narrow thin thick miniature
-""".split())
+""".split()
+)
 
-QUANTITY_WORDS: tuple[str, ...] = tuple("""
+QUANTITY_WORDS: tuple[str, ...] = tuple(
+    """
     one two three four five six seven eight nine ten eleven twelve twenty hundred dozen dozens several many few
     couple pair multiple single both group
-""".split())
+""".split()
+)
 
 # Bare "on", "in", "at", "with" do not count: they are grammar more often than a relation ("on a blue background",
 # "at the premiere"); the word after them carries the constraint when there is one ("on the left").
@@ -59,14 +68,17 @@ SPATIAL_WORDS: tuple[str, ...] = tuple("""
 )  # fmt: skip
 
 # Time of day and weather belong here because they set the light of the picture.
-LIGHTING_WORDS: tuple[str, ...] = tuple("""
+LIGHTING_WORDS: tuple[str, ...] = tuple(
+    """
     light lights lit sunlight sunlit sunny sunset sunrise dusk dawn twilight night nighttime daylight shadow shadows
     shade dark darkness bright illuminated glowing glow neon candlelight moonlight backlit dim foggy misty fog mist
     hazy cloudy overcast silhouette silhouetted spotlight snowy rainy
-""".split()) + ("golden hour",)
+""".split()
+) + ("golden hour",)
 
 # -ing forms and the third-person present that captions use ("actor attends the premiere").
-ACTION_WORDS: tuple[str, ...] = tuple("""
+ACTION_WORDS: tuple[str, ...] = tuple(
+    """
     running walking sitting standing lying jumping playing eating drinking holding riding flying swimming reading
     writing smiling laughing posing looking talking speaking dancing singing driving cooking climbing sleeping wearing
     carrying throwing catching kicking surfing skiing skating skateboarding fishing waiting working cutting pointing
@@ -76,15 +88,19 @@ ACTION_WORDS: tuple[str, ...] = tuple("""
     looks talks speaks dances sings drives cooks climbs sleeps wears carries throws catches kicks surfs waits works
     cuts points waves watches hugs kisses fights paints performs celebrates competes attends arrives enters leaves
     scores
-""".split())
+""".split()
+)
 
-STYLE_WORDS: tuple[str, ...] = tuple("""
+STYLE_WORDS: tuple[str, ...] = tuple(
+    """
     cartoon cartoonish anime sketch watercolor watercolour vintage retro antique modern futuristic medieval ancient
     gothic baroque victorian rustic minimalist realistic photorealistic surreal cinematic monochrome sepia graffiti
     mosaic origami vector traditional japanese chinese indian african mexican italian french
-""".split()) + ("black and white", "oil painting", "pixel art", "pop art", "3d render")
+""".split()
+) + ("black and white", "oil painting", "pixel art", "pop art", "3d render")
 
-OBJECT_NOUNS: tuple[str, ...] = tuple("""
+OBJECT_NOUNS: tuple[str, ...] = tuple(
+    """
     man woman person people men women boy girl child children kid baby adult actor actress player team student
     teacher family crowd soldier doctor nurse artist musician singer dancer bride groom athlete tourist worker chef
     farmer friend couple politician footballer celebrity model fan audience
@@ -101,7 +117,8 @@ OBJECT_NOUNS: tuple[str, ...] = tuple("""
     premiere concert wedding festival party football soccer basketball tennis golf
     circle square triangle rectangle pentagon hexagon octagon star diamond cross ellipse oval ring crescent arrow
     heart line background backdrop outline border
-""".split())
+""".split()
+)
 # A background or outline states its constraints through its attributes when it has some: "a blue background" is
 # one constraint (the background colour), not two; a bare "an outline" is one.
 ATTRIBUTE_CARRIERS: frozenset[str] = frozenset({"background", "backdrop", "outline", "border"})
@@ -112,11 +129,13 @@ BROAD_NOUNS: tuple[str, ...] = (
     "thing", "object", "shape", "figure", "picture", "image", "photo", "photograph", "drawing", "symbol", "form",
     "scene", "item", "view", "illustration",
 )  # fmt: skip
-ABSTRACT_WORDS: tuple[str, ...] = tuple("""
+ABSTRACT_WORDS: tuple[str, ...] = tuple(
+    """
     beautiful lovely calm happy sad cheerful gloomy serene playful mysterious elegant lonely friendly peaceful quirky
     cute nice amazing wonderful stunning gorgeous pretty charming romantic cozy magical dreamy perfect great good best
     awesome fantastic joyful angry scary
-""".split())
+""".split()
+)
 
 LOWEST_SCORE, HIGHEST_SCORE = 1, 4
 # Four-digit numbers in captions are mostly years, which constrain nothing visible.
@@ -206,9 +225,7 @@ def visual_constraints(caption: str) -> list[VisualConstraint]:
     found: list[VisualConstraint] = []
     for match in _lexicon_matches(_words(caption)):
         previous = found[-1] if found else None
-        described = (
-            previous is not None and previous.end == match.start and previous.word_class in ATTRIBUTE_CLASSES
-        )
+        described = previous is not None and previous.end == match.start and previous.word_class in ATTRIBUTE_CLASSES
         if match.phrase in ATTRIBUTE_CARRIERS and described:
             continue
         found.append(match)
@@ -254,9 +271,7 @@ Scores:
 4 = more than 6 constraints.
 Answer exactly in the format [score: N], where N is 1, 2, 3 or 4, and nothing else."""
 
-REASK_PROMPT = (
-    "That answer is not in the required format. Reply with only [score: N], where N is 1, 2, 3 or 4."
-)
+REASK_PROMPT = "That answer is not in the required format. Reply with only [score: N], where N is 1, 2, 3 or 4."
 
 Message = dict[str, str]
 Generate = Callable[[list[Message]], str]
@@ -270,7 +285,8 @@ def user_prompt(caption: str) -> str:
 
 
 def parse_score(answer: str) -> int | None:
-    """The score in an answer such as ``[score: 3]`` or ``[Score:3, explanation: ...]``; None if there is no valid one."""
+    """The score in an answer such as ``[score: 3]`` or ``[Score:3, explanation: ...]``; None if there is no valid
+    one."""
     match = _SCORE_PATTERN.search(answer)
     if match is None or not match.group(1).isdigit():
         return None

@@ -82,9 +82,7 @@ def token_masks_to_iou(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
     Two empty masks agree perfectly: IoU 1.
     """
-    upsampled = torch.nn.functional.interpolate(
-        pred[:, None].float(), size=tuple(gt.shape[-2:]), mode="nearest"
-    )
+    upsampled = torch.nn.functional.interpolate(pred[:, None].float(), size=tuple(gt.shape[-2:]), mode="nearest")
     upsampled = upsampled[:, 0] > 0.5
     intersection = (upsampled & gt).sum((-2, -1)).double()
     union = (upsampled | gt).sum((-2, -1)).double()
@@ -181,13 +179,13 @@ def fit_foreground(
     stored (vector, threshold) pair is used as ``tokens @ vector > threshold``. Returns what the npz holds.
     """
     if flipped_threshold not in FLIPPED_THRESHOLD_MODES:
-        raise ConfigError(f"analysis.fg_flipped_threshold must be one of {', '.join(FLIPPED_THRESHOLD_MODES)}, "
-                          f"got {flipped_threshold!r}")
+        raise ConfigError(
+            f"analysis.fg_flipped_threshold must be one of {', '.join(FLIPPED_THRESHOLD_MODES)}, "
+            f"got {flipped_threshold!r}"
+        )
     if sign not in SIGNS:
         raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
-    sample = choose_fit_sample(
-        MANIFEST.read(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed
-    )
+    sample = choose_fit_sample(MANIFEST.read(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed)
     if sample.empty:
         raise BadInputError(f"{manifest_csv}: no train rows to fit the foreground PCA on")
     model, preprocess = load_open_clip(encoder, device)
@@ -200,10 +198,7 @@ def fit_foreground(
         moments.add(tokens)
     pc1 = moments.pc1()
     projections = torch.cat(
-        [
-            project(tokens, pc1).cpu()
-            for tokens in _encode(model, preprocess, paths, batch_size, device, "project")
-        ]
+        [project(tokens, pc1).cpu() for tokens in _encode(model, preprocess, paths, batch_size, device, "project")]
     )
 
     chosen = choose_sign(projections, grid, bins=bins, cdf=cdf) if sign == "auto" else int(sign)
@@ -236,9 +231,7 @@ def fit_foreground(
     )  # fmt: skip
     with_mask = [i for i, mask in enumerate(sample["mask"]) if mask]
     if with_mask:
-        fit["mean_iou"] = np.float64(
-            np.mean([_mask_iou(token_masks[i], sample["mask"][i]) for i in with_mask])
-        )
+        fit["mean_iou"] = np.float64(np.mean([_mask_iou(token_masks[i], sample["mask"][i]) for i in with_mask]))
         log.info("foreground fit: mean IoU with ground-truth masks %.3f over %d image(s)",
                  fit["mean_iou"], len(with_mask))  # fmt: skip
 
@@ -259,8 +252,14 @@ def load_fit(path: str | os.PathLike) -> dict:
 
 
 def foreground_masks(
-    paths: list[str], fit: dict, encoder: dict, *, batch_size: int = 64, device: str = "cpu",
-    fit_name: str = "the foreground fit", desc: str = "foreground",
+    paths: list[str],
+    fit: dict,
+    encoder: dict,
+    *,
+    batch_size: int = 64,
+    device: str = "cpu",
+    fit_name: str = "the foreground fit",
+    desc: str = "foreground",
 ) -> tuple[list[float], list[torch.Tensor]]:
     """Foreground ratio and token mask (h, w) of each image under a :func:`fit_foreground` fit."""
     vector, threshold = torch.from_numpy(fit["vector"]), float(fit["threshold"])
@@ -305,12 +304,16 @@ def foreground_shard(
     rows = SHARD.read(shard_csv)
     fit = load_fit(fit_npz)
     check_encoder_stamp(fit, encoder, "fg_encoder", fit_npz)
-    ratios, token_masks = foreground_masks(rows["path"].tolist(), fit, encoder, batch_size=batch_size,
-                                           device=device, fit_name=str(fit_npz), desc=f"foreground {shard_csv}")
-    ious = [
-        _mask_iou(token_mask, mask) if mask else math.nan
-        for token_mask, mask in zip(token_masks, rows["mask"])
-    ]
+    ratios, token_masks = foreground_masks(
+        rows["path"].tolist(),
+        fit,
+        encoder,
+        batch_size=batch_size,
+        device=device,
+        fit_name=str(fit_npz),
+        desc=f"foreground {shard_csv}",
+    )
+    ious = [_mask_iou(token_mask, mask) if mask else math.nan for token_mask, mask in zip(token_masks, rows["mask"])]
     result = pd.DataFrame(
         {
             "id": rows["id"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -39,8 +39,12 @@ def complexity_shard(
         }
     )
     COMPLEXITY.write(frame, out_csv)
-    log.info("%s: complexity scores %s; sources %s", shard_csv, dict(sorted(Counter(frame.complexity).items())),
-             dict(Counter(frame.complexity_source)))
+    log.info(
+        "%s: complexity scores %s; sources %s",
+        shard_csv,
+        dict(sorted(Counter(frame.complexity).items())),
+        dict(Counter(frame.complexity_source)),
+    )
     return frame
 
 

@@ -98,9 +98,7 @@ def token_centre_distance(grid_hw: tuple[int, int]) -> torch.Tensor:
     return torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2).reshape(-1)
 
 
-def mean_centre_distance_above(
-    projections: torch.Tensor, grid_hw: tuple[int, int], threshold: float
-) -> float:
+def mean_centre_distance_above(projections: torch.Tensor, grid_hw: tuple[int, int], threshold: float) -> float:
     """Mean distance to the image centre of all tokens projecting above ``threshold`` (inf if none)."""
     above = (projections > threshold).reshape(-1, grid_hw[0] * grid_hw[1]).cpu()
     count = int(above.sum())
@@ -109,24 +107,18 @@ def mean_centre_distance_above(
     return float((above * token_centre_distance(grid_hw)).sum() / count)
 
 
-def choose_sign(
-    projections: torch.Tensor, grid_hw: tuple[int, int], *, bins: int = 200, cdf: float = 0.65
-) -> int:
+def choose_sign(projections: torch.Tensor, grid_hw: tuple[int, int], *, bins: int = 200, cdf: float = 0.65) -> int:
     """+1 or -1: the orientation of PC-1 whose above-threshold tokens lie nearer the image centre on average
 
     ``projections`` (B, h·w) are un-signed; each orientation gets its own threshold, since flipping the sign
     changes the histogram's cumulative shares. A tie keeps +1.
     """
     if projections.shape[-1] != grid_hw[0] * grid_hw[1]:
-        raise ValueError(
-            f"{projections.shape[-1]} tokens per image do not form a {grid_hw[0]}x{grid_hw[1]} grid"
-        )
+        raise ValueError(f"{projections.shape[-1]} tokens per image do not form a {grid_hw[0]}x{grid_hw[1]} grid")
     distance = {}
     for sign in (1, -1):
         signed = sign * projections
-        distance[sign] = mean_centre_distance_above(
-            signed, grid_hw, threshold_from_histogram(signed, bins, cdf)
-        )
+        distance[sign] = mean_centre_distance_above(signed, grid_hw, threshold_from_histogram(signed, bins, cdf))
     return 1 if distance[1] <= distance[-1] else -1
 
 

@@ -11,8 +11,20 @@ SYNTHETIC_ROOT = SHAPES_ROOT
 SYNTHETIC_MARKER = "synthetic.json"
 # The settings a synthetic dataset's files depend on (what genview.data.synthetic reads); the rest of its entry
 # (shards, sources, holdout, class subset, ...) applies when it is indexed or used.
-SYNTHETIC_LAYOUT_KEYS = ("kind", "root", "synthetic", "splits", "captions", "name", "file", "image_column",
-                         "caption_column", "label_column", "split_column", "mask_column")
+SYNTHETIC_LAYOUT_KEYS = (
+    "kind",
+    "root",
+    "synthetic",
+    "splits",
+    "captions",
+    "name",
+    "file",
+    "image_column",
+    "caption_column",
+    "label_column",
+    "split_column",
+    "mask_column",
+)
 
 
 def dataset_root(name: str, spec: dict) -> str:

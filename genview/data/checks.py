@@ -86,8 +86,9 @@ def dataset_problems(name: str, spec: dict, where: str) -> list[str]:
                 problems.append(f"{where}.splits.{split}: {split_dir} has no class folders")
             absent = [c for c in wanted or () if class_dirs and c not in class_dirs]
             if absent:
-                problems.append(f"{where}.classes: {len(absent)} listed class(es) missing from {split_dir}, "
-                                f"e.g. {absent[:5]}")
+                problems.append(
+                    f"{where}.classes: {len(absent)} listed class(es) missing from {split_dir}, e.g. {absent[:5]}"
+                )
         if spec.get("captions") and not resolve_path(root, spec["captions"]).is_file():
             problems.append(f"{where}.captions: file {resolve_path(root, spec['captions'])} does not exist")
     elif kind == "csv":

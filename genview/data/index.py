@@ -61,7 +61,9 @@ def _walk_files(folder: Path, split: str, listing: Listing) -> list[Path]:
     of vanishing: a folder that cannot be read, a symbolic link whose target is missing."""
 
     def unreadable(error: OSError) -> None:
-        listing.rejects.append(dict(path=str(error.filename), split=split, reason=f"unreadable folder: {error.strerror}"))
+        listing.rejects.append(
+            dict(path=str(error.filename), split=split, reason=f"unreadable folder: {error.strerror}")
+        )
 
     files = []
     for directory, _, names in os.walk(folder, onerror=unreadable, followlinks=True):
@@ -70,8 +72,9 @@ def _walk_files(folder: Path, split: str, listing: Listing) -> list[Path]:
             if path.is_file():
                 files.append(path)
             elif path.is_symlink():
-                listing.rejects.append(dict(path=str(path), split=split,
-                                            reason=f"dangling symbolic link (to {os.readlink(path)})"))
+                listing.rejects.append(
+                    dict(path=str(path), split=split, reason=f"dangling symbolic link (to {os.readlink(path)})")
+                )
     return sorted(files)
 
 
@@ -107,7 +110,9 @@ def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
                 rel = path.relative_to(root).as_posix()
                 listing.add(path, id_parts=(rel,), caption=captions.pop(rel, ""), label=class_dir.name, split=split)
     for rel in captions:
-        listing.rejects.append(dict(path=str(root / rel), split="", reason="listed in captions CSV, not in a split folder"))
+        listing.rejects.append(
+            dict(path=str(root / rel), split="", reason="listed in captions CSV, not in a split folder")
+        )
     if ignored:
         listing.notes.append(f"ignored {ignored} file(s) without an image extension")
     return listing
@@ -128,9 +133,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 def _list_csv(name: str, spec: dict, export_dir: Path) -> Listing:
     root = Path(spec["root"])
-    columns = {
-        key: spec.get(f"{key}_column") for key in ("image", "caption", "label", "split", "mask")
-    }
+    columns = {key: spec.get(f"{key}_column") for key in ("image", "caption", "label", "split", "mask")}
     frame = _read_csv(resolve_path(root, spec["file"]), required=tuple(c for c in columns.values() if c))
     listing = Listing()
     seen: dict[str, int] = {}
@@ -160,8 +163,15 @@ def _list_shapes(name: str, spec: dict, export_dir: Path) -> Listing:
     root = Path(dataset_root(name, spec))
     if not (root / "captions.csv").is_file():
         raise BadInputError(f"{name}: {root / 'captions.csv'} not found; run `genview data make-shapes` first")
-    as_csv = dict(root=str(root), file="captions.csv", image_column="image", caption_column="caption",
-                  label_column="label", split_column="split", mask_column="mask")
+    as_csv = dict(
+        root=str(root),
+        file="captions.csv",
+        image_column="image",
+        caption_column="caption",
+        label_column="label",
+        split_column="split",
+        mask_column="mask",
+    )
     return _list_csv(name, as_csv, export_dir)
 
 
@@ -216,7 +226,9 @@ def _list_torchvision(name: str, spec: dict, export_dir: Path) -> Listing:
             ) from None
         # ImageNet's classes are tuples of names; its wnids (the folder names) are the labels, as for imagefolder.
         classes = list(
-            getattr(dataset, "wnids", None) or getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
+            getattr(dataset, "wnids", None)
+            or getattr(dataset, "classes", None)
+            or getattr(dataset, "categories", None)
             or []
         )
         samples = _torchvision_file_samples(dataset)
@@ -439,12 +451,21 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
     elapsed = time.perf_counter() - started
     log.info(
         "%s: %d candidate(s), %d accepted, %d rejected, in %.1f s (%.0f images/s)",
-        name, len(listing.rows) + len(listing.rejects), len(manifest), len(reject_frame), elapsed,
+        name,
+        len(listing.rows) + len(listing.rejects),
+        len(manifest),
+        len(reject_frame),
+        elapsed,
         len(paths) / max(elapsed, 1e-9),
     )
     for split, count in sorted(Counter(manifest["split"]).items()):
-        log.info("%s: split %s: %d image(s), %d label(s)", name, split, count,
-                 manifest.loc[manifest["split"] == split, "label"].nunique())
+        log.info(
+            "%s: split %s: %d image(s), %d label(s)",
+            name,
+            split,
+            count,
+            manifest.loc[manifest["split"] == split, "label"].nunique(),
+        )
     for reason, count in Counter(_reason_kind(r) for r in reject_frame["reason"]).most_common():
         log.info("%s: rejected %d: %s", name, count, reason)
     if len(reject_frame) and spec["on_bad_image"] == "error":

@@ -18,9 +18,10 @@ import logging
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -116,9 +117,7 @@ _CROSS = 0.95 * np.array(
     [(-.3, -1), (.3, -1), (.3, -.3), (1, -.3), (1, .3), (.3, .3),
      (.3, 1), (-.3, 1), (-.3, .3), (-1, .3), (-1, -.3), (-.3, -.3)]
 )  # fmt: skip
-_ARROW = 0.95 * np.array(
-    [(-1, -0.25), (0.2, -0.25), (0.2, -0.6), (1, 0), (0.2, 0.6), (0.2, 0.25), (-1, 0.25)]
-)
+_ARROW = 0.95 * np.array([(-1, -0.25), (0.2, -0.25), (0.2, -0.6), (1, 0), (0.2, 0.6), (0.2, 0.25), (-1, 0.25)])
 
 _SHAPE_LAYERS: dict[str, list[tuple[np.ndarray, int]]] = {
     "circle": [(_CIRCLE, 255)],
@@ -241,8 +240,13 @@ class ShapesStyle:
     @classmethod
     def from_spec(cls, spec: dict) -> ShapesStyle:
         """From a shapes dataset entry of the config (keys absent there keep their defaults)."""
-        fields = {"sizes": tuple, "textures": tuple, "background_texture_probability": float,
-                  "outline_probability": float, "rotation": float}
+        fields = {
+            "sizes": tuple,
+            "textures": tuple,
+            "background_texture_probability": float,
+            "outline_probability": float,
+            "rotation": float,
+        }
         return cls(**{key: convert(spec[key]) for key, convert in fields.items() if spec.get(key) is not None})
 
 
@@ -257,14 +261,16 @@ def sample_attributes(label: str, rng: np.random.Generator, style: ShapesStyle =
         "texture": _pick(rng, style.textures),
         "position": _pick(rng, POSITIONS),
         "bg_color": background,
-        "bg_texture": _pick(rng, background_textures) if rng.random() < style.background_texture_probability
+        "bg_texture": _pick(rng, background_textures)
+        if rng.random() < style.background_texture_probability
         else "plain",
         "outline": outline if rng.random() < style.outline_probability else "none",
     }
 
 
-def render(attributes: dict[str, str], image_size: int, rng: np.random.Generator,
-           style: ShapesStyle = ShapesStyle()) -> tuple[Image.Image, Image.Image]:
+def render(
+    attributes: dict[str, str], image_size: int, rng: np.random.Generator, style: ShapesStyle = ShapesStyle()
+) -> tuple[Image.Image, Image.Image]:
     """The image and mask of ``attributes``; rotation, position jitter and texture phases are drawn from ``rng``."""
     mask = _draw_mask(attributes["label"], attributes["size"], attributes["position"], image_size, rng, style.rotation)
     # Mask first, then compose: foreground colours are disjoint from background ones, so the mask is
@@ -320,8 +326,12 @@ def make_shapes(
     write_style(root, image_size, style)
     with atomic_path(root / "captions.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    log.info("%s: %d image(s) with masks and captions (%s)", root, len(frame),
-             ", ".join(f"{split} {count}" for split, count in frame["split"].value_counts(sort=False).items()))
+    log.info(
+        "%s: %d image(s) with masks and captions (%s)",
+        root,
+        len(frame),
+        ", ".join(f"{split} {count}" for split, count in frame["split"].value_counts(sort=False).items()),
+    )
     return frame
 
 
@@ -344,14 +354,14 @@ def parse_caption(caption: str) -> dict[str, str]:
             break
     if match := _OUTLINE.search(text):
         stated["outline"] = match[1]
-        text = text[: match.start()] + text[match.end():]
+        text = text[: match.start()] + text[match.end() :]
     if match := _BACKGROUND.search(text):
         for word in match[1].split():
             if word in TEXTURES:
                 stated["bg_texture"] = word
             elif word in COLORS:
                 stated["bg_color"] = word
-        text = text[: match.start()] + text[match.end():]
+        text = text[: match.start()] + text[match.end() :]
     for word in text.split():
         if word in SIZES:
             stated["size"] = word
@@ -368,8 +378,10 @@ def write_style(root: str | os.PathLike, image_size: int, style: ShapesStyle) ->
     """``root/style.json``: how the set was drawn, so a renderer can draw new samples the same way."""
     import json
 
-    payload = {"image_size": image_size, **{k: list(v) if isinstance(v, tuple) else v
-                                           for k, v in style.__dict__.items()}}
+    payload = {
+        "image_size": image_size,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in style.__dict__.items()},
+    }
     with atomic_path(Path(root) / "style.json") as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
 

@@ -29,13 +29,25 @@ def write_shards(manifest_path: str | Path, num_shards: int, out_dir: str | Path
     manifest = MANIFEST.read(manifest_path)
     shards = shard_rows(manifest, num_shards, split)
     if len(shards[-1]) == 0:
-        log.warning("%s: only %d %s row(s) for %d shards; some shards are empty",
-                    manifest_path, sum(map(len, shards)), split, num_shards)
+        log.warning(
+            "%s: only %d %s row(s) for %d shards; some shards are empty",
+            manifest_path,
+            sum(map(len, shards)),
+            split,
+            num_shards,
+        )
     paths = []
     for index, rows in enumerate(shards):
         path = Path(out_dir) / f"{index}.csv"
         SHARD.write(rows, path)
         paths.append(path)
-    log.info("%s: %d %s row(s) in %d shard(s) of %d-%d", manifest_path, sum(map(len, shards)), split,
-             num_shards, min(map(len, shards)), max(map(len, shards)))
+    log.info(
+        "%s: %d %s row(s) in %d shard(s) of %d-%d",
+        manifest_path,
+        sum(map(len, shards)),
+        split,
+        num_shards,
+        min(map(len, shards)),
+        max(map(len, shards)),
+    )
     return paths

@@ -118,10 +118,18 @@ def _karpathy(w: _Writer) -> None:
                 continue
             for _, label, i, image, _, captions in w.samples(karpathy_split, w.count(split)):
                 filename = w.save(image, f"images/{karpathy_split}_{label}_{i:05d}.jpg").split("/", 1)[1]
-                sentences = [{"raw": c, "tokens": c.split(), "sentid": len(images) * 100 + k}
-                             for k, c in enumerate(captions)]
-                images.append({"filepath": "images", "filename": filename, "split": karpathy_split,
-                               "imgid": len(images), "sentences": sentences})
+                sentences = [
+                    {"raw": c, "tokens": c.split(), "sentid": len(images) * 100 + k} for k, c in enumerate(captions)
+                ]
+                images.append(
+                    {
+                        "filepath": "images",
+                        "filename": filename,
+                        "split": karpathy_split,
+                        "imgid": len(images),
+                        "sentences": sentences,
+                    }
+                )
     w.text(w.spec["file"], json.dumps({"dataset": w.name, "images": images}))
 
 

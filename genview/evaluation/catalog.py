@@ -216,6 +216,10 @@ def class_names(name: str, spec: dict, labels_in_manifest: list[str]) -> list[st
             return names
         log.warning(
             "%s: clip-benchmark's %d %s class names do not match the %d label(s) of the manifest; "
-            "prompting with the labels themselves", name, len(clip_benchmark_classnames()[key]), key, len(order),
+            "prompting with the labels themselves",
+            name,
+            len(clip_benchmark_classnames()[key]),
+            key,
+            len(order),
         )
     return [_readable(label, key) for label in order]

@@ -27,10 +27,23 @@ def label_order_and_names(dataset: str, spec: dict, labels: list[str]) -> tuple[
     return order, class_names(dataset, spec, order)
 
 
-def extract_features(checkpoint: str | Path, manifest_csv: str | Path, dataset: str, spec: dict,
-                     out_npz: str | Path, *, batch_size: int = 256, num_workers: int = 4, device: str = "cpu") -> None:
+def extract_features(
+    checkpoint: str | Path,
+    manifest_csv: str | Path,
+    dataset: str,
+    spec: dict,
+    out_npz: str | Path,
+    *,
+    batch_size: int = 256,
+    num_workers: int = 4,
+    device: str = "cpu",
+) -> None:
     from genview.evaluation.pretrained import (
-        encode_images, image_loader, load_checkpoint, read_manifest, test_transform,
+        encode_images,
+        image_loader,
+        load_checkpoint,
+        read_manifest,
+        test_transform,
     )
 
     model, experiment = load_checkpoint(checkpoint, device)
@@ -38,8 +51,11 @@ def extract_features(checkpoint: str | Path, manifest_csv: str | Path, dataset: 
     order, names = label_order_and_names(dataset, spec, sorted(set(manifest["label"])))
     index = {label: i for i, label in enumerate(order)}
     transform = test_transform(experiment["recipe"]["image_size"])
-    arrays: dict[str, np.ndarray] = {"label_names": np.array(order), "class_names": np.array(names),
-                                     "checkpoint_fingerprint": np.array(file_fingerprint(checkpoint))}
+    arrays: dict[str, np.ndarray] = {
+        "label_names": np.array(order),
+        "class_names": np.array(names),
+        "checkpoint_fingerprint": np.array(file_fingerprint(checkpoint)),
+    }
     for split, rows in manifest.groupby("split", sort=True):
         unknown = sorted(set(rows["label"]) - set(index))
         if unknown:

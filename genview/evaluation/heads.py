@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,8 +107,7 @@ def train_linear_heads(
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
         start_epoch, best, top1_by_head = state["epoch"], state["best"], state["top1_by_head"]
-    with progress(desc="linear probe", total=total_steps, initial=start_epoch * steps_per_epoch,
-                  unit="step") as bar:
+    with progress(desc="linear probe", total=total_steps, initial=start_epoch * steps_per_epoch, unit="step") as bar:
         for epoch in range(start_epoch, epochs):
             heads.train()
             for features, labels in islice(train_batches(epoch), steps_per_epoch):
@@ -127,12 +126,26 @@ def train_linear_heads(
             head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
             if top1_by_head[head] > best["top1"]:
                 best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
-            log.info("linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%", epoch + 1, epochs,
-                     top1_by_head[head], base_lrs[head], best["top1"])
+            log.info(
+                "linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%",
+                epoch + 1,
+                epochs,
+                top1_by_head[head],
+                base_lrs[head],
+                best["top1"],
+            )
             if resume:
-                resume.save(dict(epoch=epoch + 1, heads=heads.state_dict(), optimizer=optimizer.state_dict(),
-                                 schedule=schedule.state_dict(), rng=torch.get_rng_state(), best=best,
-                                 top1_by_head=top1_by_head))
+                resume.save(
+                    dict(
+                        epoch=epoch + 1,
+                        heads=heads.state_dict(),
+                        optimizer=optimizer.state_dict(),
+                        schedule=schedule.state_dict(),
+                        rng=torch.get_rng_state(),
+                        best=best,
+                        top1_by_head=top1_by_head,
+                    )
+                )
     if resume:
         resume.finish()
     return {
@@ -153,8 +166,11 @@ def _head_optimizer(heads: LinearHeads, base_lrs: Sequence[float], batch_size: i
         from timm.optim import Lars
 
         # timm adapts only groups with weight decay unless always_adapt: the weights adapt, the biases do not.
-        groups = [{"params": [param], "lr": lr, "always_adapt": param.ndim > 1}
-                  for head, lr in zip(heads.heads, lrs) for param in head.parameters()]
+        groups = [
+            {"params": [param], "lr": lr, "always_adapt": param.ndim > 1}
+            for head, lr in zip(heads.heads, lrs)
+            for param in head.parameters()
+        ]
         return Lars(groups, momentum=0.9, weight_decay=0.0, trust_coeff=0.001)
     raise ValueError(f"unknown linear-probe optimizer {kind!r} (sgd or lars)")
 

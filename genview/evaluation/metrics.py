@@ -14,7 +14,7 @@ The paper's linear protocol (ten heads trained at once on a frozen backbone) is 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch

@@ -46,11 +46,26 @@ class ImageRows(Dataset):
         return self.transform(to_tensor(load_rgb(self.paths[index]))), int(self.labels[index])
 
 
-def image_loader(paths, labels, transform, *, batch_size: int, num_workers: int, shuffle: bool = False,
-                 seed: int = 0, drop_last: bool = False) -> DataLoader:
+def image_loader(
+    paths,
+    labels,
+    transform,
+    *,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ImageRows(list(paths), np.asarray(labels), transform), batch_size=batch_size,
-                      shuffle=shuffle, num_workers=num_workers, generator=generator, drop_last=drop_last)
+    return DataLoader(
+        ImageRows(list(paths), np.asarray(labels), transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=generator,
+        drop_last=drop_last,
+    )
 
 
 @torch.no_grad()
@@ -74,8 +89,10 @@ def encode_texts(model, texts: list[str], device: str, batch_size: int = 256) ->
         raise GenviewError(f"{model.name} has no text tower: zero-shot and retrieval need a vision-language model")
     from genview.methods.text import tokenize
 
-    parts = [model.text_tower(tokenize(texts[i : i + batch_size], model.context_length).to(device)).float().cpu()
-             for i in range(0, len(texts), batch_size)]
+    parts = [
+        model.text_tower(tokenize(texts[i : i + batch_size], model.context_length).to(device)).float().cpu()
+        for i in range(0, len(texts), batch_size)
+    ]
     return torch.cat(parts)
 
 

@@ -50,10 +50,13 @@ def protocol_names(config: dict) -> list[str]:
 
 def _settings_problems(settings: dict, protocol: str, where: str) -> list[str]:
     schema = load_schema()
-    validator = Draft202012Validator({**schema["properties"]["evaluation"]["properties"][protocol],
-                                      "$defs": schema["$defs"]})
-    return [f"{'.'.join([where, *map(str, error.absolute_path)])}: {error.message}"
-            for error in validator.iter_errors(settings)]
+    validator = Draft202012Validator(
+        {**schema["properties"]["evaluation"]["properties"][protocol], "$defs": schema["$defs"]}
+    )
+    return [
+        f"{'.'.join([where, *map(str, error.absolute_path)])}: {error.message}"
+        for error in validator.iter_errors(settings)
+    ]
 
 
 def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[tuple[str, str, str], dict]:
@@ -70,16 +73,23 @@ def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[t
     problems = []
     for i, run in enumerate(config["evaluation"]["runs"]):
         where = f"evaluation.runs[{i}]"
-        problems += [f"{where}.protocols: unknown protocol {p!r} (known: {', '.join(protocols)})"
-                     for p in run["protocols"] if p not in protocols]
-        problems += [f"{where}.datasets: {d!r} is not a key of datasets or eval_datasets"
-                     for d in run["datasets"] if d not in datasets]
+        problems += [
+            f"{where}.protocols: unknown protocol {p!r} (known: {', '.join(protocols)})"
+            for p in run["protocols"]
+            if p not in protocols
+        ]
+        problems += [
+            f"{where}.datasets: {d!r} is not a key of datasets or eval_datasets"
+            for d in run["datasets"]
+            if d not in datasets
+        ]
         for protocol, override in run["settings"].items():
             if protocol not in run["protocols"]:
                 problems.append(f"{where}.settings.{protocol}: not one of this run's protocols {run['protocols']}")
             elif protocol in protocols:
-                problems += _settings_problems({**config["evaluation"][protocol], **override}, protocol,
-                                               f"{where}.settings.{protocol}")
+                problems += _settings_problems(
+                    {**config["evaluation"][protocol], **override}, protocol, f"{where}.settings.{protocol}"
+                )
         for pattern in run["experiments"]:
             matched = fnmatch.filter(names, pattern)
             if not matched:
@@ -88,19 +98,24 @@ def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[t
                 method = experiments[experiment]["method"]
                 for protocol in (p for p in run["protocols"] if p in protocols):
                     if protocol in TEXT_PROTOCOLS and method in catalog and catalog[method].kind != "vision_language":
-                        problems.append(f"{where}: {protocol} needs a text tower, but {experiment!r} ({method}) "
-                                        f"has none (match vision-language experiments only)")
+                        problems.append(
+                            f"{where}: {protocol} needs a text tower, but {experiment!r} ({method}) "
+                            f"has none (match vision-language experiments only)"
+                        )
                         continue
                     settings = {**copy.deepcopy(config["evaluation"][protocol]), **run["settings"].get(protocol, {})}
                     for dataset in (d for d in run["datasets"] if d in datasets):
                         key = (experiment, protocol, dataset)
                         if key in resolved and resolved[key] != settings:
-                            problems.append(f"{where}: {'/'.join(key)} is also asked for by {origin[key]} with "
-                                            f"other settings")
+                            problems.append(
+                                f"{where}: {'/'.join(key)} is also asked for by {origin[key]} with other settings"
+                            )
                         resolved.setdefault(key, settings)
                         origin.setdefault(key, where)
     if problems:
         unique = list(dict.fromkeys(problems))
-        raise ConfigError(f"{len(unique)} problem(s) with the evaluations:\n"
-                          + "\n".join(f"  - {problem}" for problem in unique), unique)
+        raise ConfigError(
+            f"{len(unique)} problem(s) with the evaluations:\n" + "\n".join(f"  - {problem}" for problem in unique),
+            unique,
+        )
     return dict(sorted(resolved.items()))

@@ -15,10 +15,13 @@ def _views(args) -> None:
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
     role = ROLE_FOR_SOURCE[args.source]
-    with out_of_memory_advice("generate views (rule generate_views)", batch_size=generation["batch_size"],
-                              lower="generation.batch_size (images per pipeline call; a change regenerates the "
-                                    "views, since batched CUDA kernels may change pixels)",
-                              device=device):
+    with out_of_memory_advice(
+        "generate views (rule generate_views)",
+        batch_size=generation["batch_size"],
+        lower="generation.batch_size (images per pipeline call; a change regenerates the "
+        "views, since batched CUDA kernels may change pixels)",
+        device=device,
+    ):
         generate_shard(
             source=args.source,
             shard_csv=args.shard,
@@ -49,9 +52,12 @@ def register(stages) -> None:
     views.add_argument("--complexity", help="the shard's caption complexity (needed when the guidance is adaptive)")
     views.add_argument("--views-dir", required=True, help="folder for the view JPEGs")
     views.add_argument("--out", required=True, help="view manifest CSV, written last")
-    views.add_argument("--generation", required=True,
-                       help="the source's generation settings as JSON (steps, samples, save_size, jpeg_quality, "
-                            "batch_size and the source's own section)")
+    views.add_argument(
+        "--generation",
+        required=True,
+        help="the source's generation settings as JSON (steps, samples, save_size, jpeg_quality, "
+        "batch_size and the source's own section)",
+    )
     views.add_argument("--model", required=True, help="the pipeline's models.<role> entry as JSON")
     views.add_argument("--seed", type=int, default=0)
     views.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")

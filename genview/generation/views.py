@@ -76,7 +76,12 @@ def _source_sha256(path: str) -> str:
 
 
 def plan_views(
-    shard: pd.DataFrame, params: pd.DataFrame | None, source: str, generation: dict, seed: int, views_dir: Path,
+    shard: pd.DataFrame,
+    params: pd.DataFrame | None,
+    source: str,
+    generation: dict,
+    seed: int,
+    views_dir: Path,
     model: dict | None = None,
 ) -> tuple[list[ViewTask], list[tuple[str, str]]]:
     """The views a shard needs for ``source`` and the rows that cannot have one (with the reason). ``model`` is the
@@ -95,18 +100,28 @@ def plan_views(
         if guidance is None or ("noise_level" in source_config and noise is None):
             skipped.append((row.path, f"no adaptive parameter for id {row.id} in the shard's params"))
             continue
-        condition = dict(caption=row.caption if source != "ic" else None,
-                         source_image=_source_sha256(row.path) if source != "tc" else None)
+        condition = dict(
+            caption=row.caption if source != "ic" else None,
+            source_image=_source_sha256(row.path) if source != "tc" else None,
+        )
         for sample in range(generation["samples"]):
             task_seed = view_seed(seed, source, row.id, sample)
             noise_level = None if noise is None else int(noise)
-            stamp = settings_stamp(dict(common, **condition, seed=task_seed, noise_level=noise_level,
-                                        guidance_scale=float(guidance)))
+            stamp = settings_stamp(
+                dict(common, **condition, seed=task_seed, noise_level=noise_level, guidance_scale=float(guidance))
+            )
             tasks.append(
                 ViewTask(
-                    id=row.id, path=row.path, caption=row.caption, sample=sample, noise_level=noise_level,
-                    guidance_scale=float(guidance), seed=task_seed, stamp=stamp,
-                    out=views_dir / f"{row.id}_{sample}_{stamp}.jpg", label=row.label,
+                    id=row.id,
+                    path=row.path,
+                    caption=row.caption,
+                    sample=sample,
+                    noise_level=noise_level,
+                    guidance_scale=float(guidance),
+                    seed=task_seed,
+                    stamp=stamp,
+                    out=views_dir / f"{row.id}_{sample}_{stamp}.jpg",
+                    label=row.label,
                 )
             )
     return tasks, skipped
@@ -116,7 +131,9 @@ def group_by_settings(tasks: list[ViewTask]) -> list[list[ViewTask]]:
     """Tasks sharing (noise level, guidance), the pipelines' per-call scalars; in a fixed order."""
     groups: dict[tuple, list[ViewTask]] = {}
     for task in tasks:
-        groups.setdefault((task.noise_level if task.noise_level is not None else -1, task.guidance_scale), []).append(task)
+        groups.setdefault((task.noise_level if task.noise_level is not None else -1, task.guidance_scale), []).append(
+            task
+        )
     return [groups[key] for key in sorted(groups)]
 
 
@@ -124,8 +141,14 @@ def view_is_complete(path: Path) -> bool:
     return path.is_file() and image_problem(path) is None
 
 
-def run_pipeline(pipeline, source: str, tasks: list[ViewTask], images: list[Image.Image] | None, steps: int,
-                 with_records: bool = False):
+def run_pipeline(
+    pipeline,
+    source: str,
+    tasks: list[ViewTask],
+    images: list[Image.Image] | None,
+    steps: int,
+    with_records: bool = False,
+):
     """One pipeline call for ``tasks`` (same settings), padded to PAD_MULTIPLE; returns one PIL image per task (and,
     with ``with_records``, the generator's record of each view, or None when it keeps none: a diffusion model)."""
     import torch
@@ -210,13 +233,21 @@ def generate_shard(
     for stale in views_dir.glob(".*.tmp"):  # left by a killed run; never a finished view
         stale.unlink()
     todo = [task for task in tasks if not view_is_complete(task.out)]
-    log.info("%s %s: %d view(s) planned, %d reused from an earlier run, %d to generate, %d row(s) skipped",
-             shard_csv, source, len(tasks), len(tasks) - len(todo), len(todo), len(skipped))
+    log.info(
+        "%s %s: %d view(s) planned, %d reused from an earlier run, %d to generate, %d row(s) skipped",
+        shard_csv,
+        source,
+        len(tasks),
+        len(tasks) - len(todo),
+        len(todo),
+        len(skipped),
+    )
     batch_size = generation["batch_size"]
     # Decoding sources and encoding JPEGs run in threads (PIL releases the GIL), beside the pipeline's compute.
-    with ThreadPoolExecutor(max_workers=IO_THREADS) as pool, progress(
-        total=len(todo), desc=f"{source} views of {shard_csv}", unit="view"
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=IO_THREADS) as pool,
+        progress(total=len(todo), desc=f"{source} views of {shard_csv}", unit="view") as bar,
+    ):
         saves = []
         for group in group_by_settings(todo):
             for start in range(0, len(group), batch_size):
@@ -229,8 +260,9 @@ def generate_shard(
                 for task, view, record in zip(batch, views, records):
                     if record is not None:  # before the view: a finished view always has its record
                         save_record(record, task.out)
-                    saves.append(pool.submit(save_view, view, task.out, generation["save_size"],
-                                             generation["jpeg_quality"]))
+                    saves.append(
+                        pool.submit(save_view, view, task.out, generation["save_size"], generation["jpeg_quality"])
+                    )
                 bar.update(len(batch))
         for save in saves:
             save.result()  # a failed write fails the job before the manifest is written
@@ -239,8 +271,17 @@ def generate_shard(
     skipped_paths = {path for path, _ in skipped}
     manifest = pd.DataFrame(
         [
-            dict(id=t.id, view=str(t.out), source=source, sample=t.sample, noise_level=t.noise_level,
-                 guidance_scale=t.guidance_scale, seed=t.seed, stamp=t.stamp, **_ground_truth(t))
+            dict(
+                id=t.id,
+                view=str(t.out),
+                source=source,
+                sample=t.sample,
+                noise_level=t.noise_level,
+                guidance_scale=t.guidance_scale,
+                seed=t.seed,
+                stamp=t.stamp,
+                **_ground_truth(t),
+            )
             for t in tasks
             if t.path not in skipped_paths
         ],

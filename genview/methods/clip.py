@@ -100,18 +100,14 @@ class CLIP(VisionLanguageMethod):
         text_weights (V*B, B): local quality weights, view-major rows. Returns ``loss`` and the terms ``ii``,
         ``ii_qd``, ``it``, ``it_qd``; a term whose coefficient is 0 is not computed and reads 0.
         """
-        c_ii, c_ii_qd, c_it, c_it_qd = self._check_request(
-            views, tokens, coefficients, image_weights, text_weights
-        )
+        c_ii, c_ii_qd, c_it, c_it_qd = self._check_request(views, tokens, coefficients, image_weights, text_weights)
         self.clamp_logit_scale()
         n_views, batch_size = views.shape[:2]
         features = self.backbone(views.flatten(0, 1))  # (V*B, feature_dim), view-major
         zero = features.new_zeros(())
         terms = {"ii": zero, "ii_qd": zero, "it": zero, "it_qd": zero}
         if c_ii or c_ii_qd:
-            terms.update(
-                self.image_image_terms(features, n_views, batch_size, c_ii != 0, c_ii_qd != 0, image_weights)
-            )
+            terms.update(self.image_image_terms(features, n_views, batch_size, c_ii != 0, c_ii_qd != 0, image_weights))
         if c_it or c_it_qd:
             image_embeddings = self.image_projection(features)
             text_embeddings = self.text_tower(tokens)
@@ -120,9 +116,7 @@ class CLIP(VisionLanguageMethod):
                 terms["it"] = image_text_loss(image_embeddings, text_embeddings, scale)
             if c_it_qd:
                 terms["it_qd"] = image_text_loss(image_embeddings, text_embeddings, scale, text_weights)
-        terms["loss"] = (
-            c_ii * terms["ii"] + c_ii_qd * terms["ii_qd"] + c_it * terms["it"] + c_it_qd * terms["it_qd"]
-        )
+        terms["loss"] = c_ii * terms["ii"] + c_ii_qd * terms["ii_qd"] + c_it * terms["it"] + c_it_qd * terms["it_qd"]
         return terms
 
     def image_image_terms(
@@ -153,8 +147,7 @@ class CLIP(VisionLanguageMethod):
             raise ValueError("all four loss coefficients are 0: there is nothing to train")
         if views.ndim != 5 or tokens.ndim != 2 or tokens.shape[0] != views.shape[1]:
             raise ValueError(
-                f"expected views (V, B, 3, H, W) and tokens (B, L), "
-                f"got {tuple(views.shape)} and {tuple(tokens.shape)}"
+                f"expected views (V, B, 3, H, W) and tokens (B, L), got {tuple(views.shape)} and {tuple(tokens.shape)}"
             )
         if c_ii or c_ii_qd:
             if not self.has_image_image_head:

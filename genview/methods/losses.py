@@ -90,9 +90,7 @@ def nt_xent_per_sample(
 
 
 @full_precision
-def info_nce_per_sample(
-    q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, temperature: float
-) -> torch.Tensor:
+def info_nce_per_sample(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
     """MoCo's InfoNCE: query ``q[i]`` against its key ``k[i]`` (the positive, logit 0) and the shared ``negatives``.
 
     ``k`` and ``negatives`` get no gradient (momentum keys and the queue).
@@ -106,9 +104,7 @@ def info_nce_per_sample(
 
 
 @full_precision
-def moco_v3_per_sample(
-    q: torch.Tensor, k_all: torch.Tensor, temperature: float, offset: int = 0
-) -> torch.Tensor:
+def moco_v3_per_sample(q: torch.Tensor, k_all: torch.Tensor, temperature: float, offset: int = 0) -> torch.Tensor:
     """One direction of MoCo v3's loss: query ``q[i]`` against every key of the global batch ``k_all``, positive
     ``k_all[offset + i]``; scaled by 2 * temperature as in the reference (it cancels the 1 / temperature in the
     gradient with respect to the similarities)."""
@@ -160,7 +156,10 @@ def swav_per_sample(
     and then over i, as in the reference. Two crops: the mean of the two swapped predictions."""
     per_assignment = []
     for i, code in enumerate(codes):
-        predictions = [-(code.detach() * F.log_softmax(score / temperature, dim=1)).sum(dim=1)
-                       for v, score in enumerate(scores) if v != i]
+        predictions = [
+            -(code.detach() * F.log_softmax(score / temperature, dim=1)).sum(dim=1)
+            for v, score in enumerate(scores)
+            if v != i
+        ]
         per_assignment.append(torch.stack(predictions).mean(0))
     return torch.stack(per_assignment).mean(0)

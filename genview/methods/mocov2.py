@@ -37,13 +37,9 @@ class MoCoV2(TwoViewMethod):
     def __init__(self, backbone, feature_dim, **options):
         super().__init__(backbone, feature_dim, **options)
         self.temperature = options["temperature"]
-        self.projector = mlp_head(
-            feature_dim, options["proj_hidden_dim"], options["proj_dim"], batch_norm=False
-        )
+        self.projector = mlp_head(feature_dim, options["proj_hidden_dim"], options["proj_dim"], batch_norm=False)
         self.momentum_encoder = frozen_copy(self.backbone, self.projector)
-        self.register_buffer(
-            "queue", F.normalize(torch.randn(options["queue_size"], options["proj_dim"]), dim=1)
-        )
+        self.register_buffer("queue", F.normalize(torch.randn(options["queue_size"], options["proj_dim"]), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
 
     def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:

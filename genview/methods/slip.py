@@ -71,9 +71,7 @@ class SLIP(CLIP):
         image_weights: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         # One head pass per view, so that BatchNorm statistics are per view (real and generated views differ).
-        embeddings = torch.cat(
-            [self.image_mlp(view) for view in features.unflatten(0, (n_views, batch_size))]
-        )
+        embeddings = torch.cat([self.image_mlp(view) for view in features.unflatten(0, (n_views, batch_size))])
         labels = caption_labels(n_views, batch_size, device=features.device)
         terms = {}
         if plain:

@@ -88,7 +88,5 @@ class SwAV(TwoViewMethod):
         """Push (2, B, D) embeddings in front of the queue; the oldest ones fall off its end."""
         if self.queue_size == 0 or int(self.steps_done) < self.options["queue_start_iters"]:
             return
-        self.queue.copy_(
-            torch.cat([embeddings.to(self.queue.dtype), self.queue], dim=1)[:, : self.queue_size]
-        )
+        self.queue.copy_(torch.cat([embeddings.to(self.queue.dtype), self.queue], dim=1)[:, : self.queue_size])
         self.queue_count.copy_((self.queue_count + embeddings.shape[1]).clamp(max=self.queue_size))

@@ -129,6 +129,4 @@ def image_text_loss(
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
     if tuple(tensor.shape) != expected:
-        raise ValueError(
-            f"{name} have shape {tuple(tensor.shape)}, expected {expected} (local rows x local columns)"
-        )
+        raise ValueError(f"{name} have shape {tuple(tensor.shape)}, expected {expected} (local rows x local columns)")

@@ -25,8 +25,10 @@ def model_identity(spec: dict, role: str) -> dict:
 
         style = Path(SHAPES_ROOT.format(name=spec["dataset"]), "style.json")
         return {"role": role, **spec, "style": file_fingerprint(style) if style.is_file() else None}
-    identity = {"role": role, **{k: v for k, v in spec.items()
-                                 if k in ("path", "model", "pretrained", "revision", "variant", "image_size")}}
+    identity = {
+        "role": role,
+        **{k: v for k, v in spec.items() if k in ("path", "model", "pretrained", "revision", "variant", "image_size")},
+    }
     location = spec.get("path") or spec.get("model") or ""
     local = location.removeprefix("local-dir:")
     if location and (location.startswith("local-dir:") or is_local_path(location) or Path(local).is_dir()):

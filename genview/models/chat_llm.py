@@ -37,8 +37,15 @@ class ChatModel:
     captions, and a rerun gives the same answers.
     """
 
-    def __init__(self, model, tokenizer, device: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-                 do_sample: bool | None = None, seed: int = 0):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        device: str,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        do_sample: bool | None = None,
+        seed: int = 0,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -58,9 +65,7 @@ class ChatModel:
         import torch
 
         text, add_special_tokens = self._prompt(messages)
-        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=add_special_tokens).to(
-            self.device
-        )
+        inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=add_special_tokens).to(self.device)
         pad_token_id = self.tokenizer.pad_token_id
         decoding = {} if self.do_sample is None else {"do_sample": self.do_sample}
         devices = [torch.device(self.device).index or 0] if str(self.device).startswith("cuda") else []

@@ -22,6 +22,8 @@ def _fetch(args) -> None:
     from genview.models.fetch import fetch_models
 
     fetch_models(load_config_files(args.config), cache=args.cache, roles=args.roles)
+
+
 def _build_rehearsal(args) -> None:
     import torch
 
@@ -29,7 +31,7 @@ def _build_rehearsal(args) -> None:
 
     # The full-size models are built where they will run: on the leased GPU when there is one (genview --gpus).
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    variants = {role: variant for role, variant in (item.split("=", 1) for item in args.variant)}
+    variants = dict(item.split("=", 1) for item in args.variant)
     build_rehearsal_models(args.out_dir, args.size, device=device, variants=variants)
 
 
@@ -48,22 +50,37 @@ def register(stages) -> None:
     train.add_argument("--out-dir", required=True)
     train.set_defaults(run=_train_encoder)
     fetch = commands.add_parser(
-        "fetch", help="download the hub models a config names (on a machine with internet, e.g. a login node)",
+        "fetch",
+        help="download the hub models a config names (on a machine with internet, e.g. a login node)",
         description="Download every hub model of the config(s) into the cache that jobs with models.offline: true "
-        "read (docs/cluster.md). Several files are merged in order, like snakemake --configfile A B.")
+        "read (docs/cluster.md). Several files are merged in order, like snakemake --configfile A B.",
+    )
     fetch.add_argument("config", nargs="+", help="the run's config file(s)")
-    fetch.add_argument("--cache", help="cache root (default: the config's models.cache_dir, else the libraries' "
-                       "default caches); give the jobs the same folder as models.cache_dir")
-    fetch.add_argument("--roles", nargs="+", choices=ROLES, metavar="ROLE",
-                       help=f"only these roles ({', '.join(ROLES)})")
+    fetch.add_argument(
+        "--cache",
+        help="cache root (default: the config's models.cache_dir, else the libraries' "
+        "default caches); give the jobs the same folder as models.cache_dir",
+    )
+    fetch.add_argument(
+        "--roles", nargs="+", choices=ROLES, metavar="ROLE", help=f"only these roles ({', '.join(ROLES)})"
+    )
     fetch.set_defaults(run=_fetch)
     rehearsal = commands.add_parser(
         "build-rehearsal",
         help="write every role at its real architecture (random weights) from config/model_configs (offline)",
     )
-    rehearsal.add_argument("--size", choices=("full", "small"), required=True,
-                           help="full: the published configurations; small: config/model_configs/small.yaml")
+    rehearsal.add_argument(
+        "--size",
+        choices=("full", "small"),
+        required=True,
+        help="full: the published configurations; small: config/model_configs/small.yaml",
+    )
     rehearsal.add_argument("--out-dir", required=True)
-    rehearsal.add_argument("--variant", action="append", default=[], metavar="ROLE=VARIANT",
-                           help="save a diffusion pipeline as this weights variant (e.g. unclip=fp16)")
+    rehearsal.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="ROLE=VARIANT",
+        help="save a diffusion pipeline as this weights variant (e.g. unclip=fp16)",
+    )
     rehearsal.set_defaults(run=_build_rehearsal)

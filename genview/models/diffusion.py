@@ -39,8 +39,12 @@ def load_pipeline(role: str, spec: dict, device: str = "cpu"):
     offline = is_offline()
     try:
         pipeline = pipeline_class.from_pretrained(
-            path, dtype=dtype, revision=spec.get("revision"), variant=spec.get("variant"),
-            cache_dir=hub_cache_dir(), local_files_only=offline,
+            path,
+            dtype=dtype,
+            revision=spec.get("revision"),
+            variant=spec.get("variant"),
+            cache_dir=hub_cache_dir(),
+            local_files_only=offline,
         )
     except (OSError, ValueError) as error:
         if offline and not is_local_path(path) and not Path(path).is_dir():
@@ -61,7 +65,8 @@ def clip_bpe_tokenizer(max_length: int = TINY_CONTEXT):
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer
 
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    with gzip.open(default_bpe()) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     symbols = list(bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
@@ -74,9 +79,15 @@ def _tiny_text_encoder(tokenizer):
 
     return CLIPTextModel(
         CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=TINY_HIDDEN, intermediate_size=37, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=TINY_CONTEXT, projection_dim=TINY_HIDDEN,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=TINY_HIDDEN,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=TINY_CONTEXT,
+            projection_dim=TINY_HIDDEN,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
     )
@@ -87,10 +98,17 @@ def _tiny_unet(latent_size: int, unclip: bool):
 
     extra = dict(class_embed_type="projection", projection_class_embeddings_input_dim=2 * TINY_HIDDEN) if unclip else {}
     return UNet2DConditionModel(
-        sample_size=latent_size, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=(2, 4), cross_attention_dim=TINY_HIDDEN,
-        use_linear_projection=True, **extra,
+        sample_size=latent_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        attention_head_dim=(2, 4),
+        cross_attention_dim=TINY_HIDDEN,
+        use_linear_projection=True,
+        **extra,
     )
 
 
@@ -98,9 +116,15 @@ def _tiny_vae(image_size: int):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64), layers_per_block=1,
-        latent_channels=4, norm_num_groups=32, sample_size=image_size,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=image_size,
     )
 
 
@@ -108,8 +132,13 @@ def _ddim():
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(
-        beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-        set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
     )
 
 
@@ -123,12 +152,17 @@ def build_tiny_pipeline(role: str, out_dir: str | Path, image_size: int = 32, se
     torch.manual_seed(seed)
     tokenizer = clip_bpe_tokenizer()
     latent_size = image_size // 2  # the tiny VAE has two blocks: a scale factor of 2
-    common = dict(tokenizer=tokenizer, text_encoder=_tiny_text_encoder(tokenizer), vae=_tiny_vae(image_size),
-                  scheduler=_ddim())
+    common = dict(
+        tokenizer=tokenizer, text_encoder=_tiny_text_encoder(tokenizer), vae=_tiny_vae(image_size), scheduler=_ddim()
+    )
     if role == "text2img":
         pipeline = StableDiffusionPipeline(
-            unet=_tiny_unet(latent_size, unclip=False), safety_checker=None, feature_extractor=None,
-            image_encoder=None, requires_safety_checker=False, **common,
+            unet=_tiny_unet(latent_size, unclip=False),
+            safety_checker=None,
+            feature_extractor=None,
+            image_encoder=None,
+            requires_safety_checker=False,
+            **common,
         )
     elif role == "unclip":
         pipeline = StableUnCLIPImg2ImgPipeline(
@@ -136,8 +170,15 @@ def build_tiny_pipeline(role: str, out_dir: str | Path, image_size: int = 32, se
                 size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
             ),
             image_encoder=CLIPVisionModelWithProjection(
-                CLIPVisionConfig(hidden_size=TINY_HIDDEN, projection_dim=TINY_HIDDEN, intermediate_size=37,
-                                 num_hidden_layers=2, num_attention_heads=4, image_size=image_size, patch_size=4)
+                CLIPVisionConfig(
+                    hidden_size=TINY_HIDDEN,
+                    projection_dim=TINY_HIDDEN,
+                    intermediate_size=37,
+                    num_hidden_layers=2,
+                    num_attention_heads=4,
+                    image_size=image_size,
+                    patch_size=4,
+                )
             ),
             image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=TINY_HIDDEN),
             image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),

@@ -10,8 +10,8 @@ chat model with ``huggingface_hub.snapshot_download`` (revision ``main``), the o
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from genview.errors import GenviewError
 from genview.models import is_local_path
@@ -28,13 +28,16 @@ def _local(path: str) -> bool:
     return is_local_path(path) or Path(path).expanduser().is_dir()
 
 
-def fetch_models(config: dict, cache: str | Path | None = None, roles: list[str] | None = None,
-                 say: Callable[[str], None] = print) -> list[str]:
+def fetch_models(
+    config: dict, cache: str | Path | None = None, roles: list[str] | None = None, say: Callable[[str], None] = print
+) -> list[str]:
     """Download the hub models of ``config`` (or of ``roles`` only) into ``cache`` (None: the config's
     ``models.cache_dir``, else the libraries' default caches); returns the roles downloaded."""
     if is_offline():
-        raise GenviewError("downloads are off in this shell (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set): "
-                           "unset them to fetch models")
+        raise GenviewError(
+            "downloads are off in this shell (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set): "
+            "unset them to fetch models"
+        )
     models = config["models"]
     unknown = sorted(set(roles or ()) - set(ROLES))
     if unknown:
@@ -47,8 +50,10 @@ def fetch_models(config: dict, cache: str | Path | None = None, roles: list[str]
     for role in roles or ROLES:
         spec = models[role]
         if role == CHAT_ROLE and config["analysis"]["complexity_scorer"] != "llm" and not roles:
-            say(f"models.{role}: skipped, analysis.complexity_scorer is {config['analysis']['complexity_scorer']!r}"
-                " (the chat model is not used)")
+            say(
+                f"models.{role}: skipped, analysis.complexity_scorer is {config['analysis']['complexity_scorer']!r}"
+                " (the chat model is not used)"
+            )
             continue
         if role in OPEN_CLIP_ROLES:
             done = _fetch_open_clip(role, spec, open_clip_cache, say)
@@ -57,8 +62,10 @@ def fetch_models(config: dict, cache: str | Path | None = None, roles: list[str]
         if done:
             fetched.append(role)
     where = f"under {root}" if root else "into the libraries' default caches"
-    say(f"{len(fetched)} model(s) fetched {where}"
-        + (f"; set models.cache_dir: {root} and models.offline: true for the jobs" if root else ""))
+    say(
+        f"{len(fetched)} model(s) fetched {where}"
+        + (f"; set models.cache_dir: {root} and models.offline: true for the jobs" if root else "")
+    )
     return fetched
 
 
@@ -70,14 +77,18 @@ def _fetch_hub_repo(role: str, spec: dict, hub_cache: str | None, say) -> bool:
     if _local(path):
         say(f"models.{role}: skipped, {path} is a local folder")
         return False
-    say(f"models.{role}: fetching {path}"
-        + "".join(f" ({key} {spec[key]})" for key in ("revision", "variant") if spec.get(key)) + " ...")
+    say(
+        f"models.{role}: fetching {path}"
+        + "".join(f" ({key} {spec[key]})" for key in ("revision", "variant") if spec.get(key))
+        + " ..."
+    )
     try:
         if role in DIFFUSERS_ROLES:
             from diffusers import DiffusionPipeline
 
-            folder = DiffusionPipeline.download(path, revision=spec.get("revision"), variant=spec.get("variant"),
-                                                cache_dir=hub_cache)
+            folder = DiffusionPipeline.download(
+                path, revision=spec.get("revision"), variant=spec.get("variant"), cache_dir=hub_cache
+            )
         else:
             from huggingface_hub import snapshot_download
 
@@ -105,7 +116,8 @@ def _fetch_open_clip(role: str, spec: dict, cache_dir: str | None, say) -> bool:
     except GenviewError:
         raise
     except Exception as error:
-        raise GenviewError(f"models.{role}: cannot fetch open_clip {name} / {pretrained}: "
-                           f"{type(error).__name__}: {error}") from None
+        raise GenviewError(
+            f"models.{role}: cannot fetch open_clip {name} / {pretrained}: {type(error).__name__}: {error}"
+        ) from None
     say(f"models.{role}: {name} -> {', '.join(files)}")
     return True

@@ -42,7 +42,7 @@ def model_environment(models: dict, config_files: list[str] | tuple[str, ...] = 
         environment[CACHE_VARIABLE] = str(root)
         environment["HF_HUB_CACHE"] = str(root / HUB_SUBDIR)
     if models.get("offline"):
-        environment.update({name: "1" for name in OFFLINE_VARIABLES})
+        environment.update(dict.fromkeys(OFFLINE_VARIABLES, "1"))
         if config_files:
             environment[CONFIG_FILES_VARIABLE] = os.pathsep.join(map(str, config_files))
     return environment

@@ -8,8 +8,8 @@ The stand-in is written in open_clip's own ``local-dir:`` layout (``open_clip_co
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -56,10 +56,13 @@ def load_open_clip(spec: dict, device: str = "cpu", *, role: str = "fg_encoder")
         pretrained = None
     elif not pretrained and not name.startswith(HF_HUB_PREFIX):
         log.warning("models.%s: %s has no pretrained weights set; it is randomly initialised", role, name)
-    elif is_offline() and not (pretrained and os.path.isfile(os.path.expanduser(pretrained))):
+    elif (
+        is_offline()
+        and not (pretrained and os.path.isfile(os.path.expanduser(pretrained)))
+        and not open_clip_cached(name, pretrained, cache_dir)
+    ):
         # Checked here: offline, open_clip would still try a URL download for weights that are not on the hub.
-        if not open_clip_cached(name, pretrained, cache_dir):
-            raise missing_offline_error(role, f"open_clip {name}" + (f" / {pretrained}" if pretrained else ""))
+        raise missing_offline_error(role, f"open_clip {name}" + (f" / {pretrained}" if pretrained else ""))
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=device, cache_dir=cache_dir
@@ -79,8 +82,10 @@ def _pretrained_cfg(name: str, pretrained: str) -> dict:
     cfg = get_pretrained_cfg(cleaned, pretrained)
     if not cfg:
         tags = list_pretrained_tags_by_model(cleaned)
-        raise GenviewError(f"open_clip has no pretrained tag {pretrained!r} for {name!r}"
-                           + (f" (tags: {', '.join(tags)})" if tags else " (unknown model name)"))
+        raise GenviewError(
+            f"open_clip has no pretrained tag {pretrained!r} for {name!r}"
+            + (f" (tags: {', '.join(tags)})" if tags else " (unknown model name)")
+        )
     return cfg
 
 
@@ -107,8 +112,10 @@ def open_clip_download(name: str, pretrained: str | None, cache_dir: str | None)
 
     if name.startswith(HF_HUB_PREFIX):
         repository = name[len(HF_HUB_PREFIX) :]
-        return [download_pretrained_from_hf(repository, filename=CONFIG_FILE, cache_dir=cache_dir),
-                download_pretrained_from_hf(repository, cache_dir=cache_dir)]
+        return [
+            download_pretrained_from_hf(repository, filename=CONFIG_FILE, cache_dir=cache_dir),
+            download_pretrained_from_hf(repository, cache_dir=cache_dir),
+        ]
     return [download_pretrained(_pretrained_cfg(name, pretrained), cache_dir=cache_dir)]
 
 
@@ -122,7 +129,8 @@ def open_clip_cached(name: str, pretrained: str | None, cache_dir: str | None) -
     if name.startswith(HF_HUB_PREFIX):
         repository = name[len(HF_HUB_PREFIX) :]
         return in_hub_cache(repository, [CONFIG_FILE]) and in_hub_cache(
-            repository, _hub_files({"hf_hub": repository + "/"})[1])
+            repository, _hub_files({"hf_hub": repository + "/"})[1]
+        )
     cfg = _pretrained_cfg(name, pretrained)
     if "file" in cfg:
         return os.path.isfile(cfg["file"])
@@ -146,9 +154,7 @@ def _vit_tower(model):
     # With an attentional pooler the "tokens" are pooler queries, and with pool_type none the class token is
     # mixed in: neither is one token per patch.
     if visual.attn_pool is not None or visual.pool_type == "none":
-        raise GenviewError(
-            "the image tower pools with attention or keeps the class token; it has no patch tokens"
-        )
+        raise GenviewError("the image tower pools with attention or keeps the class token; it has no patch tokens")
     return visual
 
 
@@ -201,8 +207,7 @@ def build_tiny_open_clip(
     return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir))
 
 
-def _write_tiny_clip(vision_cfg: dict, embed_dim: int, image_size: int, seed: int, out_dir: Path,
-                     train=None) -> Path:
+def _write_tiny_clip(vision_cfg: dict, embed_dim: int, image_size: int, seed: int, out_dir: Path, train=None) -> Path:
     """Build a seeded random-weight CLIP with the tiny text tower, optionally train it (``train(model)``), and save it
     in open_clip's ``local-dir:`` layout (weights first: the config is what marks the folder as a model)."""
     import torch
@@ -274,8 +279,9 @@ def train_tiny_open_clip(
     images = torch.stack([resize(to_tensor(load_rgb(path))) for path in rows["path"]])
     grid = image_size // patch_size
     if token_supervision:  # share of each patch inside the object, and the class index
-        masks = torch.stack([v2.functional.resize(to_tensor(load_rgb(path))[:1], [grid, grid], antialias=True)
-                             for path in rows["mask"]]).flatten(1)
+        masks = torch.stack(
+            [v2.functional.resize(to_tensor(load_rgb(path))[:1], [grid, grid], antialias=True) for path in rows["mask"]]
+        ).flatten(1)
         classes = sorted(set(rows["label"]))
         labels = torch.tensor([classes.index(label) for label in rows["label"]])
     captions = list(rows["caption"])
@@ -288,8 +294,11 @@ def train_tiny_open_clip(
         tokens = tokenizer(captions)
         foreground_head = torch.nn.Linear(width, 1)
         class_head = torch.nn.Linear(width, len(classes)) if token_supervision else None
-        parameters = list(model.parameters()) + list(foreground_head.parameters()) + (
-            list(class_head.parameters()) if class_head else [])
+        parameters = (
+            list(model.parameters())
+            + list(foreground_head.parameters())
+            + (list(class_head.parameters()) if class_head else [])
+        )
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.1)
         generator = torch.Generator().manual_seed(seed)
         model.train()
@@ -312,8 +321,9 @@ def train_tiny_open_clip(
                     share = masks[batch].view(-1, grid, grid)
                     share = torch.where(flip.view(-1, 1, 1), share.flip(-1), share).flatten(1)
                     foreground = share > 0.5
-                    token_loss = F.binary_cross_entropy_with_logits(foreground_head(patch).squeeze(-1),
-                                                                    foreground.float())
+                    token_loss = F.binary_cross_entropy_with_logits(
+                        foreground_head(patch).squeeze(-1), foreground.float()
+                    )
                     if foreground.any():
                         token_classes = labels[batch].view(-1, 1).expand_as(foreground)[foreground]
                         token_loss = token_loss + F.cross_entropy(class_head(patch[foreground]), token_classes)
@@ -326,8 +336,13 @@ def train_tiny_open_clip(
                 bar.set_postfix(loss=float(loss.detach()), refresh=False)
         model.eval()
 
-    vision_cfg = {"image_size": image_size, "patch_size": patch_size, "width": width, "layers": layers,
-                  "head_width": width // heads}
+    vision_cfg = {
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "width": width,
+        "layers": layers,
+        "head_width": width // heads,
+    }
     return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir), train=train)
 
 

@@ -128,13 +128,20 @@ def build_pipeline(role: str, size: str):
     scheduler = DDIMScheduler.from_config(published_config(model, "scheduler", size))
     if role == "text2img":
         return StableDiffusionPipeline(
-            **modules, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-            image_encoder=None, requires_safety_checker=False,
+            **modules,
+            tokenizer=tokenizer,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            image_encoder=None,
+            requires_safety_checker=False,
         )
     processor = published_config(model, "feature_extractor", size)
     processor.pop("feature_extractor_type", None)
     return StableUnCLIPImg2ImgPipeline(
-        **modules, tokenizer=tokenizer, scheduler=scheduler,
+        **modules,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
         image_noising_scheduler=DDPMScheduler.from_config(published_config(model, "image_noising_scheduler", size)),
         feature_extractor=CLIPImageProcessor(**processor),
     )
@@ -195,8 +202,11 @@ def chat_tokenizer(size: str):
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(specials))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=settings["bos_token"], eos_token=settings["eos_token"],
-        pad_token=settings["pad_token"], model_max_length=settings["model_max_length"],
+        tokenizer_object=backend,
+        bos_token=settings["bos_token"],
+        eos_token=settings["eos_token"],
+        pad_token=settings["pad_token"],
+        model_max_length=settings["model_max_length"],
     )
     tokenizer.chat_template = settings["chat_template"]
     return tokenizer
@@ -264,8 +274,13 @@ def _save_open_clip(role: str, size: str, out_dir: Path, device: str) -> None:
     model_cfg = open_clip_config(role, size)
     with _seeded(SEED), torch.device(device):
         model = build_open_clip(role, size)
-    preprocess_cfg = {"size": model_cfg["vision_cfg"]["image_size"], "mean": list(OPENAI_DATASET_MEAN),
-                      "std": list(OPENAI_DATASET_STD), "interpolation": "bicubic", "resize_mode": "shortest"}
+    preprocess_cfg = {
+        "size": model_cfg["vision_cfg"]["image_size"],
+        "mean": list(OPENAI_DATASET_MEAN),
+        "std": list(OPENAI_DATASET_STD),
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    }
     with atomic_path(out_dir / WEIGHTS_FILE) as tmp:
         save_file({key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}, str(tmp))
     with atomic_path(out_dir / CONFIG_FILE) as tmp:  # written last: the config marks the folder as a model
@@ -284,8 +299,9 @@ def _save_chat_model(size: str, out_dir: Path, device: str) -> None:
     model.save_pretrained(out_dir, max_shard_size="5GB")
 
 
-def build_rehearsal_models(out_dir: str | Path, size: str, device: str = "cpu", roles=ROLES,
-                           variants: dict | None = None) -> dict[str, Path]:
+def build_rehearsal_models(
+    out_dir: str | Path, size: str, device: str = "cpu", roles=ROLES, variants: dict | None = None
+) -> dict[str, Path]:
     """Write every role's random-weight model at ``size`` under ``out_dir/<role>``; ``variants`` (role -> e.g.
     "fp16") saves a diffusion pipeline as that weights variant, the way the config loads it."""
     _check_size(size)

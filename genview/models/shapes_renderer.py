@@ -82,8 +82,7 @@ class ShapesRenderer:
             self._attributes = {}
             for row in rows.to_dict("records"):
                 with Image.open(self.root / row["image"]) as source:
-                    self._attributes[pixel_key(source)] = {
-                        key: row[key] for key in ("label", *NUISANCES)}
+                    self._attributes[pixel_key(source)] = {key: row[key] for key in ("label", *NUISANCES)}
         key = pixel_key(image)
         if key not in self._attributes:
             raise BadInputError(f"models.{self.role}: an image that is not in the shapes dataset {self.root}")
@@ -109,8 +108,17 @@ class ShapesRenderer:
             view["bg_color"] = str(rng.choice([c for c in COLORS if c != view["color"]]))
         return view
 
-    def __call__(self, image=None, prompt=None, noise_level=None, guidance_scale=10.0, generator=None,
-                 num_inference_steps=None, output_type="pil", **_):
+    def __call__(
+        self,
+        image=None,
+        prompt=None,
+        noise_level=None,
+        guidance_scale=10.0,
+        generator=None,
+        num_inference_steps=None,
+        output_type="pil",
+        **_,
+    ):
         count = len(generator) if isinstance(generator, list) else len(image if isinstance(image, list) else prompt)
         images = image if isinstance(image, list) else [image] * count
         prompts = prompt if isinstance(prompt, list) else [prompt or ""] * count
@@ -130,9 +138,12 @@ class ShapesRenderer:
             picture, _ = render(view, self.image_size, rng, self.style)
             results.append(picture)
             reference = source if source is not None else parse_caption(prompts[index])
-            records.append({
-                "view_label": view["label"],
-                "kept_attributes": ";".join(k for k in ("label", *NUISANCES) if k in reference
-                                            and reference[k] == view[k]),
-            })
+            records.append(
+                {
+                    "view_label": view["label"],
+                    "kept_attributes": ";".join(
+                        k for k in ("label", *NUISANCES) if k in reference and reference[k] == view[k]
+                    ),
+                }
+            )
         return RenderResult(results, records)

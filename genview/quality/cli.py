@@ -11,12 +11,23 @@ def _fit_vector(args) -> None:
 
     analysis, encoder = json_argument(args.analysis, "--analysis"), json_argument(args.encoder, "--encoder")
     device = resolve_device(args.device)
-    with out_of_memory_advice("quality fit-vector (rule fit_quality_vector)", batch_size=analysis["batch_size"],
-                              lower="analysis.batch_size", device=device):
+    with out_of_memory_advice(
+        "quality fit-vector (rule fit_quality_vector)",
+        batch_size=analysis["batch_size"],
+        lower="analysis.batch_size",
+        device=device,
+    ):
         fit_quality_vector(
-            args.manifest, encoder, args.out, per_class=analysis["fg_sample_per_class"],
-            sample_size=analysis["fg_sample_size"], seed=args.seed, batch_size=analysis["batch_size"],
-            sign=analysis["fg_sign"], image_size=encoder.get("image_size"), device=device,
+            args.manifest,
+            encoder,
+            args.out,
+            per_class=analysis["fg_sample_per_class"],
+            sample_size=analysis["fg_sample_size"],
+            seed=args.seed,
+            batch_size=analysis["batch_size"],
+            sign=analysis["fg_sign"],
+            image_size=encoder.get("image_size"),
+            device=device,
         )
 
 
@@ -26,8 +37,9 @@ def register(stages) -> None:
     fit = commands.add_parser("fit-vector", help="fit PC-1 of the quality encoder's tokens on a sample of a manifest")
     fit.add_argument("--manifest", required=True, help="the dataset's manifest.csv")
     fit.add_argument("--encoder", required=True, help="models.quality_encoder as JSON")
-    fit.add_argument("--analysis", required=True, help="the analysis settings as JSON (the fitting sample, "
-                     "batch_size, fg_sign)")
+    fit.add_argument(
+        "--analysis", required=True, help="the analysis settings as JSON (the fitting sample, batch_size, fg_sign)"
+    )
     fit.add_argument("--out", required=True, help="the vector's npz")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default="auto")

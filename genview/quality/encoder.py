@@ -66,8 +66,7 @@ class QualityEncoder:
     ):
         if normalization not in NORMALIZATION:
             raise ConfigError(
-                f"quality encoder normalization must be one of {', '.join(NORMALIZATION)}, "
-                f"got {normalization!r}"
+                f"quality encoder normalization must be one of {', '.join(NORMALIZATION)}, got {normalization!r}"
             )
         self.device = torch.device(device)
         self.model, _ = load_open_clip(encoder_spec, device, role="quality_encoder")
@@ -88,9 +87,7 @@ class QualityEncoder:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images01.shape)}")
         images = images01.to(self.device, torch.float32)
         if tuple(images.shape[-2:]) != self.image_size:
-            images = F.interpolate(
-                images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False
-            )
+            images = F.interpolate(images, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
         return (images - self.mean) / self.std
 
     def _encode(self, prepared: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,12 +188,8 @@ class QualityScorer(QualityEncoder):
         if n_views < 2:
             raise ValueError(f"image-image weights need at least 2 views per caption, got {n_views}")
         if len(real) != batch or len(captions) != batch:
-            raise ValueError(
-                f"{batch} captions' views, but {len(real)} real images and {len(captions)} captions"
-            )
-        token_map, embedding = self._encode(
-            torch.cat([self._prepare(views.flatten(0, 1)), self._prepare(real)])
-        )
+            raise ValueError(f"{batch} captions' views, but {len(real)} real images and {len(captions)} captions")
+        token_map, embedding = self._encode(torch.cat([self._prepare(views.flatten(0, 1)), self._prepare(real)]))
         fg, bg = self._pooled_foreground_background(token_map)
         n_rows = n_views * batch
         labels = torch.arange(n_rows, device=self.device) % batch
@@ -221,9 +214,7 @@ def _token_maps(encoder: QualityEncoder, paths: list[str], batch_size: int, desc
     with progress(total=len(paths), desc=desc, unit="img") as bar:
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
-            token_map, _ = encoder.features(
-                torch.stack([load_centre_crop(path, encoder.image_size) for path in batch])
-            )
+            token_map, _ = encoder.features(torch.stack([load_centre_crop(path, encoder.image_size) for path in batch]))
             bar.update(len(batch))
             yield token_map
 

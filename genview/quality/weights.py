@@ -9,7 +9,7 @@ a view matches its caption and its background differs from the real image's (ima
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,7 @@ def genview_weights(
     return len(fg1) * torch.softmax(gamma * pair_quality(fg1, bg1, fg2, bg2), dim=0)
 
 
-def image_image_weights(
-    fg: torch.Tensor, bg: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0
-) -> torch.Tensor:
+def image_image_weights(fg: torch.Tensor, bg: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """GenView++'s image-image weights (M, M) of M views; ``labels`` (M,) says whose caption each view is.
 
     ``W_ij = exp(γ (cos(fg_i, fg_j) − cos(bg_i, bg_j)))`` for views i ≠ j of the same caption, else 0,

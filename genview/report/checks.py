@@ -33,16 +33,21 @@ GOALS = {"foreground_iou": 0.5, "ic_class_kept_at_noise_0": 0.95, "quality_auc":
 
 def _rate(frame: pd.DataFrame, by: str) -> dict:
     kept = 1 - frame["class_changed"].astype(float)
-    return {str(key): {"class_kept": round(float(group.mean()), 4), "views": int(len(group))}
-            for key, group in kept.groupby(frame[by], sort=True)}
+    return {
+        str(key): {"class_kept": round(float(group.mean()), 4), "views": int(len(group))}
+        for key, group in kept.groupby(frame[by], sort=True)
+    }
 
 
 def view_checks(view_manifests: list[str | os.PathLike], complexity_csvs: list[str | os.PathLike]) -> dict:
     views = pd.concat([VIEWS.read(path) for path in view_manifests], ignore_index=True)
     if views["class_changed"].isna().all():
         return {"note": "the generator keeps no ground truth (a diffusion model): no view checks"}
-    complexity = pd.concat([COMPLEXITY.read(path, need=("id", "complexity")) for path in complexity_csvs]
-                           or [pd.DataFrame({"id": [], "complexity": []})], ignore_index=True)
+    complexity = pd.concat(
+        [COMPLEXITY.read(path, need=("id", "complexity")) for path in complexity_csvs]
+        or [pd.DataFrame({"id": [], "complexity": []})],
+        ignore_index=True,
+    )
     views = views.merge(complexity[["id", "complexity"]], on="id", how="left")
     result = {}
     for source, frame in views.groupby("source", sort=True):
@@ -93,10 +98,22 @@ def random_encoder_iou(encoder_spec: dict, manifest_csv, *, per_class: int, samp
     config = json.loads((folder / CONFIG_FILE).read_text())
     with tempfile.TemporaryDirectory() as scratch:
         model_cfg = config["model_cfg"]
-        _write_tiny_clip(model_cfg["vision_cfg"], model_cfg["embed_dim"], config["preprocess_cfg"]["size"], seed + 1,
-                         Path(scratch, "random"))
-        fit = fit_foreground(manifest_csv, {"model": f"local-dir:{scratch}/random"}, Path(scratch, "fit.npz"),
-                             Path(scratch, "overlay.png"), per_class=per_class, sample_size=sample_size, seed=seed)
+        _write_tiny_clip(
+            model_cfg["vision_cfg"],
+            model_cfg["embed_dim"],
+            config["preprocess_cfg"]["size"],
+            seed + 1,
+            Path(scratch, "random"),
+        )
+        fit = fit_foreground(
+            manifest_csv,
+            {"model": f"local-dir:{scratch}/random"},
+            Path(scratch, "fit.npz"),
+            Path(scratch, "overlay.png"),
+            per_class=per_class,
+            sample_size=sample_size,
+            seed=seed,
+        )
     return float(fit["mean_iou"])
 
 
@@ -112,8 +129,11 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
         entry = {"row": row["label"]}
         for role, key in columns.items():
             cell = by_key.get(key)
-            entry[role] = None if cell is None or cell.value is None else {
-                "mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
+            entry[role] = (
+                None
+                if cell is None or cell.value is None
+                else {"mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
+            )
         baseline, random = entry.get("baseline"), entry.get("random")
         if baseline and random and random["mean"]:
             entry["baseline_over_random"] = round(baseline["mean"] / random["mean"], 2)
@@ -121,9 +141,11 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
             cell, base = by_key.get(columns.get(role)), by_key.get(columns.get("baseline"))
             if cell is not None and base is not None and cell.value is not None and base.value is not None:
                 spread = ((cell.spread or 0) ** 2 + (base.spread or 0) ** 2) ** 0.5
-                entry[f"{role}_minus_baseline"] = {"difference": round(cell.value - base.value, 2),
-                                                   "spread": round(spread, 2),
-                                                   "beyond_spread": abs(cell.value - base.value) > spread}
+                entry[f"{role}_minus_baseline"] = {
+                    "difference": round(cell.value - base.value, 2),
+                    "spread": round(spread, 2),
+                    "beyond_spread": abs(cell.value - base.value) > spread,
+                }
         rows.append(entry)
     return rows
 
@@ -132,45 +154,77 @@ def render_checks_markdown(checks: dict) -> str:
     lines = ["# Checks against ground truth", "", checks["about"], ""]
     fg = checks.get("foreground")
     if fg:
-        lines += ["## Foreground analysis", "",
-                  f"Mean IoU of the token masks with the ground-truth masks on the fitting sample: trained encoder "
-                  f"**{fg['iou_trained']:.3f}**, random encoder of the same architecture {fg['iou_random']:.3f} "
-                  f"(goal ≥ {GOALS['foreground_iou']}).", ""]
+        lines += [
+            "## Foreground analysis",
+            "",
+            f"Mean IoU of the token masks with the ground-truth masks on the fitting sample: trained encoder "
+            f"**{fg['iou_trained']:.3f}**, random encoder of the same architecture {fg['iou_random']:.3f} "
+            f"(goal ≥ {GOALS['foreground_iou']}).",
+            "",
+        ]
     for source, entry in checks.get("views", {}).items():
         if source == "note":
             lines += [entry, ""]
             continue
-        lines += [f"## {source.upper()} views", "", f"{entry['views']} views; class kept: {entry['class_kept']:.3f}.", ""]
+        lines += [
+            f"## {source.upper()} views",
+            "",
+            f"{entry['views']} views; class kept: {entry['class_kept']:.3f}.",
+            "",
+        ]
         for table in ("by_noise_level", "by_guidance_scale", "by_complexity"):
             if table in entry:
                 header = table.removeprefix("by_").replace("_", " ")
                 lines += [f"| {header} | class kept | views |", "|---|---:|---:|"]
-                lines += [f"| {key} | {value['class_kept']:.3f} | {value['views']} |"
-                          for key, value in entry[table].items()]
+                lines += [
+                    f"| {key} | {value['class_kept']:.3f} | {value['views']} |" for key, value in entry[table].items()
+                ]
                 lines.append("")
     quality = checks.get("quality")
     if quality:
         auc = "none" if quality.get("auc") is None else f"**{quality['auc']:.3f}**"
-        lines += ["## Quality score", "", f"ROC AUC of q = cos(fg) − cos(bg) for faithful vs class-changed views: "
-                  f"{auc} over {quality['pairs']} pairs, {quality['class_changed']} class-changed "
-                  f"(goal ≥ {GOALS['quality_auc']}); by source: {quality.get('by_source', {})}.", ""]
+        lines += [
+            "## Quality score",
+            "",
+            f"ROC AUC of q = cos(fg) − cos(bg) for faithful vs class-changed views: "
+            f"{auc} over {quality['pairs']} pairs, {quality['class_changed']} class-changed "
+            f"(goal ≥ {GOALS['quality_auc']}); by source: {quality.get('by_source', {})}.",
+            "",
+        ]
     learning = checks.get("learning")
     if learning:
-        lines += ["## Learning", "", "| row | random | baseline | baseline / random | + views − baseline | "
-                  "+ GenView − baseline |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "## Learning",
+            "",
+            "| row | random | baseline | baseline / random | + views − baseline | + GenView − baseline |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
 
         def shown(value):
-            return "—" if not value else f"{value['mean']:.1f} ± {value['sd']:.1f}" if value["sd"] is not None \
+            return (
+                "—"
+                if not value
+                else f"{value['mean']:.1f} ± {value['sd']:.1f}"
+                if value["sd"] is not None
                 else f"{value['mean']:.1f}"
+            )
 
         def difference(value):
-            return "—" if not value else (f"{value['difference']:+.1f} (spread {value['spread']:.1f})"
-                                          + (" *" if value["beyond_spread"] else ""))
+            return (
+                "—"
+                if not value
+                else (
+                    f"{value['difference']:+.1f} (spread {value['spread']:.1f})"
+                    + (" *" if value["beyond_spread"] else "")
+                )
+            )
 
         for row in learning:
-            lines.append(f"| {row['row']} | {shown(row.get('random'))} | {shown(row.get('baseline'))} | "
-                         f"{row.get('baseline_over_random', '—')} | {difference(row.get('views_minus_baseline'))} | "
-                         f"{difference(row.get('genview_minus_baseline'))} |")
+            lines.append(
+                f"| {row['row']} | {shown(row.get('random'))} | {shown(row.get('baseline'))} | "
+                f"{row.get('baseline_over_random', '—')} | {difference(row.get('views_minus_baseline'))} | "
+                f"{difference(row.get('genview_minus_baseline'))} |"
+            )
         lines += ["", f"Goal: baseline ≥ {GOALS['baseline_over_random']}× random; * = beyond the seeds' spread.", ""]
     return "\n".join(lines) + "\n"
 

@@ -30,8 +30,17 @@ def _tsne(args) -> None:
         if not separator:
             raise ConfigError(f"--panel {panel!r}: expected LABEL=FEATURES.npz")
         panels.append((label, npz))
-    tsne_figure(panels, args.out, args.points, splits=args.splits, classes=args.classes, per_class=args.per_class,
-                seed=args.seed, perplexity=args.perplexity, title=args.title)
+    tsne_figure(
+        panels,
+        args.out,
+        args.points,
+        splits=args.splits,
+        classes=args.classes,
+        per_class=args.per_class,
+        seed=args.seed,
+        perplexity=args.perplexity,
+        title=args.title,
+    )
 
 
 def _gallery(args) -> None:
@@ -50,18 +59,36 @@ def _gallery(args) -> None:
     rows = gallery_rows(args.shard, foreground_csv=args.foreground, complexity_csv=args.complexity)
     if args.out_ic:
         chosen = spread_rows(rows, "fg_ratio", args.images)
-        _, masks = foreground_masks(chosen["path"].tolist(), load_fit(args.fit),
-                                    json_argument(args.fg_encoder, "--fg-encoder"), device=device, fit_name=args.fit)
-        image_gallery(chosen, masks, load_pipeline("unclip", json_argument(args.unclip, "--unclip"), device),
-                      noise_levels=args.noise_levels, guidance_scale=generation["ic"]["guidance_scale"],
-                      steps=generation["steps"], seed=args.seed, out_png=args.out_ic,
-                      title="IC views across noise levels (framed: the adaptive level)")
+        _, masks = foreground_masks(
+            chosen["path"].tolist(),
+            load_fit(args.fit),
+            json_argument(args.fg_encoder, "--fg-encoder"),
+            device=device,
+            fit_name=args.fit,
+        )
+        image_gallery(
+            chosen,
+            masks,
+            load_pipeline("unclip", json_argument(args.unclip, "--unclip"), device),
+            noise_levels=args.noise_levels,
+            guidance_scale=generation["ic"]["guidance_scale"],
+            steps=generation["steps"],
+            seed=args.seed,
+            out_png=args.out_ic,
+            title="IC views across noise levels (framed: the adaptive level)",
+        )
     if args.out_tc:
         captioned = rows[rows["caption"] != ""]
         extremes = spread_rows(captioned, "complexity", 2)  # the simplest and the most detailed caption
-        text_gallery(extremes, load_pipeline("text2img", json_argument(args.text2img, "--text2img"), device),
-                     guidance_scales=args.guidance_scales, steps=generation["steps"], seed=args.seed,
-                     out_png=args.out_tc, title="TC views across guidance scales (framed: the adaptive scale)")
+        text_gallery(
+            extremes,
+            load_pipeline("text2img", json_argument(args.text2img, "--text2img"), device),
+            guidance_scales=args.guidance_scales,
+            steps=generation["steps"],
+            seed=args.seed,
+            out_png=args.out_tc,
+            title="TC views across guidance scales (framed: the adaptive scale)",
+        )
 
 
 def _quality(args) -> None:
@@ -70,10 +97,23 @@ def _quality(args) -> None:
     from genview.report.quality_audit import quality_audit
 
     encoder = json_argument(args.encoder, "--encoder")
-    scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device),
-                           normalization=args.normalization, image_size=encoder.get("image_size"))
-    quality_audit(args.views, args.manifest, scorer, args.out, args.scores, sample=args.sample,
-                  extremes=args.extremes, seed=args.seed)
+    scorer = QualityScorer(
+        encoder,
+        args.vector,
+        device=resolve_device(args.device),
+        normalization=args.normalization,
+        image_size=encoder.get("image_size"),
+    )
+    quality_audit(
+        args.views,
+        args.manifest,
+        scorer,
+        args.out,
+        args.scores,
+        sample=args.sample,
+        extremes=args.extremes,
+        seed=args.seed,
+    )
 
 
 def _checks(args) -> None:
@@ -84,27 +124,38 @@ def _checks(args) -> None:
     from genview.report import checks
     from genview.report.specs import load_table_specs
 
-    about = ("The embedded default's models were trained for minutes on the synthetic shapes set, not the paper's: "
-             "these numbers test that each mechanism of the method does what the paper says, against the ground "
-             "truth the shapes generator knows; they are not the paper's results.")
+    about = (
+        "The embedded default's models were trained for minutes on the synthetic shapes set, not the paper's: "
+        "these numbers test that each mechanism of the method does what the paper says, against the ground "
+        "truth the shapes generator knows; they are not the paper's results."
+    )
     result: dict = {"about": about, "goals": checks.GOALS}
     fg_encoder = json_argument(args.fg_encoder, "--fg-encoder")
     with np.load(args.fit) as fit:
         trained = float(fit["mean_iou"]) if "mean_iou" in fit.files else None
     if trained is not None:
-        result["foreground"] = {"iou_trained": round(trained, 4), "iou_random": round(checks.random_encoder_iou(
-            fg_encoder, args.manifest, per_class=args.per_class, sample_size=args.sample_size, seed=args.seed), 4)}
+        result["foreground"] = {
+            "iou_trained": round(trained, 4),
+            "iou_random": round(
+                checks.random_encoder_iou(
+                    fg_encoder, args.manifest, per_class=args.per_class, sample_size=args.sample_size, seed=args.seed
+                ),
+                4,
+            ),
+        }
     result["views"] = checks.view_checks(args.views, args.complexity)
     if "note" not in result["views"]:
         encoder = json_argument(args.quality_encoder, "--quality-encoder")
-        scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device),
-                               image_size=encoder.get("image_size"))
+        scorer = QualityScorer(
+            encoder, args.vector, device=resolve_device(args.device), image_size=encoder.get("image_size")
+        )
         pairs = checks.score_pairs_with_truth(args.views, args.manifest, scorer, args.sample, args.seed)
         result["quality"] = checks.quality_auc(pairs)
     if args.learning_table:
         spec = load_table_specs(args.tables)[args.learning_table]
-        result["learning"] = checks.learning_checks(spec, args.results, json_argument(args.learning_columns,
-                                                                                       "--learning-columns"))
+        result["learning"] = checks.learning_checks(
+            spec, args.results, json_argument(args.learning_columns, "--learning-columns")
+        )
     checks.write_checks(result, args.out_json, args.out_md)
 
 
@@ -176,8 +227,11 @@ def register(stages) -> None:
     check.add_argument("--complexity", nargs="+", default=[], help="the shards' caption complexity")
     check.add_argument("--tables", default="config/tables_default.yaml")
     check.add_argument("--learning-table", help="a seeded table with random / baseline / views / genview columns")
-    check.add_argument("--learning-columns", default="{}", help="JSON: role (random, baseline, views, genview) -> "
-                       "column key of the learning table")
+    check.add_argument(
+        "--learning-columns",
+        default="{}",
+        help="JSON: role (random, baseline, views, genview) -> column key of the learning table",
+    )
     check.add_argument("--results", default="results/eval")
     check.add_argument("--sample", type=int, default=512, help="(real, view) pairs per source scored")
     check.add_argument("--per-class", type=int, default=10, help="foreground fitting sample (as analysis)")

@@ -39,8 +39,11 @@ def read_benchmarks(root: str | os.PathLike, gpus: dict) -> pd.DataFrame:
             seconds, rss = float(record["s"]), pd.to_numeric(record["max_rss"], errors="coerce")
         except (KeyError, IndexError, ValueError, pd.errors.ParserError) as error:
             raise BadInputError(f"{path}: not a Snakemake benchmark file ({error})") from None
-        rows.append(dict(rule=rule, job="/".join(parts), seconds=seconds, max_rss_mb=rss,
-                         gpus=job_gpus(rule, tuple(parts), gpus)))
+        rows.append(
+            dict(
+                rule=rule, job="/".join(parts), seconds=seconds, max_rss_mb=rss, gpus=job_gpus(rule, tuple(parts), gpus)
+            )
+        )
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb", "gpus"])
 
 
@@ -48,16 +51,25 @@ def cost_table(jobs: pd.DataFrame, stage_order: list[str]) -> pd.DataFrame:
     """Per stage (rule): jobs, total wall hours, mean and max job seconds, max RSS, GPU-hours; then a total."""
     jobs = jobs.assign(gpu_hours=jobs["seconds"] * jobs["gpus"] / 3600)
     grouped = jobs.groupby("rule", sort=False).agg(
-        jobs=("job", "size"), wall_hours=("seconds", lambda s: s.sum() / 3600),
-        mean_job_seconds=("seconds", "mean"), max_job_seconds=("seconds", "max"),
-        max_rss_mb=("max_rss_mb", "max"), gpu_hours=("gpu_hours", "sum"),
+        jobs=("job", "size"),
+        wall_hours=("seconds", lambda s: s.sum() / 3600),
+        mean_job_seconds=("seconds", "mean"),
+        max_job_seconds=("seconds", "max"),
+        max_rss_mb=("max_rss_mb", "max"),
+        gpu_hours=("gpu_hours", "sum"),
     )
     order = [rule for rule in stage_order if rule in grouped.index]
     order += sorted(set(grouped.index) - set(order))
     table = grouped.loc[order].reset_index().rename(columns={"rule": "stage"})
-    total = dict(stage="total", jobs=int(table["jobs"].sum()), wall_hours=table["wall_hours"].sum(),
-                 mean_job_seconds=jobs["seconds"].mean(), max_job_seconds=jobs["seconds"].max(),
-                 max_rss_mb=jobs["max_rss_mb"].max(), gpu_hours=table["gpu_hours"].sum())
+    total = dict(
+        stage="total",
+        jobs=int(table["jobs"].sum()),
+        wall_hours=table["wall_hours"].sum(),
+        mean_job_seconds=jobs["seconds"].mean(),
+        max_job_seconds=jobs["seconds"].max(),
+        max_rss_mb=jobs["max_rss_mb"].max(),
+        gpu_hours=table["gpu_hours"].sum(),
+    )
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)[COLUMNS]
 
 
@@ -70,10 +82,15 @@ def render_cost(table: pd.DataFrame) -> str:
     ]
     for row in table.itertuples():
         rss = "" if pd.isna(row.max_rss_mb) else f"{row.max_rss_mb:.0f}"
-        lines.append(f"| {row.stage} | {row.jobs} | {row.wall_hours:.3f} | {row.mean_job_seconds:.1f} | "
-                     f"{row.max_job_seconds:.1f} | {rss} | {row.gpu_hours:.3f} |")
-    lines += ["", "Wall time is summed over jobs (not elapsed time: jobs run in parallel). GPU-hours = wall time x "
-                  "the GPUs each job's rule declared."]
+        lines.append(
+            f"| {row.stage} | {row.jobs} | {row.wall_hours:.3f} | {row.mean_job_seconds:.1f} | "
+            f"{row.max_job_seconds:.1f} | {rss} | {row.gpu_hours:.3f} |"
+        )
+    lines += [
+        "",
+        "Wall time is summed over jobs (not elapsed time: jobs run in parallel). GPU-hours = wall time x "
+        "the GPUs each job's rule declared.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,9 @@ from genview.quality.encoder import QualityScorer, load_centre_crop
 from genview.report.figures import new_figure, save_png, show_image
 
 
-def read_pairs(view_manifests: list[str | os.PathLike], manifest_csv: str | os.PathLike, sample: int,
-               seed: int) -> pd.DataFrame:
+def read_pairs(
+    view_manifests: list[str | os.PathLike], manifest_csv: str | os.PathLike, sample: int, seed: int
+) -> pd.DataFrame:
     """(id, source, real, view) for at most ``sample`` seeded-random images per source."""
     real = MANIFEST.read(manifest_csv, need=("id", "path")).set_index("id")["path"]
     frames = []
@@ -30,8 +31,10 @@ def read_pairs(view_manifests: list[str | os.PathLike], manifest_csv: str | os.P
     if unknown:
         raise BadInputError(f"{manifest_csv} has no image for view id(s) {unknown[:5]}")
     pairs["real"] = pairs["id"].map(real)
-    chosen = [group.sample(n=min(sample, len(group)), random_state=seed).sort_values("id")
-              for _, group in pairs.groupby("source", sort=True)]
+    chosen = [
+        group.sample(n=min(sample, len(group)), random_state=seed).sort_values("id")
+        for _, group in pairs.groupby("source", sort=True)
+    ]
     if not chosen:
         raise BadInputError("no generated views to audit")
     return pd.concat(chosen, ignore_index=True)
@@ -61,8 +64,13 @@ def audit_figure(pairs: pd.DataFrame, out_png: str | os.PathLike, *, extremes: i
     histogram = figure.add_subplot(grid[:, :2])  # the histogram spans two columns of both rows
     bins = np.linspace(pairs["quality"].min(), pairs["quality"].max() + 1e-9, 21)
     for index, (source, group) in enumerate(pairs.groupby("source", sort=True)):
-        histogram.hist(group["quality"], bins=bins, histtype="step", color=f"C{index}",
-                       label=f"{source} (n={len(group)}, mean {group['quality'].mean():.3f})")
+        histogram.hist(
+            group["quality"],
+            bins=bins,
+            histtype="step",
+            color=f"C{index}",
+            label=f"{source} (n={len(group)}, mean {group['quality'].mean():.3f})",
+        )
     histogram.set_xlabel("q = cos(fg) − cos(bg)", fontsize=8)
     histogram.set_ylabel("pairs", fontsize=8)
     histogram.tick_params(labelsize=7)
@@ -73,9 +81,18 @@ def audit_figure(pairs: pd.DataFrame, out_png: str | os.PathLike, *, extremes: i
     save_png(figure, out_png)
 
 
-def quality_audit(view_manifests: list[str | os.PathLike], manifest_csv: str | os.PathLike, scorer: QualityScorer,
-                  out_png: str | os.PathLike, out_csv: str | os.PathLike, *, sample: int = 256, extremes: int = 3,
-                  seed: int = 0, title: str = "Quality of (real, generated) pairs") -> pd.DataFrame:
+def quality_audit(
+    view_manifests: list[str | os.PathLike],
+    manifest_csv: str | os.PathLike,
+    scorer: QualityScorer,
+    out_png: str | os.PathLike,
+    out_csv: str | os.PathLike,
+    *,
+    sample: int = 256,
+    extremes: int = 3,
+    seed: int = 0,
+    title: str = "Quality of (real, generated) pairs",
+) -> pd.DataFrame:
     pairs = read_pairs(view_manifests, manifest_csv, sample, seed)
     pairs["quality"] = score_pairs(pairs, scorer)
     QUALITY_SCORES.write(pairs, out_csv, float_format="%.6g")

@@ -40,5 +40,7 @@ def check_sources(specs: dict[str, dict], evaluations, path: str | os.PathLike) 
     if problems:
         shown = "\n".join(f"  - {line}" for line in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ConfigError(f"{path}: {len(problems)} table cell(s) cannot be filled:\n{shown}{more}",
-                          [f"{path}: {problem}" for problem in problems])
+        raise ConfigError(
+            f"{path}: {len(problems)} table cell(s) cannot be filled:\n{shown}{more}",
+            [f"{path}: {problem}" for problem in problems],
+        )

@@ -81,8 +81,13 @@ def expand_spec(spec: dict) -> dict:
                 cell["paper"] = row["paper"][key]
             if any(field in cell for field in _CELL_FIELDS):
                 cells[key] = cell
-        rows.append({**{k: v for k, v in row.items() if k not in ("cell", "cells", "paper")}, "cells": cells,
-                     "paper": row.get("paper", {})})
+        rows.append(
+            {
+                **{k: v for k, v in row.items() if k not in ("cell", "cells", "paper")},
+                "cells": cells,
+                "paper": row.get("paper", {}),
+            }
+        )
     expanded["rows"] = rows
     return expanded
 
@@ -133,7 +138,8 @@ def validate_spec(spec: dict) -> None:
 def _rows_named(spec: dict, name: str) -> list[int]:
     """Rows whose label, or group/label, is ``name``."""
     return [
-        index for index, row in enumerate(spec.get("rows") or [])
+        index
+        for index, row in enumerate(spec.get("rows") or [])
         if name in (row.get("label"), f"{row.get('group')}/{row.get('label')}")
     ]
 
@@ -166,8 +172,10 @@ def load_cells(spec: dict, results_root: str | os.PathLike) -> list[list[Cell]]:
         for key, averaged in means.items():
             cells[key] = _mean_cell({k: cells[k] for k in averaged}, row.get("paper", {}).get(key), row["label"])
         if spec.get("compare_to") in cells:
-            cells = {key: _compared(cell, cells[spec["compare_to"]]) if key != spec["compare_to"] else cell
-                     for key, cell in cells.items()}
+            cells = {
+                key: _compared(cell, cells[spec["compare_to"]]) if key != spec["compare_to"] else cell
+                for key, cell in cells.items()
+            }
         table.append([cells[key] for key in keys])
     return table
 
@@ -183,8 +191,9 @@ def _load_seeds(spec: dict, cell_spec: dict | None, root: Path) -> Cell:
     values = [run.value for run in runs]
     mean = sum(values) / len(values)
     spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return dataclasses.replace(runs[0], value=mean, spread=spread,
-                               source=f"mean of {len(runs)} seeds: {', '.join(run.source for run in runs)}")
+    return dataclasses.replace(
+        runs[0], value=mean, spread=spread, source=f"mean of {len(runs)} seeds: {', '.join(run.source for run in runs)}"
+    )
 
 
 def _compared(cell: Cell, reference: Cell) -> Cell:
@@ -252,8 +261,11 @@ def mark_best(cells: list[list[Cell]], spec: dict) -> list[list[Cell]]:
             target = max(shown) if higher else min(shown)
             for r in members:
                 cell = unmarked[r][index]
-                if cell.value is not None and round(cell.value, digits) == target and _clearly_best(
-                        cell, [unmarked[o][index] for o in members if o != r], higher):
+                if (
+                    cell.value is not None
+                    and round(cell.value, digits) == target
+                    and _clearly_best(cell, [unmarked[o][index] for o in members if o != r], higher)
+                ):
                     unmarked[r][index] = dataclasses.replace(cell, best=True)
     return unmarked
 
@@ -307,12 +319,15 @@ def spread_note(spec: dict) -> str:
     """How to read a table with seeds or a reference column."""
     parts = []
     if spec.get("seeds"):
-        parts.append(f"Mean ± standard deviation over {len(spec['seeds'])} seeds ({', '.join(map(str, spec['seeds']))}); "
-                     "a value is bold only when it leads every other by more than their combined spread.")
+        parts.append(
+            f"Mean ± standard deviation over {len(spec['seeds'])} seeds ({', '.join(map(str, spec['seeds']))}); "
+            "a value is bold only when it leads every other by more than their combined spread."
+        )
     if spec.get("compare_to"):
         label = next(c["label"] for c in spec["columns"] if c["key"] == spec["compare_to"])
-        parts.append(f"(±x) is the difference to {label}; * marks one larger than the combined spread "
-                     "sqrt(sd1² + sd2²).")
+        parts.append(
+            f"(±x) is the difference to {label}; * marks one larger than the combined spread sqrt(sd1² + sd2²)."
+        )
     return " ".join(parts)
 
 
@@ -404,8 +419,12 @@ def render_html(spec: dict, cells: list[list[Cell]]) -> str:
         texts = [row["label"]] if leading == 1 else [row.get("group", ""), row["label"]]
         values = [escape(_text_cell(cell, digits, notes, lambda text: f"\0{text}\1")) for cell in row_cells]
         values = [value.replace("\0", "<b>").replace("\1", "</b>") for value in values]
-        lines.append("<tr>" + "".join(f"<td>{escape(text)}</td>" for text in texts)
-                     + "".join(f"<td class='n'>{value}</td>" for value in values) + "</tr>")
+        lines.append(
+            "<tr>"
+            + "".join(f"<td>{escape(text)}</td>" for text in texts)
+            + "".join(f"<td class='n'>{value}</td>" for value in values)
+            + "</tr>"
+        )
     lines.append("</tbody></table>")
     if spec.get("caption"):
         lines.append(f"<p>{escape(spec['caption'])}</p>")
@@ -413,17 +432,30 @@ def render_html(spec: dict, cells: list[list[Cell]]) -> str:
         lines.append(f"<p>{escape(spread_note(spec))}</p>")
     gains = gain_lines(spec, cells)
     if gains:
-        lines.append("<p>Gains (reproduced; paper):</p><ul>" + "".join(f"<li>{escape(g)}</li>" for g in gains) + "</ul>")
+        lines.append(
+            "<p>Gains (reproduced; paper):</p><ul>" + "".join(f"<li>{escape(g)}</li>" for g in gains) + "</ul>"
+        )
     if notes:
-        lines.append("<p>Missing results (— [n] in the table):</p><ol>"
-                     + "".join(f"<li>{escape(note)}</li>" for note in notes) + "</ol>")
+        lines.append(
+            "<p>Missing results (— [n] in the table):</p><ol>"
+            + "".join(f"<li>{escape(note)}</li>" for note in notes)
+            + "</ol>"
+        )
     lines.append("</body></html>")
     return "\n".join(lines) + "\n"
 
 
 _LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
 }
 
 
@@ -509,9 +541,7 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
     return buffer.getvalue()
 
 
-def render_table(
-    spec: dict, results_root: str | os.PathLike, out_prefix: str | os.PathLike
-) -> dict[str, Path]:
+def render_table(spec: dict, results_root: str | os.PathLike, out_prefix: str | os.PathLike) -> dict[str, Path]:
     """Write ``out_prefix`` + ``.md``, ``.tex``, ``.csv`` and ``.html``, atomically; return their paths by suffix."""
     cells = load_cells(spec, results_root)
     renderers = {"md": render_markdown, "tex": render_latex, "csv": render_csv, "html": render_html}

@@ -52,8 +52,15 @@ def _split_arrays(npz: str | os.PathLike, splits: list[str]):
 
 
 def tsne_figure(
-    panels: list[tuple[str, str | os.PathLike]], out_png: str | os.PathLike, out_csv: str | os.PathLike, *,
-    splits: list[str], classes: int = 9, per_class: int = 100, seed: int = 0, perplexity: float = 30.0,
+    panels: list[tuple[str, str | os.PathLike]],
+    out_png: str | os.PathLike,
+    out_csv: str | os.PathLike,
+    *,
+    splits: list[str],
+    classes: int = 9,
+    per_class: int = 100,
+    seed: int = 0,
+    perplexity: float = 30.0,
     title: str | None = None,
 ) -> pd.DataFrame:
     """One panel per (label, feature cache); the same classes and images in every panel.
@@ -82,10 +89,18 @@ def tsne_figure(
         axis.set_title(f"{label}\nsilhouette {silhouette:.3f}", fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
-        rows.append(pd.DataFrame({
-            "panel": label, "id": ids[points], "label": np.asarray(label_names)[labels[points]],
-            "x": coordinates[:, 0], "y": coordinates[:, 1], "silhouette": silhouette,
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "panel": label,
+                    "id": ids[points],
+                    "label": np.asarray(label_names)[labels[points]],
+                    "x": coordinates[:, 0],
+                    "y": coordinates[:, 1],
+                    "silhouette": silhouette,
+                }
+            )
+        )
     handles, names = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, names, loc="outside lower center", ncols=min(len(names), 5), fontsize=8, markerscale=2)
     save_png(figure, out_png)

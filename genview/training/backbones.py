@@ -51,8 +51,9 @@ def sincos_position_embedding(grid_h: int, grid_w: int, dim: int, temperature: f
         raise ConfigError(f"a sin-cos position embedding needs embed_dim divisible by 4, got {dim}")
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float32) / quarter)
-    w, h = torch.meshgrid(torch.arange(grid_w, dtype=torch.float32), torch.arange(grid_h, dtype=torch.float32),
-                          indexing="ij")
+    w, h = torch.meshgrid(
+        torch.arange(grid_w, dtype=torch.float32), torch.arange(grid_h, dtype=torch.float32), indexing="ij"
+    )
     out_w, out_h = w.flatten()[:, None] * omega, h.flatten()[:, None] * omega
     return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)
 
@@ -65,14 +66,27 @@ def convnet(*, width: int = 32, depth: int = 3, image_size: int = 32) -> tuple[n
     layers, channels = [], 3
     for block in range(depth):
         out = width * 2**block
-        layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True),
-                   nn.MaxPool2d(2)]
+        layers += [
+            nn.Conv2d(channels, out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        ]
         channels = out
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
 
 
-def _vit(*, image_size: int = 224, patch_size: int = 16, embed_dim: int = 768, depth: int = 12, num_heads: int = 12,
-         mlp_ratio: float = 4.0, pos_embed: str = "learned", freeze_patch_embed: bool = False) -> tuple[nn.Module, int]:
+def _vit(
+    *,
+    image_size: int = 224,
+    patch_size: int = 16,
+    embed_dim: int = 768,
+    depth: int = 12,
+    num_heads: int = 12,
+    mlp_ratio: float = 4.0,
+    pos_embed: str = "learned",
+    freeze_patch_embed: bool = False,
+) -> tuple[nn.Module, int]:
     """timm's ViT with the class token as the feature. ``pos_embed: sincos`` and ``freeze_patch_embed`` are the
     MoCo v3 recipe: a fixed 2-D sin-cos position embedding (zeros for the class token) and a patch projection that
     is never trained (its "stop-gradient" on the first layer, which stabilises training)."""
@@ -82,8 +96,14 @@ def _vit(*, image_size: int = 224, patch_size: int = 16, embed_dim: int = 768, d
     if pos_embed not in ("learned", "sincos"):
         raise ConfigError(f"backbone option pos_embed must be learned or sincos, got {pos_embed!r}")
     model = VisionTransformer(
-        img_size=image_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-        mlp_ratio=mlp_ratio, num_classes=0, global_pool="token",
+        img_size=image_size,
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=mlp_ratio,
+        num_classes=0,
+        global_pool="token",
         # Other input sizes interpolate the position embedding (multi-crop's small crops); the native size is
         # computed exactly as without it.
         dynamic_img_size=True,

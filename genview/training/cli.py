@@ -17,9 +17,27 @@ def _run(args) -> None:
         # Re-launch this same command under torchrun, one process per GPU (gloo processes on a CPU-only machine).
         # exec keeps the GPU lease (genview --gpus) in torchrun, and its workers inherit CUDA_VISIBLE_DEVICES, so
         # LOCAL_RANK indexes the leased devices.
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-                   "-m", "genview", "pretrain", "run", "--experiment", args.experiment, "--out-dir", args.out_dir,
-                   "--manifest", args.manifest, "--device", args.device, "--views", *(args.views or [])]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.nproc}",
+            "-m",
+            "genview",
+            "pretrain",
+            "run",
+            "--experiment",
+            args.experiment,
+            "--out-dir",
+            args.out_dir,
+            "--manifest",
+            args.manifest,
+            "--device",
+            args.device,
+            "--views",
+            *(args.views or []),
+        ]
         command += [f"--{key.replace('_', '-')}={getattr(args, key)}" for key in RECIPE_EXECUTION_KEYS]
         if args.quality_vector:
             command += ["--quality-vector", args.quality_vector]
@@ -30,13 +48,22 @@ def _run(args) -> None:
     batch_size, world = experiment["recipe"]["batch_size"], int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's
     per_gpu = f"{batch_size // world} per process of {batch_size}" if world > 1 else str(batch_size)
     with out_of_memory_advice(
-        f"pretrain run {experiment['name']} (rule pretrain)", batch_size=per_gpu, device=device,
+        f"pretrain run {experiment['name']} (rule pretrain)",
+        batch_size=per_gpu,
+        device=device,
         lower=f"the recipe's batch_size (the learning rate scales with it) or spread it over more GPUs (the "
-        f"experiment's gpus: {experiment['gpus']}); amp bf16 also saves memory (recipe amp: {experiment['recipe']['amp']})",
+        f"experiment's gpus: {experiment['gpus']}); amp bf16 also saves memory "
+        f"(recipe amp: {experiment['recipe']['amp']})",
     ):
-        train(experiment, args.out_dir, manifest=args.manifest, view_manifests=args.views or [],
-              quality_vector=args.quality_vector, device=device,
-              execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS})
+        train(
+            experiment,
+            args.out_dir,
+            manifest=args.manifest,
+            view_manifests=args.views or [],
+            quality_vector=args.quality_vector,
+            device=device,
+            execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS},
+        )
 
 
 def register(stages) -> None:
@@ -56,6 +83,10 @@ def register(stages) -> None:
 
     recipe = load_schema()["$defs"]["recipe"]["properties"]
     for key in RECIPE_EXECUTION_KEYS:
-        run.add_argument(f"--{key.replace('_', '-')}", type=int, default=recipe[key]["default"],
-                         help=recipe[key].get("description", f"recipe {key}"))
+        run.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=int,
+            default=recipe[key]["default"],
+            help=recipe[key].get("description", f"recipe {key}"),
+        )
     run.set_defaults(run=_run)

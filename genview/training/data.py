@@ -62,8 +62,15 @@ AUGMENTATIONS = {
 DOWNSAMPLE_SIZES = (64, 128)  # GenView++'s --down_res
 
 
-def augmentation(preset: str, image_size: int, min_scale: float, slot: int = 0, *, max_scale: float = 1.0,
-                 downsample: dict | None = None) -> v2.Compose:
+def augmentation(
+    preset: str,
+    image_size: int,
+    min_scale: float,
+    slot: int = 0,
+    *,
+    max_scale: float = 1.0,
+    downsample: dict | None = None,
+) -> v2.Compose:
     """The handcrafted view pipeline of ``preset`` for view ``slot`` (BYOL's two slots differ), on [0, 1] tensors.
 
     ``downsample`` ({prob, sizes}, or None for the preset's probability at sizes 64 and 128) sets
@@ -109,10 +116,24 @@ class PretrainDataset(Dataset):
     each view slot (and each batch-norm batch of SLIP's image head) mixes real and generated images.
     """
 
-    def __init__(self, rows: pd.DataFrame, *, mode: str, augmentation_preset: str, image_size: int,
-                 min_scale: float, seed: int, views: dict | None = None, sources: list[str] = (),
-                 generated_prob: float = 1.0, n_views: int = 2, syn_ratio: float = 1.0, shuffle_views: bool = True,
-                 multi_crop: dict | None = None, downsample: dict | None = None):
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        *,
+        mode: str,
+        augmentation_preset: str,
+        image_size: int,
+        min_scale: float,
+        seed: int,
+        views: dict | None = None,
+        sources: list[str] = (),
+        generated_prob: float = 1.0,
+        n_views: int = 2,
+        syn_ratio: float = 1.0,
+        shuffle_views: bool = True,
+        multi_crop: dict | None = None,
+        downsample: dict | None = None,
+    ):
         self.rows = rows.reset_index(drop=True)
         self.mode, self.seed, self.epoch = mode, seed, 0
         self._cache: dict[str, torch.Tensor] = {}
@@ -121,13 +142,21 @@ class PretrainDataset(Dataset):
         self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
         self.shuffle_views = shuffle_views
         self.image_size = image_size
-        self.pipelines = [augmentation(augmentation_preset, image_size, min_scale, slot, downsample=downsample)
-                          for slot in (0, 1)]
+        self.pipelines = [
+            augmentation(augmentation_preset, image_size, min_scale, slot, downsample=downsample) for slot in (0, 1)
+        ]
         self.local_crops = multi_crop["number"] if multi_crop else 0
-        self.local_pipeline = augmentation(
-            augmentation_preset, multi_crop["size"], multi_crop["min_scale"], max_scale=multi_crop["max_scale"],
-            downsample=downsample,
-        ) if multi_crop else None
+        self.local_pipeline = (
+            augmentation(
+                augmentation_preset,
+                multi_crop["size"],
+                multi_crop["min_scale"],
+                max_scale=multi_crop["max_scale"],
+                downsample=downsample,
+            )
+            if multi_crop
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.rows)

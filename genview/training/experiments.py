@@ -46,34 +46,52 @@ def _default_coefficients(info: MethodInfo, variant: str) -> tuple[list[float], 
     return early, ([c0, c0, 1.0, 1.0] if variant == "genview" else early)
 
 
-def _check_coefficients(coefficients: list[float], info: MethodInfo, variant: str, n_views: int,
-                        where: str) -> list[str]:
+def _check_coefficients(
+    coefficients: list[float], info: MethodInfo, variant: str, n_views: int, where: str
+) -> list[str]:
     problems = []
     values = ", ".join(f"{c:g}" for c in coefficients)
     if not any(coefficients):
         problems.append(f"{where}: all four coefficients are 0, nothing would be trained")
     if (coefficients[0] or coefficients[1]) and not info.has_image_image_head:
-        problems.append(f"{where}: method {info.name!r} has no image-image term, so c0 and c1 must be 0 (got "
-                        f"{values}); use a method with one (e.g. slip)")
+        problems.append(
+            f"{where}: method {info.name!r} has no image-image term, so c0 and c1 must be 0 (got "
+            f"{values}); use a method with one (e.g. slip)"
+        )
     if (coefficients[0] or coefficients[1]) and n_views < 2:
         problems.append(f"{where}: the image-image terms (c0, c1) need views.n_views >= 2 (got {n_views})")
     if (coefficients[1] or coefficients[3]) and variant != "genview":
-        problems.append(f"{where}: the quality-driven terms (c1, c3) need quality weights, i.e. variant genview "
-                        f"(got {variant!r}, coefficients {values})")
+        problems.append(
+            f"{where}: the quality-driven terms (c1, c3) need quality weights, i.e. variant genview "
+            f"(got {variant!r}, coefficients {values})"
+        )
     return problems
 
 
-def _resolve(config: dict, name: str, method: str, variant: str, settings: dict, where: str,
-             problems: list[str], seed: int | None = None) -> tuple[dict, dict] | None:
+def _resolve(
+    config: dict,
+    name: str,
+    method: str,
+    variant: str,
+    settings: dict,
+    where: str,
+    problems: list[str],
+    seed: int | None = None,
+) -> tuple[dict, dict] | None:
     catalog = method_catalog()
-    tables = {"recipe": config["pretrain"]["recipes"], "backbone": config["pretrain"]["backbones"],
-              "dataset": config["datasets"]}
+    tables = {
+        "recipe": config["pretrain"]["recipes"],
+        "backbone": config["pretrain"]["backbones"],
+        "dataset": config["datasets"],
+    }
     missing = False
     for key, table in tables.items():
         if settings[key] not in table:
             section = "datasets" if key == "dataset" else f"pretrain.{key}s"
-            problems.append(f"{where}.{key}: {settings[key]!r} is not a key of {section} "
-                            f"(known: {', '.join(sorted(table)) or 'none'})")
+            problems.append(
+                f"{where}.{key}: {settings[key]!r} is not a key of {section} "
+                f"(known: {', '.join(sorted(table)) or 'none'})"
+            )
             missing = True
     if method not in catalog:
         key = "methods" if where.startswith("pretrain.matrix") else "method"
@@ -82,8 +100,10 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
     info = catalog[method]
     unknown = sorted(set(settings["method_args"].get(method, {})) - set(info.default_options))
     if unknown:
-        problems.append(f"{where}.method_args.{method}: unknown option(s) {unknown} (allowed: "
-                        f"{', '.join(sorted(info.default_options))})")
+        problems.append(
+            f"{where}.method_args.{method}: unknown option(s) {unknown} (allowed: "
+            f"{', '.join(sorted(info.default_options))})"
+        )
     if missing:
         return None
     dataset = settings["dataset"]
@@ -94,8 +114,10 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
         views["sources"] = list(available)
     absent = sorted(set(views["sources"]) - set(available))
     if variant != "baseline" and absent:
-        problems.append(f"{where}.views.sources: {absent} not generated for dataset {dataset!r} "
-                        f"(datasets.{dataset}.sources: {available})")
+        problems.append(
+            f"{where}.views.sources: {absent} not generated for dataset {dataset!r} "
+            f"(datasets.{dataset}.sources: {available})"
+        )
     if variant == "baseline":
         views["sources"] = []
     quality = copy.deepcopy(settings["quality"])
@@ -111,23 +133,33 @@ def _resolve(config: dict, name: str, method: str, variant: str, settings: dict,
     else:
         for key in ("early_coefs", "later_coefs"):
             if quality.get(key):
-                problems.append(f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
-                                f"({method!r} is a two-view method)")
+                problems.append(
+                    f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
+                    f"({method!r} is a two-view method)"
+                )
         views_per_sample = 2
     if recipe["multi_crop"] and info.kind != "two_view":
         problems.append(f"{where}.recipe: multi_crop applies to two-view methods only ({method!r} is not one)")
     elif recipe["multi_crop"] and not info.supports_multi_crop:
-        problems.append(f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
-                        f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})")
+        problems.append(
+            f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
+            f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})"
+        )
     execution = {key: recipe.pop(key) for key in RECIPE_EXECUTION_KEYS}
     execution.update({key: settings[key] for key in EXPERIMENT_EXECUTION_KEYS})
     experiment = dict(
-        name=name, method=method, variant=variant, dataset=dataset, seed=config["seed"] if seed is None else seed,
+        name=name,
+        method=method,
+        variant=variant,
+        dataset=dataset,
+        seed=config["seed"] if seed is None else seed,
         recipe=recipe,
         peak_lr=peak_lr(recipe, views_per_sample),
         backbone=copy.deepcopy(tables["backbone"][settings["backbone"]]),
         method_args=copy.deepcopy(settings["method_args"].get(method, {})),
-        views=views, quality=quality, gpus=settings["gpus"],
+        views=views,
+        quality=quality,
+        gpus=settings["gpus"],
     )
     if variant == "genview":
         experiment["quality_encoder"] = model_identity(config["models"]["quality_encoder"])
@@ -150,8 +182,10 @@ def resolve_execution(config: dict) -> dict[str, dict]:
 def _checked(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     experiments, executions, problems = resolve_all(config)
     if problems:
-        raise ConfigError(f"{len(problems)} problem(s) with the experiments:\n"
-                          + "\n".join(f"  - {problem}" for problem in problems), problems)
+        raise ConfigError(
+            f"{len(problems)} problem(s) with the experiments:\n" + "\n".join(f"  - {problem}" for problem in problems),
+            problems,
+        )
     return experiments, executions
 
 
@@ -185,8 +219,14 @@ def resolve_all(config: dict) -> tuple[dict[str, dict], dict[str, dict], list[st
         for method in entry["methods"]:
             for variant in entry["variants"]:
                 for seed in entry["seeds"] or [None]:
-                    fields = dict(method=method, variant=variant, dataset=entry["dataset"], recipe=entry["recipe"],
-                                  backbone=entry["backbone"], seed=config["seed"] if seed is None else seed)
+                    fields = dict(
+                        method=method,
+                        variant=variant,
+                        dataset=entry["dataset"],
+                        recipe=entry["recipe"],
+                        backbone=entry["backbone"],
+                        seed=config["seed"] if seed is None else seed,
+                    )
                     try:
                         name = pattern.format(**fields)
                     except KeyError as error:

@@ -28,5 +28,6 @@ class Normalize(nn.Module):
 def build_model(experiment: dict) -> nn.Module:
     backbone, feature_dim = build_backbone(experiment["backbone"])
     mean, std = NORMALIZATION[experiment["recipe"]["normalization"]]
-    return build_method(experiment["method"], nn.Sequential(Normalize(mean, std), backbone), feature_dim,
-                        experiment["method_args"])
+    return build_method(
+        experiment["method"], nn.Sequential(Normalize(mean, std), backbone), feature_dim, experiment["method_args"]
+    )

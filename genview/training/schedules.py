@@ -18,4 +18,3 @@ def ema_momentum(step: int, *, base: float, total_steps: int, schedule: str) -> 
     if schedule == "constant":
         return base
     return 1.0 - (1.0 - base) * 0.5 * (1.0 + math.cos(math.pi * min(step / max(1, total_steps), 1.0)))
-

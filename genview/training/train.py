@@ -115,8 +115,13 @@ def _rng_state() -> dict:
     numpy_state = np.random.get_state(legacy=False)
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {**numpy_state, "state": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-                                           "pos": numpy_state["state"]["pos"]}},
+        "numpy": {
+            **numpy_state,
+            "state": {
+                "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                "pos": numpy_state["state"]["pos"],
+            },
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -149,8 +154,17 @@ def default_execution() -> dict:
 
 
 class Trainer:
-    def __init__(self, experiment: dict, out_dir: Path, *, manifest: str, view_manifests: list[str],
-                 quality_vector: str | None, device: str, execution: dict | None = None):
+    def __init__(
+        self,
+        experiment: dict,
+        out_dir: Path,
+        *,
+        manifest: str,
+        view_manifests: list[str],
+        quality_vector: str | None,
+        device: str,
+        execution: dict | None = None,
+    ):
         self.experiment, self.out_dir, self.device = experiment, Path(out_dir), torch.device(device)
         self.recipe = experiment["recipe"]
         self.execution = {**default_execution(), **(execution or {})}
@@ -185,7 +199,8 @@ class Trainer:
         self.ddp_model = self.model
         if distributed.is_distributed():
             self.ddp_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
 
@@ -196,11 +211,20 @@ class Trainer:
         views, variant = self.experiment["views"], self.experiment["variant"]
         preset = self.recipe["augmentation"] or method_class(self.experiment["method"]).default_augmentation
         return PretrainDataset(
-            rows, mode=self.kind, augmentation_preset=preset, image_size=self.recipe["image_size"],
-            min_scale=self.recipe["min_scale"], seed=self.experiment["seed"],
-            views=load_view_index(view_manifests) if variant != "baseline" else None, sources=views["sources"],
-            generated_prob=views["generated_prob"], n_views=views["n_views"], syn_ratio=views["syn_ratio"],
-            shuffle_views=views["shuffle"], multi_crop=self.recipe["multi_crop"], downsample=self.recipe["downsample"],
+            rows,
+            mode=self.kind,
+            augmentation_preset=preset,
+            image_size=self.recipe["image_size"],
+            min_scale=self.recipe["min_scale"],
+            seed=self.experiment["seed"],
+            views=load_view_index(view_manifests) if variant != "baseline" else None,
+            sources=views["sources"],
+            generated_prob=views["generated_prob"],
+            n_views=views["n_views"],
+            syn_ratio=views["syn_ratio"],
+            shuffle_views=views["shuffle"],
+            multi_crop=self.recipe["multi_crop"],
+            downsample=self.recipe["downsample"],
         )
 
     def _scorer(self, quality_vector: str | None):
@@ -211,8 +235,13 @@ class Trainer:
         from genview.quality.encoder import QualityScorer
 
         spec = self.experiment["quality_encoder"]
-        return QualityScorer(spec, quality_vector, device=str(self.device), image_size=spec["image_size"],
-                             normalization=self.experiment["quality"]["normalization"])
+        return QualityScorer(
+            spec,
+            quality_vector,
+            device=str(self.device),
+            image_size=spec["image_size"],
+            normalization=self.experiment["quality"]["normalization"],
+        )
 
     def coefficients(self, epoch: int) -> tuple[float, ...]:
         """c0..c3 of this epoch (resolved and checked against the method by genview.training.experiments)."""
@@ -221,33 +250,54 @@ class Trainer:
 
     def _loader(self, epoch: int, skip_steps: int) -> DataLoader:
         self.dataset.set_epoch(epoch)
-        indices = epoch_indices(len(self.dataset), self.recipe["batch_size"], self.experiment["seed"], epoch,
-                                self.rank, self.world)
+        indices = epoch_indices(
+            len(self.dataset), self.recipe["batch_size"], self.experiment["seed"], epoch, self.rank, self.world
+        )
         return DataLoader(
-            self.dataset, batch_size=self.local_batch, sampler=indices[skip_steps * self.local_batch :],
-            num_workers=self.execution["num_workers"], collate_fn=self._collate, drop_last=True,
-            persistent_workers=False, pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_stop_signals,
+            self.dataset,
+            batch_size=self.local_batch,
+            sampler=indices[skip_steps * self.local_batch :],
+            num_workers=self.execution["num_workers"],
+            collate_fn=self._collate,
+            drop_last=True,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_stop_signals,
         )
 
     def _collate(self, samples):
         if self.kind == "two_view":
             view1, view2, local_views, index = zip(*samples)
             local_views = torch.stack(local_views, 1).unbind(0) if local_views[0] is not None else ()
-            return dict(view1=torch.stack(view1), view2=torch.stack(view2), local_views=local_views,
-                        index=torch.tensor(index))
+            return dict(
+                view1=torch.stack(view1), view2=torch.stack(view2), local_views=local_views, index=torch.tensor(index)
+            )
         views, captions, real, index = zip(*samples)
         from genview.methods.text import tokenize
 
-        return dict(views=torch.stack(views, 1), captions=list(captions), real=torch.stack(real),
-                    tokens=tokenize(list(captions), self.model.context_length), index=torch.tensor(index))
+        return dict(
+            views=torch.stack(views, 1),
+            captions=list(captions),
+            real=torch.stack(real),
+            tokens=tokenize(list(captions), self.model.context_length),
+            index=torch.tensor(index),
+        )
 
     # --- state -------------------------------------------------------------------------------------------------
     def state(self, epoch: int, step_in_epoch: int) -> dict:
         return dict(
-            format=CHECKPOINT_FORMAT, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-            scaler=self.scaler.state_dict(), rng=_rng_state(), epoch=epoch, step_in_epoch=step_in_epoch,
-            global_step=self.global_step, nonfinite_in_row=self.nonfinite_in_row, skipped_steps=self.skipped_steps,
-            experiment=self.experiment, inputs_sha256=sorted(self.inputs_sha256.values()),
+            format=CHECKPOINT_FORMAT,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=_rng_state(),
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=self.global_step,
+            nonfinite_in_row=self.nonfinite_in_row,
+            skipped_steps=self.skipped_steps,
+            experiment=self.experiment,
+            inputs_sha256=sorted(self.inputs_sha256.values()),
         )
 
     def save_resume_point(self, epoch: int, step_in_epoch: int) -> None:
@@ -285,6 +335,7 @@ class Trainer:
         path = self.out_dir / METRICS_PARTIAL
         if self.rank != 0 or not path.is_file():
             return
+
         def before(record: dict) -> bool:  # a step record's step ran before; an epoch record's ended at or before
             return record["step"] < step if record["type"] == "step" else record["step"] <= step
 
@@ -302,8 +353,9 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
         if self.kind == "two_view":
             view1, view2 = batch["view1"].to(self.device), batch["view2"].to(self.device)
-            weights = self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) \
-                if self.scorer else None
+            weights = (
+                self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) if self.scorer else None
+            )
             local_views = [crops.to(self.device) for crops in batch["local_views"]]
             with autocast:
                 per_sample = self.ddp_model(view1, view2, local_views)
@@ -319,14 +371,23 @@ class Trainer:
                 views, batch["real"].to(self.device), batch["captions"], quality["gamma_ii"], quality["gamma_it"]
             )
         with autocast:
-            out = self.ddp_model(views, batch["tokens"].to(self.device), coefficients=coefficients,
-                                 image_weights=image_weights, text_weights=text_weights)
+            out = self.ddp_model(
+                views,
+                batch["tokens"].to(self.device),
+                coefficients=coefficients,
+                image_weights=image_weights,
+                text_weights=text_weights,
+            )
         return out["loss"], {k: float(v.detach()) for k, v in out.items() if k != "loss"}
 
     def step(self, batch: dict, epoch: int) -> dict:
-        lr = learning_rate(self.global_step, base_lr=self.base_lr, total_steps=self.total_steps,
-                           warmup_steps=int(self.recipe["warmup_epochs"] * self.steps_per_epoch),
-                           min_lr=self.recipe["min_lr"])
+        lr = learning_rate(
+            self.global_step,
+            base_lr=self.base_lr,
+            total_steps=self.total_steps,
+            warmup_steps=int(self.recipe["warmup_epochs"] * self.steps_per_epoch),
+            min_lr=self.recipe["min_lr"],
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_lr if group["fixed_lr"] else lr
         loss, terms = self.loss(batch, epoch)
@@ -353,8 +414,12 @@ class Trainer:
             self.scaler.update()
             record = dict(type="step", step=self.global_step, epoch=epoch, loss=float(loss.detach()), lr=lr, **terms)
         if self.model.uses_momentum:
-            momentum = ema_momentum(self.global_step, base=self.ema_base, total_steps=self.total_steps,
-                                    schedule=self.recipe["ema_schedule"] or self.model.ema_schedule)
+            momentum = ema_momentum(
+                self.global_step,
+                base=self.ema_base,
+                total_steps=self.total_steps,
+                schedule=self.recipe["ema_schedule"] or self.model.ema_schedule,
+            )
             self.model.momentum_update(momentum)
             record["ema_momentum"] = momentum
         self.global_step += 1
@@ -368,8 +433,13 @@ class Trainer:
                 tmp.write_text(yaml.safe_dump(self.experiment, sort_keys=False))
         # One bar for the whole run (its rate and time left are the run's), and one summary line per epoch. Closed
         # by `with` before a stop or an error is reported, so the job log still ends with that message.
-        with progress(desc=self.experiment["name"], total=self.total_steps, initial=self.global_step, unit="step",
-                      disable=self.rank != 0) as bar:
+        with progress(
+            desc=self.experiment["name"],
+            total=self.total_steps,
+            initial=self.global_step,
+            unit="step",
+            disable=self.rank != 0,
+        ) as bar:
             for epoch in range(start_epoch, self.recipe["epochs"]):
                 self.run_epoch(epoch, skip_steps, bar)
                 skip_steps = 0
@@ -399,16 +469,26 @@ class Trainer:
             self.stop_if_requested(epoch, step_in_epoch + 1)
         seconds = time.perf_counter() - started
         summary = dict(
-            type="epoch", step=self.global_step, epoch=epoch, loss=float(np.mean(losses)) if losses else None,
-            skipped_steps=self.skipped_steps, seconds=seconds,
+            type="epoch",
+            step=self.global_step,
+            epoch=epoch,
+            loss=float(np.mean(losses)) if losses else None,
+            skipped_steps=self.skipped_steps,
+            seconds=seconds,
             images_per_second=(self.steps_per_epoch - skip_steps) * self.recipe["batch_size"] / seconds,
         )
         self.log_metrics(summary)
         if self.rank == 0:
-            log.info("%s epoch %d/%d: mean loss %s, lr %.3g, %.1f images/s, %d step(s) skipped so far",
-                     self.experiment["name"], epoch + 1, self.recipe["epochs"],
-                     "none (every step skipped)" if summary["loss"] is None else f"{summary['loss']:.4f}",
-                     record["lr"], summary["images_per_second"], self.skipped_steps)
+            log.info(
+                "%s epoch %d/%d: mean loss %s, lr %.3g, %.1f images/s, %d step(s) skipped so far",
+                self.experiment["name"],
+                epoch + 1,
+                self.recipe["epochs"],
+                "none (every step skipped)" if summary["loss"] is None else f"{summary['loss']:.4f}",
+                record["lr"],
+                summary["images_per_second"],
+                self.skipped_steps,
+            )
 
     def stop_if_requested(self, epoch: int, step_in_epoch: int) -> None:
         """At the step boundary (``epoch``, ``step_in_epoch``): if a stop signal came (to any rank), save the resume
@@ -433,12 +513,24 @@ class Trainer:
         if hasattr(self.model, "clamp_logit_scale"):  # CLIP clamps before each step; the last one too
             self.model.clamp_logit_scale()
         backbone = self.model.backbone[1]
-        _save(dict(format=CHECKPOINT_FORMAT, experiment=self.experiment, backbone=backbone.state_dict(),
-                   method=self.model.state_dict(), feature_dim=self.model.feature_dim, steps=self.global_step,
-                   skipped_steps=self.skipped_steps),
-              self.out_dir / "checkpoint.pt")
-        log.info("%s: %d steps (%d skipped), checkpoint written", self.experiment["name"], self.global_step,
-                 self.skipped_steps)
+        _save(
+            dict(
+                format=CHECKPOINT_FORMAT,
+                experiment=self.experiment,
+                backbone=backbone.state_dict(),
+                method=self.model.state_dict(),
+                feature_dim=self.model.feature_dim,
+                steps=self.global_step,
+                skipped_steps=self.skipped_steps,
+            ),
+            self.out_dir / "checkpoint.pt",
+        )
+        log.info(
+            "%s: %d steps (%d skipped), checkpoint written",
+            self.experiment["name"],
+            self.global_step,
+            self.skipped_steps,
+        )
 
 
 def _init_distributed() -> str | None:
@@ -456,15 +548,30 @@ def _init_distributed() -> str | None:
     return "cpu"
 
 
-def train(experiment: dict, out_dir: str | Path, *, manifest: str, view_manifests: list[str],
-          quality_vector: str | None = None, device: str = "cpu", execution: dict | None = None) -> None:
+def train(
+    experiment: dict,
+    out_dir: str | Path,
+    *,
+    manifest: str,
+    view_manifests: list[str],
+    quality_vector: str | None = None,
+    device: str = "cpu",
+    execution: dict | None = None,
+) -> None:
     distributed_device = _init_distributed()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         with _StopSignals() as stop_signals:
-            trainer = Trainer(experiment, out_dir, manifest=manifest, view_manifests=view_manifests,
-                              quality_vector=quality_vector, device=distributed_device or device, execution=execution)
+            trainer = Trainer(
+                experiment,
+                out_dir,
+                manifest=manifest,
+                view_manifests=view_manifests,
+                quality_vector=quality_vector,
+                device=distributed_device or device,
+                execution=execution,
+            )
             trainer.stop_signals = stop_signals
             trainer.run()
     finally:

@@ -51,9 +51,17 @@ class EvalContext:
         from genview.evaluation.resume import EpochResume
         from genview.io import file_fingerprint
 
-        return EpochResume(self.resume_path, dict(
-            protocol=protocol, settings=self.settings, seed=self.seed, checkpoint=file_fingerprint(self.checkpoint),
-            features=file_fingerprint(self.features_npz), **key))
+        return EpochResume(
+            self.resume_path,
+            dict(
+                protocol=protocol,
+                settings=self.settings,
+                seed=self.seed,
+                checkpoint=file_fingerprint(self.checkpoint),
+                features=file_fingerprint(self.features_npz),
+                **key,
+            ),
+        )
 
     @cached_property
     def features(self):
@@ -65,8 +73,9 @@ class EvalContext:
         if made_from is not None and str(made_from) != file_fingerprint(self.checkpoint):
             from genview.errors import BadInputError
 
-            raise BadInputError(f"{self.features_npz} holds features of another checkpoint than {self.checkpoint}; "
-                                "extract them again")
+            raise BadInputError(
+                f"{self.features_npz} holds features of another checkpoint than {self.checkpoint}; extract them again"
+            )
         return cache
 
     @cached_property
@@ -96,8 +105,13 @@ class Protocol:
 
 def _code_version() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
     except OSError:
         commit = ""
     return f"{__version__}+{commit}" if commit else __version__
@@ -128,9 +142,14 @@ def evaluation_record(protocol: str, context: EvalContext) -> dict:
     }
     record = json.loads(json.dumps(record, default=_plain))
     scalars = {key: value for key, value in record["metrics"].items() if isinstance(value, (int, float))}
-    log.info("%s %s on %s: %s (%.1f s)", context.experiment_name, protocol, context.dataset,
-             ", ".join(f"{key} {value:.4g}" for key, value in scalars.items()) or "no scalar metric",
-             record["provenance"]["wall_seconds"])
+    log.info(
+        "%s %s on %s: %s (%.1f s)",
+        context.experiment_name,
+        protocol,
+        context.dataset,
+        ", ".join(f"{key} {value:.4g}" for key, value in scalars.items()) or "no scalar metric",
+        record["provenance"]["wall_seconds"],
+    )
     return record
 
 

@@ -20,8 +20,16 @@ class Linear(Protocol):
 
         @torch.no_grad()
         def train_batches(epoch: int):
-            loader = image_loader(paths, labels, transform, batch_size=batch_size, num_workers=context.num_workers,
-                                  shuffle=True, seed=context.seed + epoch, drop_last=True)
+            loader = image_loader(
+                paths,
+                labels,
+                transform,
+                batch_size=batch_size,
+                num_workers=context.num_workers,
+                shuffle=True,
+                seed=context.seed + epoch,
+                drop_last=True,
+            )
             for images, targets in loader:
                 yield model.backbone(images.to(device)).float(), targets.to(device)
 
@@ -32,10 +40,18 @@ class Linear(Protocol):
                 yield features[start : start + 1024], targets[start : start + 1024]
 
         result = train_linear_heads(
-            train_batches, test_batches, feature_dim=cache.get("train", "features").shape[1],
-            num_classes=len(cache.label_names), base_lrs=list(settings["base_lrs"]), batch_size=batch_size,
-            epochs=settings["epochs"], steps_per_epoch=len(paths) // batch_size, device=device, seed=context.seed,
-            optimizer=settings["optimizer"], resume=context.resume("linear"),
+            train_batches,
+            test_batches,
+            feature_dim=cache.get("train", "features").shape[1],
+            num_classes=len(cache.label_names),
+            base_lrs=list(settings["base_lrs"]),
+            batch_size=batch_size,
+            epochs=settings["epochs"],
+            steps_per_epoch=len(paths) // batch_size,
+            device=device,
+            seed=context.seed,
+            optimizer=settings["optimizer"],
+            resume=context.resume("linear"),
         )
         result.pop("final_state_dict")  # the heads' weights; the result file keeps the numbers
         return result

@@ -10,8 +10,12 @@ class LinearFast(Protocol):
     def run(self, context) -> dict:
         cache, settings = context.features, context.settings
         return logistic_regression_probe(
-            cache.get("train", "features"), cache.get("train", "labels"),
-            cache.get("test", "features"), cache.get("test", "labels"),
-            cs=tuple(settings["cs"]), val_fraction=settings["val_fraction"], seed=context.seed,
+            cache.get("train", "features"),
+            cache.get("train", "labels"),
+            cache.get("test", "features"),
+            cache.get("test", "labels"),
+            cs=tuple(settings["cs"]),
+            val_fraction=settings["val_fraction"],
+            seed=context.seed,
             max_iter=settings["max_iter"],
         )

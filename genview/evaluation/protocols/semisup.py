@@ -31,8 +31,13 @@ class SemiSupervised(Protocol):
         cache, settings, device = context.features, context.settings, context.device
         image_size = context.experiment["recipe"]["image_size"]
         paths, labels = cache.get("train", "paths"), cache.get("train", "labels")
-        test_loader = image_loader(cache.get("test", "paths"), cache.get("test", "labels"), test_transform(image_size),
-                                   batch_size=settings["batch_size"], num_workers=context.num_workers)
+        test_loader = image_loader(
+            cache.get("test", "paths"),
+            cache.get("test", "labels"),
+            test_transform(image_size),
+            batch_size=settings["batch_size"],
+            num_workers=context.num_workers,
+        )
         # One resume point for the whole protocol: finished fractions' metrics, and the current fraction's state
         # after its last finished epoch.
         resume = context.resume("semisup")
@@ -46,9 +51,12 @@ class SemiSupervised(Protocol):
             backbone = copy.deepcopy(context.model.backbone).train()
             head = nn.Linear(context.model.feature_dim, len(cache.label_names)).to(device)
             optimizer = torch.optim.SGD(
-                [{"params": backbone.parameters(), "lr": settings["backbone_lr"]},
-                 {"params": head.parameters(), "lr": settings["head_lr"]}],
-                momentum=0.9, weight_decay=settings["weight_decay"],
+                [
+                    {"params": backbone.parameters(), "lr": settings["backbone_lr"]},
+                    {"params": head.parameters(), "lr": settings["head_lr"]},
+                ],
+                momentum=0.9,
+                weight_decay=settings["weight_decay"],
             )
             base_lrs = [group["lr"] for group in optimizer.param_groups]
             batch_size = min(settings["batch_size"], len(chosen))
@@ -61,9 +69,16 @@ class SemiSupervised(Protocol):
                 steps, start_epoch = state["steps"], state["epoch"]
             with progress(desc=f"semi-supervised {fraction:g}", total=total, initial=steps, unit="step") as bar:
                 for epoch in range(start_epoch, settings["epochs"]):
-                    loader = image_loader(paths[chosen], labels[chosen], train_transform(image_size),
-                                          batch_size=batch_size, num_workers=context.num_workers, shuffle=True,
-                                          seed=context.seed + epoch, drop_last=True)
+                    loader = image_loader(
+                        paths[chosen],
+                        labels[chosen],
+                        train_transform(image_size),
+                        batch_size=batch_size,
+                        num_workers=context.num_workers,
+                        shuffle=True,
+                        seed=context.seed + epoch,
+                        drop_last=True,
+                    )
                     for images, targets in loader:
                         for group, base in zip(optimizer.param_groups, base_lrs):
                             group["lr"] = base * 0.5 * (1 + math.cos(math.pi * steps / total))
@@ -74,18 +89,37 @@ class SemiSupervised(Protocol):
                         steps += 1
                         bar.set_postfix(epoch=epoch + 1, loss=float(loss.detach()), refresh=False)
                         bar.update()
-                    log.info("semi-supervised %g: epoch %d/%d, last loss %.4f", fraction, epoch + 1, settings["epochs"],
-                             float(loss.detach()))
-                    resume.save(dict(fraction=fraction_index, epoch=epoch + 1, steps=steps,
-                                     backbone=backbone.state_dict(), head=head.state_dict(),
-                                     optimizer=optimizer.state_dict(), rng=torch.get_rng_state(), metrics=metrics))
+                    log.info(
+                        "semi-supervised %g: epoch %d/%d, last loss %.4f",
+                        fraction,
+                        epoch + 1,
+                        settings["epochs"],
+                        float(loss.detach()),
+                    )
+                    resume.save(
+                        dict(
+                            fraction=fraction_index,
+                            epoch=epoch + 1,
+                            steps=steps,
+                            backbone=backbone.state_dict(),
+                            head=head.state_dict(),
+                            optimizer=optimizer.state_dict(),
+                            rng=torch.get_rng_state(),
+                            metrics=metrics,
+                        )
+                    )
             backbone.eval()
             with torch.no_grad():
                 scores, targets = zip(*[(head(backbone(x.to(device))).cpu(), y) for x, y in test_loader])
             accuracy = topk_accuracy(torch.cat(scores), torch.cat(targets), ks=(1, 5))
             percent = f"{fraction * 100:g}pct"
-            metrics.update({f"top1_{percent}": float(accuracy["top1"]), f"top5_{percent}": float(accuracy["top5"]),
-                            f"labelled_{percent}": int(len(chosen))})
+            metrics.update(
+                {
+                    f"top1_{percent}": float(accuracy["top1"]),
+                    f"top5_{percent}": float(accuracy["top5"]),
+                    f"labelled_{percent}": int(len(chosen)),
+                }
+            )
             resume.save(dict(fraction=fraction_index + 1, epoch=0, metrics=metrics))
         resume.finish()
         return metrics

@@ -13,8 +13,9 @@ class ZeroShot(Protocol):
     def run(self, context) -> dict:
         cache, model = context.features, context.model
         templates = zero_shot_templates(context.dataset, context.spec)
-        weights = zero_shot_weights(cache.class_names, templates,
-                                    lambda texts: encode_texts(model, texts, context.device))
+        weights = zero_shot_weights(
+            cache.class_names, templates, lambda texts: encode_texts(model, texts, context.device)
+        )
         scores = zero_shot_scores(torch.from_numpy(cache.get("test", "image_embeddings")), weights)
         metrics = topk_accuracy(scores, torch.from_numpy(cache.get("test", "labels")), ks=(1, 5))
         return {**metrics, "templates": len(templates), "classes": len(cache.class_names)}
