@@ -95,7 +95,7 @@ def test_unreadable_config_file(tmp_path):
 @pytest.mark.workflow
 def test_snakemake_stops_on_bad_config_before_any_job(workdir):
     bad = workdir / "bad.yaml"
-    bad.write_text(yaml.safe_dump(_with(["datasets", "shapes", "num_shards"], -1)))
+    bad.write_text(yaml.safe_dump(_with(["datasets", "shapes", "num_shards"], -1), sort_keys=False))
     result = snakemake("-n", "--cores", "1", "--configfile", bad, workdir=workdir, check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr

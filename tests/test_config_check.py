@@ -81,12 +81,12 @@ def test_the_cli_and_the_snakefile_report_the_same_problems_and_schedule_nothing
     config["datasets"]["shapes"]["sources"] = ["ic", "tcc"]
     config["pretrain"]["matrix"][1]["methods"] = ["clip", "slipp"]
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["config", "check", str(path)]) == 2
     cli = capsys.readouterr().err
     assert "datasets.shapes.sources.1: 'tcc' is not one of" in cli
     config["datasets"]["shapes"]["sources"] = ["ic", "tc"]
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["config", "check", str(path)]) == 2
     cli = capsys.readouterr().err
     assert "pretrain.matrix[1].methods: unknown method 'slipp'" in cli
@@ -101,12 +101,12 @@ def test_paper_config_checks_the_filesystem_and_passes_on_placeholder_data(tmp_p
     assert "datasets.imagenet1k.root: folder /datasets/imagenet does not exist" in capsys.readouterr().err
     placed = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
     path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(placed))
+    path.write_text(yaml.safe_dump(placed, sort_keys=False))
     assert main(["config", "check", str(path)]) == 0
     assert "valid (42 experiment(s)" in capsys.readouterr().out
     placed["check_files"] = False
     placed["datasets"]["imagenet1k"]["root"] = "/nowhere"
-    path.write_text(yaml.safe_dump(placed))
+    path.write_text(yaml.safe_dump(placed, sort_keys=False))
     assert main(["config", "check", str(path)]) == 0 and "files not checked" in capsys.readouterr().out
 
 
@@ -130,7 +130,7 @@ def test_snakemake_merges_an_overlay_and_replaces_with_a_standalone_config(tmp_p
     result = snakemake("-n", "--cores", "1", "--configfile", overlay, workdir=workdir)
     assert "shard_shapes" in result.stdout and "results/data/shapes/shards/2.csv" in result.stdout
     placed = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
-    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(placed))
+    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(placed, sort_keys=False))
     site = tmp_path / "site.yaml"
     site.write_text("datasets: {cc3m: {num_shards: 2}}\n")
     result = snakemake("-n", "--cores", "1", "--configfile", tmp_path / "paper.yaml", site, workdir=workdir)

@@ -67,8 +67,8 @@ def workflow(tmp_path_factory):
     base = tmp_path_factory.mktemp("docs")
     root = copy_workflow(base / "wf")
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    (root / "config/paper.yaml").write_text(yaml.safe_dump(placeholder_datasets(paper, base / "data")))
-    (root / "site.yaml").write_text(yaml.safe_dump({"datasets": {"imagenet1k": {"num_shards": 256}}}))
+    (root / "config/paper.yaml").write_text(yaml.safe_dump(placeholder_datasets(paper, base / "data"), sort_keys=False))
+    (root / "site.yaml").write_text(yaml.safe_dump({"datasets": {"imagenet1k": {"num_shards": 256}}}, sort_keys=False))
     return root
 
 

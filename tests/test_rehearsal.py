@@ -18,7 +18,7 @@ from genview.config import derive_config, load_config, merge_patch, read_yaml
 from genview.data.index import index_dataset
 from genview.data.synthetic import make_synthetic
 from genview.errors import ConfigError
-from genview.evaluation.runs import CACHED_PROTOCOLS, resolve_evaluations
+from genview.evaluation.runs import CACHED_PROTOCOLS, read_result, resolve_evaluations, result_file
 from genview.models import rehearsal
 from genview.report.specs import load_table_specs
 from genview.training.experiments import resolve_experiments
@@ -201,7 +201,7 @@ def test_derive_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"derive\.base: unknown key \(allowed here: each, from\)"):
         derive_config({"derive": {"from": "config/paper.yaml", "base": 1}}, REPO)
     loop = tmp_path / "loop.yaml"
-    loop.write_text(yaml.safe_dump({"derive": {"from": str(loop)}}))
+    loop.write_text(yaml.safe_dump({"derive": {"from": str(loop)}}, sort_keys=False))
     with pytest.raises(ConfigError, match="derives from itself"):
         derive_config(read_yaml(loop), REPO)
     with pytest.raises(ConfigError, match="not found"):
@@ -325,7 +325,7 @@ def cpu_rehearsal_targets() -> list[str]:
     assert len(picked) == 4 + len(VL_EVALUATIONS)
     datasets = sorted({**CPU["datasets"], **CPU["eval_datasets"]})
     return (
-        [f"results/eval/{e}/{p}/{d}.json" for e, p, d in picked]
+        sorted({result_file(e, p, d) for e, p, d in picked})
         + [f"results/data/{d}/manifest.csv" for d in datasets]
         + ["results/pretrain/cc3m_fixed_clip_genview/checkpoint.pt", "figure_gallery", "figure_quality", "figure_tsne"]
     )
@@ -344,13 +344,12 @@ def test_cpu_rehearsal_runs_end_to_end(workdir):
     snakemake(*targets, "--cores", "all", *cpu, workdir=workdir, timeout=7200)
     print(f"CPU rehearsal: {plan['total']} jobs in {time.monotonic() - started:.0f} s")
 
-    for target in targets or [
-        f"results/eval/{e}/{p}/{d}.json" for e, p, d in resolve_evaluations(CPU, resolve_experiments(CPU))
-    ]:
-        if target.endswith(".json"):
-            result = json.loads((workdir / target).read_text())
-            assert result["metrics"] and result["provenance"]["device"] == "cpu", target
-    assert {json.loads(p.read_text())["protocol"] for p in workdir.glob("results/eval/*/*/*.json")} == {
+    evaluations = resolve_evaluations(CPU, resolve_experiments(CPU))
+    ran = evaluations if full else [(e, p, d) for e, p, d in evaluations if result_file(e, p, d) in targets]
+    for experiment, protocol, dataset in ran:
+        result = read_result(experiment, protocol, dataset, root=str(workdir / "results/eval"))
+        assert result["metrics"] and result["provenance"]["device"] == "cpu", (experiment, protocol, dataset)
+    assert {p for _, p, _ in ran} == {
         "linear",
         "linear_fast",
         "knn",

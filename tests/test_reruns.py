@@ -53,7 +53,7 @@ def edited(config: dict, key: tuple, value) -> dict:
 
 def dry_run(root, config: dict, tmp_path, *targets) -> str:
     path = tmp_path / "edited.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = run_tool([VENV_BIN / "snakemake", "-n", *targets, "--configfile", path], cwd=root)
     return result.stdout + result.stderr
 
@@ -111,7 +111,7 @@ def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_pat
     config = copy.deepcopy(SMOKE)
     config["pretrain"]["recipes"]["tiny_ssl"].update(epochs=6, save_every_steps=1)
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     workdir = tmp_path / "work"
     workdir.mkdir()
     target = "results/pretrain/shapes_simclr_baseline/checkpoint.pt"
@@ -147,7 +147,7 @@ def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_pat
     for entry in config["pretrain"]["matrix"]:
         entry.update(runtime=600, mem_mb=16000)
     config["pretrain"]["recipes"]["tiny_ssl"].update(num_workers=1, save_every_steps=2)
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     run_tool(command[:5] + ["--unlock", "--configfile", path], cwd=workdir)  # the kill left Snakemake's lock
     second = run_tool(command, cwd=workdir)
     log = (workdir / "logs/pretrain/shapes_simclr_baseline.log").read_text()

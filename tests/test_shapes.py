@@ -155,7 +155,8 @@ def test_same_seed_same_bytes_and_rerun_overwrites(tmp_path):
     make_shapes(first, **kwargs)
     make_shapes(second, **kwargs)
     hashes = file_hashes(first)
-    assert len(hashes) == 2 * 3 * len(SHAPE_CLASSES) + 1
+    # An image and a mask per sample, plus captions.csv and style.json.
+    assert len(hashes) == 2 * 3 * len(SHAPE_CLASSES) + 2
     assert hashes == file_hashes(second)
     make_shapes(first, **kwargs)
     assert file_hashes(first) == hashes

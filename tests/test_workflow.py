@@ -99,7 +99,7 @@ def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, imag
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     config = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
     paper = workdir / "paper.yaml"
-    paper.write_text(yaml.safe_dump(config))
+    paper.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake("-n", "--cores", "1", "--configfile", paper, workdir=workdir)
     counts = job_counts(result.stdout)
     datasets = len(config["datasets"]) + len(config["eval_datasets"])
@@ -195,7 +195,7 @@ def test_gallery_of_a_dataset_with_fixed_noise_shows_only_guidance(workdir):
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     config["datasets"]["shapes"]["generation"] = {"ic": {"noise_level": 200}, "itc": {"noise_level": 200}}
     path = workdir / "fixed_noise.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = snakemake("figure_gallery", "-n", "-p", "--cores", "1", "--configfile", path, workdir=workdir)
     counts = job_counts(result.stdout)
     assert counts["figure_gallery"] == 1 and "fit_foreground" not in counts and "foreground_shard" not in counts

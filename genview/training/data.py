@@ -58,6 +58,9 @@ AUGMENTATIONS = {
     "mocov2": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.0),
     "byol": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur=(1.0, 0.1), solarize=(0.0, 0.2), downsample=0.0),
     "genviewpp": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.05),
+    # Crop, flip and grayscale only: for tiny images whose class is their shape, where jitter and blur at the
+    # published strengths leave too little to learn from (the embedded default).
+    "plain": dict(jitter=(0.0, 0.0, 0.0, 0.0), blur=(0.0, 0.0), solarize=(0.0, 0.0), downsample=0.0),
 }
 DOWNSAMPLE_SIZES = (64, 128)  # GenView++'s --down_res
 
@@ -84,10 +87,12 @@ def augmentation(
     steps += [
         v2.RandomResizedCrop(image_size, scale=(min_scale, max_scale), antialias=True),
         v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(*recipe["jitter"])], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        _blur(image_size, recipe["blur"][slot]),
     ]
+    if any(recipe["jitter"]):
+        steps.append(v2.RandomApply([v2.ColorJitter(*recipe["jitter"])], p=0.8))
+    steps.append(v2.RandomGrayscale(p=0.2))
+    if recipe["blur"][slot]:
+        steps.append(_blur(image_size, recipe["blur"][slot]))
     if recipe["solarize"][slot]:
         steps.append(v2.RandomSolarize(0.5, p=recipe["solarize"][slot]))
     return v2.Compose(steps)
