@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genview.contracts import COMPLEXITY, VIEWS
+from genview.contracts import COMPLEXITY, MANIFEST, VIEWS
 from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,12 @@ def _rate(frame: pd.DataFrame, by: str) -> dict:
     }
 
 
-def view_checks(view_manifests: list[str | os.PathLike], complexity_csvs: list[str | os.PathLike]) -> dict:
+def view_checks(
+    view_manifests: list[str | os.PathLike], complexity_csvs: list[str | os.PathLike], manifest_csv=None
+) -> dict:
+    """Class kept per source, by noise level (IC, ITC), guidance scale and caption complexity (TC, ITC); with the
+    dataset's manifest, TC and ITC also by guidance among the views whose caption names the class: a caption that
+    names no shape lets a TC view take any class whatever the guidance (short captions, which get high guidance)."""
     views = pd.concat([VIEWS.read(path) for path in view_manifests], ignore_index=True)
     if views["class_changed"].isna().all():
         return {"note": "the generator keeps no ground truth (a diffusion model): no view checks"}
@@ -49,6 +54,12 @@ def view_checks(view_manifests: list[str | os.PathLike], complexity_csvs: list[s
         ignore_index=True,
     )
     views = views.merge(complexity[["id", "complexity"]], on="id", how="left")
+    if manifest_csv is not None:
+        from genview.data.shapes import parse_caption
+
+        captions = MANIFEST.read(manifest_csv, need=("id", "caption"))
+        named = captions.caption.map(lambda caption: "label" in parse_caption(caption))
+        views = views.merge(pd.DataFrame({"id": captions.id, "class_named": named}), on="id", how="left")
     result = {}
     for source, frame in views.groupby("source", sort=True):
         entry = {"views": int(len(frame)), "class_kept": round(float(1 - frame["class_changed"].mean()), 4)}
@@ -57,6 +68,10 @@ def view_checks(view_manifests: list[str | os.PathLike], complexity_csvs: list[s
         if source != "ic":
             entry["by_guidance_scale"] = _rate(frame, "guidance_scale")
             entry["by_complexity"] = _rate(frame.dropna(subset=["complexity"]), "complexity")
+            if "class_named" in frame:
+                named = frame["class_named"].fillna(False).astype(bool)
+                entry["by_guidance_scale_class_named"] = _rate(frame[named], "guidance_scale")
+                entry["class_kept_class_not_named"] = round(float(1 - frame.loc[~named, "class_changed"].mean()), 4)
         result[source] = entry
     return result
 
@@ -172,14 +187,22 @@ def render_checks_markdown(checks: dict) -> str:
             f"{entry['views']} views; class kept: {entry['class_kept']:.3f}.",
             "",
         ]
-        for table in ("by_noise_level", "by_guidance_scale", "by_complexity"):
+        for table in ("by_noise_level", "by_guidance_scale", "by_complexity", "by_guidance_scale_class_named"):
             if table in entry:
-                header = table.removeprefix("by_").replace("_", " ")
+                header = table.removeprefix("by_").replace("_class_named", " (captions naming the class)")
+                header = header.replace("_", " ")
                 lines += [f"| {header} | class kept | views |", "|---|---:|---:|"]
                 lines += [
                     f"| {key} | {value['class_kept']:.3f} | {value['views']} |" for key, value in entry[table].items()
                 ]
                 lines.append("")
+        if "class_kept_class_not_named" in entry:
+            lines += [
+                f"Views whose caption names no shape (short captions, which get high guidance): class kept "
+                f"{entry['class_kept_class_not_named']:.3f} (a TC view then takes any class, chance 1/12; an ITC "
+                f"view keeps its source image's).",
+                "",
+            ]
     quality = checks.get("quality")
     if quality:
         auc = "none" if quality.get("auc") is None else f"**{quality['auc']:.3f}**"

@@ -143,7 +143,7 @@ def _checks(args) -> None:
                 4,
             ),
         }
-    result["views"] = checks.view_checks(args.views, args.complexity)
+    result["views"] = checks.view_checks(args.views, args.complexity, args.manifest)
     if "note" not in result["views"]:
         encoder = json_argument(args.quality_encoder, "--quality-encoder")
         scorer = QualityScorer(
