@@ -30,10 +30,11 @@ if replaces_default(config):
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
-include: "rules/analyze.smk"
-include: "rules/generate.smk"
+include: "rules/analysis.smk"
+include: "rules/generation.smk"
+include: "rules/quality.smk"
 include: "rules/pretrain.smk"
-include: "rules/evaluate.smk"
+include: "rules/evaluation.smk"
 include: "rules/report.smk"
 
 

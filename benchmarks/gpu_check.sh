@@ -20,12 +20,12 @@ spec='{"kind": "shapes", "train_per_class": 20, "test_per_class": 2, "sources": 
 (cd "$work" && py -m genview data make-shapes --dataset s --spec "$spec" && \
   py -m genview data index --dataset s --spec "$spec" --out-dir data && \
   py -m genview data shard --manifest data/manifest.csv --num-shards 1 --out-dir shards) 2>"$OUT/data.log"
-printf 'id,noise_level\n' >"$work/params.csv"
-tail -n +2 "$work/shards/0.csv" | cut -d, -f1 | awk '{print $0","(NR%5)*100}' >>"$work/params.csv"
+printf 'id,fg_ratio,noise_level,mask_iou\n' >"$work/foreground.csv"
+tail -n +2 "$work/shards/0.csv" | cut -d, -f1 | awk '{print $0",0.5,"(NR%5)*100","}' >>"$work/foreground.csv"
 
 step "generation (fp16 on CUDA): views identical across batch sizes?"
 for b in 8 3; do
-  (cd "$work" && py -m genview generate views --source ic --shard shards/0.csv --params params.csv \
+  (cd "$work" && py -m genview generation views --source ic --shard shards/0.csv --foreground foreground.csv \
     --views-dir "views$b" --out "views$b.csv" --generation \
     '{"steps": 10, "batch_size": '$b', "samples": 1, "save_size": 64, "jpeg_quality": 95, "ic": {"guidance_scale": 10, "noise_level": "adaptive"}}' \
     --model '{"path": "'"$work"'/models/unclip"}' --device "$DEVICE") 2>>"$OUT/generate.log"
@@ -52,7 +52,7 @@ py benchmarks/quality_overhead.py --backbone resnet50 --batch 128 --image-size 2
 fi
 
 step "training with quality weights (amp bf16 and fp16 on CUDA)"
-(cd "$work" && py -m genview analyze fit-quality --manifest data/manifest.csv \
+(cd "$work" && py -m genview quality fit-vector --manifest data/manifest.csv \
   --encoder '{"model": "local-dir:'"$work"'/models/quality_encoder", "image_size": null}' \
   --analysis '{"fg_sample_per_class": 5, "fg_sample_size": 100, "batch_size": 64, "fg_sign": "auto"}' \
   --out quality.npz --device "$DEVICE") 2>>"$OUT/train.log"

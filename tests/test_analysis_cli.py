@@ -45,7 +45,7 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(
         root,
         monkeypatch,
-        "analyze",
+        "analysis",
         "fit-foreground",
         "--manifest",
         "d/manifest.csv",
@@ -82,7 +82,7 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(
         root,
         monkeypatch,
-        "analyze",
+        "analysis",
         "foreground",
         "--shard",
         "s/0.csv",
@@ -97,7 +97,7 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
         "--device",
         "cpu",
     )
-    run(root, monkeypatch, "analyze", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")
+    run(root, monkeypatch, "analysis", "complexity", "--shard", "s/0.csv", "--analysis", analysis, "--out", "cx.csv")
     llm = json.dumps(
         {
             "path": str(models["complexity_llm"].parent),
@@ -110,7 +110,7 @@ def test_analysis_commands_end_to_end(prepared, monkeypatch):
     run(
         root,
         monkeypatch,
-        "analyze",
+        "analysis",
         "complexity",
         "--shard",
         "s/0.csv",

@@ -390,7 +390,7 @@ def test_gaps_and_mismatches_are_named(tmp_path):
 
 
 def test_the_import_scan_follows_commands_into_functions_and_registries():
-    modules = reachable_imports("evaluate", "run")
+    modules = reachable_imports("evaluation", "run")
     assert "genview.evaluation.protocols.knn" in modules  # registry: imported by name at run time
     assert "sklearn" in modules  # imported inside a protocol's function
     assert "genview.gpu_lease" in modules and "yaml" in modules  # every job: genview.cli, config_cli

@@ -200,7 +200,7 @@ def test_cached_protocols_run_in_the_feature_job_and_share_one_file(trained, tmp
     )
     rc = main(
         [
-            "evaluate",
+            "evaluation",
             "cached",
             "--checkpoint",
             str(folder / "checkpoint.pt"),

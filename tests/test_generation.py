@@ -213,7 +213,7 @@ def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path
         sys.executable,
         "-m",
         "genview",
-        "generate",
+        "generation",
         "views",
         "--source",
         "ic",

@@ -135,7 +135,7 @@ def test_out_of_memory_in_a_generation_batch(tmp_path, monkeypatch, capsys):
     generation = validate_config({"generation": {"batch_size": 6, "tc": {"guidance_scale": 7}}})["generation"]
     rc = main(
         [
-            "generate",
+            "generation",
             "views",
             "--source",
             "tc",
@@ -155,7 +155,7 @@ def test_out_of_memory_in_a_generation_batch(tmp_path, monkeypatch, capsys):
     )
     assert rc == 2
     assert error_line(capsys) == (
-        "genview generate: error: generate views (rule generate_views): out of GPU memory at batch size 6 on cpu "
+        "genview generation: error: generation views (rule generate_views): out of GPU memory at batch size 6 on cpu "
         "(memory unknown); lower generation.batch_size (images per pipeline call; a change regenerates the views, "
         "since batched CUDA kernels may change pixels) "
         "(CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.2 GiB total))"
@@ -220,7 +220,7 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     monkeypatch.setattr(genview.evaluation.features, "extract_features", out_of_memory)
     rc = main(
         [
-            "evaluate",
+            "evaluation",
             "cached",
             "--checkpoint",
             "c.pt",
@@ -244,13 +244,13 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     )
     assert rc == 2
     assert error_line(capsys).startswith(
-        "genview evaluate: error: evaluate cached (rule evaluate_cached): out of GPU memory at batch size 512 on "
+        "genview evaluation: error: evaluation cached (rule evaluate_cached): out of GPU memory at batch size 512 on "
         "cpu (memory unknown); lower evaluation.batch_size (images per feature batch) (CUDA out of memory."
     )
     monkeypatch.setattr(genview.evaluation.protocols, "evaluate", out_of_memory)
     rc = main(
         [
-            "evaluate",
+            "evaluation",
             "run",
             "--protocol",
             "linear",
@@ -274,7 +274,7 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     )
     assert rc == 2
     assert error_line(capsys).startswith(
-        "genview evaluate: error: evaluate run linear (rule evaluate): out of GPU memory at batch size 1024 on cpu "
+        "genview evaluation: error: evaluation run linear (rule evaluate): out of GPU memory at batch size 1024 on cpu "
         "(memory unknown); lower evaluation.linear.batch_size (or the run's settings.linear)"
     )
 

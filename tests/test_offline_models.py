@@ -199,7 +199,7 @@ def test_an_offline_job_with_a_missing_weight_exits_with_the_message(tmp_path):
             sys.executable,
             "-m",
             "genview",
-            "generate",
+            "generation",
             "views",
             "--source",
             "tc",
@@ -222,7 +222,7 @@ def test_an_offline_job_with_a_missing_weight_exits_with_the_message(tmp_path):
     )
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("genview generate: error: models.text2img: stabilityai/stable-diffusion-2-1 (revision v2)")
+    assert last.startswith("genview generation: error: models.text2img: stabilityai/stable-diffusion-2-1 (revision v2)")
     assert last.endswith(f"genview models fetch 'my config.yaml' --roles text2img --cache {tmp_path / 'weights'}")
 
 

@@ -99,7 +99,7 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
     folder, _ = pretrained
     protocols = {"knn": EVALUATION["knn"], "linear_fast": EVALUATION["linear_fast"]}
     cached = job_log(
-        "evaluate",
+        "evaluation",
         "cached",
         "--checkpoint",
         folder / "checkpoint.pt",
@@ -128,10 +128,10 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
     assert f"{sweep}/{sweep}" in progress_lines(cached, "linear_fast C sweep")[-1]
     knn = json.loads((tmp_path / "cached.json").read_text())["knn"]["metrics"]
     assert any(f"e knn on shapes: top1_k20 {knn['top1_k20']:.4g}," in line for line in cached)
-    assert finished(cached, "evaluate cached")
+    assert finished(cached, "evaluation cached")
 
     linear = job_log(
-        "evaluate",
+        "evaluation",
         "run",
         "--protocol",
         "linear",
@@ -191,7 +191,7 @@ def test_llm_caption_scoring_shows_progress_per_caption(shapes):
     }
     analysis = validate_config({"analysis": {"complexity_scorer": "llm", "llm_attempts": 1}})["analysis"]
     lines = job_log(
-        "analyze",
+        "analysis",
         "complexity",
         "--shard",
         shards / "0.csv",
@@ -205,7 +205,7 @@ def test_llm_caption_scoring_shows_progress_per_caption(shapes):
         "cpu",
     )
     assert "24/24" in progress_lines(lines, "LLM caption complexity")[-1]
-    assert finished(lines, "analyze complexity")
+    assert finished(lines, "analysis complexity")
 
 
 def test_commands_that_wrote_nothing_now_say_what_they_did(shapes):
@@ -216,10 +216,10 @@ def test_commands_that_wrote_nothing_now_say_what_they_did(shapes):
     job_log("data", "shard", "--manifest", shapes / "manifest.csv", "--num-shards", 1, "--out-dir", shapes / "p")
     analysis = json.dumps(validate_config({})["analysis"])
     scored = job_log(
-        "analyze", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out", shapes / "c.csv"
+        "analysis", "complexity", "--shard", shapes / "p/0.csv", "--analysis", analysis, "--out", shapes / "c.csv"
     )
     assert any("complexity scores" in line and "'lexical'" in line for line in scored), scored
-    assert finished(scored, "analyze complexity")
+    assert finished(scored, "analysis complexity")
 
 
 # unknown_report_target never runs: its input function stops the workflow with the list of real targets.

@@ -1,4 +1,4 @@
-"""``genview analyze fit-foreground | foreground | complexity``."""
+"""``genview analysis fit-foreground | foreground | complexity``."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def _complexity(args) -> None:
 
 
 def register(stages) -> None:
-    stage = stages.add_parser("analyze", help="foreground ratio and caption complexity per image")
+    stage = stages.add_parser("analysis", help="foreground ratio and caption complexity per image")
     commands = stage.add_subparsers(dest="command", required=True)
 
     def command(name, run, help_text, *required):

@@ -1,4 +1,4 @@
-"""``genview evaluate cached | run``."""
+"""``genview evaluation cached | run``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _cached(args) -> None:
     device = resolve_device(args.device)
     spec = json_argument(args.spec, "--spec")
     with out_of_memory_advice(
-        "evaluate cached (rule evaluate_cached)",
+        "evaluation cached (rule evaluate_cached)",
         batch_size=args.batch_size,
         device=device,
         lower="evaluation.batch_size (images per feature batch)",
@@ -65,7 +65,7 @@ def _run(args) -> None:
     )
     batch_size = context.settings.get("batch_size", "(features in chunks)")
     with out_of_memory_advice(
-        f"evaluate run {args.protocol} (rule evaluate)",
+        f"evaluation run {args.protocol} (rule evaluate)",
         batch_size=batch_size,
         lower=f"evaluation.{args.protocol}.batch_size (or the run's settings.{args.protocol})",
         device=context.device,
@@ -74,7 +74,7 @@ def _run(args) -> None:
 
 
 def register(stages) -> None:
-    stage = stages.add_parser("evaluate", help="evaluation of pre-trained experiments")
+    stage = stages.add_parser("evaluation", help="evaluation of pre-trained experiments")
     commands = stage.add_subparsers(dest="command", required=True)
 
     cached = commands.add_parser(

@@ -1,4 +1,4 @@
-"""``genview generate views``: one (dataset, source, shard) job."""
+"""``genview generation views``: one (dataset, source, shard) job."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _views(args) -> None:
     device = resolve_device(args.device)
     role = ROLE_FOR_SOURCE[args.source]
     with out_of_memory_advice(
-        "generate views (rule generate_views)",
+        "generation views (rule generate_views)",
         batch_size=generation["batch_size"],
         lower="generation.batch_size (images per pipeline call; a change regenerates the "
         "views, since batched CUDA kernels may change pixels)",
@@ -43,7 +43,7 @@ def _collect(args) -> None:
 
 
 def register(stages) -> None:
-    stage = stages.add_parser("generate", help="view generation")
+    stage = stages.add_parser("generation", help="view generation")
     commands = stage.add_subparsers(dest="command", required=True)
     views = commands.add_parser("views", help="generate the views of one shard for one source (resumable)")
     views.add_argument("--source", required=True, choices=["ic", "tc", "itc"])

@@ -10,7 +10,7 @@ rule generate_views:
     output:
         "results/views/{dataset}/{source}/{shard}.manifest.csv",
     log:
-        "logs/generate/{dataset}/{source}/{shard}.log",
+        "logs/generation/{dataset}/{source}/{shard}.log",
     benchmark:
         "results/benchmarks/generate_views/{dataset}/{source}/{shard}.tsv"
     conda:
@@ -26,7 +26,7 @@ rule generate_views:
         on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
         parts=analysis_part_options,
     shell:
-        "python -m genview --gpus {resources.gpu} generate views --source {wildcards.source}"
+        "python -m genview --gpus {resources.gpu} generation views --source {wildcards.source}"
         " --shard {input.shard} {params.parts} --views-dir {params.views_dir} --out {output}"
         " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
         " --on-bad-image {params.on_bad_image} > {log} 2>&1"
@@ -40,9 +40,9 @@ rule collect_views:
     output:
         "results/views/{dataset}/{source}.manifest.csv",
     log:
-        "logs/generate/{dataset}/{source}/collect.log",
+        "logs/generation/{dataset}/{source}/collect.log",
     localrule: True
     conda:
         "../envs/models.yaml"
     shell:
-        "python -m genview generate collect --out {output} {input} > {log} 2>&1"
+        "python -m genview generation collect --out {output} {input} > {log} 2>&1"

@@ -11,7 +11,7 @@ rule evaluate_cached:
         features="results/eval/{experiment}/features/{dataset}.npz",
         results="results/eval/{experiment}/cached/{dataset}.json",
     log:
-        "logs/eval/{experiment}/cached_{dataset}.log",
+        "logs/evaluation/{experiment}/cached_{dataset}.log",
     benchmark:
         "results/benchmarks/evaluate_cached/{experiment}/{dataset}.tsv"
     conda:
@@ -26,7 +26,7 @@ rule evaluate_cached:
         protocols=cached_protocols_json,
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} evaluate cached --checkpoint {input.checkpoint}"
+        "python -m genview --gpus {resources.gpu} evaluation cached --checkpoint {input.checkpoint}"
         " --manifest {input.manifest} --dataset {wildcards.dataset} --experiment {wildcards.experiment}"
         " --spec {params.spec:q} --protocols {params.protocols:q} --seed {params.seed}"
         " --batch-size {params.batch_size} --num-workers {resources.loader_workers}"
@@ -40,7 +40,7 @@ rule evaluate:
     output:
         "results/eval/{experiment}/{protocol}/{dataset}.json",
     log:
-        "logs/eval/{experiment}/{protocol}_{dataset}.log",
+        "logs/evaluation/{experiment}/{protocol}_{dataset}.log",
     benchmark:
         "results/benchmarks/evaluate/{experiment}/{protocol}/{dataset}.tsv"
     wildcard_constraints:
@@ -56,7 +56,7 @@ rule evaluate:
         settings=protocol_settings_json,
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} evaluate run --protocol {wildcards.protocol}"
+        "python -m genview --gpus {resources.gpu} evaluation run --protocol {wildcards.protocol}"
         " --experiment {wildcards.experiment} --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --features {input.features} --settings {params.settings:q} --seed {params.seed}"
         " --num-workers {resources.loader_workers} --out {output} > {log} 2>&1"
