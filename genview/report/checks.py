@@ -152,6 +152,10 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
         baseline, random = entry.get("baseline"), entry.get("random")
         if baseline and random and random["mean"]:
             entry["baseline_over_random"] = round(baseline["mean"] / random["mean"], 2)
+            # A baseline within the spread of its random initialisation learned nothing measurable: the row's
+            # differences between variants are then noise, whatever their size.
+            spread = ((baseline["sd"] or 0) ** 2 + (random["sd"] or 0) ** 2) ** 0.5
+            entry["learned"] = baseline["mean"] - random["mean"] > spread
         for role in ("views", "genview"):
             cell, base = by_key.get(columns.get(role)), by_key.get(columns.get("baseline"))
             if cell is not None and base is not None and cell.value is not None and base.value is not None:
@@ -249,6 +253,14 @@ def render_checks_markdown(checks: dict) -> str:
                 f"{difference(row.get('genview_minus_baseline'))} |"
             )
         lines += ["", f"Goal: baseline ≥ {GOALS['baseline_over_random']}× random; * = beyond the seeds' spread.", ""]
+        for row in learning:
+            if row.get("learned") is False:
+                lines += [
+                    f"**{row['row']} learned nothing measurable**: its baseline is within the seeds' spread of the "
+                    "random initialisation, so its + views and + GenView differences (here and in the tables) are "
+                    "noise.",
+                    "",
+                ]
     return "\n".join(lines) + "\n"
 
 
