@@ -1,7 +1,8 @@
 """The embedded default at reduced size, run for real: its ground-truth checks must show the relationships the method
 rests on (relationships, not timings or exact values): the trained encoder finds the foreground far better than a
-random one; IC views keep their source's class less often as the noise rises; the quality score ranks faithful views
-above class-changed ones; pre-training beats the random initialisation of the same backbone."""
+random one; IC views keep their source's class less often as the noise rises, TC views follow their caption more at
+higher guidance; the quality score ranks faithful views above class-changed ones; pre-training beats the random
+initialisation of the same backbone."""
 
 import json
 
@@ -84,7 +85,14 @@ def test_ic_views_keep_the_class_less_often_as_the_noise_rises(miniature):
     by_noise = {int(level): rate["class_kept"] for level, rate in checks["views"]["ic"]["by_noise_level"].items()}
     levels = sorted(by_noise)
     assert by_noise[levels[0]] >= 0.9 and by_noise[levels[-1]] < by_noise[levels[0]] - 0.2
-    assert checks["views"]["tc"]["class_kept"] > 0.5
+
+
+def test_tc_views_follow_a_caption_naming_the_class_more_at_higher_guidance(miniature):
+    _, checks = miniature
+    tc = checks["views"]["tc"]
+    by_guidance = {float(g): rate["class_kept"] for g, rate in tc["by_guidance_scale_class_named"].items()}
+    assert by_guidance[max(by_guidance)] > by_guidance[min(by_guidance)] + 0.1
+    assert tc["class_kept_class_not_named"] < 0.3  # a caption that names no shape gives any class
 
 
 def test_the_quality_score_ranks_faithful_views_above_class_changed_ones(miniature):
