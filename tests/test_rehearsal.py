@@ -375,8 +375,8 @@ def test_cpu_rehearsal_runs_end_to_end(workdir):
     # The random-weight LLM was asked llm_attempts times per caption, then the lexical score was used.
     assert set(complexity.llm_attempts) == {CPU["analysis"]["llm_attempts"]}
     assert set(complexity.complexity_source) == {"lexical-fallback"}
-    params = pd.read_csv(workdir / "results/analysis/imagenet1k/params/0.csv")
-    assert set(params.noise_level) <= {0, 100, 200, 300, 400}
+    foreground = pd.read_csv(workdir / "results/analysis/imagenet1k/foreground/0.csv")
+    assert set(foreground.noise_level) <= {0, 100, 200, 300, 400}
     for figure in ("tsne", "gallery_ic", "gallery_tc", "quality_audit"):
         Image.open(workdir / f"results/figures/{figure}.png").verify()
     checkpoint = torch.load(workdir / "results/pretrain/cc3m_fixed_clip_genview/checkpoint.pt", weights_only=False)
