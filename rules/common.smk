@@ -3,6 +3,7 @@
 # Rule params carry exactly the settings a rule's output depends on (they are a rerun trigger); execution settings
 # (loader workers, resume-point cadence, memory, run time) reach jobs through resources, so changing them reruns
 # nothing. Batch sizes are params: batched CUDA kernels may change results.
+import functools
 import json
 import os
 import re
@@ -136,6 +137,7 @@ def model_location(role):
     return model_location(config, role)
 
 
+@functools.cache  # called per job of several rules; the config does not change during a run
 def model_inputs(*roles):
     """The stand-in files a job needs when a role points at the tiny, trained or rehearsal models the workflow
     builds; real checkpoints (hub ids or local folders) are the user's and are not tracked."""
@@ -192,14 +194,26 @@ COMPLEXITY_KEYS = ("complexity_scorer", "guidance_for_score") + (("llm_attempts"
 
 def generation_json(wildcards):
     """The generation settings of one source of one dataset (a change to another source's reruns nothing here)."""
-    generation = dataset_generation(config, wildcards.dataset)
+    generation = _dataset_generation(wildcards.dataset)
     shared = ("steps", "samples", "save_size", "jpeg_quality", "batch_size")
     return as_json({**{key: generation[key] for key in shared}, wildcards.source: generation[wildcards.source]})
 
 
+# Per dataset (and source), not per job: a paper DAG asks them thousands of times.
+@functools.cache
+def _dataset_generation(dataset):
+    return dataset_generation(config, dataset)
+
+
+@functools.cache
+def _analysis_parts(dataset, sources):
+    return analysis_parts(config, dataset, None if sources is None else list(sources))
+
+
 def analysis_part_files(dataset, shard, sources=None):
     """The shard's analysis parts that the views of ``sources`` (default: all the dataset's) read, by part name."""
-    return {part: f"results/analysis/{dataset}/{part}/{shard}.csv" for part in analysis_parts(config, dataset, sources)}
+    parts = _analysis_parts(dataset, None if sources is None else tuple(sources))
+    return {part: f"results/analysis/{dataset}/{part}/{shard}.csv" for part in parts}
 
 
 def view_analysis_parts(wildcards):
