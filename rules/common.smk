@@ -123,7 +123,10 @@ def all_outputs():
 from genview.models.tiny import TINY_MARKERS
 
 TINY_MODELS_DIR = "results/models/tiny"
-TRAINED_ENCODER_DIR = "results/models/trained/encoder"
+TRAINED_MODELS_DIR = "results/models/trained"
+TRAINED_ENCODER_DIR = f"{TRAINED_MODELS_DIR}/encoder"
+# The encoders rule train_encoder writes: name -> what differs from models.trained_encoder.
+TRAINED_ENCODERS = {"encoder": {}, "encoder_unsupervised": {"token_supervision": 0.0}}
 # The dress rehearsal's random-weight models at the real architectures, one folder per size (rule
 # build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
 REHEARSAL_MODELS_DIR = "results/models/rehearsal"
@@ -432,7 +435,14 @@ def checks_inputs(wildcards):
             for part in analysis_parts(config, dataset)
         },
         "models": model_inputs("fg_encoder", "quality_encoder"),
+        "metrics": [
+            f"results/pretrain/{name}/metrics.jsonl"
+            for name, experiment in EXPERIMENTS.items()
+            if experiment["dataset"] == dataset and experiment["variant"] == "genview" and experiment["views"]["sources"]
+        ],
     }
+    if config["models"].get("trained_encoder"):
+        inputs["unsupervised_encoder"] = f"{TRAINED_MODELS_DIR}/encoder_unsupervised/open_clip_config.json"
     if checks["learning_table"]:
         inputs["results"] = table_inputs(checks["learning_table"])
     return inputs
@@ -442,7 +452,9 @@ def checks_options():
     checks, analysis = REPORT["checks"], config["analysis"]
     options = (
         f"--sample {checks['sample']} --seed {config['seed']} --per-class {analysis['fg_sample_per_class']}"
-        f" --sample-size {analysis['fg_sample_size']}"
+        f" --sample-size {analysis['fg_sample_size']} --judge-epochs {checks['judge_epochs']}"
+        f" --noise-edges {shlex.quote(as_json(analysis['noise_edges']))}"
+        f" --noise-levels {shlex.quote(as_json(analysis['noise_levels']))}"
     )
     if checks["learning_table"]:
         options += (

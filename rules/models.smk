@@ -16,20 +16,26 @@ rule build_tiny_models:
         "python -m genview models build-tiny --out-dir {params.out_dir} > {log} 2>&1"
 
 
+# Two encoders from the same settings: the foreground and quality encoder (token heads on the masks and labels of
+# its dataset) and, for the checks, the same model trained without them (results/checks: what the supervision carries).
 rule train_encoder:
     input:
         lambda wildcards: f"results/data/{config['models']['trained_encoder']['dataset']}/manifest.csv",
     output:
-        f"{TRAINED_ENCODER_DIR}/open_clip_config.json",
+        f"{TRAINED_MODELS_DIR}/{{encoder}}/open_clip_config.json",
     log:
-        "logs/models/train_encoder.log",
+        "logs/models/train_{encoder}.log",
     benchmark:
-        "results/benchmarks/train_encoder/encoder.tsv"
+        "results/benchmarks/train_encoder/{encoder}.tsv"
+    wildcard_constraints:
+        encoder="|".join(TRAINED_ENCODERS),
     conda:
         "../envs/models.yaml"
     threads: 1
     params:
-        settings=as_json(config["models"]["trained_encoder"]),
+        settings=lambda wildcards: as_json(
+            config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]
+        ),
         out_dir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"

@@ -127,10 +127,16 @@ if REPORT["checks"]:
             quality_encoder=as_json(config["models"]["quality_encoder"]),
             options=checks_options(),
             parts=analysis_part_options,
+            unsupervised=lambda wildcards, input: (
+                f"--unsupervised-encoder {Path(input.unsupervised_encoder).parent}"
+                if "unsupervised_encoder" in input.keys()
+                else ""
+            ),
         shell:
             "python -m genview report checks --manifest {input.manifest} --fit {input.fit}"
             " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
             " --vector {input.vector} --views {input.views} {params.parts} {params.options}"
+            " --training-metrics {input.metrics} {params.unsupervised}"
             " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
 
 

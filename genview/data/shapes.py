@@ -61,9 +61,11 @@ def _shade(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 # foreground and background colour sets of an image disjoint.
 SHADES: dict[str, tuple[int, int, int]] = {name: _shade(rgb) for name, rgb in COLORS.items()}
 
-SIZES: tuple[str, ...] = ("small", "medium", "large")
-# Object radius (circumscribed circle) as a fraction of the image side.
-SIZE_RADIUS: dict[str, float] = {"small": 0.14, "medium": 0.22, "large": 0.32}
+SIZES: tuple[str, ...] = ("tiny", "small", "medium", "large", "huge")
+# Object radius (circumscribed circle) as a fraction of the image side. The object's share of the image runs from
+# about 0.03 (a tiny star) to 0.75 (a huge circle), so the foreground ratio the noise level is chosen from spans
+# the bins of the adaptive rule.
+SIZE_RADIUS: dict[str, float] = {"tiny": 0.17, "small": 0.23, "medium": 0.3, "large": 0.38, "huge": 0.47}
 
 TEXTURES: tuple[str, ...] = ("plain", "striped", "dotted", "checkered")
 
@@ -95,8 +97,13 @@ CONSTRAINTS: tuple[str, ...] = (
 )  # fmt: skip
 # Detail level -> allowed number of constraints (level 4 is capped by what the image has).
 LEVEL_CONSTRAINTS: dict[int, tuple[int, int]] = {1: (0, 0), 2: (1, 3), 3: (4, 6), 4: (7, len(CONSTRAINTS))}
+# How often each detail level is drawn, and how often a caption with constraints names the class. Like web captions,
+# most are short and name the object; a few are long lists of attributes. Colour, background and position words
+# are then rarer than the class name, so an image-text loss cannot fall by matching nuisances alone.
+LEVEL_PROBABILITIES: dict[int, float] = {1: 0.1, 2: 0.5, 3: 0.25, 4: 0.15}
+SHAPE_NAMED_PROBABILITY = 0.9
 
-ABSTRACT_PROBABILITY = 0.3
+ABSTRACT_PROBABILITY = 0.2
 OUTLINE_PROBABILITY = 0.3
 BACKGROUND_TEXTURE_PROBABILITY = 0.5  # otherwise the background is plain
 MIN_IMAGE_SIZE = 32  # below this, small rings/crescents can vanish
@@ -209,7 +216,11 @@ def _caption(attributes: dict[str, str], level: int, rng: np.random.Generator) -
     available = [c for c in CONSTRAINTS if c != "outline" or attributes["outline"] != "none"]
     low, high = LEVEL_CONSTRAINTS[level]
     count = int(rng.integers(low, min(high, len(available)) + 1))
-    stated = set(rng.choice(available, size=count, replace=False).tolist())
+    if count and rng.random() < SHAPE_NAMED_PROBABILITY:
+        others = [c for c in available if c != "shape"]
+        stated = {"shape", *rng.choice(others, size=count - 1, replace=False).tolist()}
+    else:
+        stated = set(rng.choice(available, size=count, replace=False).tolist())
 
     words = [_pick(rng, ABSTRACT_WORDS)] if rng.random() < ABSTRACT_PROBABILITY else []
     words += [attributes[c] for c in ("size", "color", "texture") if c in stated]
@@ -288,7 +299,7 @@ def _make_sample(label: str, image_size: int, rng: np.random.Generator, style: S
     """One image, its mask, caption, level, constraint count and attributes."""
     attributes = sample_attributes(label, rng, style)
     image, mask = render(attributes, image_size, rng, style)
-    level = int(rng.integers(1, 5))
+    level = int(rng.choice(list(LEVEL_PROBABILITIES), p=list(LEVEL_PROBABILITIES.values())))
     caption, n_constraints = _caption(attributes, level, rng)
     return image, mask, caption, level, n_constraints, attributes
 

@@ -4,18 +4,22 @@ records what each view kept.
 
 It is called exactly like a diffusers pipeline (``pipeline(image=..., prompt=..., noise_level=..., guidance_scale=...,
 generator=[...])``, ``.images``), so the generation stage, its seeding, batching and stamps are the same as with the
-real models; the result also carries one record per view (the attributes it kept, its class, whether the class
-changed), which the view manifest stores.
+real models; the result also carries one record per view (the attributes it kept, its class), which the view
+manifest stores. Its rules are the premises GenView++ rests on (docs/method.md, section 6), and they are inputs of
+the embedded default, never results:
 
-- **IC** (image, noise level n): the source's attributes (found by its pixels in the dataset it belongs to) are kept,
-  each nuisance attribute is resampled with probability ``resample[n]``, and at the highest levels the class itself
-  changes with probability ``class_change[n]`` — like unCLIP, whose image embedding loses more of the image as noise
-  is added.
+- **IC** (image, noise level n): each nuisance attribute of the source is redrawn with probability ``resample[n]``
+  (more noise, more diverse views), and the class is lost with probability
+  ``clip(rise_per_100 * (n - noise_per_share * share) / 100, 0, max)``, where ``share`` is the source object's share
+  of the image: a small object is lost at a lower noise level than a large one, as unCLIP's noised image embedding
+  keeps less of a small object. Noise chosen from the foreground ratio protects small objects and gives large ones
+  diversity; noise chosen wrongly changes classes.
 - **TC** (caption, guidance g): the attributes the caption states are rendered, each broken with probability
-  ``guidance_break[g]`` (low guidance follows the prompt less); the rest are drawn fresh, so a caption that does not
+  ``floor + rise * ((g - best) / 6) ** 2``, where the best guidance falls with the number of attributes the caption
+  states (``best_guidance``, interpolated: 8 for one, 2 for seven): a short caption drifts at low guidance, a
+  detailed one breaks at high guidance. What the caption does not state is drawn fresh, so a caption that does not
   name the shape gives a shape of any class.
 - **ITC**: the IC rule from the source image, then the caption's stated attributes enforced as in TC.
-Probabilities at levels between the configured ones are interpolated linearly.
 """
 
 from __future__ import annotations
@@ -32,10 +36,22 @@ from genview.errors import BadInputError
 
 NUISANCES = ("size", "color", "texture", "position", "bg_color", "bg_texture", "outline")
 DEFAULT_RULES = {
-    "resample": {0: 0.0, 100: 0.2, 200: 0.4, 300: 0.6, 400: 0.8},
-    "class_change": {0: 0.0, 200: 0.0, 300: 0.15, 400: 0.4},
-    "guidance_break": {2: 0.35, 4: 0.2, 6: 0.08, 8: 0.0, 10: 0.0},
+    "resample": {0: 0.1, 100: 0.3, 200: 0.5, 300: 0.7, 400: 0.9},
+    "class_change": {"noise_per_share": 500.0, "rise_per_100": 0.4, "max": 0.95},
+    "guidance_break": {"floor": 0.05, "rise": 0.45, "best_guidance": {1: 8.0, 7: 2.0}},
 }
+
+
+def class_change_probability(noise_level: float, share: float, rule: dict) -> float:
+    """Chance that an IC view of an object covering ``share`` of the image loses its class at ``noise_level``."""
+    excess = noise_level - rule["noise_per_share"] * share
+    return float(np.clip(rule["rise_per_100"] * excess / 100, 0.0, rule["max"]))
+
+
+def guidance_break_probability(guidance: float, stated: int, rule: dict) -> float:
+    """Chance that a TC view breaks one stated attribute of a caption stating ``stated`` attributes."""
+    best = _interpolate(rule["best_guidance"], stated)
+    return float(np.clip(rule["floor"] + rule["rise"] * ((guidance - best) / 6) ** 2, 0.0, 1.0))
 
 
 def _interpolate(table: dict, level: float) -> float:
@@ -64,7 +80,7 @@ class ShapesRenderer:
         if not (self.root / "captions.csv").is_file():
             raise BadInputError(f"models.{role}: no shapes dataset at {self.root} (captions.csv missing)")
         self.image_size, self.style = read_style(self.root)
-        self.rules = {name: dict(table) for name, table in {**DEFAULT_RULES, **(rules or {})}.items()}
+        self.rules = {name: {**DEFAULT_RULES[name], **(rules or {}).get(name, {})} for name in DEFAULT_RULES}
         self._attributes: dict[str, dict] | None = None
 
     def set_progress_bar_config(self, **_) -> None:  # the diffusers pipelines' interface
@@ -81,8 +97,11 @@ class ShapesRenderer:
             rows = pd.read_csv(self.root / "captions.csv", dtype=str, keep_default_na=False)
             self._attributes = {}
             for row in rows.to_dict("records"):
-                with Image.open(self.root / row["image"]) as source:
-                    self._attributes[pixel_key(source)] = {key: row[key] for key in ("label", *NUISANCES)}
+                with Image.open(self.root / row["image"]) as source, Image.open(self.root / row["mask"]) as mask:
+                    share = float((np.asarray(mask) > 127).mean())
+                    self._attributes[pixel_key(source)] = {key: row[key] for key in ("label", *NUISANCES)} | {
+                        "share": share
+                    }
         key = pixel_key(image)
         if key not in self._attributes:
             raise BadInputError(f"models.{self.role}: an image that is not in the shapes dataset {self.root}")
@@ -91,18 +110,19 @@ class ShapesRenderer:
     # --- one view --------------------------------------------------------------------------------------------
     def _from_image(self, source: dict, noise_level: float, rng: np.random.Generator) -> dict:
         fresh = sample_attributes(source["label"], rng, self.style)
-        view = dict(source)
+        view = {key: value for key, value in source.items() if key != "share"}
         p = _interpolate(self.rules["resample"], noise_level)
         for attribute in NUISANCES:
             if rng.random() < p:
                 view[attribute] = fresh[attribute]
-        if rng.random() < _interpolate(self.rules["class_change"], noise_level):
+        if rng.random() < class_change_probability(noise_level, source["share"], self.rules["class_change"]):
             view["label"] = str(rng.choice([c for c in SHAPE_CLASSES if c != source["label"]]))
         return view
 
     def _with_caption(self, view: dict, caption: str, guidance: float, rng: np.random.Generator) -> dict:
-        p_break = _interpolate(self.rules["guidance_break"], guidance)
-        for attribute, value in parse_caption(caption).items():
+        stated = parse_caption(caption)
+        p_break = guidance_break_probability(guidance, len(stated), self.rules["guidance_break"])
+        for attribute, value in stated.items():
             view[attribute] = value if rng.random() >= p_break else view[attribute]
         if view["bg_color"] == view["color"]:  # the set never paints an object in its background's colour
             view["bg_color"] = str(rng.choice([c for c in COLORS if c != view["color"]]))

@@ -23,106 +23,103 @@ from pathlib import Path
 
 import pandas as pd
 
-from genview.contracts import COMPLEXITY, MANIFEST, VIEWS
+from genview.contracts import COMPLEXITY, FOREGROUND, MANIFEST, VIEWS
 from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-GOALS = {"foreground_iou": 0.5, "ic_class_kept_at_noise_0": 0.95, "quality_auc": 0.8, "baseline_over_random": 3.0}
+#: The goals of the embedded default's checks: name -> (threshold, direction, what it measures). The report shows
+#: each goal with its value and whether it passed; docs/method.md (section 6) and the tests use these thresholds.
+GOALS = {
+    "foreground_iou": (0.5, ">=", "foreground IoU of the analysis's token masks on the images it analyses"),
+    "foreground_iou_over_all_foreground": (
+        0.15,
+        ">=",
+        "how much that IoU exceeds an all-foreground mask's (which needs no encoder)",
+    ),
+    "noise_level_agreement": (0.5, ">=", "share of images given the noise level their true mask implies"),
+    "foreground_ratio_correlation": (0.7, ">=", "rank correlation of the estimated foreground ratio with the truth"),
+    "judge_test_accuracy": (0.95, ">=", "the pixel judge's top-1 on the real test split"),
+    "judge_agrees_with_records": (0.95, ">=", "share of views whose judged class is the renderer's record"),
+    "quality_auc_within_strata": (
+        0.65,
+        ">=",
+        "quality AUC (faithful vs class-changed) within each source and noise level / guidance, pair-weighted",
+    ),
+    "training_weight_ratio": (1.0, "<", "mean training weight of class-changed pairs over faithful pairs"),
+}
 
 
-def _rate(frame: pd.DataFrame, by: str) -> dict:
-    kept = 1 - frame["class_changed"].astype(float)
+def goal(name: str, value: float | None, **detail) -> dict:
+    """One goal of :data:`GOALS` with its measured value and whether it passed (None: not measured)."""
+    threshold, direction, about = GOALS[name]
+    passed = None
+    if value is not None:
+        passed = {">=": value >= threshold, "<": value < threshold, ">": value > threshold}[direction]
     return {
-        str(key): {"class_kept": round(float(group.mean()), 4), "views": int(len(group))}
-        for key, group in kept.groupby(frame[by], sort=True)
+        "goal": name,
+        "about": about,
+        "value": None if value is None else round(float(value), 4),
+        "threshold": threshold,
+        "direction": direction,
+        "passed": passed,
+        **detail,
     }
 
 
-def view_checks(
-    view_manifests: list[str | os.PathLike], complexity_csvs: list[str | os.PathLike], manifest_csv=None
-) -> dict:
-    """Class kept per source, by noise level (IC, ITC), guidance scale and caption complexity (TC, ITC); with the
-    dataset's manifest, TC and ITC also by guidance among the views whose caption names the class: a caption that
-    names no shape lets a TC view take any class whatever the guidance (short captions, which get high guidance)."""
-    views = pd.concat([VIEWS.read(path) for path in view_manifests], ignore_index=True)
-    if views["class_changed"].isna().all():
-        return {"note": "the generator keeps no ground truth (a diffusion model): no view checks"}
-    complexity = pd.concat(
-        [COMPLEXITY.read(path, need=("id", "complexity")) for path in complexity_csvs]
-        or [pd.DataFrame({"id": [], "complexity": []})],
-        ignore_index=True,
-    )
-    views = views.merge(complexity[["id", "complexity"]], on="id", how="left")
-    if manifest_csv is not None:
-        from genview.data.shapes import parse_caption
-
-        captions = MANIFEST.read(manifest_csv, need=("id", "caption"))
-        named = captions.caption.map(lambda caption: "label" in parse_caption(caption))
-        views = views.merge(pd.DataFrame({"id": captions.id, "class_named": named}), on="id", how="left")
-    result = {}
-    for source, frame in views.groupby("source", sort=True):
-        entry = {"views": int(len(frame)), "class_kept": round(float(1 - frame["class_changed"].mean()), 4)}
-        if frame["noise_level"].notna().any():
-            entry["by_noise_level"] = _rate(frame, "noise_level")
-        if source != "ic":
-            entry["by_guidance_scale"] = _rate(frame, "guidance_scale")
-            entry["by_complexity"] = _rate(frame.dropna(subset=["complexity"]), "complexity")
-            if "class_named" in frame:
-                named = frame["class_named"].fillna(False).astype(bool)
-                entry["by_guidance_scale_class_named"] = _rate(frame[named], "guidance_scale")
-                entry["class_kept_class_not_named"] = round(float(1 - frame.loc[~named, "class_changed"].mean()), 4)
-        result[source] = entry
-    return result
+# --- Foreground and noise levels ----------------------------------------------------------------------------------
 
 
-def quality_auc(pairs: pd.DataFrame) -> dict:
-    """ROC AUC of the quality score for telling faithful views (class kept) from class-changed ones."""
-    from sklearn.metrics import roc_auc_score
+def true_foreground_shares(manifest: pd.DataFrame) -> pd.Series:
+    """Share of each image's pixels inside its ground-truth mask, by id."""
+    import numpy as np
+    from PIL import Image
 
-    faithful = ~pairs["class_changed"].astype(bool)
-    result = {"pairs": int(len(pairs)), "class_changed": int((~faithful).sum())}
-    if faithful.all() or not faithful.any():
-        return {**result, "auc": None, "note": "every pair has the same class status: no AUC"}
-    result["auc"] = round(float(roc_auc_score(faithful, pairs["quality"])), 4)
-    result["by_source"] = {}
-    for source, group in pairs.groupby("source", sort=True):
-        kept = ~group["class_changed"].astype(bool)
-        if kept.any() and not kept.all():
-            result["by_source"][source] = round(float(roc_auc_score(kept, group["quality"])), 4)
-    return result
+    def share(path: str) -> float:
+        with Image.open(path) as mask:
+            return float((np.asarray(mask.convert("L")) > 127).mean())
+
+    rows = manifest[manifest["mask"].astype(bool)]
+    return pd.Series([share(path) for path in rows["mask"]], index=rows["id"].values, name="true_share")
 
 
-def score_pairs_with_truth(view_manifests, manifest_csv, scorer, sample: int, seed: int) -> pd.DataFrame:
-    """(real, view) pairs of every source with their quality score and whether the view's class changed."""
-    from genview.report.quality_audit import read_pairs, score_pairs
+def foreground_checks(foreground_csvs: list, manifest_csv, edges: list[float], levels: list[int]) -> dict:
+    """On the images the workflow analysed (the shards' foreground parts): the token masks' IoU with the true masks
+    beside an all-foreground mask's, and the noise level each image was given beside the level its true mask's
+    share gives (agreement, within one level, rank correlation of the ratios, confusion table)."""
+    from genview.analysis.foreground import noise_level_for
 
-    pairs = read_pairs(view_manifests, manifest_csv, sample, seed)
-    truth = pd.concat([VIEWS.read(path)[["id", "source", "view", "class_changed"]] for path in view_manifests])
-    pairs = pairs.merge(truth, on=["id", "source", "view"], how="left")
-    pairs["quality"] = score_pairs(pairs, scorer)
-    return pairs
+    parts = pd.concat([FOREGROUND.read(path) for path in foreground_csvs], ignore_index=True)
+    manifest = MANIFEST.read(manifest_csv, need=("id", "mask"))
+    truth = true_foreground_shares(manifest[manifest["id"].isin(parts["id"])])
+    parts = parts[parts["id"].isin(truth.index)].reset_index(drop=True)
+    true_share = parts["id"].map(truth)
+    true_level = pd.Series(noise_level_for(true_share.to_numpy(), edges, levels), index=parts.index)
+    given = parts["noise_level"].astype(int)
+    step = min(b - a for a, b in zip(levels, levels[1:])) if len(levels) > 1 else 1
+    confusion = pd.crosstab(true_level, given)
+    return {
+        "images": int(len(parts)),
+        "iou": round(float(parts["mask_iou"].mean()), 4),
+        # An all-foreground mask's IoU with a true mask is the mask's share of the image.
+        "iou_all_foreground": round(float(true_share.mean()), 4),
+        "level_agreement": round(float((given == true_level).mean()), 4),
+        "level_within_one": round(float(((given - true_level).abs() <= step).mean()), 4),
+        "ratio_correlation": round(float(parts["fg_ratio"].corr(true_share, method="spearman")), 4),
+        "confusion": {
+            str(t): {str(g): int(confusion.loc[t, g]) for g in confusion.columns} for t in confusion.index
+        },
+    }
 
 
-def random_encoder_iou(encoder_spec: dict, manifest_csv, *, per_class: int, sample_size: int, seed: int) -> float:
-    """The foreground fit's IoU with the same open_clip architecture at random initialisation."""
+def encoder_fit_iou(encoder_spec: dict, manifest_csv, *, per_class: int, sample_size: int, seed: int) -> float:
+    """Mean IoU of the foreground fit with ``encoder_spec`` on the fitting sample (the analysis's own fit)."""
     from genview.analysis.foreground import fit_foreground
-    from genview.models.open_clip_models import CONFIG_FILE, _write_tiny_clip
 
-    folder = Path(encoder_spec["model"].removeprefix("local-dir:"))
-    config = json.loads((folder / CONFIG_FILE).read_text())
     with tempfile.TemporaryDirectory() as scratch:
-        model_cfg = config["model_cfg"]
-        _write_tiny_clip(
-            model_cfg["vision_cfg"],
-            model_cfg["embed_dim"],
-            config["preprocess_cfg"]["size"],
-            seed + 1,
-            Path(scratch, "random"),
-        )
         fit = fit_foreground(
             manifest_csv,
-            {"model": f"local-dir:{scratch}/random"},
+            encoder_spec,
             Path(scratch, "fit.npz"),
             Path(scratch, "overlay.png"),
             per_class=per_class,
@@ -130,6 +127,203 @@ def random_encoder_iou(encoder_spec: dict, manifest_csv, *, per_class: int, samp
             seed=seed,
         )
     return float(fit["mean_iou"])
+
+
+def random_encoder_iou(encoder_spec: dict, manifest_csv, *, per_class: int, sample_size: int, seed: int) -> float:
+    """The foreground fit's IoU with the same open_clip architecture at random initialisation."""
+    from genview.models.open_clip_models import CONFIG_FILE, _write_tiny_clip
+
+    folder = Path(encoder_spec["model"].removeprefix("local-dir:"))
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    with tempfile.TemporaryDirectory() as scratch:
+        model_cfg = config["model_cfg"]
+        _write_tiny_clip(
+            model_cfg["vision_cfg"], model_cfg["embed_dim"], config["preprocess_cfg"]["size"], seed + 1, Path(scratch)
+        )
+        return encoder_fit_iou(
+            {"model": f"local-dir:{scratch}"}, manifest_csv, per_class=per_class, sample_size=sample_size, seed=seed
+        )
+
+
+# --- Views judged from their pixels -------------------------------------------------------------------------------
+
+
+def _kept(frame: pd.DataFrame, by: str | list[str]) -> dict:
+    groups = frame.groupby(by, sort=True)["judged_kept"]
+    return {
+        (str(key) if not isinstance(key, tuple) else " / ".join(map(str, key))): {
+            "class_kept": round(float(group.mean()), 4),
+            "views": int(len(group)),
+        }
+        for key, group in groups
+    }
+
+
+def judged_views(view_manifests: list, manifest_csv, judge) -> pd.DataFrame:
+    """Every view with the class the judge sees in its pixels, its source image's class and true foreground share,
+    and whether its caption names the class."""
+    from genview.data.shapes import parse_caption
+
+    views = pd.concat([VIEWS.read(path) for path in view_manifests], ignore_index=True)
+    manifest = MANIFEST.read(manifest_csv, need=("id", "label", "caption", "mask"))
+    views = views.merge(manifest[["id", "label", "caption"]], on="id", how="left")
+    views["true_share"] = views["id"].map(true_foreground_shares(manifest[manifest["id"].isin(views["id"])]))
+    views["class_named"] = views["caption"].map(lambda caption: "label" in parse_caption(caption))
+    views["judged_label"] = judge.predict(list(views["view"]))
+    views["judged_kept"] = views["judged_label"] == views["label"]
+    return views
+
+
+def view_checks(views: pd.DataFrame, complexity_csvs: list) -> dict:
+    """Per source: how often the judge agrees with the renderer's record, and the share of views that keep their
+    source's class as judged from the pixels, by noise level (IC, ITC; also by the source object's true share) and
+    by guidance and caption complexity (TC, ITC; TC also among captions naming the class)."""
+    complexity = pd.concat(
+        [COMPLEXITY.read(path, need=("id", "complexity")) for path in complexity_csvs]
+        or [pd.DataFrame({"id": [], "complexity": []})],
+        ignore_index=True,
+    )
+    views = views.merge(complexity[["id", "complexity"]], on="id", how="left")
+    has_record = views["view_label"].astype(str).str.len() > 0
+    result = {}
+    for source, frame in views.groupby("source", sort=True):
+        recorded = frame[has_record.loc[frame.index]]
+        entry = {
+            "views": int(len(frame)),
+            "judge_agrees_with_records": None
+            if recorded.empty
+            else round(float((recorded["judged_label"] == recorded["view_label"]).mean()), 4),
+            "class_kept": round(float(frame["judged_kept"].mean()), 4),
+        }
+        if frame["noise_level"].notna().any():
+            entry["by_noise_level"] = _kept(frame, "noise_level")
+            share_bin = pd.cut(frame["true_share"], [0, 0.1, 0.2, 0.4, 1.0]).astype(str)
+            entry["by_true_share_and_noise_level"] = _kept(frame.assign(share_bin=share_bin), ["share_bin", "noise_level"])
+        if source != "ic":
+            entry["by_guidance_scale"] = _kept(frame, "guidance_scale")
+            entry["by_complexity"] = _kept(frame.dropna(subset=["complexity"]), "complexity")
+            named = frame["class_named"].astype(bool)
+            entry["by_guidance_scale_class_named"] = _kept(frame[named], "guidance_scale")
+            entry["class_kept_class_not_named"] = round(float(frame.loc[~named, "judged_kept"].mean()), 4)
+        result[source] = entry
+    return result
+
+
+def train_judge(manifest_csv, *, epochs: int, seed: int):
+    """The pixel judge trained on the real training split, with its accuracy on the real test split."""
+    from genview.report.pixel_judge import judge_accuracy, train_pixel_judge
+
+    rows = MANIFEST.read(manifest_csv, need=("path", "label", "split"))
+    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
+    image_size = _image_side(train["path"].iloc[0])
+    judge = train_pixel_judge(list(train["path"]), list(train["label"]), image_size=image_size, epochs=epochs, seed=seed)
+    if not test.empty:
+        judge.test_accuracy = round(judge_accuracy(judge, list(test["path"]), list(test["label"])), 4)
+    return judge
+
+
+def _image_side(path: str) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return max(image.size)
+
+
+# --- Quality scores -----------------------------------------------------------------------------------------------
+
+
+def quality_auc(pairs: pd.DataFrame) -> dict:
+    """ROC AUC of the quality score for telling faithful views (class kept) from class-changed ones: overall, per
+    source, and within each stratum of source x noise level (IC, ITC) or source x guidance (TC), where the
+    generation setting is constant, so a score that only reads the setting scores 0.5; ``within_strata`` is their
+    pair-weighted mean."""
+    from sklearn.metrics import roc_auc_score
+
+    def auc(frame: pd.DataFrame) -> float | None:
+        faithful = ~frame["class_changed"].astype(bool)
+        if faithful.all() or not faithful.any():
+            return None
+        return round(float(roc_auc_score(faithful, frame["quality"])), 4)
+
+    faithful = ~pairs["class_changed"].astype(bool)
+    result = {"pairs": int(len(pairs)), "class_changed": int((~faithful).sum()), "auc": auc(pairs)}
+    result["by_source"] = {source: auc(group) for source, group in pairs.groupby("source", sort=True)}
+    setting = pairs["noise_level"].astype("Float64").fillna(-1).astype(str) + "/" + pairs["guidance_scale"].astype(str)
+    strata, weighted, counted = {}, 0.0, 0
+    for (source, key), group in pairs.groupby([pairs["source"], setting], sort=True):
+        value = auc(group)
+        level, guidance = key.split("/")
+        label = f"{source} noise {level}" if level != "-1" else f"{source} guidance {guidance}"
+        strata[label] = {"auc": value, "pairs": int(len(group)), "class_changed": int(group["class_changed"].sum())}
+        if value is not None:
+            weighted += value * len(group)
+            counted += len(group)
+    result["strata"] = strata
+    result["within_strata"] = round(weighted / counted, 4) if counted else None
+    if result["auc"] is None:
+        result["note"] = "every pair has the same class status: no AUC"
+    return result
+
+
+def score_pairs_with_truth(view_manifests: list, views: pd.DataFrame, manifest_csv, scorer, sample: int, seed: int):
+    """(real, view) pairs of every source (the quality audit's sample) with their quality score, generation setting,
+    and whether the view's class changed as judged from its pixels (``views``: :func:`judged_views`)."""
+    from genview.report.quality_audit import read_pairs, score_pairs
+
+    pairs = read_pairs(view_manifests, manifest_csv, sample, seed)
+    truth = views[["id", "source", "view", "noise_level", "guidance_scale", "judged_kept"]]
+    pairs = pairs.merge(truth, on=["id", "source", "view"], how="left")
+    pairs["class_changed"] = ~pairs.pop("judged_kept").astype(bool)
+    pairs["quality"] = score_pairs(pairs, scorer)
+    return pairs
+
+
+def training_weight_checks(metrics_files: list) -> dict:
+    """Mean quality weight the trainings gave to pairs whose generated view changed class against faithful ones
+    (summed over the logged steps of every ``metrics.jsonl``; the trainer logs per step the weight sums and counts
+    of the pairs whose generated view's record says changed or kept)."""
+    sums = {"changed": [0.0, 0], "faithful": [0.0, 0]}
+    for path in metrics_files:
+        for line in Path(path).read_text().splitlines():
+            record = json.loads(line)
+            for kind in sums:
+                if f"weight_sum_{kind}" in record:
+                    sums[kind][0] += record[f"weight_sum_{kind}"]
+                    sums[kind][1] += record[f"pairs_{kind}"]
+    mean = {kind: (total / count if count else None) for kind, (total, count) in sums.items()}
+    return {
+        "trainings": len(metrics_files),
+        "pairs_changed": sums["changed"][1],
+        "pairs_faithful": sums["faithful"][1],
+        "mean_weight_changed": None if mean["changed"] is None else round(mean["changed"], 4),
+        "mean_weight_faithful": None if mean["faithful"] is None else round(mean["faithful"], 4),
+        "ratio": None if None in mean.values() or not mean["faithful"] else round(mean["changed"] / mean["faithful"], 4),
+    }
+
+
+def default_goals(checks: dict) -> list[dict]:
+    """Every goal of :data:`GOALS` that the checks measured, with its value and whether it passed."""
+    goals = []
+    fg = checks.get("foreground")
+    if fg:
+        goals += [
+            goal("foreground_iou", fg["iou"]),
+            goal("foreground_iou_over_all_foreground", fg["iou"] - fg["iou_all_foreground"]),
+            goal("noise_level_agreement", fg["level_agreement"]),
+            goal("foreground_ratio_correlation", fg["ratio_correlation"]),
+        ]
+    if checks.get("judge"):
+        goals.append(goal("judge_test_accuracy", checks["judge"]["test_accuracy"]))
+    views = checks.get("views", {})
+    agreements = [(e["judge_agrees_with_records"], e["views"]) for e in views.values() if e.get("judge_agrees_with_records")]
+    if agreements:
+        share = sum(a * n for a, n in agreements) / sum(n for _, n in agreements)
+        goals.append(goal("judge_agrees_with_records", share))
+    if checks.get("quality"):
+        goals.append(goal("quality_auc_within_strata", checks["quality"]["within_strata"]))
+    if checks.get("training_weights"):
+        goals.append(goal("training_weight_ratio", checks["training_weights"]["ratio"]))
+    return goals
 
 
 def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]:
@@ -169,55 +363,119 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
     return rows
 
 
-def render_checks_markdown(checks: dict) -> str:
-    lines = ["# Checks against ground truth", "", checks["about"], ""]
-    fg = checks.get("foreground")
-    if fg:
+def _goal_lines(goals: list[dict]) -> list[str]:
+    lines = ["## Goals", "", "| goal | value | threshold | passed |", "|---|---:|---:|---|"]
+    for entry in goals:
+        value = "—" if entry["value"] is None else f"{entry['value']:.3f}"
+        passed = {True: "**pass**", False: "**FAIL**", None: "not measured"}[entry["passed"]]
+        lines.append(f"| {entry['about']} | {value} | {entry['direction']} {entry['threshold']} | {passed} |")
+    return lines + [""]
+
+
+def _foreground_lines(fg: dict) -> list[str]:
+    ious = fg.get("fit_sample_iou", {})
+    lines = [
+        "## Foreground analysis",
+        "",
+        f"On the {fg['images']} training images the workflow analysed, the token masks' mean IoU with the true masks "
+        f"is **{fg['iou']:.3f}**; an all-foreground mask scores {fg['iou_all_foreground']:.3f}. On the fitting "
+        "sample, with the same fit: "
+        + ", ".join(f"{name.replace('_', ' ')} {value:.3f}" for name, value in ious.items())
+        + " (the foreground encoder is trained on a separate shapes set with masks and labels; the encoder trained "
+        "without them shows how much of the result that supervision carries).",
+        "",
+        f"Noise level given against the level the true mask's share implies: agreement {fg['level_agreement']:.3f}, "
+        f"within one level {fg['level_within_one']:.3f}; rank correlation of the estimated foreground ratio with "
+        f"the true share {fg['ratio_correlation']:.3f}.",
+        "",
+    ]
+    given = sorted({g for row in fg["confusion"].values() for g in row}, key=float)
+    lines += ["| true level \\ given | " + " | ".join(given) + " |", "|---|" + "---:|" * len(given)]
+    for true, row in fg["confusion"].items():
+        lines.append(f"| {true} | " + " | ".join(str(row.get(g, 0)) for g in given) + " |")
+    return lines + [""]
+
+
+def _view_lines(checks: dict) -> list[str]:
+    judge = checks["judge"]
+    lines = [
+        "## Views, judged from their pixels",
+        "",
+        f"A conv net trained with labels on the real training split ({judge['epochs']} epochs) judges each view's "
+        f"class from its file; its top-1 on the real test split is {judge['test_accuracy']:.3f}. Agreement with the "
+        "renderer's record shows that view files and manifest rows line up; the class-kept shares below are the "
+        "judge's. The renderer's rules (docs/method.md, section 6) are the world's premises, not results.",
+        "",
+    ]
+    for source, entry in checks["views"].items():
+        agrees = entry["judge_agrees_with_records"]
         lines += [
-            "## Foreground analysis",
+            f"### {source.upper()}",
             "",
-            f"Mean IoU of the token masks with the ground-truth masks on the fitting sample: trained encoder "
-            f"**{fg['iou_trained']:.3f}**, random encoder of the same architecture {fg['iou_random']:.3f} "
-            f"(goal ≥ {GOALS['foreground_iou']}).",
+            f"{entry['views']} views; judge agrees with the records on "
+            f"{'—' if agrees is None else f'{agrees:.3f}'}; class kept {entry['class_kept']:.3f}.",
             "",
         ]
-    for source, entry in checks.get("views", {}).items():
-        if source == "note":
-            lines += [entry, ""]
-            continue
-        lines += [
-            f"## {source.upper()} views",
-            "",
-            f"{entry['views']} views; class kept: {entry['class_kept']:.3f}.",
-            "",
-        ]
-        for table in ("by_noise_level", "by_guidance_scale", "by_complexity", "by_guidance_scale_class_named"):
+        for table in (
+            "by_noise_level",
+            "by_true_share_and_noise_level",
+            "by_guidance_scale",
+            "by_complexity",
+            "by_guidance_scale_class_named",
+        ):
             if table in entry:
                 header = table.removeprefix("by_").replace("_class_named", " (captions naming the class)")
                 header = header.replace("_", " ")
                 lines += [f"| {header} | class kept | views |", "|---|---:|---:|"]
-                lines += [
-                    f"| {key} | {value['class_kept']:.3f} | {value['views']} |" for key, value in entry[table].items()
-                ]
+                lines += [f"| {key} | {v['class_kept']:.3f} | {v['views']} |" for key, v in entry[table].items()]
                 lines.append("")
         if "class_kept_class_not_named" in entry:
             lines += [
-                f"Views whose caption names no shape (short captions, which get high guidance): class kept "
-                f"{entry['class_kept_class_not_named']:.3f} (a TC view then takes any class, chance 1/12; an ITC "
-                f"view keeps its source image's).",
+                f"Views whose caption names no shape: class kept {entry['class_kept_class_not_named']:.3f} (a TC view "
+                "then takes any class, chance 1/12; an ITC view keeps its source image's unless noise changes it).",
                 "",
             ]
-    quality = checks.get("quality")
-    if quality:
-        auc = "none" if quality.get("auc") is None else f"**{quality['auc']:.3f}**"
+    return lines
+
+
+def _quality_lines(quality: dict, weights: dict | None) -> list[str]:
+    auc = "none" if quality.get("auc") is None else f"{quality['auc']:.3f}"
+    within = "none" if quality.get("within_strata") is None else f"**{quality['within_strata']:.3f}**"
+    lines = [
+        "## Quality score",
+        "",
+        f"ROC AUC of q = cos(fg) − cos(bg) for faithful against class-changed views (judged), over "
+        f"{quality['pairs']} pairs, {quality['class_changed']} class-changed: {auc} overall, {within} within "
+        "strata of constant source and noise level (or guidance), where the generation setting alone scores 0.5.",
+        "",
+        "| stratum | AUC | pairs | class-changed |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, entry in quality["strata"].items():
+        value = "—" if entry["auc"] is None else f"{entry['auc']:.3f}"
+        lines.append(f"| {name} | {value} | {entry['pairs']} | {entry['class_changed']} |")
+    lines.append("")
+    if weights:
+        ratio = "—" if weights["ratio"] is None else f"{weights['ratio']:.3f}"
         lines += [
-            "## Quality score",
-            "",
-            f"ROC AUC of q = cos(fg) − cos(bg) for faithful vs class-changed views: "
-            f"{auc} over {quality['pairs']} pairs, {quality['class_changed']} class-changed "
-            f"(goal ≥ {GOALS['quality_auc']}); by source: {quality.get('by_source', {})}.",
+            f"During training ({weights['trainings']} trainings with quality weights), pairs whose generated view "
+            f"changed class got a mean weight of {weights['mean_weight_changed']} ({weights['pairs_changed']} pairs) "
+            f"against {weights['mean_weight_faithful']} for faithful ones ({weights['pairs_faithful']} pairs): "
+            f"ratio {ratio}.",
             "",
         ]
+    return lines
+
+
+def render_checks_markdown(checks: dict) -> str:
+    lines = ["# Checks against ground truth", "", checks["about"], ""]
+    lines += _goal_lines(checks.get("goals", []))
+    if checks.get("foreground"):
+        lines += _foreground_lines(checks["foreground"])
+    if checks.get("views"):
+        lines += _view_lines(checks)
+    if checks.get("quality"):
+        lines += _quality_lines(checks["quality"], checks.get("training_weights"))
     learning = checks.get("learning")
     if learning:
         lines += [
@@ -252,7 +510,7 @@ def render_checks_markdown(checks: dict) -> str:
                 f"{row.get('baseline_over_random', '—')} | {difference(row.get('views_minus_baseline'))} | "
                 f"{difference(row.get('genview_minus_baseline'))} |"
             )
-        lines += ["", f"Goal: baseline ≥ {GOALS['baseline_over_random']}× random; * = beyond the seeds' spread.", ""]
+        lines += ["", "* = beyond the seeds' spread.", ""]
         for row in learning:
             if row.get("learned") is False:
                 lines += [

@@ -117,10 +117,6 @@ def _quality(args) -> None:
 
 
 def _checks(args) -> None:
-    import numpy as np
-
-    from genview.devices import resolve_device
-    from genview.quality.encoder import QualityScorer
     from genview.report import checks
     from genview.report.specs import load_table_specs
 
@@ -129,34 +125,55 @@ def _checks(args) -> None:
         "these numbers test that each mechanism of the method does what the paper says, against the ground "
         "truth the shapes generator knows; they are not the paper's results."
     )
-    result: dict = {"about": about, "goals": checks.GOALS}
+    result: dict = {"about": about}
     fg_encoder = json_argument(args.fg_encoder, "--fg-encoder")
-    with np.load(args.fit) as fit:
-        trained = float(fit["mean_iou"]) if "mean_iou" in fit.files else None
-    if trained is not None:
-        result["foreground"] = {
-            "iou_trained": round(trained, 4),
-            "iou_random": round(
-                checks.random_encoder_iou(
-                    fg_encoder, args.manifest, per_class=args.per_class, sample_size=args.sample_size, seed=args.seed
-                ),
-                4,
-            ),
-        }
-    result["views"] = checks.view_checks(args.views, args.complexity, args.manifest)
-    if "note" not in result["views"]:
-        encoder = json_argument(args.quality_encoder, "--quality-encoder")
-        scorer = QualityScorer(
-            encoder, args.vector, device=resolve_device(args.device), image_size=encoder.get("image_size")
+    if args.foreground:
+        result["foreground"] = checks.foreground_checks(
+            args.foreground, args.manifest, json_argument(args.noise_edges, "--noise-edges"), json_argument(args.noise_levels, "--noise-levels")
         )
-        pairs = checks.score_pairs_with_truth(args.views, args.manifest, scorer, args.sample, args.seed)
-        result["quality"] = checks.quality_auc(pairs)
+        result["foreground"]["fit_sample_iou"] = _encoder_ious(args, fg_encoder)
+    judge = checks.train_judge(args.manifest, epochs=args.judge_epochs, seed=args.seed)
+    result["judge"] = {"test_accuracy": judge.test_accuracy, "epochs": args.judge_epochs}
+    views = checks.judged_views(args.views, args.manifest, judge)
+    result["views"] = checks.view_checks(views, args.complexity)
+    result["quality"] = _quality(args, views)
+    if args.training_metrics:
+        result["training_weights"] = checks.training_weight_checks(args.training_metrics)
     if args.learning_table:
         spec = load_table_specs(args.tables)[args.learning_table]
         result["learning"] = checks.learning_checks(
             spec, args.results, json_argument(args.learning_columns, "--learning-columns")
         )
+    result["goals"] = checks.default_goals(result)
     checks.write_checks(result, args.out_json, args.out_md)
+
+
+def _encoder_ious(args, fg_encoder: dict) -> dict:
+    """IoU of the foreground fit on the fitting sample: the analysis's encoder, the same architecture trained
+    without masks or labels, and at random initialisation."""
+    import numpy as np
+
+    from genview.report import checks
+
+    options = {"per_class": args.per_class, "sample_size": args.sample_size, "seed": args.seed}
+    with np.load(args.fit) as fit:
+        ious = {"analysis_encoder": round(float(fit["mean_iou"]), 4)} if "mean_iou" in fit.files else {}
+    if args.unsupervised_encoder:
+        spec = {"model": f"local-dir:{args.unsupervised_encoder}"}
+        ious["trained_without_masks_or_labels"] = round(checks.encoder_fit_iou(spec, args.manifest, **options), 4)
+    ious["random_initialisation"] = round(checks.random_encoder_iou(fg_encoder, args.manifest, **options), 4)
+    return ious
+
+
+def _quality(args, views) -> dict:
+    from genview.devices import resolve_device
+    from genview.quality.encoder import QualityScorer
+    from genview.report import checks
+
+    encoder = json_argument(args.quality_encoder, "--quality-encoder")
+    scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device), image_size=encoder.get("image_size"))
+    pairs = checks.score_pairs_with_truth(args.views, views, args.manifest, scorer, args.sample, args.seed)
+    return checks.quality_auc(pairs)
 
 
 def _cost(args) -> None:
@@ -224,6 +241,13 @@ def register(stages) -> None:
         check.add_argument(option, required=True)
     check.add_argument("--views", nargs="+", required=True, help="view manifests of every source")
     check.add_argument("--foreground", nargs="+", default=[], help="the shards' foreground ratios")
+    check.add_argument("--noise-edges", default="[0.2, 0.4, 0.6, 0.8]", help="JSON: analysis.noise_edges")
+    check.add_argument("--noise-levels", default="[0, 100, 200, 300, 400]", help="JSON: analysis.noise_levels")
+    check.add_argument("--unsupervised-encoder", help="folder of the encoder trained without masks or labels")
+    check.add_argument("--judge-epochs", type=int, default=30, help="training epochs of the pixel judge")
+    check.add_argument(
+        "--training-metrics", nargs="*", default=[], help="metrics.jsonl of trainings with quality weights"
+    )
     check.add_argument("--complexity", nargs="+", default=[], help="the shards' caption complexity")
     check.add_argument("--tables", default="config/tables_default.yaml")
     check.add_argument("--learning-table", help="a seeded table with random / baseline / views / genview columns")

@@ -107,6 +107,15 @@ def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, lis
     return index
 
 
+def load_view_truth(view_manifests: list[str | Path]) -> dict[str, bool]:
+    """view path -> whether the generator recorded a class change (the shapes renderer; empty for diffusion models)."""
+    truth: dict[str, bool] = {}
+    for path in view_manifests:
+        views = VIEWS.read(path, need=("view", "class_changed")).dropna(subset=["class_changed"])
+        truth.update(zip(views["view"], views["class_changed"].astype(bool)))
+    return truth
+
+
 class PretrainDataset(Dataset):
     """Samples of one experiment. ``mode`` "two_view": (view1, view2, local crops); "vision_language": (views,
     caption, real).
@@ -196,11 +205,26 @@ class PretrainDataset(Dataset):
                 return self._two_view(row, real, rng) + (index,)
             return self._vision_language(row, real, rng) + (index,)
 
+    def _pick_generated(self, image_id: str, rng) -> tuple[int, str] | None:
+        """(slot, path) of the generated view that takes one of the two slots, or None (two-view mode)."""
+        choices = self._generated_choices(image_id, self.sources)
+        if choices and rng.random() < self.generated_prob:
+            slot = int(rng.integers(2))
+            return slot, choices[int(rng.integers(len(choices)))]
+        return None
+
+    def generated_view(self, index: int) -> str | None:
+        """The generated view that sample ``index`` of the current epoch pairs with its image (two-view mode),
+        recomputed from the sample's seed as :meth:`__getitem__` draws it."""
+        rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
+        picked = self._pick_generated(self.rows.iloc[index]["id"], rng)
+        return None if picked is None else picked[1]
+
     def _two_view(self, row, real, rng):
         images = [real, real]
-        choices = self._generated_choices(row["id"], self.sources)
-        if choices and rng.random() < self.generated_prob:
-            images[int(rng.integers(2))] = self._image(choices[int(rng.integers(len(choices)))])
+        picked = self._pick_generated(row["id"], rng)
+        if picked is not None:
+            images[picked[0]] = self._image(picked[1])
         view1, view2 = self.pipelines[0](images[0]), self.pipelines[1](images[1])
         if not self.local_crops:
             return view1, view2, None

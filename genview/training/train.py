@@ -31,7 +31,7 @@ from genview.io import atomic_path, file_sha256
 from genview.methods import method_class
 from genview.progress import progress
 from genview.quality.weights import loss_coefficients
-from genview.training.data import PretrainDataset, epoch_indices, load_view_index
+from genview.training.data import PretrainDataset, epoch_indices, load_view_index, load_view_truth
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
 from genview.training.network import build_model
 from genview.training.schedules import ema_momentum, learning_rate
@@ -192,6 +192,7 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.scorer = self._scorer(quality_vector)
+        self.view_truth = load_view_truth(view_manifests) if self.scorer and self.kind == "two_view" else {}
         self.inputs_sha256 = {path: file_sha256(path) for path in [manifest, *view_manifests, quality_vector] if path}
         self.ema_base = self.recipe["ema_momentum"] or self.model.options.get("base_momentum")
         self.global_step, self.nonfinite_in_row, self.skipped_steps = 0, 0, 0
@@ -359,8 +360,9 @@ class Trainer:
             local_views = [crops.to(self.device) for crops in batch["local_views"]]
             with autocast:
                 per_sample = self.ddp_model(view1, view2, local_views)
+            terms = {} if weights is None else self._weights_by_view_truth(weights, batch["index"])
             weights = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
-            terms = {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
+            terms |= {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
             return (weights * per_sample).mean(), terms
         views = batch["views"].to(self.device)
         coefficients = self.coefficients(epoch)
@@ -379,6 +381,19 @@ class Trainer:
                 text_weights=text_weights,
             )
         return out["loss"], {k: float(v.detach()) for k, v in out.items() if k != "loss"}
+
+    def _weights_by_view_truth(self, weights: torch.Tensor, indices: torch.Tensor) -> dict:
+        """Sums and counts of the quality weights of pairs whose generated view changed class and of faithful ones,
+        where the generator recorded it (the shapes renderer): what the checks compare."""
+        if not self.view_truth:
+            return {}
+        changed = [self.view_truth.get(self.dataset.generated_view(int(i))) for i in indices]
+        terms = {}
+        for kind, flag in (("changed", True), ("faithful", False)):
+            chosen = torch.tensor([c is flag for c in changed], device=weights.device)
+            terms[f"weight_sum_{kind}"] = float(weights[chosen].sum())
+            terms[f"pairs_{kind}"] = int(chosen.sum())
+        return terms
 
     def step(self, batch: dict, epoch: int) -> dict:
         lr = learning_rate(
