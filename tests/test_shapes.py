@@ -15,12 +15,15 @@ from genview.data.shapes import (
     ABSTRACT_WORDS,
     COLORS,
     GENERIC_NOUNS,
+    LEVEL_PROBABILITIES,
     POSITION_PHRASES,
     SHADES,
     SHAPE_CLASSES,
+    SHAPE_NAMED_PROBABILITY,
     SIZES,
     TEXTURES,
     make_shapes,
+    parse_caption,
 )
 
 EXPECTED_COLUMNS = ["image", "caption", "label", "split", "mask", "level", "n_constraints"]
@@ -126,7 +129,12 @@ def test_masks_match_drawn_pixels(dataset):
 def test_captions_levels_and_constraint_counts(dataset):
     _, frame = dataset
     assert set(frame.level) == {1, 2, 3, 4}
-    assert frame.level.value_counts().min() > len(frame) / 8  # roughly uniform
+    shares = frame.level.value_counts(normalize=True)
+    for level, probability in LEVEL_PROBABILITIES.items():  # drawn at the stated rates (300 captions: +-0.06)
+        assert shares[level] == pytest.approx(probability, abs=0.07)
+    with_constraints = frame[frame.n_constraints > 0]
+    named = with_constraints.caption.map(lambda caption: "label" in parse_caption(caption)).mean()
+    assert named >= SHAPE_NAMED_PROBABILITY - 0.06  # a random subset of the constraints may name it too
     assert frame.caption.str.split().map(lambda ws: bool(set(ws) & set(ABSTRACT_WORDS))).any()
     assert frame.caption.str.split().map(lambda ws: not set(ws) & set(ABSTRACT_WORDS)).any()
     for row in frame.itertuples():

@@ -36,7 +36,7 @@ from genview.errors import BadInputError
 
 NUISANCES = ("size", "color", "texture", "position", "bg_color", "bg_texture", "outline")
 DEFAULT_RULES = {
-    "resample": {0: 0.1, 100: 0.3, 200: 0.5, 300: 0.7, 400: 0.9},
+    "resample": {0: 0.5, 100: 0.6, 200: 0.7, 300: 0.8, 400: 0.9},
     "class_change": {"noise_per_share": 500.0, "rise_per_100": 0.4, "max": 0.95},
     "guidance_break": {"floor": 0.05, "rise": 0.45, "best_guidance": {1: 8.0, 7: 2.0}},
 }

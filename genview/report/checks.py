@@ -106,9 +106,7 @@ def foreground_checks(foreground_csvs: list, manifest_csv, edges: list[float], l
         "level_agreement": round(float((given == true_level).mean()), 4),
         "level_within_one": round(float(((given - true_level).abs() <= step).mean()), 4),
         "ratio_correlation": round(float(parts["fg_ratio"].corr(true_share, method="spearman")), 4),
-        "confusion": {
-            str(t): {str(g): int(confusion.loc[t, g]) for g in confusion.columns} for t in confusion.index
-        },
+        "confusion": {str(t): {str(g): int(confusion.loc[t, g]) for g in confusion.columns} for t in confusion.index},
     }
 
 
@@ -198,7 +196,9 @@ def view_checks(views: pd.DataFrame, complexity_csvs: list) -> dict:
         if frame["noise_level"].notna().any():
             entry["by_noise_level"] = _kept(frame, "noise_level")
             share_bin = pd.cut(frame["true_share"], [0, 0.1, 0.2, 0.4, 1.0]).astype(str)
-            entry["by_true_share_and_noise_level"] = _kept(frame.assign(share_bin=share_bin), ["share_bin", "noise_level"])
+            entry["by_true_share_and_noise_level"] = _kept(
+                frame.assign(share_bin=share_bin), ["share_bin", "noise_level"]
+            )
         if source != "ic":
             entry["by_guidance_scale"] = _kept(frame, "guidance_scale")
             entry["by_complexity"] = _kept(frame.dropna(subset=["complexity"]), "complexity")
@@ -216,7 +216,9 @@ def train_judge(manifest_csv, *, epochs: int, seed: int):
     rows = MANIFEST.read(manifest_csv, need=("path", "label", "split"))
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     image_size = _image_side(train["path"].iloc[0])
-    judge = train_pixel_judge(list(train["path"]), list(train["label"]), image_size=image_size, epochs=epochs, seed=seed)
+    judge = train_pixel_judge(
+        list(train["path"]), list(train["label"]), image_size=image_size, epochs=epochs, seed=seed
+    )
     if not test.empty:
         judge.test_accuracy = round(judge_accuracy(judge, list(test["path"]), list(test["label"])), 4)
     return judge
@@ -248,12 +250,14 @@ def quality_auc(pairs: pd.DataFrame) -> dict:
     faithful = ~pairs["class_changed"].astype(bool)
     result = {"pairs": int(len(pairs)), "class_changed": int((~faithful).sum()), "auc": auc(pairs)}
     result["by_source"] = {source: auc(group) for source, group in pairs.groupby("source", sort=True)}
-    setting = pairs["noise_level"].astype("Float64").fillna(-1).astype(str) + "/" + pairs["guidance_scale"].astype(str)
+    # The generation setting a pair's view was made with: its noise level (IC, ITC) or else its guidance (TC).
+    stratum = [
+        f"{source} noise {int(level)}" if pd.notna(level) else f"{source} guidance {guidance:g}"
+        for source, level, guidance in zip(pairs["source"], pairs["noise_level"], pairs["guidance_scale"])
+    ]
     strata, weighted, counted = {}, 0.0, 0
-    for (source, key), group in pairs.groupby([pairs["source"], setting], sort=True):
+    for label, group in pairs.groupby(pd.Series(stratum, index=pairs.index), sort=True):
         value = auc(group)
-        level, guidance = key.split("/")
-        label = f"{source} noise {level}" if level != "-1" else f"{source} guidance {guidance}"
         strata[label] = {"auc": value, "pairs": int(len(group)), "class_changed": int(group["class_changed"].sum())}
         if value is not None:
             weighted += value * len(group)
@@ -297,7 +301,9 @@ def training_weight_checks(metrics_files: list) -> dict:
         "pairs_faithful": sums["faithful"][1],
         "mean_weight_changed": None if mean["changed"] is None else round(mean["changed"], 4),
         "mean_weight_faithful": None if mean["faithful"] is None else round(mean["faithful"], 4),
-        "ratio": None if None in mean.values() or not mean["faithful"] else round(mean["changed"] / mean["faithful"], 4),
+        "ratio": None
+        if None in mean.values() or not mean["faithful"]
+        else round(mean["changed"] / mean["faithful"], 4),
     }
 
 
@@ -315,7 +321,9 @@ def default_goals(checks: dict) -> list[dict]:
     if checks.get("judge"):
         goals.append(goal("judge_test_accuracy", checks["judge"]["test_accuracy"]))
     views = checks.get("views", {})
-    agreements = [(e["judge_agrees_with_records"], e["views"]) for e in views.values() if e.get("judge_agrees_with_records")]
+    agreements = [
+        (e["judge_agrees_with_records"], e["views"]) for e in views.values() if e.get("judge_agrees_with_records")
+    ]
     if agreements:
         share = sum(a * n for a, n in agreements) / sum(n for _, n in agreements)
         goals.append(goal("judge_agrees_with_records", share))

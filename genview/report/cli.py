@@ -129,7 +129,10 @@ def _checks(args) -> None:
     fg_encoder = json_argument(args.fg_encoder, "--fg-encoder")
     if args.foreground:
         result["foreground"] = checks.foreground_checks(
-            args.foreground, args.manifest, json_argument(args.noise_edges, "--noise-edges"), json_argument(args.noise_levels, "--noise-levels")
+            args.foreground,
+            args.manifest,
+            json_argument(args.noise_edges, "--noise-edges"),
+            json_argument(args.noise_levels, "--noise-levels"),
         )
         result["foreground"]["fit_sample_iou"] = _encoder_ious(args, fg_encoder)
     judge = checks.train_judge(args.manifest, epochs=args.judge_epochs, seed=args.seed)
@@ -171,7 +174,9 @@ def _quality(args, views) -> dict:
     from genview.report import checks
 
     encoder = json_argument(args.quality_encoder, "--quality-encoder")
-    scorer = QualityScorer(encoder, args.vector, device=resolve_device(args.device), image_size=encoder.get("image_size"))
+    scorer = QualityScorer(
+        encoder, args.vector, device=resolve_device(args.device), image_size=encoder.get("image_size")
+    )
     pairs = checks.score_pairs_with_truth(args.views, views, args.manifest, scorer, args.sample, args.seed)
     return checks.quality_auc(pairs)
 
