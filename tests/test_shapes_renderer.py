@@ -99,7 +99,7 @@ def test_image_conditioned_views_drift_with_the_noise_level_and_lose_small_objec
         manifest = views(shard, "ic", noise_level=level, name=f"ic{level}")
         assert (manifest.view_label == manifest.label).eq(~manifest.class_changed.astype(bool)).all()
         share = manifest.id.map(masks)
-        expected = share.map(lambda s: class_change_probability(level, s, DEFAULT_RULES["class_change"]))
+        expected = share.map(lambda s, level=level: class_change_probability(level, s, DEFAULT_RULES["class_change"]))
         assert manifest.class_changed.mean() == pytest.approx(expected.mean(), abs=0.12)
         if level == 200:
             small = share < share.median()

@@ -230,17 +230,31 @@ class PretrainDataset(Dataset):
             return view1, view2, None
         return view1, view2, torch.stack([self.local_pipeline(images[k % 2]) for k in range(self.local_crops)])
 
-    def _vision_language(self, row, real, rng):
-        views = []
+    def _pick_views(self, image_id: str, rng) -> tuple[list[str | None], list[int]]:
+        """The generated view of each view slot (None: the real image) and the order the slots are put in
+        (vision-language mode)."""
+        picked: list[str | None] = []
         for v in range(self.n_views):
-            image = real
+            path = None
             if v > 0 and self.sources:
-                choices = self._generated_choices(row["id"], [self.sources[(v - 1) % len(self.sources)]])
+                choices = self._generated_choices(image_id, [self.sources[(v - 1) % len(self.sources)]])
                 if choices and rng.random() < self.syn_ratio:
-                    image = self._image(choices[int(rng.integers(len(choices)))])
-            views.append(self.pipelines[0](image))
-        if self.shuffle_views:
-            views = [views[v] for v in rng.permutation(len(views))]
+                    path = choices[int(rng.integers(len(choices)))]
+            picked.append(path)
+        order = rng.permutation(len(picked)).tolist() if self.shuffle_views else list(range(len(picked)))
+        return picked, order
+
+    def generated_views(self, index: int) -> list[str | None]:
+        """The generated view in each view position of sample ``index`` of the current epoch (vision-language
+        mode), recomputed from the sample's seed as :meth:`__getitem__` draws them."""
+        rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
+        picked, order = self._pick_views(self.rows.iloc[index]["id"], rng)
+        return [picked[v] for v in order]
+
+    def _vision_language(self, row, real, rng):
+        picked, order = self._pick_views(row["id"], rng)
+        views = [self.pipelines[0](real if path is None else self._image(path)) for path in picked]
+        views = [views[v] for v in order]
         resized_real = v2.functional.resize(real, [self.image_size, self.image_size], antialias=True)
         return torch.stack(views), row["caption"], resized_real
 

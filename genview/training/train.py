@@ -192,7 +192,7 @@ class Trainer:
         self.use_amp = self.device.type == "cuda" and self.amp_dtype is not None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         self.scorer = self._scorer(quality_vector)
-        self.view_truth = load_view_truth(view_manifests) if self.scorer and self.kind == "two_view" else {}
+        self.view_truth = load_view_truth(view_manifests) if self.scorer else {}
         self.inputs_sha256 = {path: file_sha256(path) for path in [manifest, *view_manifests, quality_vector] if path}
         self.ema_base = self.recipe["ema_momentum"] or self.model.options.get("base_momentum")
         self.global_step, self.nonfinite_in_row, self.skipped_steps = 0, 0, 0
@@ -360,7 +360,10 @@ class Trainer:
             local_views = [crops.to(self.device) for crops in batch["local_views"]]
             with autocast:
                 per_sample = self.ddp_model(view1, view2, local_views)
-            terms = {} if weights is None else self._weights_by_view_truth(weights, batch["index"])
+            terms = {}
+            if weights is not None and self.view_truth:
+                paths = [self.dataset.generated_view(int(i)) for i in batch["index"]]
+                terms = self._weights_by_view_truth(weights, paths)
             weights = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
             terms |= {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
             return (weights * per_sample).mean(), terms
@@ -372,6 +375,14 @@ class Trainer:
             image_weights, text_weights = self.scorer.pairwise_weights(
                 views, batch["real"].to(self.device), batch["captions"], quality["gamma_ii"], quality["gamma_it"]
             )
+        terms = {}
+        if text_weights is not None and self.view_truth:
+            # Each view's weight with its own caption: row v·B + b, column b.
+            batch_size = views.shape[1]
+            own = text_weights[torch.arange(len(text_weights)), torch.arange(len(text_weights)) % batch_size]
+            generated = [self.dataset.generated_views(int(i)) for i in batch["index"]]
+            paths = [generated[b][v] for v in range(views.shape[0]) for b in range(batch_size)]
+            terms = self._weights_by_view_truth(own, paths)
         with autocast:
             out = self.ddp_model(
                 views,
@@ -380,14 +391,13 @@ class Trainer:
                 image_weights=image_weights,
                 text_weights=text_weights,
             )
-        return out["loss"], {k: float(v.detach()) for k, v in out.items() if k != "loss"}
+        return out["loss"], terms | {k: float(v.detach()) for k, v in out.items() if k != "loss"}
 
-    def _weights_by_view_truth(self, weights: torch.Tensor, indices: torch.Tensor) -> dict:
-        """Sums and counts of the quality weights of pairs whose generated view changed class and of faithful ones,
-        where the generator recorded it (the shapes renderer): what the checks compare."""
-        if not self.view_truth:
-            return {}
-        changed = [self.view_truth.get(self.dataset.generated_view(int(i))) for i in indices]
+    def _weights_by_view_truth(self, weights: torch.Tensor, paths: list[str | None]) -> dict:
+        """Sums and counts of the quality weights of the pairs whose generated view (``paths``, one per weight; None
+        for a real image) changed class and of faithful ones, where the generator recorded it (the shapes
+        renderer): what the checks compare."""
+        changed = [self.view_truth.get(path) for path in paths]
         terms = {}
         for kind, flag in (("changed", True), ("faithful", False)):
             chosen = torch.tensor([c is flag for c in changed], device=weights.device)
