@@ -9,8 +9,11 @@ mechanisms of the method can be measured instead of assumed:
   and per caption complexity (TC, ITC);
 - **quality**: how well GenView's pair-quality score q = cos(fg) − cos(bg) tells class-changed views from faithful
   ones (ROC AUC over (real, view) pairs);
-- **learning**: for each row of a seeded table (random initialisation / baseline / + views / + GenView), the ratio of
-  the baseline to the random backbone and the differences with their spread.
+- **learning**: for each row of a learning table (random initialisation, supervised, baseline, + views, + GenView),
+  the share of the random -> supervised gap the baseline closes, and + views and + GenView against the baseline as
+  paired differences over seeds with their 95 % intervals.
+
+Every goal is one :func:`goal` record (name, value, threshold, passed, detail), listed under ``goals`` in the JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +31,35 @@ from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-GOALS = {"foreground_iou": 0.5, "ic_class_kept_at_noise_0": 0.95, "quality_auc": 0.8, "baseline_over_random": 3.0}
+GOALS = {"foreground_iou": 0.5, "ic_class_kept_at_noise_0": 0.95, "quality_auc": 0.8}
+#: The share of the random -> supervised gap a self-supervised baseline must close.
+GAP_CLOSED_GOAL = 0.5
+
+
+def goal(
+    name: str, value: float | None, threshold: float, *, higher: bool = True, strict: bool = False, detail=None
+) -> dict:
+    """A goal as the checks report it: passed when ``value`` >= ``threshold`` (``higher``) or <= it, strictly
+    (> or <) when ``strict``; ``passed`` is None when the value could not be measured (None), and ``detail`` says
+    why or what the value is."""
+    if value is None:
+        passed = None
+    elif higher:
+        passed = value > threshold if strict else value >= threshold
+    else:
+        passed = value < threshold if strict else value <= threshold
+    return {"goal": name, "value": value, "threshold": threshold, "passed": passed, "detail": detail}
+
+
+def goals_markdown(goals: list[dict]) -> list[str]:
+    """Goals as Markdown table lines: goal, value, threshold, pass."""
+    lines = ["| goal | value | threshold | pass |", "|---|---:|---:|---|"]
+    for entry in goals:
+        value = "—" if entry["value"] is None else f"{entry['value']:.3g}"
+        passed = {True: "yes", False: "**no**", None: "not measured"}[entry["passed"]]
+        detail = f" ({entry['detail']})" if entry["detail"] else ""
+        lines.append(f"| {entry['goal']}{detail} | {value} | {entry['threshold']:g} | {passed} |")
+    return lines
 
 
 def _rate(frame: pd.DataFrame, by: str) -> dict:
@@ -133,38 +164,75 @@ def random_encoder_iou(encoder_spec: dict, manifest_csv, *, per_class: int, samp
 
 
 def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]:
-    """Per row of a seeded table: random / baseline / + views / + GenView values, the baseline's ratio to the
-    random backbone, and each difference to the baseline with whether it exceeds the combined spread."""
-    from genview.report.tables import load_cells
+    """Per row of a learning table, for the roles of ``columns`` (random, supervised, baseline, views, genview:
+    column keys): each role's mean and sd; ``gap_closed`` = (baseline - random) / (supervised - random);
+    ``learned``: the baseline beats the random initialisation (paired 95 % interval above zero, with seeds); views
+    and genview minus the baseline as paired differences with their 95 % intervals; and the row's goals: gap_closed
+    >= GAP_CLOSED_GOAL, each paired difference's interval above zero."""
+    from genview.report.tables import load_cells, paired_cells
 
     keys = [column["key"] for column in table_spec["columns"]]
     rows = []
     for row, cells in zip(table_spec["rows"], load_cells(table_spec, results_root)):
         by_key = dict(zip(keys, cells))
-        entry = {"row": row["label"]}
-        for role, key in columns.items():
-            cell = by_key.get(key)
+        present = {
+            role: by_key[key] for role, key in columns.items() if key in by_key and by_key[key].value is not None
+        }
+        entry: dict = {"row": row["label"]}
+        for role in columns:
+            cell = present.get(role)
             entry[role] = (
                 None
-                if cell is None or cell.value is None
+                if cell is None
                 else {"mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
             )
-        baseline, random = entry.get("baseline"), entry.get("random")
-        if baseline and random and random["mean"]:
-            entry["baseline_over_random"] = round(baseline["mean"] / random["mean"], 2)
-            # A baseline within the spread of its random initialisation learned nothing measurable: the row's
+        label = row["label"]
+        entry["goals"] = []
+        if "random" in present and "baseline" in present:
+            paired = paired_cells(present["baseline"], present["random"])
+            # A baseline that does not beat its random initialisation learned nothing measurable: the row's
             # differences between variants are then noise, whatever their size.
-            spread = ((baseline["sd"] or 0) ** 2 + (random["sd"] or 0) ** 2) ** 0.5
-            entry["learned"] = baseline["mean"] - random["mean"] > spread
-        for role in ("views", "genview"):
-            cell, base = by_key.get(columns.get(role)), by_key.get(columns.get("baseline"))
-            if cell is not None and base is not None and cell.value is not None and base.value is not None:
-                spread = ((cell.spread or 0) ** 2 + (base.spread or 0) ** 2) ** 0.5
+            entry["learned"] = paired.low > 0 if paired else present["baseline"].value > present["random"].value
+        if {"random", "supervised", "baseline"} <= present.keys():
+            gap = present["supervised"].value - present["random"].value
+            entry["gap_closed"] = (
+                None if gap <= 0 else round((present["baseline"].value - present["random"].value) / gap, 3)
+            )
+            entry["goals"].append(
+                goal(
+                    f"{label}: share of the random → supervised gap the baseline closes",
+                    entry["gap_closed"],
+                    GAP_CLOSED_GOAL,
+                    detail=None if gap > 0 else "the supervised reference does not beat the random initialisation",
+                )
+            )
+        for role, shown in (("views", "+ views"), ("genview", "+ GenView")):
+            if role not in present or "baseline" not in present:
+                continue
+            paired = paired_cells(present[role], present["baseline"])
+            if paired is None:
                 entry[f"{role}_minus_baseline"] = {
-                    "difference": round(cell.value - base.value, 2),
-                    "spread": round(spread, 2),
-                    "beyond_spread": abs(cell.value - base.value) > spread,
+                    "difference": round(present[role].value - present["baseline"].value, 2)
                 }
+                entry["goals"].append(
+                    goal(f"{label}: {shown} − baseline, 95 % interval's lower end", None, 0.0, detail="one run")
+                )
+                continue
+            entry[f"{role}_minus_baseline"] = {
+                "difference": round(paired.mean, 2),
+                "low": round(paired.low, 2),
+                "high": round(paired.high, 2),
+                "seeds": paired.seeds,
+            }
+            entry["goals"].append(
+                goal(
+                    f"{label}: {shown} − baseline, 95 % interval's lower end",
+                    round(paired.low, 2),
+                    0.0,
+                    strict=True,
+                    detail=f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}] over {paired.seeds} seeds",
+                )
+            )
         rows.append(entry)
     return rows
 
@@ -220,45 +288,50 @@ def render_checks_markdown(checks: dict) -> str:
         ]
     learning = checks.get("learning")
     if learning:
+        roles = [role for role in ("random", "supervised", "baseline") if any(row.get(role) for row in learning)]
         lines += [
             "## Learning",
             "",
-            "| row | random | baseline | baseline / random | + views − baseline | + GenView − baseline |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| row | " + " | ".join(roles) + " | gap closed | + views − baseline | + GenView − baseline |",
+            "|---|" + "---:|" * (len(roles) + 3),
         ]
 
         def shown(value):
-            return (
-                "—"
-                if not value
-                else f"{value['mean']:.1f} ± {value['sd']:.1f}"
-                if value["sd"] is not None
-                else f"{value['mean']:.1f}"
-            )
+            if not value:
+                return "—"
+            return f"{value['mean']:.1f}" + ("" if value["sd"] is None else f" ± {value['sd']:.1f}")
 
         def difference(value):
-            return (
-                "—"
-                if not value
-                else (
-                    f"{value['difference']:+.1f} (spread {value['spread']:.1f})"
-                    + (" *" if value["beyond_spread"] else "")
-                )
-            )
+            if not value:
+                return "—"
+            if "low" not in value:
+                return f"{value['difference']:+.1f} (one run)"
+            return f"{value['difference']:+.1f} [{value['low']:+.1f}, {value['high']:+.1f}]"
 
         for row in learning:
+            gap = row.get("gap_closed")
             lines.append(
-                f"| {row['row']} | {shown(row.get('random'))} | {shown(row.get('baseline'))} | "
-                f"{row.get('baseline_over_random', '—')} | {difference(row.get('views_minus_baseline'))} | "
+                f"| {row['row']} | "
+                + " | ".join(shown(row.get(role)) for role in roles)
+                + f" | {'—' if gap is None else f'{gap:.2f}'} | {difference(row.get('views_minus_baseline'))} | "
                 f"{difference(row.get('genview_minus_baseline'))} |"
             )
-        lines += ["", f"Goal: baseline ≥ {GOALS['baseline_over_random']}× random; * = beyond the seeds' spread.", ""]
+        lines += [
+            "",
+            "Gap closed: (baseline − random) / (supervised − random), the share of what the labels teach the same "
+            "backbone in the same budget that the self-supervised baseline learns. Differences: the mean over seeds "
+            "of the paired difference (both runs of a seed) with its 95 % t-interval; an interval containing zero "
+            "decides nothing.",
+            "",
+            *goals_markdown([entry for row in learning for entry in row["goals"]]),
+            "",
+        ]
         for row in learning:
             if row.get("learned") is False:
                 lines += [
-                    f"**{row['row']} learned nothing measurable**: its baseline is within the seeds' spread of the "
-                    "random initialisation, so its + views and + GenView differences (here and in the tables) are "
-                    "noise.",
+                    f"**{row['row']} learned nothing measurable**: its baseline does not beat the random "
+                    "initialisation (paired 95 % interval), so its + views and + GenView differences (here and in the "
+                    "tables) are noise.",
                     "",
                 ]
     return "\n".join(lines) + "\n"
