@@ -270,7 +270,8 @@ OUTPUTS = (
         "ground_truth_checks",
         "the embedded default's checks "
         "against the shapes ground truth (foreground IoU, class kept per noise level and guidance, the quality "
-        "score's AUC, learning against the random initialisation)",
+        "score's AUC, the share of the random -> supervised gap each baseline closes and the variants' paired "
+        "differences); `goals` lists every goal as {goal, value, threshold, passed, detail}",
     ),
     (
         "results/tables/{table}.md, .tex, .csv, .html",

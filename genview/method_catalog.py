@@ -31,7 +31,7 @@ ATTRIBUTES = (
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    kind: str  # "two_view" or "vision_language"
+    kind: str  # "two_view", "vision_language" or "supervised"
     default_options: dict
     has_image_image_head: bool = False
     uses_momentum: bool = False

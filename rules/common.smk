@@ -443,8 +443,9 @@ def checks_inputs(wildcards):
     }
     if config["models"].get("trained_encoder"):
         inputs["unsupervised_encoder"] = f"{TRAINED_MODELS_DIR}/encoder_unsupervised/open_clip_config.json"
-    if checks["learning_table"]:
-        inputs["results"] = table_inputs(checks["learning_table"])
+    tables = [checks[key] for key in ("learning_table", "zeroshot_table") if checks[key]]
+    if tables:
+        inputs["results"] = [path for table in tables for path in table_inputs(table)]
     return inputs
 
 
@@ -461,6 +462,8 @@ def checks_options():
             f" --tables {REPORT['tables']} --learning-table {checks['learning_table']}"
             f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
         )
+    if checks["zeroshot_table"]:
+        options += f" --tables {REPORT['tables']} --zeroshot-table {checks['zeroshot_table']}"
     return options
 
 

@@ -10,9 +10,9 @@ from PIL import Image
 
 from genview.contracts import COMPLEXITY, FOREGROUND, MANIFEST, VIEWS
 from genview.report.checks import (
+    check_goal,
     default_goals,
     foreground_checks,
-    goal,
     quality_auc,
     render_checks_markdown,
     training_weight_checks,
@@ -188,13 +188,13 @@ def test_training_weights_are_split_by_whether_the_generated_view_changed_class(
     result = training_weight_checks([tmp_path / "metrics.jsonl"])
     assert result["mean_weight_changed"] == pytest.approx(0.5) and result["mean_weight_faithful"] == pytest.approx(1.25)
     assert result["ratio"] == pytest.approx(0.4)
-    assert goal("training_weight_ratio", result["ratio"])["passed"] is True
+    assert check_goal("training_weight_ratio", result["ratio"])["passed"] is True
 
 
 def test_goals_carry_value_threshold_and_pass():
     fg = {"iou": 0.4, "iou_all_foreground": 0.3, "level_agreement": 0.8, "ratio_correlation": 0.9}
-    goals = {g["goal"]: g for g in default_goals({"foreground": fg})}
+    goals = {g["key"]: g for g in default_goals({"foreground": fg})}
     assert goals["foreground_iou"]["passed"] is False and goals["foreground_iou"]["threshold"] == 0.5
     assert goals["foreground_iou_over_all_foreground"]["value"] == pytest.approx(0.1)
     assert goals["noise_level_agreement"]["passed"] is True
-    assert goal("judge_test_accuracy", None)["passed"] is None
+    assert check_goal("judge_test_accuracy", None)["passed"] is None

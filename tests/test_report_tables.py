@@ -264,35 +264,129 @@ def test_cell_naming_an_unknown_column_is_a_config_error():
         load_cells(spec, FIXTURES / "eval")
 
 
-def test_seeded_cells_are_mean_and_sd_and_differences_count_beyond_the_spread(tmp_path):
-    from genview.report.tables import load_cells, render_markdown
+# Two-sided 95 % t quantiles t(0.975, df) from a printed t table, independent of the implementation's SciPy call.
+T_975 = {2: 4.302653, 4: 2.776445}
 
-    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5]}
+
+def plain_paired_interval(values, reference):
+    """The mean paired difference and its 95 % interval, by hand: d_s = values_s - reference_s,
+    mean(d) -+ t(0.975, n - 1) * sd(d) / sqrt(n)."""
+    import numpy as np
+
+    d = np.array(values) - np.array(reference)
+    half = T_975[len(d) - 1] * d.std(ddof=1) / np.sqrt(len(d))
+    return d.mean(), d.mean() - half, d.mean() + half
+
+
+@pytest.mark.parametrize(
+    "values, reference",
+    [
+        # Seeds move both runs together: the paired interval is narrow where an unpaired one spans zero.
+        ([52.0, 61.0, 47.0], [50.0, 58.0, 46.0]),
+        ([30.0, 42.5, 38.0, 51.0, 44.0], [33.0, 41.0, 40.5, 49.0, 46.5]),
+    ],
+)
+def test_paired_difference_against_a_plain_recomputation(values, reference):
+    from genview.report.tables import paired_difference
+
+    mean, low, high = plain_paired_interval(values, reference)
+    paired = paired_difference(values, reference)
+    assert (paired.mean, paired.low, paired.high) == pytest.approx((mean, low, high), abs=1e-4)
+    assert paired.seeds == len(values)
+
+
+def test_paired_decision_follows_the_expected_direction():
+    from genview.report.tables import PairedDifference, paired_decision
+
+    above, below, spanning = (
+        PairedDifference(3, 1, 5, 3),
+        PairedDifference(-3, -5, -1, 3),
+        PairedDifference(1, -1, 3, 3),
+    )
+    assert [paired_decision(d, "higher") for d in (above, below, spanning)] == ["yes", "no", "undecided"]
+    assert [paired_decision(d, "lower") for d in (above, below, spanning)] == ["no", "yes", "undecided"]
+
+
+def write_seeded_results(root, values):
     for name, runs in values.items():
         for seed, value in enumerate(runs):
-            path = tmp_path / f"{name}_s{seed}" / "cached" / "d.json"  # knn reads cached features: a shared file
+            path = root / (name if len(runs) == 1 else f"{name}_s{seed}") / "cached" / "d.json"  # knn: shared file
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps({"knn": {"metrics": {"top1": value}}}))
+
+
+def test_seeded_cells_show_the_paired_difference_its_interval_and_decision(tmp_path):
+    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5], "pixels": [30.0]}
+    write_seeded_results(tmp_path, values)
     spec = {
         "title": "T",
         "seeds": [0, 1, 2],
         "compare_to": "base",
         "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
-        "columns": [{"key": k, "label": k, "cell": {"experiment": f"{k}_s{{seed}}"}} for k in values],
+        "columns": [
+            {"key": "base", "label": "base", "cell": {"experiment": "base_s{seed}"}},
+            {"key": "views", "label": "views", "cell": {"experiment": "views_s{seed}"}, "expect": "higher"},
+            {"key": "noise", "label": "noise", "cell": {"experiment": "noise_s{seed}"}, "expect": "higher"},
+            {"key": "pixels", "label": "pixels", "cell": {"experiment": "pixels"}, "expect": "lower"},
+        ],
         "rows": [{"label": "r"}],
     }
     spec = expand_spec(spec)
-    assert cell_sources(spec) == [(f"{k}_s{s}", "knn", "d") for k in values for s in range(3)]
-    base, views, noise = load_cells(spec, tmp_path)[0]
-    assert base.value == 52.0 and base.spread == 2.0 and base.compared is None
-    assert views.value == 61.0 and views.spread == 1.0 and views.compared == 9.0 and views.significant
-    assert noise.compared == pytest.approx(53.5 / 3 + 106 / 3 - 52) and not noise.significant  # within the spread
-    markdown = render_markdown(spec, load_cells(spec, tmp_path))
-    assert "| r | 52.0 ± 2.0 | 61.0 ± 1.0 (+9.0*) | 53.2 ± 2.0 (+1.2) |" in markdown
-    assert "Mean ± standard deviation over 3 seeds" in markdown
+    assert cell_sources(spec) == [(f"{k}_s{s}", "knn", "d") for k in ("base", "views", "noise") for s in range(3)] + [
+        ("pixels", "knn", "d")
+    ]
+    base, views, noise, pixels = load_cells(spec, tmp_path)[0]
+    assert base.value == 52.0 and base.spread == 2.0 and base.runs == (50.0, 52.0, 54.0) and base.compared is None
+    for cell, runs, decision in ((views, values["views"], "yes"), (noise, values["noise"], "undecided")):
+        mean, low, high = plain_paired_interval(runs, values["base"])
+        assert (cell.compared, *cell.interval) == pytest.approx((mean, low, high), abs=1e-6)
+        assert cell.decision == decision
+    # A run without a {seed} field is one run, the same for every seed: its difference varies with the reference only.
+    assert pixels.value == 30.0 and pixels.spread is None and pixels.runs is None
+    assert (pixels.compared, *pixels.interval) == pytest.approx(plain_paired_interval([30.0] * 3, values["base"]))
+    assert pixels.decision == "yes"
+    cells = load_cells(spec, tmp_path)
+    markdown = render_markdown(spec, cells)
+    assert "| r | 52.0 ± 2.0 | 61.0 ± 1.0 (+9.0 [+6.5, +11.5] yes) | 53.2 ± 2.0 (+1.2 [-3.2, +5.5] undecided) |" in (
+        markdown
+    )
+    assert "Mean ± standard deviation over 3 seeds" in markdown and "95 % t-interval" in markdown
+    assert "*" not in markdown
+    csv_lines = render_csv(spec, cells).splitlines()
+    assert "views_vs_base,views_vs_base_low,views_vs_base_high,views_vs_base_decision" in csv_lines[0]
+    assert "61.0,,,,1.0,+9.0,+6.5,+11.5,yes" in csv_lines[1]
+    assert r"61.0 $\pm$ 1.0 {\scriptsize (+9.0 [+6.5, +11.5] yes)}" in render_latex(spec, cells)
 
 
-def test_a_seeded_best_mark_needs_a_lead_beyond_the_spread():
+def test_a_seeded_mean_column_pairs_by_seed(tmp_path):
+    values = {"a": [50.0, 60.0, 70.0], "b": [52.0, 58.0, 73.0]}
+    write_seeded_results(tmp_path, values)
+    spec = {
+        "title": "T",
+        "seeds": [0, 1, 2],
+        "compare_to": "a",
+        "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
+        "columns": [
+            {"key": "a", "label": "a", "cell": {"experiment": "a_s{seed}"}},
+            {"key": "b", "label": "b", "cell": {"experiment": "b_s{seed}"}},
+            {"key": "mean", "label": "mean", "mean_of": ["a", "b"]},
+        ],
+        "rows": [{"label": "r"}],
+    }
+    _, _, mean = load_cells(expand_spec(spec), tmp_path)[0]
+    assert mean.runs == (51.0, 59.0, 71.5)
+    assert (mean.compared, *mean.interval) == pytest.approx(plain_paired_interval(mean.runs, values["a"]))
+
+
+def test_expect_needs_a_reference_column():
+    spec = {"title": "T", "columns": [{"key": "a", "label": "a", "expect": "higher"}], "rows": [{"label": "r"}]}
+    with pytest.raises(ConfigError, match="'expect' states a direction against the compare_to column"):
+        validate_spec(spec)
+    with pytest.raises(ConfigError, match="'expect' states a direction"):
+        validate_spec({**spec, "compare_to": "a"})
+
+
+def test_a_seeded_best_mark_needs_a_paired_lead_above_zero():
     from genview.report.tables import Cell
 
     spec = {
@@ -301,11 +395,13 @@ def test_a_seeded_best_mark_needs_a_lead_beyond_the_spread():
         "columns": [{"key": "a", "label": "a"}],
         "rows": [{"label": "x"}, {"label": "y"}, {"label": "z"}],
     }
-    clear = mark_best(
-        [[Cell(value=70.0, spread=1.0)], [Cell(value=60.0, spread=1.0)], [Cell(value=61.0, spread=1.0)]], spec
-    )
+
+    def seeded(*runs):
+        return [Cell(value=sum(runs) / len(runs), spread=1.0, runs=runs)]
+
+    # x leads y by 4, 5, 6 points per seed: a clear paired lead, although the seeds' spread is large.
+    clear = mark_best([seeded(60.0, 70.0, 80.0), seeded(56.0, 65.0, 74.0), seeded(40.0, 41.0, 42.0)], spec)
     assert [row[0].best for row in clear] == [True, False, False]
-    close = mark_best(
-        [[Cell(value=70.0, spread=5.0)], [Cell(value=66.0, spread=5.0)], [Cell(value=61.0, spread=1.0)]], spec
-    )
+    # x leads y by +10, -8, +10: its paired interval contains zero.
+    close = mark_best([seeded(70.0, 62.0, 80.0), seeded(60.0, 70.0, 70.0), seeded(40.0, 41.0, 42.0)], spec)
     assert not any(row[0].best for row in close)

@@ -8,6 +8,9 @@ Two kinds share the training loop:
   adds multi-crop on top (see :meth:`TwoViewMethod.forward`).
 - :class:`VisionLanguageMethod` (CLIP, SLIP): ``forward(views, tokens, ...)`` takes the pairwise quality weights and
   the loss coefficients c0..c3 and returns a dict of named terms with the total under ``"loss"``.
+
+A third kind, ``"supervised"`` (genview.methods.supervised), is the labelled reference of a learning table:
+``forward(images, labels)`` returns the per-sample cross-entropy.
 """
 
 from __future__ import annotations

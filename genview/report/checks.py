@@ -9,8 +9,11 @@ mechanisms of the method can be measured instead of assumed:
   and per caption complexity (TC, ITC);
 - **quality**: how well GenView's pair-quality score q = cos(fg) − cos(bg) tells class-changed views from faithful
   ones (ROC AUC over (real, view) pairs);
-- **learning**: for each row of a seeded table (random initialisation / baseline / + views / + GenView), the ratio of
-  the baseline to the random backbone and the differences with their spread.
+- **learning**: for each row of a learning table (random initialisation, supervised, baseline, + views, + GenView),
+  the share of the random -> supervised gap the baseline closes, and + views and + GenView against the baseline as
+  paired differences over seeds with their 95 % intervals.
+
+Every goal is one :func:`goal` record (name, value, threshold, passed, detail), listed under ``goals`` in the JSON.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ from genview.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: The goals of the embedded default's checks: name -> (threshold, direction, what it measures). The report shows
-#: each goal with its value and whether it passed; docs/method.md (section 6) and the tests use these thresholds.
+#: The goals of the embedded default's checks on the data side: key -> (threshold, direction, what it measures).
+#: The report shows each with its value and whether it passed; docs/method.md (section 6) and the tests use these
+#: thresholds. The learning goals are per row of the learning table (learning_checks).
 GOALS = {
-    "foreground_iou": (0.5, ">=", "foreground IoU of the analysis's token masks on the images it analyses"),
+    "foreground_iou": (0.5, ">=", "foreground IoU of the analysis's token masks on the images it analysed"),
     "foreground_iou_over_all_foreground": (
         0.15,
         ">=",
-        "how much that IoU exceeds an all-foreground mask's (which needs no encoder)",
+        "that IoU minus an all-foreground mask's (which needs no encoder)",
     ),
     "noise_level_agreement": (0.5, ">=", "share of images given the noise level their true mask implies"),
     "foreground_ratio_correlation": (0.7, ">=", "rank correlation of the estimated foreground ratio with the truth"),
@@ -43,27 +47,57 @@ GOALS = {
     "quality_auc_within_strata": (
         0.65,
         ">=",
-        "quality AUC (faithful vs class-changed) within each source and noise level / guidance, pair-weighted",
+        "quality AUC, faithful vs class-changed views, within each source and noise level (or guidance)",
     ),
-    "training_weight_ratio": (1.0, "<", "mean training weight of class-changed pairs over faithful pairs"),
+    "training_weight_ratio": (1.0, "<", "mean training weight of class-changed pairs over faithful ones"),
 }
+#: The share of the random -> supervised gap a self-supervised baseline must close.
+GAP_CLOSED_GOAL = 0.5
+#: CLIP's zero-shot top-1 must reach this multiple of chance.
+ZEROSHOT_OVER_CHANCE_GOAL = 3.0
 
 
-def goal(name: str, value: float | None, **detail) -> dict:
-    """One goal of :data:`GOALS` with its measured value and whether it passed (None: not measured)."""
-    threshold, direction, about = GOALS[name]
-    passed = None
-    if value is not None:
-        passed = {">=": value >= threshold, "<": value < threshold, ">": value > threshold}[direction]
+def goal(
+    name: str, value: float | None, threshold: float, *, higher: bool = True, strict: bool = False, detail=None
+) -> dict:
+    """A goal as the checks report it: passed when ``value`` >= ``threshold`` (``higher``) or <= it, strictly
+    (> or <) when ``strict``; ``passed`` is None when the value could not be measured (None), and ``detail`` says
+    why or what the value is."""
+    if value is None:
+        passed = None
+    elif higher:
+        passed = value > threshold if strict else value >= threshold
+    else:
+        passed = value < threshold if strict else value <= threshold
+    direction = (">" if higher else "<") + ("" if strict else "=")
+    value = None if value is None else round(float(value), 4)
     return {
         "goal": name,
-        "about": about,
-        "value": None if value is None else round(float(value), 4),
+        "value": value,
         "threshold": threshold,
         "direction": direction,
         "passed": passed,
-        **detail,
+        "detail": detail,
     }
+
+
+def check_goal(key: str, value: float | None, detail=None) -> dict:
+    """The goal ``key`` of :data:`GOALS` with its measured value."""
+    threshold, direction, about = GOALS[key]
+    return {"key": key} | goal(
+        about, value, threshold, higher=direction.startswith(">"), strict=not direction.endswith("="), detail=detail
+    )
+
+
+def goals_markdown(goals: list[dict]) -> list[str]:
+    """Goals as Markdown table lines: goal, value, threshold, pass."""
+    lines = ["| goal | value | threshold | pass |", "|---|---:|---:|---|"]
+    for entry in goals:
+        value = "—" if entry["value"] is None else f"{entry['value']:.3g}"
+        passed = {True: "yes", False: "**no**", None: "not measured"}[entry["passed"]]
+        detail = f" ({entry['detail']})" if entry["detail"] else ""
+        lines.append(f"| {entry['goal']}{detail} | {value} | {entry['direction']} {entry['threshold']:g} | {passed} |")
+    return lines
 
 
 # --- Foreground and noise levels ----------------------------------------------------------------------------------
@@ -306,77 +340,143 @@ def training_weight_checks(metrics_files: list) -> dict:
     }
 
 
+def zeroshot_checks(table_spec: dict, results_root, column: str, chance: float) -> list[dict]:
+    """Per row of a seeded zero-shot table: the mean top-1 of ``column`` (e.g. the CLIP baseline) against
+    ``chance`` (100 / classes), with the goal of reaching ZEROSHOT_OVER_CHANCE_GOAL times chance."""
+    from genview.report.tables import load_cells
+
+    keys = [c["key"] for c in table_spec["columns"]]
+    rows = []
+    for row, cells in zip(table_spec["rows"], load_cells(table_spec, results_root)):
+        cell = dict(zip(keys, cells)).get(column)
+        value = None if cell is None or cell.value is None else cell.value / chance
+        name = f"{row['label']}: zero-shot top-1 over chance ({chance:.1f} %)"
+        detail = None if value is None else f"{cell.value:.1f} %"
+        rows.append(
+            {"row": row["label"], "top1": None if value is None else round(cell.value, 2), "chance": round(chance, 2)}
+            | {"goal": goal(name, value, ZEROSHOT_OVER_CHANCE_GOAL, detail=detail)}
+        )
+    return rows
+
+
 def default_goals(checks: dict) -> list[dict]:
-    """Every goal of :data:`GOALS` that the checks measured, with its value and whether it passed."""
+    """Every goal the checks measured, with its value and whether it passed."""
     goals = []
     fg = checks.get("foreground")
     if fg:
         goals += [
-            goal("foreground_iou", fg["iou"]),
-            goal("foreground_iou_over_all_foreground", fg["iou"] - fg["iou_all_foreground"]),
-            goal("noise_level_agreement", fg["level_agreement"]),
-            goal("foreground_ratio_correlation", fg["ratio_correlation"]),
+            check_goal("foreground_iou", fg["iou"]),
+            check_goal("foreground_iou_over_all_foreground", fg["iou"] - fg["iou_all_foreground"]),
+            check_goal("noise_level_agreement", fg["level_agreement"]),
+            check_goal("foreground_ratio_correlation", fg["ratio_correlation"]),
         ]
     if checks.get("judge"):
-        goals.append(goal("judge_test_accuracy", checks["judge"]["test_accuracy"]))
+        goals.append(check_goal("judge_test_accuracy", checks["judge"]["test_accuracy"]))
     views = checks.get("views", {})
     agreements = [
-        (e["judge_agrees_with_records"], e["views"]) for e in views.values() if e.get("judge_agrees_with_records")
+        (e["judge_agrees_with_records"], e["views"]) for e in views.values() if e["judge_agrees_with_records"]
     ]
     if agreements:
         share = sum(a * n for a, n in agreements) / sum(n for _, n in agreements)
-        goals.append(goal("judge_agrees_with_records", share))
+        goals.append(check_goal("judge_agrees_with_records", share))
     if checks.get("quality"):
-        goals.append(goal("quality_auc_within_strata", checks["quality"]["within_strata"]))
+        goals.append(check_goal("quality_auc_within_strata", checks["quality"]["within_strata"]))
     if checks.get("training_weights"):
-        goals.append(goal("training_weight_ratio", checks["training_weights"]["ratio"]))
+        goals.append(check_goal("training_weight_ratio", checks["training_weights"]["ratio"]))
+    goals += [entry for row in checks.get("learning", []) for entry in row["goals"]]
+    goals += [row["goal"] for row in checks.get("zeroshot", [])]
     return goals
 
 
 def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]:
-    """Per row of a seeded table: random / baseline / + views / + GenView values, the baseline's ratio to the
-    random backbone, and each difference to the baseline with whether it exceeds the combined spread."""
-    from genview.report.tables import load_cells
+    """Per row of a learning table, for the roles of ``columns`` (random, supervised, baseline, views, genview:
+    column keys): each role's mean and sd; ``gap_closed`` = (baseline - random) / (supervised - random);
+    ``learned``: the baseline beats the random initialisation (paired 95 % interval above zero, with seeds); views
+    and genview minus the baseline as paired differences with their 95 % intervals; and the row's goals: gap_closed
+    >= GAP_CLOSED_GOAL, each paired difference's interval above zero."""
+    from genview.report.tables import load_cells, paired_cells
 
     keys = [column["key"] for column in table_spec["columns"]]
     rows = []
     for row, cells in zip(table_spec["rows"], load_cells(table_spec, results_root)):
         by_key = dict(zip(keys, cells))
-        entry = {"row": row["label"]}
-        for role, key in columns.items():
-            cell = by_key.get(key)
+        present = {
+            role: by_key[key] for role, key in columns.items() if key in by_key and by_key[key].value is not None
+        }
+        entry: dict = {"row": row["label"]}
+        for role in columns:
+            cell = present.get(role)
             entry[role] = (
                 None
-                if cell is None or cell.value is None
+                if cell is None
                 else {"mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
             )
-        baseline, random = entry.get("baseline"), entry.get("random")
-        if baseline and random and random["mean"]:
-            entry["baseline_over_random"] = round(baseline["mean"] / random["mean"], 2)
-            # A baseline within the spread of its random initialisation learned nothing measurable: the row's
+        label = row["label"]
+        entry["goals"] = []
+        if "random" in present and "baseline" in present:
+            paired = paired_cells(present["baseline"], present["random"])
+            # A baseline that does not beat its random initialisation learned nothing measurable: the row's
             # differences between variants are then noise, whatever their size.
-            spread = ((baseline["sd"] or 0) ** 2 + (random["sd"] or 0) ** 2) ** 0.5
-            entry["learned"] = baseline["mean"] - random["mean"] > spread
-        for role in ("views", "genview"):
-            cell, base = by_key.get(columns.get(role)), by_key.get(columns.get("baseline"))
-            if cell is not None and base is not None and cell.value is not None and base.value is not None:
-                spread = ((cell.spread or 0) ** 2 + (base.spread or 0) ** 2) ** 0.5
+            entry["learned"] = paired.low > 0 if paired else present["baseline"].value > present["random"].value
+        gap_roles = ("random", "supervised", "baseline")
+        if set(gap_roles) <= present.keys():
+            gap = present["supervised"].value - present["random"].value
+            entry["gap_closed"] = (
+                None if gap <= 0 else round((present["baseline"].value - present["random"].value) / gap, 3)
+            )
+            entry["goals"].append(
+                goal(
+                    f"{label}: share of the random → supervised gap the baseline closes",
+                    entry["gap_closed"],
+                    GAP_CLOSED_GOAL,
+                    detail=None if gap > 0 else "the supervised reference does not beat the random initialisation",
+                )
+            )
+        elif set(gap_roles) <= columns.keys():
+            entry["goals"].append(
+                goal(
+                    f"{label}: share of the random → supervised gap the baseline closes",
+                    None,
+                    GAP_CLOSED_GOAL,
+                    detail=_waiting(gap_roles, present),
+                )
+            )
+        for role, shown in (("views", "+ views"), ("genview", "+ GenView")):
+            name = f"{label}: {shown} − baseline, 95 % interval's lower end"
+            if role not in present or "baseline" not in present:
+                if role in columns and "baseline" in columns:
+                    entry["goals"].append(
+                        goal(name, None, 0.0, strict=True, detail=_waiting((role, "baseline"), present))
+                    )
+                continue
+            paired = paired_cells(present[role], present["baseline"])
+            if paired is None:
                 entry[f"{role}_minus_baseline"] = {
-                    "difference": round(cell.value - base.value, 2),
-                    "spread": round(spread, 2),
-                    "beyond_spread": abs(cell.value - base.value) > spread,
+                    "difference": round(present[role].value - present["baseline"].value, 2)
                 }
+                entry["goals"].append(goal(name, None, 0.0, strict=True, detail="one run: no interval"))
+                continue
+            entry[f"{role}_minus_baseline"] = {
+                "difference": round(paired.mean, 2),
+                "low": round(paired.low, 2),
+                "high": round(paired.high, 2),
+                "seeds": paired.seeds,
+            }
+            entry["goals"].append(
+                goal(
+                    name,
+                    round(paired.low, 2),
+                    0.0,
+                    strict=True,
+                    detail=f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}] over {paired.seeds} seeds",
+                )
+            )
         rows.append(entry)
     return rows
 
 
-def _goal_lines(goals: list[dict]) -> list[str]:
-    lines = ["## Goals", "", "| goal | value | threshold | passed |", "|---|---:|---:|---|"]
-    for entry in goals:
-        value = "—" if entry["value"] is None else f"{entry['value']:.3f}"
-        passed = {True: "**pass**", False: "**FAIL**", None: "not measured"}[entry["passed"]]
-        lines.append(f"| {entry['about']} | {value} | {entry['direction']} {entry['threshold']} | {passed} |")
-    return lines + [""]
+def _waiting(roles, present: dict) -> str:
+    return "no result yet for " + ", ".join(role for role in roles if role not in present)
 
 
 def _foreground_lines(fg: dict) -> list[str]:
@@ -476,7 +576,8 @@ def _quality_lines(quality: dict, weights: dict | None) -> list[str]:
 
 def render_checks_markdown(checks: dict) -> str:
     lines = ["# Checks against ground truth", "", checks["about"], ""]
-    lines += _goal_lines(checks.get("goals", []))
+    if checks.get("goals"):
+        lines += ["## Goals", "", *goals_markdown(checks["goals"]), ""]
     if checks.get("foreground"):
         lines += _foreground_lines(checks["foreground"])
     if checks.get("views"):
@@ -485,45 +586,48 @@ def render_checks_markdown(checks: dict) -> str:
         lines += _quality_lines(checks["quality"], checks.get("training_weights"))
     learning = checks.get("learning")
     if learning:
+        roles = [role for role in ("random", "supervised", "baseline") if any(row.get(role) for row in learning)]
         lines += [
             "## Learning",
             "",
-            "| row | random | baseline | baseline / random | + views − baseline | + GenView − baseline |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| row | " + " | ".join(roles) + " | gap closed | + views − baseline | + GenView − baseline |",
+            "|---|" + "---:|" * (len(roles) + 3),
         ]
 
         def shown(value):
-            return (
-                "—"
-                if not value
-                else f"{value['mean']:.1f} ± {value['sd']:.1f}"
-                if value["sd"] is not None
-                else f"{value['mean']:.1f}"
-            )
+            if not value:
+                return "—"
+            return f"{value['mean']:.1f}" + ("" if value["sd"] is None else f" ± {value['sd']:.1f}")
 
         def difference(value):
-            return (
-                "—"
-                if not value
-                else (
-                    f"{value['difference']:+.1f} (spread {value['spread']:.1f})"
-                    + (" *" if value["beyond_spread"] else "")
-                )
-            )
+            if not value:
+                return "—"
+            if "low" not in value:
+                return f"{value['difference']:+.1f} (one run)"
+            return f"{value['difference']:+.1f} [{value['low']:+.1f}, {value['high']:+.1f}]"
 
         for row in learning:
+            gap = row.get("gap_closed")
             lines.append(
-                f"| {row['row']} | {shown(row.get('random'))} | {shown(row.get('baseline'))} | "
-                f"{row.get('baseline_over_random', '—')} | {difference(row.get('views_minus_baseline'))} | "
+                f"| {row['row']} | "
+                + " | ".join(shown(row.get(role)) for role in roles)
+                + f" | {'—' if gap is None else f'{gap:.2f}'} | {difference(row.get('views_minus_baseline'))} | "
                 f"{difference(row.get('genview_minus_baseline'))} |"
             )
-        lines += ["", "* = beyond the seeds' spread.", ""]
+        lines += [
+            "",
+            "Gap closed: (baseline − random) / (supervised − random), the share of what the labels teach the same "
+            "backbone in the same budget that the self-supervised baseline learns. Differences: the mean over seeds "
+            "of the paired difference (both runs of a seed) with its 95 % t-interval; an interval containing zero "
+            "decides nothing. The goals are at the top.",
+            "",
+        ]
         for row in learning:
             if row.get("learned") is False:
                 lines += [
-                    f"**{row['row']} learned nothing measurable**: its baseline is within the seeds' spread of the "
-                    "random initialisation, so its + views and + GenView differences (here and in the tables) are "
-                    "noise.",
+                    f"**{row['row']} learned nothing measurable**: its baseline does not beat the random "
+                    "initialisation (paired 95 % interval), so its + views and + GenView differences (here and in the "
+                    "tables) are noise.",
                     "",
                 ]
     return "\n".join(lines) + "\n"

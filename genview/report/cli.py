@@ -147,6 +147,9 @@ def _checks(args) -> None:
         result["learning"] = checks.learning_checks(
             spec, args.results, json_argument(args.learning_columns, "--learning-columns")
         )
+    if args.zeroshot_table:
+        spec = load_table_specs(args.tables)[args.zeroshot_table]
+        result["zeroshot"] = checks.zeroshot_checks(spec, args.results, "baseline", 100 / len(judge.classes))
     result["goals"] = checks.default_goals(result)
     checks.write_checks(result, args.out_json, args.out_md)
 
@@ -261,6 +264,7 @@ def register(stages) -> None:
         default="{}",
         help="JSON: role (random, baseline, views, genview) -> column key of the learning table",
     )
+    check.add_argument("--zeroshot-table", help="a seeded zero-shot table whose baseline column is checked")
     check.add_argument("--results", default="results/eval")
     check.add_argument("--sample", type=int, default=512, help="(real, view) pairs per source scored")
     check.add_argument("--per-class", type=int, default=10, help="foreground fitting sample (as analysis)")

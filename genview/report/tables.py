@@ -13,8 +13,10 @@ keyed by column key, each with ``experiment``, ``protocol``, ``dataset``, ``metr
 each group of rows); optional
 ``digits`` (default 1); optional ``group_label`` / ``row_label`` for the two leading header cells;
 optional ``gains`` (a row's improvement over another row in one column, with the paper's claim); optional
-``seeds`` (each cell's experiment names a ``{seed}`` field; the cell is the mean +- sd over the seeds) and
-``compare_to`` (a column key: other columns show their difference to it, marked when it exceeds the spread).
+``seeds`` (each cell's experiment names a ``{seed}`` field; the cell is the mean +- sd over the seeds; an experiment
+without the field is one run, the same for every seed) and ``compare_to`` (a column key: other columns show their
+difference to it; with seeds, the mean paired difference over seeds with its 95 % t-interval, and for a column with
+``expect``, higher or lower, whether the interval confirms that direction: yes / no / undecided).
 A row may leave a column out; that cell is rendered empty (not applicable, not missing).
 :func:`expand_spec` turns the compact form of the YAML files (defaults per table, column and row)
 into this one.
@@ -47,14 +49,49 @@ class Cell:
     source: str | None = None  # the result file; None for a cell the row does not have
     best: bool = False
     spread: float | None = None  # standard deviation over seeds (tables with `seeds`)
-    compared: float | None = None  # difference to the compare_to column's cell of the row
-    significant: bool = False  # |compared| exceeds the two cells' combined spread
+    runs: tuple[float, ...] | None = None  # the value of each seed, in the table's seed order; None: one run
+    compared: float | None = None  # (mean paired) difference to the compare_to column's cell of the row
+    interval: tuple[float, float] | None = None  # 95 % t-interval of the mean paired difference (with seeds)
+    decision: str | None = None  # yes / no / undecided: the interval against the column's `expect`
 
     @property
     def difference(self) -> float | None:
         if self.value is None or self.paper is None:
             return None
         return self.value - self.paper
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """The mean of d_s = value_s - reference_s over n seeds, with its t-interval."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+
+
+def paired_difference(values, reference, confidence: float = 0.95) -> PairedDifference:
+    """Mean paired difference of two runs per seed (same order) and its two-sided t-interval:
+    mean(d) +- t((1 + confidence) / 2, n - 1) * sd(d) / sqrt(n), with d_s = values_s - reference_s."""
+    import numpy as np
+    from scipy import stats
+
+    differences = np.asarray(values, dtype=float) - np.asarray(reference, dtype=float)
+    if differences.ndim != 1 or len(differences) < 2 or len(values) != len(reference):
+        raise ValueError(f"a paired difference needs two runs per seed of at least 2 seeds, got {values}, {reference}")
+    mean = float(differences.mean())
+    half = float(stats.t.ppf((1 + confidence) / 2, len(differences) - 1) * differences.std(ddof=1))
+    half /= len(differences) ** 0.5
+    return PairedDifference(mean=mean, low=mean - half, high=mean + half, seeds=len(differences))
+
+
+def paired_decision(difference: PairedDifference, expect: str) -> str:
+    """yes: the interval lies entirely on the ``expect`` side of zero (higher: above); no: entirely on the other;
+    undecided: it contains zero."""
+    if difference.low <= 0 <= difference.high:
+        return "undecided"
+    return "yes" if (difference.low > 0) == (expect == "higher") else "no"
 
 
 def _merged(*layers: dict | None) -> dict:
@@ -112,6 +149,12 @@ def validate_spec(spec: dict) -> None:
         raise ConfigError(f"table {spec['title']!r}: 'columns' must have unique keys, got {keys}")
     if spec.get("best") not in _BEST_MODES:
         raise ConfigError(f"table {spec['title']!r}: 'best' must be one of {_BEST_MODES}")
+    for column in columns:
+        if column.get("expect") and (not spec.get("compare_to") or column["key"] == spec["compare_to"]):
+            raise ConfigError(
+                f"table {spec['title']!r}, column {column['key']!r}: 'expect' states a direction against the "
+                f"compare_to column, so the table needs compare_to naming another column"
+            )
     for row in spec.get("rows") or []:
         for key, cell in row.get("cells", {}).items():
             where = f"table {spec['title']!r}, row {row.get('label')!r}, column {key!r}"
@@ -144,10 +187,18 @@ def _rows_named(spec: dict, name: str) -> list[int]:
     ]
 
 
+def _seeded(spec: dict, cell: dict) -> bool:
+    """Whether the cell is one run per seed (a seeded table, an experiment naming ``{seed}``)."""
+    return bool(spec.get("seeds")) and "{seed}" in cell["experiment"]
+
+
 def _experiments(spec: dict, cell: dict) -> list[str]:
-    """The experiment of a cell, or one per seed of a table with ``seeds``."""
-    seeds = spec.get("seeds")
-    return [cell["experiment"].format(seed=seed) for seed in seeds] if seeds else [cell["experiment"]]
+    """The experiment of a cell, or one per seed."""
+    return (
+        [cell["experiment"].format(seed=seed) for seed in spec["seeds"]]
+        if _seeded(spec, cell)
+        else [cell["experiment"]]
+    )
 
 
 def cell_sources(spec: dict) -> list[tuple[str, str, str]]:
@@ -166,14 +217,16 @@ def load_cells(spec: dict, results_root: str | os.PathLike) -> list[list[Cell]]:
     root = Path(results_root)
     means = mean_columns(spec)
     keys = [column["key"] for column in spec["columns"]]
+    expect = {column["key"]: column.get("expect") for column in spec["columns"]}
+    reference = spec.get("compare_to")
     table = []
     for row in spec.get("rows") or []:
         cells = {key: _load_seeds(spec, row.get("cells", {}).get(key), root) for key in keys if key not in means}
         for key, averaged in means.items():
             cells[key] = _mean_cell({k: cells[k] for k in averaged}, row.get("paper", {}).get(key), row["label"])
-        if spec.get("compare_to") in cells:
+        if reference in cells:
             cells = {
-                key: _compared(cell, cells[spec["compare_to"]]) if key != spec["compare_to"] else cell
+                key: _compared(cell, cells[reference], expect[key]) if key != reference else cell
                 for key, cell in cells.items()
             }
         table.append([cells[key] for key in keys])
@@ -182,7 +235,7 @@ def load_cells(spec: dict, results_root: str | os.PathLike) -> list[list[Cell]]:
 
 def _load_seeds(spec: dict, cell_spec: dict | None, root: Path) -> Cell:
     """A cell of one run, or the mean and standard deviation over the table's seeds."""
-    if cell_spec is None or not spec.get("seeds"):
+    if cell_spec is None or not _seeded(spec, cell_spec):
         return _load_cell(cell_spec, root)
     runs = [_load_cell({**cell_spec, "experiment": name}, root) for name in _experiments(spec, cell_spec)]
     waiting = [run for run in runs if run.value is None]
@@ -192,16 +245,35 @@ def _load_seeds(spec: dict, cell_spec: dict | None, root: Path) -> Cell:
     mean = sum(values) / len(values)
     spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
     return dataclasses.replace(
-        runs[0], value=mean, spread=spread, source=f"mean of {len(runs)} seeds: {', '.join(run.source for run in runs)}"
+        runs[0],
+        value=mean,
+        spread=spread,
+        runs=tuple(values),
+        source=f"mean of {len(runs)} seeds: {', '.join(run.source for run in runs)}",
     )
 
 
-def _compared(cell: Cell, reference: Cell) -> Cell:
+def paired_cells(cell: Cell, other: Cell) -> PairedDifference | None:
+    """``cell`` - ``other`` paired by seed (both loaded by :func:`load_cells`), a one-run cell counting as the same
+    value for every seed; None when neither has runs per seed."""
+    if cell.runs is None and other.runs is None:
+        return None
+    seeds = len(cell.runs or other.runs)
+    return paired_difference(cell.runs or (cell.value,) * seeds, other.runs or (other.value,) * seeds)
+
+
+def _compared(cell: Cell, reference: Cell, expect: str | None) -> Cell:
     if cell.value is None or reference.value is None:
         return cell
-    difference = cell.value - reference.value
-    spread = ((cell.spread or 0.0) ** 2 + (reference.spread or 0.0) ** 2) ** 0.5
-    return dataclasses.replace(cell, compared=difference, significant=abs(difference) > spread > 0)
+    paired = paired_cells(cell, reference)
+    if paired is None:
+        return dataclasses.replace(cell, compared=cell.value - reference.value)
+    return dataclasses.replace(
+        cell,
+        compared=paired.mean,
+        interval=(paired.low, paired.high),
+        decision=paired_decision(paired, expect) if expect else None,
+    )
 
 
 def _mean_cell(cells: dict[str, Cell], paper: float | None, row_label: str) -> Cell:
@@ -211,7 +283,17 @@ def _mean_cell(cells: dict[str, Cell], paper: float | None, row_label: str) -> C
     missing = [key for key, cell in present.items() if cell.value is None]
     if missing:
         return Cell(paper=paper, missing=f"row {row_label!r}: the mean waits for {', '.join(missing)}")
-    return Cell(value=sum(cell.value for cell in present.values()) / len(present), paper=paper, source="mean")
+    value = sum(cell.value for cell in present.values()) / len(present)
+    seeded = [cell.runs for cell in present.values() if cell.runs is not None]
+    if not seeded:
+        return Cell(value=value, paper=paper, source="mean")
+    # Per seed, the mean of the columns (a one-run column counts for every seed), so it pairs like any other cell.
+    runs = tuple(
+        sum(cell.runs[s] if cell.runs is not None else cell.value for cell in present.values()) / len(present)
+        for s in range(len(seeded[0]))
+    )
+    spread = (sum((v - value) ** 2 for v in runs) / (len(runs) - 1)) ** 0.5
+    return Cell(value=value, paper=paper, source="mean", runs=runs, spread=spread)
 
 
 def _load_cell(cell_spec: dict | None, results_root: Path) -> Cell:
@@ -271,15 +353,13 @@ def mark_best(cells: list[list[Cell]], spec: dict) -> list[list[Cell]]:
 
 
 def _clearly_best(cell: Cell, others: list[Cell], higher: bool) -> bool:
-    """Without seeds every top value counts; with seeds, only a lead over every other cell larger than the two
-    cells' combined spread (a bold mark that rests on seed noise would mislead)."""
-    if cell.spread is None:
-        return True
+    """Without seeds every top value counts; with seeds, only a lead over every other cell whose paired 95 %
+    interval lies above zero (a bold mark that rests on seed noise would mislead)."""
     for other in others:
         if other.value is None:
             continue
-        lead = (cell.value - other.value) * (1 if higher else -1)
-        if lead <= ((cell.spread or 0.0) ** 2 + (other.spread or 0.0) ** 2) ** 0.5:
+        paired = paired_cells(cell, other)
+        if paired is not None and (paired.low <= 0 if higher else paired.high >= 0):
             return False
     return True
 
@@ -288,11 +368,14 @@ def _number(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
+def _signed(value: float, digits: int) -> str:
+    # Adding 0.0 turns a rounded -0.0 into 0.0, which prints as "+0.0" rather than "-0.0".
+    return f"{round(value, digits) + 0.0:+.{digits}f}"
+
+
 def _signed_difference(cell: Cell, digits: int) -> str:
     """The difference of the values as displayed, so that the three printed numbers agree."""
-    difference = round(cell.value, digits) - round(cell.paper, digits)
-    # Adding 0.0 turns a rounded -0.0 into 0.0, which prints as "+0.0" rather than "-0.0".
-    return f"{round(difference, digits) + 0.0:+.{digits}f}"
+    return _signed(round(cell.value, digits) - round(cell.paper, digits), digits)
 
 
 def gain_lines(spec: dict, cells: list[list[Cell]]) -> list[str]:
@@ -308,26 +391,33 @@ def gain_lines(spec: dict, cells: list[list[Cell]]) -> list[str]:
         if better.value is None or base.value is None:
             reproduced = "not yet reproduced (a result is missing)"
         else:
-            difference = round(better.value, digits) - round(base.value, digits)
-            reproduced = f"{round(difference, digits) + 0.0:+.{digits}f}"
+            reproduced = _signed(round(better.value, digits) - round(base.value, digits), digits)
         claim = "" if gain.get("paper") is None else f"; paper {gain['paper']:+g}"
         lines.append(f"{gain['row']} over {gain['over']}, {label}: {reproduced}{claim}")
     return lines
 
 
-def spread_note(spec: dict) -> str:
+def seeds_note(spec: dict) -> str:
     """How to read a table with seeds or a reference column."""
     parts = []
     if spec.get("seeds"):
         parts.append(
             f"Mean ± standard deviation over {len(spec['seeds'])} seeds ({', '.join(map(str, spec['seeds']))}); "
-            "a value is bold only when it leads every other by more than their combined spread."
+            "a value without ± is one run, the same for every seed."
         )
+        if spec.get("best"):
+            parts.append("A value is bold only when its paired lead over every other has a 95 % interval above zero.")
     if spec.get("compare_to"):
         label = next(c["label"] for c in spec["columns"] if c["key"] == spec["compare_to"])
-        parts.append(
-            f"(±x) is the difference to {label}; * marks one larger than the combined spread sqrt(sd1² + sd2²)."
-        )
+        if spec.get("seeds"):
+            parts.append(
+                f"(+x [lo, hi]) is the mean over seeds of the paired difference to {label} (the cell's run of a seed "
+                f"minus {label}'s run of the same seed) with its 95 % t-interval; yes / no: the interval lies "
+                "entirely on the side the paper claims (the column's expected direction) / on the other side; "
+                "undecided: it contains zero."
+            )
+        else:
+            parts.append(f"(+x) is the difference to {label}.")
     return " ".join(parts)
 
 
@@ -364,9 +454,19 @@ def _text_cell(cell: Cell, digits: int, notes: list[str], bold) -> str:
     if cell.best:
         text = bold(text)
     if cell.compared is not None:
-        text += f" ({round(cell.compared, digits) + 0.0:+.{digits}f}{'*' if cell.significant else ''})"
+        text += f" ({_comparison(cell, digits)})"
     if cell.paper is not None:
         text += f" (paper {_number(cell.paper, digits)}, {_signed_difference(cell, digits)})"
+    return text
+
+
+def _comparison(cell: Cell, digits: int) -> str:
+    """The difference to the reference column, its interval and the decision, e.g. "+7.0 [-2.1, +16.1] undecided"."""
+    text = _signed(cell.compared, digits)
+    if cell.interval is not None:
+        text += f" [{_signed(cell.interval[0], digits)}, {_signed(cell.interval[1], digits)}]"
+    if cell.decision is not None:
+        text += f" {cell.decision}"
     return text
 
 
@@ -391,8 +491,8 @@ def render_markdown(spec: dict, cells: list[list[Cell]]) -> str:
         lines.append("| " + " | ".join(texts) + " |")
     if spec.get("caption"):
         lines += ["", spec["caption"]]
-    if spread_note(spec):
-        lines += ["", spread_note(spec)]
+    if seeds_note(spec):
+        lines += ["", seeds_note(spec)]
     gains = gain_lines(spec, cells)
     if gains:
         lines += ["", "Gains (reproduced; paper):", ""] + [f"- {_markdown_escape(line)}" for line in gains]
@@ -428,8 +528,8 @@ def render_html(spec: dict, cells: list[list[Cell]]) -> str:
     lines.append("</tbody></table>")
     if spec.get("caption"):
         lines.append(f"<p>{escape(spec['caption'])}</p>")
-    if spread_note(spec):
-        lines.append(f"<p>{escape(spread_note(spec))}</p>")
+    if seeds_note(spec):
+        lines.append(f"<p>{escape(seeds_note(spec))}</p>")
     gains = gain_lines(spec, cells)
     if gains:
         lines.append(
@@ -473,6 +573,8 @@ def _latex_cell(cell: Cell, digits: int) -> str:
         text += rf" $\pm$ {_number(cell.spread, digits)}"
     if cell.best:
         text = rf"\textbf{{{text}}}"
+    if cell.compared is not None:
+        text += rf" {{\scriptsize ({_comparison(cell, digits)})}}"
     if cell.paper is not None:
         text += rf" {{\scriptsize ({_number(cell.paper, digits)}, {_signed_difference(cell, digits)})}}"
     return text
@@ -505,6 +607,8 @@ def render_latex(spec: dict, cells: list[list[Cell]]) -> str:
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {latex_escape(line)}" for line in gain_lines(spec, cells)]
+    if seeds_note(spec):
+        lines += [rf"\par\footnotesize {latex_escape(seeds_note(spec))}"]
     lines += [r"\end{table}"]
     lines += [f"% missing: {note}" for note in notes]
     return "\n".join(lines) + "\n"
@@ -518,7 +622,11 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
     digits = spec.get("digits", 1)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    extra = ["sd"] * bool(spec.get("seeds")) + [f"vs_{spec.get('compare_to')}"] * bool(spec.get("compare_to"))
+    versus = f"vs_{spec.get('compare_to')}"
+    extra = ["sd"] * bool(spec.get("seeds")) + [versus] * bool(spec.get("compare_to"))
+    extra += [f"{versus}_low", f"{versus}_high", f"{versus}_decision"] * bool(
+        spec.get("seeds") and spec.get("compare_to")
+    )
     header = ["row", "group"]
     for column in spec["columns"]:
         key = column["key"]
@@ -536,7 +644,10 @@ def render_csv(spec: dict, cells: list[list[Cell]]) -> str:
             if spec.get("seeds"):
                 line.append("" if cell.spread is None else _number(cell.spread, digits))
             if spec.get("compare_to"):
-                line.append("" if cell.compared is None else f"{cell.compared:+.{digits}f}{'*' * cell.significant}")
+                line.append("" if cell.compared is None else _signed(cell.compared, digits))
+            if spec.get("seeds") and spec.get("compare_to"):
+                bounds = [_signed(bound, digits) for bound in cell.interval] if cell.interval else ["", ""]
+                line += [*bounds, cell.decision or ""]
         writer.writerow(line)
     return buffer.getvalue()
 

@@ -76,6 +76,14 @@ def convnet(*, width: int = 32, depth: int = 3, image_size: int = 32) -> tuple[n
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
 
 
+@backbone("pixels")
+def pixels(*, size: int = 32) -> tuple[nn.Module, int]:
+    """Raw pixels as the feature, the reference a learned representation must beat: the (normalised) image average-
+    pooled to ``size`` x ``size`` and flattened, 3 x size² values; no parameters. At ``size`` equal to the image
+    side it is the flattened image itself."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(size), nn.Flatten()), 3 * size * size
+
+
 def _vit(
     *,
     image_size: int = 224,

@@ -118,7 +118,7 @@ def load_view_truth(view_manifests: list[str | Path]) -> dict[str, bool]:
 
 class PretrainDataset(Dataset):
     """Samples of one experiment. ``mode`` "two_view": (view1, view2, local crops); "vision_language": (views,
-    caption, real).
+    caption, real); "supervised": (view, class index), classes being the rows' labels in sorted order.
 
     Two-view (GenView): when the image has generated views and a draw under ``generated_prob`` succeeds, one of the
     two slots, chosen at random, takes a generated view instead of the real image; both slots are augmented
@@ -149,6 +149,7 @@ class PretrainDataset(Dataset):
         downsample: dict | None = None,
     ):
         self.rows = rows.reset_index(drop=True)
+        self.classes = sorted(set(self.rows["label"]))
         self.mode, self.seed, self.epoch = mode, seed, 0
         self._cache: dict[str, torch.Tensor] = {}
         self._cache_bytes = 0
@@ -203,6 +204,8 @@ class PretrainDataset(Dataset):
             real = self._image(row["path"])
             if self.mode == "two_view":
                 return self._two_view(row, real, rng) + (index,)
+            if self.mode == "supervised":
+                return self.pipelines[0](real), self.classes.index(row["label"]), index
             return self._vision_language(row, real, rng) + (index,)
 
     def _pick_generated(self, image_id: str, rng) -> tuple[int, str] | None:

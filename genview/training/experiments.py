@@ -135,9 +135,21 @@ def _resolve(
             if quality.get(key):
                 problems.append(
                     f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
-                    f"({method!r} is a two-view method)"
+                    f"({method!r} is a {info.kind.replace('_', '-')} method)"
                 )
-        views_per_sample = 2
+        views_per_sample = 2 if info.kind == "two_view" else 1
+    if info.kind == "supervised":
+        if variant != "baseline":
+            problems.append(
+                f"{where}: method {method!r} is the labelled reference; it takes no generated views or quality "
+                f"weights (variant baseline only, got {variant!r})"
+            )
+        num_classes = settings["method_args"].get(method, {}).get("num_classes")
+        if not isinstance(num_classes, int) or num_classes < 2:
+            problems.append(
+                f"{where}.method_args.{method}.num_classes: the training split's number of classes is required "
+                f"(an integer >= 2), got {num_classes!r}"
+            )
     if recipe["multi_crop"] and info.kind != "two_view":
         problems.append(f"{where}.recipe: multi_crop applies to two-view methods only ({method!r} is not one)")
     elif recipe["multi_crop"] and not info.supports_multi_crop:

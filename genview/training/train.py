@@ -179,6 +179,8 @@ class Trainer:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.kind = method_class(experiment["method"]).kind
         self.dataset = self._dataset(manifest, view_manifests)
+        if self.kind == "supervised":
+            self._check_labels(manifest)
         self.steps_per_epoch = len(self.dataset) // self.recipe["batch_size"]
         if self.steps_per_epoch == 0:
             raise GenviewError(
@@ -228,6 +230,18 @@ class Trainer:
             downsample=self.recipe["downsample"],
         )
 
+    def _check_labels(self, manifest: str) -> None:
+        classes, heads = self.dataset.classes, self.model.options["num_classes"]
+        if "" in classes:
+            raise GenviewError(
+                f"{self.experiment['name']}: {manifest} has unlabelled training images; 'supervised' needs labels"
+            )
+        if len(classes) > heads:
+            raise GenviewError(
+                f"{self.experiment['name']}: the training split of {manifest} has {len(classes)} classes, more than "
+                f"method_args.supervised.num_classes ({heads})"
+            )
+
     def _scorer(self, quality_vector: str | None):
         if self.experiment["variant"] != "genview":
             return None
@@ -267,6 +281,9 @@ class Trainer:
         )
 
     def _collate(self, samples):
+        if self.kind == "supervised":
+            images, labels, index = zip(*samples)
+            return dict(images=torch.stack(images), labels=torch.tensor(labels), index=torch.tensor(index))
         if self.kind == "two_view":
             view1, view2, local_views, index = zip(*samples)
             local_views = torch.stack(local_views, 1).unbind(0) if local_views[0] is not None else ()
@@ -352,6 +369,10 @@ class Trainer:
     # --- one step ----------------------------------------------------------------------------------------------
     def loss(self, batch: dict, epoch: int) -> tuple[torch.Tensor, dict]:
         autocast = torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
+        if self.kind == "supervised":
+            with autocast:
+                per_sample = self.ddp_model(batch["images"].to(self.device), batch["labels"].to(self.device))
+            return per_sample.mean(), {}
         if self.kind == "two_view":
             view1, view2 = batch["view1"].to(self.device), batch["view2"].to(self.device)
             weights = (
