@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -31,12 +31,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` fully and return an 8-bit RGB image (greyscale, palette, CMYK and 16-bit accepted)."""
+def load_rgb(path: str | os.PathLike, reduce: int = 1) -> Image.Image:
+    """Decode ``path`` fully and return an 8-bit RGB image (greyscale, palette, CMYK and 16-bit accepted).
+
+    ``reduce`` > 1: a JPEG may be decoded up to that factor smaller (PIL's draft mode, DCT scaling: much less work),
+    never below its size divided by ``reduce``; other formats decode at full size."""
     with Image.open(path) as image:
+        if reduce > 1 and image.format == "JPEG":
+            image.draft("RGB", (image.width // reduce, image.height // reduce))
         image.load()
         image = ImageOps.exif_transpose(image)
         return _to_rgb(image)
+
+
+def oriented_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of ``path`` as load_rgb returns it (EXIF orientation applied), read from the header only."""
+    with Image.open(path) as image:
+        width, height = image.size
+        swapped = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)  # transposed or rotated 90 degrees
+    return (height, width) if swapped else (width, height)
 
 
 def to_tensor(image: Image.Image):
