@@ -224,9 +224,11 @@ def main(argv=None) -> dict:
         args.images, args.size, args.image_size, args.rounds = 4, "160x120", 64, 1
         args.presets = args.presets if len(args.presets) < len(AUGMENTATIONS) else ["simclr", "genviewpp"]
     size = tuple(int(v) for v in args.size.split("x"))
-    feed = {f"{v:g} views/s": v for v in args.feed} if args.feed else {
-        f"{k} {v:g} views/s": v for k, v in default_feed().items() if k in ("resnet50", "vit_base")
-    }
+    feed = (
+        {f"{v:g} views/s": v for v in args.feed}
+        if args.feed
+        else {f"{k} {v:g} views/s": v for k, v in default_feed().items() if k in ("resnet50", "vit_base")}
+    )
     with tempfile.TemporaryDirectory(prefix="genview-loader-") as tmp:
         paths = write_jpegs(Path(tmp), args.images, size)
         rates = measure(args.presets, paths, args.image_size, args.rounds)
@@ -248,7 +250,9 @@ def main(argv=None) -> dict:
     print(f"  {'preset':10s} {'feed':>26s}" + "".join(f"{p:>10s}" for p in PIPELINES[:-1]))
     for preset, row in rates.items():
         for label, views in feed.items():
-            print(f"  {preset:10s} {label:>26s}" + "".join(f"{cores_needed(views, row[p]):10.1f}" for p in PIPELINES[:-1]))
+            print(
+                f"  {preset:10s} {label:>26s}" + "".join(f"{cores_needed(views, row[p]):10.1f}" for p in PIPELINES[:-1])
+            )
     return rates
 
 
