@@ -11,10 +11,10 @@
     python benchmarks/loader.py [--images 64] [--size 500x375] [--image-size 224] [--rounds 3]
                                 [--presets simclr byol ...] [--feed 1200 3000] [--smoke]
 
-One process with one torch thread: images/s per core, each image giving two views (the two slots of the preset). The
-pipelines take turns over --rounds rounds (the best round counts), so a machine shared with other work slows them
-alike; read the ratios. Then the CPU cores per GPU each pipeline needs to feed a GPU at --feed views/s (default: the
-config's estimate.rates.pretrain_images_per_second).
+One process with one torch thread: images per second of CPU time (per core), each image giving two views (the two
+slots of the preset). The pipelines take turns over --rounds rounds (the best round counts), so a machine shared with
+other work slows them alike; read the ratios. Then the CPU cores per GPU each pipeline needs to feed a GPU at --feed
+views/s (default: the config's estimate.rates.pretrain_images_per_second).
 """
 
 from __future__ import annotations
@@ -170,10 +170,11 @@ def build(pipeline: str, preset: str, image_size: int, paths: list[str]):
 
 # --- measuring -----------------------------------------------------------------------------------------------------
 def images_per_second(sample, paths: list[str]) -> float:
-    started = time.perf_counter()
+    """Images per second of this process's CPU time: per core, and little affected by other work on the machine."""
+    started = time.process_time()
     for index, path in enumerate(paths):
         sample(index, path)
-    return len(paths) / (time.perf_counter() - started)
+    return len(paths) / (time.process_time() - started)
 
 
 def measure(presets: list[str], paths: list[str], image_size: int, rounds: int, pipelines=PIPELINES) -> dict:
@@ -234,7 +235,7 @@ def main(argv=None) -> dict:
         rates = measure(args.presets, paths, args.image_size, args.rounds)
     print(
         f"{args.images} JPEGs of {size[0]}x{size[1]} -> two {args.image_size} px views each; one process, one torch"
-        f" thread; best of {args.rounds} round(s), pipelines in turn"
+        f" thread; CPU time; best of {args.rounds} round(s), pipelines in turn"
     )
     print(f"\nimages/s per core (decode alone: {rates[args.presets[0]]['decode']:.0f})")
     header = f"  {'preset':10s}" + "".join(f"{p:>10s}" for p in PIPELINES[:-1])

@@ -8,6 +8,7 @@ resumed mid-epoch sees exactly the batches the uninterrupted run saw, with any n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from genview.contracts import VIEWS
-from genview.data.images import load_rgb, oriented_size
+from genview.data.images import decode_rgb, oriented_size
 from genview.training.augment import ViewPipeline, WholeImage
 
 IMAGE_CACHE_BYTES = 256 << 20  # per loader process
@@ -72,6 +73,7 @@ class PretrainDataset(Dataset):
         augment_on: str = "cpu",
     ):
         self.rows = rows.reset_index(drop=True)
+        self.records = self.rows.to_dict("records")  # one row per sample: much cheaper than DataFrame.iloc
         self.mode, self.seed, self.epoch = mode, seed, 0
         self._cache: dict[str, Image.Image] = {}
         self._cache_bytes = 0
@@ -99,38 +101,41 @@ class PretrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _image(self, path: str, reduce: int, size: tuple[int, int]) -> Image.Image:
-        """The decoded 8-bit image, a JPEG up to ``reduce`` times smaller. Small images are kept decoded at full
-        size (per loader process, up to IMAGE_CACHE_BYTES): a tiny dataset is then decoded once instead of every
-        epoch. ``size``: the full (width, height). Only the crops' sampling resolution depends on the decoded size,
-        never the random draws."""
-        cached = self._cache.get(path)
-        if cached is not None:
-            return cached
-        image = load_rgb(path, reduce)
-        nbytes = image.width * image.height * 3
-        if image.size == size and self._cache_bytes + nbytes <= IMAGE_CACHE_BYTES:
-            self._cache[path] = image
-            self._cache_bytes += nbytes
-        return image
-
-    def _size(self, path: str) -> tuple[int, int]:
-        cached = self._cache.get(path)
-        return cached.size if cached is not None else oriented_size(path)
-
     def _views(self, items: list[tuple[str, object]]) -> list:
-        """The views of (path, pipeline) pairs: every view's draws first (in order), then each image decoded once,
-        at the smallest size all of its crops allow, then the views cut from it."""
-        sizes = {path: self._size(path) for path, _ in items}
-        params = [pipeline.draw(*sizes[path]) for path, pipeline in items]
-        reduce: dict[str, int] = {}
-        for (path, pipeline), drawn in zip(items, params):
-            reduce[path] = min(reduce.get(path, 8), pipeline.reduction(drawn))
-        images = {path: self._image(path, factor, sizes[path]) for path, factor in reduce.items()}
+        """The views of (path, pipeline) pairs: every view's draws first (in order, from the image sizes in the file
+        headers), then each image decoded once, at the smallest size all of its crops allow, then the views cut
+        from it. Small images are kept decoded at full size (per loader process, up to IMAGE_CACHE_BYTES): a tiny
+        dataset is then decoded once instead of every epoch. Only the crops' sampling resolution depends on the
+        decoded size, never the random draws."""
+        opened, sizes = {}, {}
+        with contextlib.ExitStack() as files:  # closes the files, keeps the decoded images (not Image.close)
+            for path, _ in items:
+                if path not in sizes:
+                    cached = self._cache.get(path)
+                    if cached is None:
+                        opened[path] = files.enter_context(Image.open(path))
+                    sizes[path] = cached.size if cached is not None else oriented_size(opened[path])
+            params = [pipeline.draw(*sizes[path]) for path, pipeline in items]
+            reduce: dict[str, int] = {}
+            for (path, pipeline), drawn in zip(items, params):
+                reduce[path] = min(reduce.get(path, 8), pipeline.reduction(drawn))
+            images = {
+                path: self._cache[path] if path in self._cache else self._decode(path, opened[path], reduce[path])
+                for path in sizes
+            }
         return [
             pipeline.apply(images[path], drawn, sizes[path][0], self.color_on_device)
             for (path, pipeline), drawn in zip(items, params)
         ]
+
+    def _decode(self, path: str, handle: Image.Image, reduce: int) -> Image.Image:
+        full = handle.size
+        image = decode_rgb(handle, reduce)
+        nbytes = image.width * image.height * 3
+        if image.size in (full, full[::-1]) and self._cache_bytes + nbytes <= IMAGE_CACHE_BYTES:
+            self._cache[path] = image
+            self._cache_bytes += nbytes
+        return image
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -139,7 +144,7 @@ class PretrainDataset(Dataset):
         return [path for source in sources for path in self.views.get(source, {}).get(image_id, [])]
 
     def __getitem__(self, index: int):
-        row = self.rows.iloc[index]
+        row = self.records[index]
         with torch.random.fork_rng(devices=[]):
             # Seeds the CPU generator only (what fork_rng saves): torch.manual_seed would also queue a CUDA seed
             # per sample, which costs more than the crop at small image sizes.
