@@ -179,8 +179,16 @@ def images_per_second(sample, paths: list[str]) -> float:
 
 def measure(presets: list[str], paths: list[str], image_size: int, rounds: int, pipelines=PIPELINES) -> dict:
     """{preset: {pipeline: images/s on one core}} (decode once, under the key "decode" of every preset): the
-    pipelines take turns, the best of ``rounds`` counts."""
+    pipelines take turns, the best of ``rounds`` counts; one torch thread meanwhile."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        return _measure(presets, paths, image_size, rounds, pipelines)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(presets, paths, image_size, rounds, pipelines) -> dict:
     built = {
         (preset, pipeline): build(pipeline, preset, image_size, paths)
         for preset in presets

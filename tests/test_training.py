@@ -380,3 +380,26 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
 
     initial = build_model(experiments["s_simclr_baseline_s3"]).state_dict()
     assert all(torch.equal(initial[k], checkpoint["method"][k]) for k in initial)
+
+
+@pytest.mark.parametrize(
+    "method, recipe",
+    [("simclr", {"multi_crop": {"number": 2, "size": 8}}), ("clip", {})],
+)
+def test_colour_on_the_device_trains_from_8_bit_crops_and_their_colour_rows(data, tmp_path, method, recipe):
+    exp = experiment(method, "views", epochs=1, augment_on="device", augmentation="simclr", **recipe)
+    trainer_batches = []
+    from genview.training import train as train_module
+
+    original = train_module.color_on_device
+    train_module.color_on_device = lambda images, rows, size: (
+        trainer_batches.append(rows.shape) or original(images, rows, size)
+    )
+    try:
+        checkpoint = run_training(data, exp, tmp_path)
+    finally:
+        train_module.color_on_device = original
+    assert checkpoint["steps"] == 3
+    # every step's views got their colour steps on the device: 8 rows per view batch (CLIP: 8 x 2 views at once)
+    per_step = 2 + 2 if method == "simclr" else 1
+    assert len(trainer_batches) == 3 * per_step and all(shape[-1] == 12 for shape in trainer_batches)

@@ -80,7 +80,7 @@ class PretrainDataset(Dataset):
         self.views, self.sources = views or {}, list(sources)
         self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
         self.shuffle_views = shuffle_views
-        self.color_on_device = augment_on == "device"
+        self.preset, self.color_on_device = augmentation_preset, augment_on == "device"
         self.pipelines = [
             ViewPipeline(augmentation_preset, image_size, min_scale, slot, downsample=downsample) for slot in (0, 1)
         ]
