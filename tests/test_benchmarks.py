@@ -49,15 +49,10 @@ def test_benchmark_smoke_run_prints_its_figures(script):
 
 
 def test_the_gpu_scripts_call_the_benchmarks_with_options_they_have():
-    """The shell scripts (GPU machines only) run here as far as their syntax and the options they pass."""
+    """The shell scripts (GPU machines only) are checked here as far as their syntax and the options they pass."""
     for script in BENCHMARKS.glob("*.sh"):
         assert subprocess.run(["bash", "-n", script]).returncode == 0, script
         for name, options in re.findall(r"benchmarks/(\w+\.py)((?:[^\n|>]|\\\n)*)", script.read_text()):
-            known = subprocess.run(
-                [sys.executable, BENCHMARKS / name, "--help"],
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            ).stdout
+            known = set(re.findall(r"add_argument\(\s*\"(--[a-z-]+)\"", (BENCHMARKS / name).read_text()))
             for option in re.findall(r"(--[a-z][a-z-]*)", options):
                 assert option in known, f"{script.name}: {name} has no option {option}"
