@@ -6,7 +6,7 @@ images through the frozen backbone), on the same experiment and dataset, measure
 
 Needs the experiment's checkpoint and feature cache (run the embedded default first: `make run`). Prints each
 protocol's wall time and top-1, the speed ratio and the accuracy difference (goal: >= 10x faster within 1 point).
---smoke makes its own in a scratch folder (2 images per class, the random initialisation, 1 linear epoch): it
+--smoke makes its own in a scratch folder (6 images per class, the random initialisation, 1 linear epoch): it
 checks that the benchmark runs, its numbers mean nothing.
 """
 
@@ -32,10 +32,10 @@ def prepare_smoke(config: dict, experiment: str, dataset: str) -> None:
     from genview.training.train import train
 
     spec = config["datasets"][dataset]
-    make_shapes(f"results/datasets/{dataset}", image_size=spec["image_size"], train_per_class=2, test_per_class=1)
+    make_shapes(f"results/datasets/{dataset}", image_size=spec["image_size"], train_per_class=6, test_per_class=2)
     index_dataset(dataset, spec, f"results/data/{dataset}")
     resolved = resolve_experiments(config)[experiment]
-    resolved["recipe"]["epochs"] = 0
+    resolved["recipe"].update(epochs=0, batch_size=8)  # no step: the checkpoint of the random initialisation
     manifest = f"results/data/{dataset}/manifest.csv"
     train(
         resolved, f"results/pretrain/{experiment}", manifest=manifest, view_manifests=[], execution={"num_workers": 0}

@@ -9,12 +9,14 @@
   decode    decoding alone
 
     python benchmarks/loader.py [--images 64] [--size 500x375] [--image-size 224] [--rounds 3]
-                                [--presets simclr byol ...] [--feed 1200 3000] [--smoke]
+                                [--presets simclr byol ...] [--feed 1200 3000] [--device cuda] [--batch 256]
+                                [--smoke]
 
 One process with one torch thread: images per second of CPU time (per core), each image giving two views (the two
 slots of the preset). The pipelines take turns over --rounds rounds (the best round counts), so a machine shared with
 other work slows them alike; read the ratios. Then the CPU cores per GPU each pipeline needs to feed a GPU at --feed
-views/s (default: the config's estimate.rates.pretrain_images_per_second).
+views/s (default: the config's estimate.rates.pretrain_images_per_second). Last, the device share of `augment_on:
+device`: views/s of the batched colour steps on --device (default: the GPU where there is one, else the CPU).
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ sys.path.insert(0, str(REPO))
 
 from genview.config import validate_config  # noqa: E402
 from genview.data.images import CLIP_MEAN, CLIP_STD, load_rgb  # noqa: E402
-from genview.training.augment import AUGMENTATIONS, BLUR_SIGMA, DOWNSAMPLE_SIZES, blur_kernel  # noqa: E402
+from genview.training.augment import (  # noqa: E402
+    AUGMENTATIONS,
+    BLUR_SIGMA,
+    DOWNSAMPLE_SIZES,
+    ViewPipeline,
+    blur_kernel,
+    color_on_device,
+)
 from genview.training.data import PretrainDataset  # noqa: E402
 
 PIPELINES = ("before", "ours", "device", "official", "decode")
@@ -215,6 +224,23 @@ def cores_needed(views_per_second: float, images_per_core: float, views_per_imag
     return views_per_second / (images_per_core * views_per_image)
 
 
+def device_views_per_second(preset: str, image_size: int, batch: int, device: str, repeats: int) -> float:
+    """Views/s of the colour steps of ``preset`` (slot 0) on ``device``, on batches of ``batch`` views."""
+    pipeline = ViewPipeline(preset, image_size, 0.08)
+    torch.manual_seed(0)
+    rows = torch.tensor([pipeline.draw(500, 375).color_row() for _ in range(batch)], device=device)
+    views = torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8, device=device)
+    color_on_device(views.float() / 255, rows, image_size)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        color_on_device(views.float() / 255, rows, image_size)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - started)
+
+
 def default_feed() -> dict[str, float]:
     return validate_config({})["estimate"]["rates"]["pretrain_images_per_second"]
 
@@ -227,10 +253,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--presets", nargs="+", choices=list(AUGMENTATIONS), default=list(AUGMENTATIONS))
     parser.add_argument("--feed", nargs="+", type=float, help="GPU views/s to feed (default: the config's rates)")
+    parser.add_argument("--device", help="where to time the colour steps of augment_on: device (default: cuda if any)")
+    parser.add_argument("--batch", type=int, default=256, help="views per batch on the device")
     parser.add_argument("--smoke", action="store_true", help="the smallest run (4 small images, 1 round, 2 presets)")
     args = parser.parse_args(argv)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.smoke:
-        args.images, args.size, args.image_size, args.rounds = 4, "160x120", 64, 1
+        args.images, args.size, args.image_size, args.rounds, args.batch = 4, "160x120", 64, 1, 8
         args.presets = args.presets if len(args.presets) < len(AUGMENTATIONS) else ["simclr", "genviewpp"]
     size = tuple(int(v) for v in args.size.split("x"))
     feed = (
@@ -262,6 +291,10 @@ def main(argv=None) -> dict:
             print(
                 f"  {preset:10s} {label:>26s}" + "".join(f"{cores_needed(views, row[p]):10.1f}" for p in PIPELINES[:-1])
             )
+    print(f"\ncolour steps of augment_on: device on {args.device}, batches of {args.batch} views")
+    for preset in args.presets:
+        rate = device_views_per_second(preset, args.image_size, args.batch, args.device, repeats=1 if args.smoke else 5)
+        print(f"  {preset:10s} {rate:10.0f} views/s")
     return rates
 
 
