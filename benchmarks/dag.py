@@ -1,6 +1,6 @@
 """Dry-run time of the paper configuration against its shard count, measured side by side in one run.
 
-    python benchmarks/dag.py [--fractions 0.125 0.25 0.5 1 2] [--repeats 2]
+    python benchmarks/dag.py [--fractions 0.125 0.25 0.5 1 2] [--repeats 2] [--smoke]
 
 Each point scales every training dataset's num_shards of config/paper.yaml by a fraction (dataset roots pointed at
 empty placeholder folders, so nothing is read), runs `snakemake -n` (the DAG of every job, no execution) and prints
@@ -64,11 +64,14 @@ def dry_run(config: Path, workdir: Path) -> tuple[int, float]:
     return int(re.search(r"^total\s+(\d+)$", result.stdout, re.MULTILINE).group(1)), seconds
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.125, 0.25, 0.5, 1.0, 2.0])
     parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="one point at one shard per dataset, one run")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.fractions, args.repeats = [0.0], 1
     workdir = Path(tempfile.mkdtemp(prefix="genview_dag_"))
     try:
         print(f"{'fraction':>8} {'jobs':>7} {'seconds':>8} {'ms/job':>7}")

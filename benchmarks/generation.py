@@ -4,7 +4,7 @@
   official  an official-style loop: one image per pipeline call, in file order
   bare      one bare batched pipeline call per batch (no loading, no saving): the ceiling for batching
 
-    python benchmarks/generation.py [--images 64] [--batch-size 16] [--steps 4] [--device cpu|cuda]
+    python benchmarks/generation.py [--images 64] [--batch-size 16] [--steps 4] [--device cpu|cuda] [--smoke]
 
 Prints images/s and the ratios ours/official and ours/bare. A second "ours" line uses the adaptive settings of a
 real shard (five noise levels, so five groups) instead of one setting for every image.
@@ -52,13 +52,16 @@ def timed(function, device: str) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="the smallest run (4 images, 1 step): checks it runs")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.batch_size, args.steps = 4, 2, 1
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         shard = prepare(folder, args.images)
@@ -83,7 +86,7 @@ def main() -> None:
             generate_shard(
                 source="ic",
                 shard_csv=folder / "shard.csv",
-                params=pd.read_csv(params, dtype={"id": str}),
+                params=pd.read_csv(params, dtype={"id": str}) if params else None,  # None: the fixed setting
                 views_dir=folder / name,
                 out_manifest=folder / f"{name}.csv",
                 pipeline=pipeline,

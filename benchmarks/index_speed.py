@@ -1,6 +1,6 @@
 """Images verified per second by `genview data index`, with 1 and N worker processes, measured side by side.
 
-    python benchmarks/index_speed.py [--images 800] [--size 400x350] [--workers 2]
+    python benchmarks/index_speed.py [--images 800] [--size 400x350] [--workers 2] [--smoke]
 
 Writes ImageNet-sized JPEGs (random smooth content, quality 90) into a temporary image folder, indexes it with each
 worker count (fresh verification cache each time) and prints images/s and the speed-up ratio.
@@ -29,12 +29,15 @@ def write_images(root: Path, count: int, size: tuple[int, int]) -> None:
         Image.fromarray(coarse).resize(size, Image.BILINEAR).save(folder / f"{i:06d}.jpg", quality=90)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=800)
     parser.add_argument("--size", default="400x350")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="the smallest run (8 small images)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.images, args.size = 8, "64x48"
     size = tuple(int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"

@@ -5,7 +5,7 @@
   encoder   the frozen encoder's own forward on the step's two views (the part no implementation can avoid)
 
     python benchmarks/quality_overhead.py [--batch 64] [--image-size 32] [--backbone vit|resnet50]
-                                          [--encoder-size 64] [--repeats 10] [--device cpu|cuda]
+                                          [--encoder-size 64] [--repeats 10] [--device cpu|cuda] [--smoke]
 
 Prints weighted/step - 1 (our overhead) beside encoder/step (the inherent ratio); the goal is overhead <= inherent
 + 0.05, i.e. the masks, pooling and weights cost at most 5 % of a step on top of the encoder.
@@ -70,7 +70,7 @@ def median_seconds(function, repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
@@ -78,7 +78,10 @@ def main() -> None:
     parser.add_argument("--encoder-size", type=int, default=64, help="input side of the tiny quality encoder")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="the smallest run (batch 4, 16 px, 1 repeat)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch, args.image_size, args.encoder_size, args.repeats = 4, 16, 32, 1
     device = args.device
     torch.manual_seed(0)
     exp = experiment(args.batch, args.image_size, args.backbone)

@@ -13,7 +13,8 @@ Measures, side by side in one run, with the config's models, settings and experi
 - pre-training, for each paper experiment (resolved by genview.training.experiments, at its precision and its
   per-GPU batch): the model step alone (forward, backward, optimiser, quality weights: the last epoch's step, so
   that GenView++'s quality terms are on) beside the input pipeline
-  alone (decode, augmented views, generated views) with the CPU count per GPU the SLURM profile requests;
+  alone (decode, augmented views, generated views) with the CPU count per GPU the SLURM profile requests, and the
+  loader cores one GPU needs to feed the model step (one core's rate of each augmentation: benchmarks/loader.py);
 - evaluation: feature extraction and the linear probe's backbone passes (model alone beside the input pipeline).
 
 The rates written are per GPU, in the config's estimate.rates format, with estimate.rates_from naming the device.
@@ -539,14 +540,18 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
     from genview.training.train import Trainer
 
     workers = args.workers if args.workers is not None else (profile_cpus_per_gpu() or 4)
-    measured, vectors, by_backbone = {}, {}, {}
+    measured, vectors, by_backbone, per_core = {}, {}, {}, {}
     print(
         f"\n== pre-training: {args.train_steps} timed steps after 2 warm-up steps, per-GPU batch, input pipeline"
         f" with {workers} loader process(es) per GPU (profiles/slurm cpus_per_gpu)"
     )
     print(
         f"  {'experiment':44s} {'backbone':10s} {'prec':5s} {'batch':>5s} {'views':>5s} {'model st/s':>10s}"
-        f" {'input st/s':>10s} {'input/model':>11s} {'views/s':>9s} {'peak GiB':>8s}"
+        f" {'input st/s':>10s} {'input/model':>11s} {'views/s':>9s} {'peak GiB':>8s} {'cores/GPU':>9s}"
+    )
+    print(
+        "  (cores/GPU: loader cores one GPU needs to feed the model step, from one core's rate of the experiment's"
+        " augmentation, measured by benchmarks/loader.py)"
     )
     for name, experiment in sorted(experiments.items()):
         key = signature(experiment)
@@ -592,12 +597,16 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
                 lambda: [trainer.step(batch, last_epoch) for _ in range(args.train_steps)], device
             )
             input_rate = loader_batches_per_second(trainer._loader(0, 0), workers, args.input_rounds)
+            augmentation = "device" if recipe["augment_on"] == "device" else trainer.dataset.preset
+            if augmentation not in per_core:
+                per_core[augmentation] = loader_views_per_core(augmentation, trainer.dataset.preset, data, recipe)
         except torch.cuda.OutOfMemoryError:
             report["pretrain"][name] = dict(error=f"out of memory at per-GPU batch {recipe['batch_size']}")
             print(f"  {name:44s} out of memory at per-GPU batch {recipe['batch_size']}")
             continue
         views = views_per_sample(experiment, kind)
         views_rate = min(model_rate, input_rate) * recipe["batch_size"] * views
+        cores = model_rate * recipe["batch_size"] * views / per_core[augmentation]
         peak_gib = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
         report["pretrain"][name] = dict(
             method=experiment["method"],
@@ -611,12 +620,15 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
             input_steps_per_second=input_rate,
             views_per_second=views_rate,
             loader_workers=workers,
+            augmentation=augmentation,
+            loader_views_per_second_per_core=per_core[augmentation],
+            cores_to_feed_the_model=cores,
             peak_memory_gib=None if math.isnan(peak_gib) else peak_gib,
         )
         print(
             f"  {name[:44]:44s} {experiment['backbone']['name'][:10]:10s} {precision:5s} {recipe['batch_size']:5d}"
             f" {views:5d} {model_rate:10.3f} {input_rate:10.3f} {input_rate / model_rate:11.2f} {views_rate:9.1f}"
-            f" {peak_gib:8.1f}"
+            f" {peak_gib:8.1f} {cores:9.1f}"
         )
         # The estimate adds the quality encoder's passes for the genview variant itself: its backbone rate comes
         # from the other variants where there are any.
@@ -625,13 +637,28 @@ def measure_pretraining(experiments: dict, data: dict, args, device: str, folder
     for backbone, values in sorted(by_backbone.items()):
         plain = [rate for variant, rate in values if variant != "genview"] or [rate for _, rate in values]
         rates[backbone] = harmonic_mean(plain)
+    if per_core:
+        print("  loader_views_per_second_per_core: " + ", ".join(f"{k} {v:.1f}" for k, v in per_core.items()))
     if rates:
         print(
             "  pretrain_images_per_second: "
             + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
             + " (views/s through the backbone; the slower of model and input pipeline)"
         )
-    return {"pretrain_images_per_second": rates} if rates else {}
+    return {
+        **({"pretrain_images_per_second": rates} if rates else {}),
+        **({"loader_views_per_second_per_core": per_core} if per_core else {}),
+    }
+
+
+def loader_views_per_core(augmentation: str, preset: str, data: dict, recipe: dict) -> float:
+    """Views/s one CPU core delivers for ``augmentation`` (a preset, or device: the CPU share of ``preset`` with
+    augment_on: device), on the synthetic JPEGs, at the recipe's view size (benchmarks/loader.py)."""
+    from loader import measure
+
+    pipeline = "device" if augmentation == "device" else "ours"
+    rates = measure([preset], data["unique_paths"], recipe["image_size"], rounds=1, pipelines=(pipeline,))
+    return 2 * rates[preset][pipeline]  # two views per image
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
@@ -772,7 +799,7 @@ def main(argv=None) -> dict:
 def rates_document(rates: dict, config: dict, report: dict, command: str, software: str, notes: list[str]) -> dict:
     """The rates in the config's estimate.rates format, with estimate.rates_from; validated as the estimate will."""
     measured = [
-        f"pretrain_images_per_second.{k}" if key == "pretrain_images_per_second" else key
+        f"{key}.{k}" if isinstance(value, dict) else key
         for key, value in rates.items()
         for k in (value if isinstance(value, dict) else [None])
     ]
@@ -780,11 +807,9 @@ def rates_document(rates: dict, config: dict, report: dict, command: str, softwa
         key: ({k: float(f"{v:.4g}") for k, v in value.items()} if isinstance(value, dict) else float(f"{value:.4g}"))
         for key, value in rates.items()
     }
-    if "pretrain_images_per_second" in rounded:  # the backbones not measured keep the config's rates
-        rounded["pretrain_images_per_second"] = {
-            **config["estimate"]["rates"]["pretrain_images_per_second"],
-            **rounded["pretrain_images_per_second"],
-        }
+    for key, value in rounded.items():  # the backbones (augmentations) not measured keep the config's rates
+        if isinstance(value, dict):
+            rounded[key] = {**config["estimate"]["rates"][key], **value}
     rates_from = {
         "device": report["device"],
         "date": datetime.date.today().isoformat(),

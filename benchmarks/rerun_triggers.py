@@ -1,6 +1,6 @@
 """What a rerun schedules after one config key changes, on a finished run: key -> jobs, per rule.
 
-    python benchmarks/rerun_triggers.py [--config config/paper.yaml] [--keys KEY=VALUE ...]
+    python benchmarks/rerun_triggers.py [--config config/paper.yaml] [--keys KEY=VALUE ...] [--smoke]
 
 The finished run is simulated: the workflow's DAG is marked done with `snakemake --touch` in a scratch folder (dataset
 roots pointed at placeholder folders, no job runs), which records every job's params as a real run would. Then each
@@ -72,13 +72,18 @@ def snakemake(workdir: Path, config: Path, *args: str) -> str:
     return result.stdout + result.stderr
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "config/paper.yaml"))
     parser.add_argument("--keys", nargs="+", default=DEFAULT_KEYS, metavar="KEY=VALUE")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="one shard per dataset and the first key")
+    args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="rerun_triggers_"))
     config = placeholder_datasets(yaml.safe_load(Path(args.config).read_text()), scratch / "data")
+    if args.smoke:
+        args.keys = args.keys[:1]
+        for spec in config["datasets"].values():
+            spec["num_shards"] = 1
     base = scratch / "base.yaml"
     base.write_text(yaml.safe_dump(config))
     workdir = scratch / "work"

@@ -30,7 +30,7 @@ def _estimate(args) -> None:
     import pandas as pd
 
     from genview.config import SCHEMA_PATH, workflow_config
-    from genview.estimate import estimate_gpu_hours, render_estimate
+    from genview.estimate import estimate_gpu_hours, loader_shortfalls, render_estimate
     from genview.method_catalog import method_catalog
     from genview.resolve import resolve_config
 
@@ -44,9 +44,21 @@ def _estimate(args) -> None:
         if manifest.is_file():  # the real count, once the dataset is indexed
             rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
             counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
-    vision_language = {name for name, info in method_catalog().items() if info.kind == "vision_language"}
+    catalog = method_catalog()
+    vision_language = {name for name, info in catalog.items() if info.kind == "vision_language"}
     table = estimate_gpu_hours(config, experiments, evaluations, counts, vision_language)
-    print(render_estimate(table, counts, config["estimate"]["rates_from"]), end="")
+    augmentation = {name: info.default_augmentation for name, info in catalog.items()}
+    cpus_per_gpu = _profile_cpus_per_gpu(SCHEMA_PATH.parent.parent)
+    warnings = loader_shortfalls(config, experiments, resolved.execution, augmentation, cpus_per_gpu)
+    print(render_estimate(table, counts, config["estimate"]["rates_from"], warnings), end="")
+
+
+def _profile_cpus_per_gpu(repo) -> int | None:
+    """The CPUs per GPU that profiles/slurm gives a pre-training job (None where it sets none)."""
+    from pathlib import Path
+
+    profile = yaml.safe_load((Path(repo) / "profiles" / "slurm" / "config.yaml").read_text())
+    return (profile.get("set-resources") or {}).get("pretrain", {}).get("cpus_per_gpu")
 
 
 def _docs(args) -> None:

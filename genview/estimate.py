@@ -6,9 +6,14 @@ views for two-view methods, ``n_views`` for vision-language ones, plus the quali
 genview variant); evaluation encodes every image of a dataset once per experiment, and the paper linear protocol
 runs the backbone over the training images once per epoch (semi-supervised fine-tuning likewise). Pure: image counts
 and rates come in as arguments.
+
+The pre-training rates assume the CPUs feed the GPUs: ``loader_shortfalls`` names the experiments whose loader
+processes per GPU cannot deliver their backbone's rate at the per-core loader rates.
 """
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -83,7 +88,50 @@ def estimate_gpu_hours(
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
-def render_estimate(table: pd.DataFrame, counts: dict[str, int], rates_from: dict | None = None) -> str:
+def loader_shortfalls(
+    config: dict, experiments: dict, execution: dict, default_augmentation: dict[str, str], cpus_per_gpu: int | None
+) -> list[str]:
+    """One line per group of experiments (backbone, augmentation, loader processes) whose input pipeline cannot feed
+    the views/s per GPU the estimate assumes for their backbone.
+
+    A GPU's loader gets min(num_workers, ``cpus_per_gpu``) cores (one loader process each; ``cpus_per_gpu``
+    None: the workers alone), each delivering estimate.rates.loader_views_per_second_per_core of the experiment's
+    augmentation (``device`` with the recipe's augment_on: device, whose colour steps run on the GPU).
+    ``execution``: each experiment's execution settings (its recipe's num_workers); ``default_augmentation``: each
+    method's own augmentation preset.
+    """
+    rates = config["estimate"]["rates"]
+    per_core = rates["loader_views_per_second_per_core"]
+    groups: dict[tuple, list[str]] = {}
+    for name, experiment in sorted(experiments.items()):
+        recipe = experiment["recipe"]
+        key = "device" if recipe["augment_on"] == "device" else recipe["augmentation"]
+        key = key or default_augmentation[experiment["method"]]
+        if key not in per_core:
+            raise ConfigError(f"estimate.rates.loader_views_per_second_per_core: no rate for {key!r}")
+        workers = execution[name]["num_workers"]
+        cores = min(workers, cpus_per_gpu) if cpus_per_gpu else workers
+        if max(cores, 1) * per_core[key] < rates["pretrain_images_per_second"][experiment["backbone"]["name"]]:
+            groups.setdefault((experiment["backbone"]["name"], key, workers), []).append(name)
+    lines = []
+    for (backbone, key, workers), names in groups.items():
+        needed = rates["pretrain_images_per_second"][backbone]
+        cores = min(workers, cpus_per_gpu) if cpus_per_gpu else workers
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(
+            f"Warning: the input pipeline cannot feed {shown}: {backbone} is assumed to take {needed:g} views/s per"
+            f" GPU, {key} views come at {per_core[key]:g}/s per CPU core, so a GPU needs"
+            f" {math.ceil(needed / per_core[key])} loader cores and gets {cores} (recipe num_workers {workers}"
+            + (f", cpus_per_gpu {cpus_per_gpu}" if cpus_per_gpu else "")
+            + "): raise the recipe's num_workers (and the profile's cpus_per_gpu with it) or set its augment_on:"
+            " device, else pre-training is slower than estimated."
+        )
+    return lines
+
+
+def render_estimate(
+    table: pd.DataFrame, counts: dict[str, int], rates_from: dict | None = None, warnings: list[str] = ()
+) -> str:
     lines = ["| stage | jobs | GPU-hours |", "|---|---:|---:|"]
     lines += [f"| {row.stage} | {row.jobs} | {_hours(row.gpu_hours)} |" for row in table.itertuples()]
     lines += ["", "Images: " + ", ".join(f"{name} {count:,}" for name, count in sorted(counts.items()))]
@@ -109,6 +157,8 @@ def render_estimate(table: pd.DataFrame, counts: dict[str, int], rates_from: dic
             "Rates: the config's estimate.rates (per GPU); set them to what your cards measure "
             "(benchmarks/rates.py measures them)."
         )
+    if warnings:
+        lines += ["", *warnings]
     return "\n".join(lines) + "\n"
 
 

@@ -1,10 +1,12 @@
 """The GPU-hour estimate, re-computed by hand for a small config."""
 
+import copy
+
 import pytest
 
 from genview.config import validate_config
 from genview.errors import ConfigError
-from genview.estimate import estimate_gpu_hours
+from genview.estimate import estimate_gpu_hours, loader_shortfalls
 from genview.evaluation.runs import resolve_evaluations
 from genview.training.experiments import resolve_experiments
 
@@ -44,7 +46,7 @@ def small_config(scorer="llm"):
                 "runs": [{"protocols": ["linear", "knn"], "experiments": ["*"], "datasets": ["s"]}],
                 "linear": {"epochs": 7},
             },
-            "estimate": {"rates": RATES},
+            "estimate": {"rates": copy.deepcopy(RATES)},  # tests edit their copy
         }
     )
 
@@ -75,3 +77,31 @@ def test_missing_counts_and_rates_are_named():
     config["estimate"]["rates"]["pretrain_images_per_second"] = {"resnet50": 1}
     with pytest.raises(ConfigError, match="no rate for backbone 'vit'"):
         estimate_gpu_hours(config, experiments, [], {"s": 10}, {"clip"})
+
+
+def test_a_loader_that_cannot_feed_the_assumed_rate_is_named():
+    config = small_config()
+    config["estimate"]["rates"]["loader_views_per_second_per_core"] = {"simclr": 20, "genviewpp": 10, "device": 30}
+    experiments = resolve_experiments(config)
+    execution = {name: {"num_workers": 2} for name in experiments}
+    augmentation = {"simclr": "simclr", "clip": "genviewpp"}
+    # vit at 50 views/s: simclr gets 2 cores x 20 = 40, genviewpp 2 x 10 = 20: both short
+    lines = loader_shortfalls(config, experiments, execution, augmentation, cpus_per_gpu=8)
+    assert len(lines) == 2
+    assert (
+        "ssl" in lines[0]
+        and "simclr views come at 20/s per CPU core, so a GPU needs 3 loader cores and gets 2" in lines[0]
+    )
+    assert "vl" in lines[1] and "needs 5 loader cores" in lines[1]
+    # the profile's CPUs bound the workers; enough of both feeds simclr (3 x 20 >= 50), not genviewpp (30 < 50)
+    execution = {name: {"num_workers": 3} for name in experiments}
+    assert len(loader_shortfalls(config, experiments, execution, augmentation, cpus_per_gpu=2)) == 2
+    lines = loader_shortfalls(config, experiments, execution, augmentation, cpus_per_gpu=3)
+    assert len(lines) == 1 and "vl" in lines[0]
+    # colour on the device: the CPU share's own rate (2 x 30 >= 50)
+    for experiment in experiments.values():
+        experiment["recipe"]["augment_on"] = "device"
+    assert loader_shortfalls(config, experiments, {n: {"num_workers": 2} for n in experiments}, augmentation, 8) == []
+    config["estimate"]["rates"]["loader_views_per_second_per_core"] = {"simclr": 20}
+    with pytest.raises(ConfigError, match="loader_views_per_second_per_core: no rate for 'device'"):
+        loader_shortfalls(config, experiments, execution, augmentation, 8)

@@ -159,8 +159,8 @@ def test_vision_language_views_are_shuffled_per_sample_deterministically(shapes_
         sources=["tc", "ic", "itc"],
         n_views=4,
     )
-    dataset._image = lambda path: torch.full((3, 8, 8), marks.get(path, 0.0))  # a view's "path" is its source
-    dataset.pipelines = [lambda image: image, lambda image: image]
+    # a view's "path" is its source
+    dataset._views = lambda items: [torch.full((3, 8, 8), marks.get(path, 0.0)) for path, _ in items]
     orders = []
     for index in range(len(rows)):
         views = dataset[index][0]
@@ -253,29 +253,6 @@ def test_weight_decay_on_every_parameter_when_asked():
     assert usual == {0.0: 3, 0.1: 1} and everything == {0.1: 4}
 
 
-# --- 7. DownSampleAndUpsample -----------------------------------------------------------------------------------
-
-
-def test_downsample_and_upsample_sizes_and_probability():
-    from genview.training.data import AUGMENTATIONS, DownSampleAndUpsample, augmentation
-
-    image = torch.rand(3, 256, 256)
-    always = DownSampleAndUpsample(1.0, [64, 128])
-    torch.manual_seed(0)
-    outputs = [always(image) for _ in range(20)]
-    assert all(out.shape == image.shape for out in outputs)
-    # A 64 px round trip keeps less detail than a 128 px one; both sizes are drawn.
-    errors = sorted({round(float((out - image).abs().mean()), 4) for out in outputs})
-    assert len(errors) == 2
-    sometimes = DownSampleAndUpsample(0.05, [64, 128])
-    torch.manual_seed(1)
-    changed = sum(not torch.equal(sometimes(image), image) for _ in range(2000))
-    assert 60 <= changed <= 140  # 5 % of 2000 = 100, +- 4 standard deviations
-    assert AUGMENTATIONS["genviewpp"]["downsample"] == 0.05 and AUGMENTATIONS["simclr"]["downsample"] == 0
-    assert isinstance(augmentation("genviewpp", 32, 0.08).transforms[0], DownSampleAndUpsample)
-    assert not isinstance(augmentation("simclr", 32, 0.08).transforms[0], DownSampleAndUpsample)
-
-
 # --- 8-10. views, probes, smaller settings -------------------------------------------------------------------------
 
 
@@ -289,7 +266,7 @@ def test_view_size_and_quality_per_dataset():
 
 def test_simclr_jitter_and_clip_projection_init():
     from genview.methods import build_method
-    from genview.training.data import AUGMENTATIONS
+    from genview.training.augment import AUGMENTATIONS
 
     assert AUGMENTATIONS["simclr"]["jitter"] == (0.8, 0.8, 0.8, 0.2)
     assert AUGMENTATIONS["mocov2"]["jitter"] == AUGMENTATIONS["genviewpp"]["jitter"] == (0.4, 0.4, 0.4, 0.1)

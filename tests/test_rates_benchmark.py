@@ -79,10 +79,23 @@ def test_the_rates_of_the_paper_experiments_are_measured_and_the_estimate_uses_t
         "quality_images_per_second",
         "llm_captions_per_second",
         "pretrain_images_per_second",
+        "loader_views_per_second_per_core",
         "feature_images_per_second",
         "linear_images_per_second",
     }
-    assert all(value > 0 for key, value in rates.items() if key != "pretrain_images_per_second")
+    assert all(value > 0 for value in rates.values() if not isinstance(value, dict))
+    # measured augmentations (simclr for SimCLR, genviewpp for CLIP), and the config's rates for the others
+    assert set(rates["loader_views_per_second_per_core"]) == {
+        "simclr",
+        "mocov2",
+        "byol",
+        "genviewpp",
+        "plain",
+        "device",
+    }
+    assert {"loader_views_per_second_per_core.simclr", "loader_views_per_second_per_core.genviewpp"} <= set(
+        source["measured"]
+    )
     # measured backbones, and the config's rates for the others
     assert set(rates["pretrain_images_per_second"]) == {"resnet18", "resnet50", "vit", "vit_small", "vit_base"}
     assert {"pretrain_images_per_second.resnet50", "pretrain_images_per_second.vit_base"} <= set(source["measured"])
@@ -99,6 +112,7 @@ def test_the_rates_of_the_paper_experiments_are_measured_and_the_estimate_uses_t
     assert trained["imagenet1k_simclr_genview"]["views_per_sample"] == 2
     assert trained["cc3m_clip_views"]["views_per_sample"] == 4
     assert all(run["model_steps_per_second"] > 0 and run["input_steps_per_second"] > 0 for run in trained.values())
+    assert all(run["cores_to_feed_the_model"] > 0 for run in trained.values())
 
     config = load_config_files([REPO / "config/paper.yaml", out])  # what the estimate reads
     assert config["estimate"]["rates"]["pretrain_images_per_second"] == rates["pretrain_images_per_second"]

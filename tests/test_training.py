@@ -109,7 +109,8 @@ def test_epoch_indices_split_global_batches_between_ranks():
 def test_genview_slot_rule_and_vision_language_views(data):
     rows = pd.read_csv(data / "manifest.csv", dtype=str, keep_default_na=False)
     rows = rows[rows.split == "train"]
-    views = {"ic": {row.id: [row.path] for row in rows.itertuples()}}  # 'generated' = the image itself, marked below
+    generated = dict(zip(rows.id, np.roll(rows.path.to_numpy(), 1)))  # 'generated' = another real image
+    views = {"ic": {image_id: [path] for image_id, path in generated.items()}}
     dataset = PretrainDataset(
         rows,
         mode="two_view",
@@ -120,14 +121,17 @@ def test_genview_slot_rule_and_vision_language_views(data):
         views=views,
         sources=["ic"],
     )
-    loaded = []
-    dataset.pipelines = [lambda image, slot=slot: (slot, image) for slot in (0, 1)]
-    image = dataset._image
-    dataset._image = lambda path: loaded.append(path) or image(path)
-    for index in range(len(dataset)):
-        loaded.clear()
+    asked = []
+    dataset._views = lambda items: asked.append(items) or [None] * len(items)
+    slots = []
+    for index, row in enumerate(rows.itertuples()):
         dataset[index]
-        assert len(loaded) == 2  # the real image and one generated view, for exactly one slot
+        (path1, pipeline1), (path2, pipeline2) = asked[-1]
+        assert (pipeline1, pipeline2) == tuple(dataset.pipelines)  # each slot has its own pipeline
+        assert sorted([path1, path2]) == sorted([row.path, generated[row.id]])  # one slot takes the generated view
+        slots.append(path1 == generated[row.id])
+    assert 0 < sum(slots) < len(slots)  # either slot, chosen per sample
+    del dataset._views
     vl = PretrainDataset(
         rows,
         mode="vision_language",
@@ -142,8 +146,11 @@ def test_genview_slot_rule_and_vision_language_views(data):
     )
     stacked, caption, real, index = vl[0]
     assert stacked.shape == (3, 3, 16, 16) and real.shape == (3, 16, 16) and caption == rows.caption.iloc[0]
+    assert stacked.dtype == real.dtype == torch.uint8  # scaled to [0, 1] on the training device
     first, again = dataset[3], dataset[3]
-    assert torch.equal(first[0][1], again[0][1])  # a sample is a pure function of (seed, epoch, index)
+    assert torch.equal(first[0], again[0]) and torch.equal(
+        first[1], again[1]
+    )  # a pure function of (seed, epoch, index)
 
 
 def test_checkpoint_and_metrics(data, tmp_path):
@@ -373,3 +380,26 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
 
     initial = build_model(experiments["s_simclr_baseline_s3"]).state_dict()
     assert all(torch.equal(initial[k], checkpoint["method"][k]) for k in initial)
+
+
+@pytest.mark.parametrize(
+    "method, recipe",
+    [("simclr", {"multi_crop": {"number": 2, "size": 8}}), ("clip", {})],
+)
+def test_colour_on_the_device_trains_from_8_bit_crops_and_their_colour_rows(data, tmp_path, method, recipe):
+    exp = experiment(method, "views", epochs=1, augment_on="device", augmentation="simclr", **recipe)
+    trainer_batches = []
+    from genview.training import train as train_module
+
+    original = train_module.color_on_device
+    train_module.color_on_device = lambda images, rows, size: (
+        trainer_batches.append(rows.shape) or original(images, rows, size)
+    )
+    try:
+        checkpoint = run_training(data, exp, tmp_path)
+    finally:
+        train_module.color_on_device = original
+    assert checkpoint["steps"] == 3
+    # every step's views got their colour steps on the device: 8 rows per view batch (CLIP: 8 x 2 views at once)
+    per_step = 2 + 2 if method == "simclr" else 1
+    assert len(trainer_batches) == 3 * per_step and all(shape[-1] == 12 for shape in trainer_batches)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -28,15 +28,33 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode ``path`` fully and return an 8-bit RGB image (greyscale, palette, CMYK and 16-bit accepted)."""
+def load_rgb(path: str | os.PathLike, reduce: int = 1) -> Image.Image:
+    """Decode ``path`` fully and return an 8-bit RGB image (greyscale, palette, CMYK and 16-bit accepted).
+
+    ``reduce`` > 1: a JPEG may be decoded up to that factor smaller (see decode_rgb)."""
     with Image.open(path) as image:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        return decode_rgb(image, reduce)
+
+
+def decode_rgb(image: Image.Image, reduce: int = 1) -> Image.Image:
+    """Decode an opened image as load_rgb does. ``reduce`` > 1: a JPEG may be decoded up to that factor smaller
+    (PIL's draft mode, DCT scaling: much less work), never below its size divided by ``reduce``; other formats
+    decode at full size."""
+    if reduce > 1 and image.format == "JPEG":
+        image.draft("RGB", (image.width // reduce, image.height // reduce))
+    image.load()
+    ImageOps.exif_transpose(image, in_place=True)
+    return _to_rgb(image)
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as decode_rgb returns it (EXIF orientation applied), from its header."""
+    width, height = image.size
+    swapped = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)  # transposed or rotated 90 degrees
+    return (height, width) if swapped else (width, height)
 
 
 def to_tensor(image: Image.Image):

@@ -53,7 +53,7 @@ class Method(nn.Module):
     uses_momentum = False
     #: How the trainer moves the EMA momentum from ``base_momentum``: "cosine" (to 1) or "constant".
     ema_schedule = "cosine"
-    #: The handcrafted augmentation recipe the method was published with (genview.training.data.augmentation).
+    #: The handcrafted augmentation recipe the method was published with (genview.training.augment.AUGMENTATIONS).
     default_augmentation = "simclr"
     #: Names of submodules whose learning rate stays at the base value instead of following the schedule.
     fixed_lr_modules: tuple[str, ...] = ()

@@ -38,7 +38,7 @@ class CLIP(VisionLanguageMethod):
     }
     #: Whether c0 and c1 (the image-image terms) may be nonzero.
     has_image_image_head = False
-    #: GenView++'s views: MoCo v2-strength colour jitter and DownSampleAndUpsample (genview.training.data).
+    #: GenView++'s views: MoCo v2-strength colour jitter and DownSampleAndUpsample (genview.training.augment).
     default_augmentation = "genviewpp"
 
     def __init__(

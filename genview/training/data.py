@@ -1,24 +1,26 @@
-"""The pre-training data: real images, generated views joined from the shard manifests, augmentations.
+"""The pre-training data: real images, generated views joined from the shard manifests, augmented views.
 
 Every random choice for a sample (which slot takes the generated view, which view, every augmentation) is drawn
 from a generator seeded by (seed, epoch, index), so an epoch's batches are a pure function of the experiment: a run
-resumed mid-epoch sees exactly the batches the uninterrupted run saw, with any number of loader workers.
+resumed mid-epoch sees exactly the batches the uninterrupted run saw, with any number of loader workers. Views are
+8-bit tensors (the trainer scales them to [0, 1] on its device); the augmentations are in augment.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from genview.contracts import VIEWS
-from genview.data.images import load_rgb
-from genview.errors import BadInputError
+from genview.data.images import decode_rgb, oriented_size
+from genview.training.augment import ViewPipeline, WholeImage
 
 IMAGE_CACHE_BYTES = 256 << 20  # per loader process
 
@@ -26,76 +28,6 @@ IMAGE_CACHE_BYTES = 256 << 20  # per loader process
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     digest = hashlib.sha256(f"{seed}/{epoch}/{index}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
-
-
-def _blur(image_size: int, p: float):
-    kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # SimCLR: 10% of the image side, odd
-    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=p)
-
-
-class DownSampleAndUpsample(torch.nn.Module):
-    """GenView++'s resolution augmentation: with probability ``p``, resize the image to a side drawn from ``sizes``
-    and back to its own size (a low-resolution copy at the original size). Draws from the global generator, like
-    the torchvision transforms around it."""
-
-    def __init__(self, p: float, sizes: list[int]):
-        super().__init__()
-        self.p, self.sizes = p, list(sizes)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if not self.sizes or float(torch.rand(())) >= self.p:
-            return image
-        side = self.sizes[int(torch.randint(len(self.sizes), ()))]
-        height, width = image.shape[-2:]
-        small = v2.functional.resize(image, [side, side], antialias=True)
-        return v2.functional.resize(small, [height, width], antialias=True)
-
-
-#: Handcrafted view recipes: colour jitter (brightness, contrast, saturation, hue) applied with p 0.8, blur and
-#: solarize probabilities per view slot, and GenView++'s DownSampleAndUpsample probability.
-AUGMENTATIONS = {
-    "simclr": dict(jitter=(0.8, 0.8, 0.8, 0.2), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.0),
-    "mocov2": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.0),
-    "byol": dict(jitter=(0.4, 0.4, 0.2, 0.1), blur=(1.0, 0.1), solarize=(0.0, 0.2), downsample=0.0),
-    "genviewpp": dict(jitter=(0.4, 0.4, 0.4, 0.1), blur=(0.5, 0.5), solarize=(0.0, 0.0), downsample=0.05),
-    # Crop, flip and grayscale only: for tiny images whose class is their shape, where jitter and blur at the
-    # published strengths leave too little to learn from (the embedded default).
-    "plain": dict(jitter=(0.0, 0.0, 0.0, 0.0), blur=(0.0, 0.0), solarize=(0.0, 0.0), downsample=0.0),
-}
-DOWNSAMPLE_SIZES = (64, 128)  # GenView++'s --down_res
-
-
-def augmentation(
-    preset: str,
-    image_size: int,
-    min_scale: float,
-    slot: int = 0,
-    *,
-    max_scale: float = 1.0,
-    downsample: dict | None = None,
-) -> v2.Compose:
-    """The handcrafted view pipeline of ``preset`` for view ``slot`` (BYOL's two slots differ), on [0, 1] tensors.
-
-    ``downsample`` ({prob, sizes}, or None for the preset's probability at sizes 64 and 128) sets
-    DownSampleAndUpsample, applied to the source image before cropping.
-    """
-    if preset not in AUGMENTATIONS:
-        raise BadInputError(f"unknown augmentation preset {preset!r} (known: {', '.join(AUGMENTATIONS)})")
-    recipe = AUGMENTATIONS[preset]
-    downsample = downsample or {"prob": recipe["downsample"], "sizes": list(DOWNSAMPLE_SIZES)}
-    steps = [DownSampleAndUpsample(downsample["prob"], downsample["sizes"])] if downsample["prob"] else []
-    steps += [
-        v2.RandomResizedCrop(image_size, scale=(min_scale, max_scale), antialias=True),
-        v2.RandomHorizontalFlip(),
-    ]
-    if any(recipe["jitter"]):
-        steps.append(v2.RandomApply([v2.ColorJitter(*recipe["jitter"])], p=0.8))
-    steps.append(v2.RandomGrayscale(p=0.2))
-    if recipe["blur"][slot]:
-        steps.append(_blur(image_size, recipe["blur"][slot]))
-    if recipe["solarize"][slot]:
-        steps.append(v2.RandomSolarize(0.5, p=recipe["solarize"][slot]))
-    return v2.Compose(steps)
 
 
 def load_view_index(view_manifests: list[str | Path]) -> dict[str, dict[str, list[str]]]:
@@ -147,22 +79,25 @@ class PretrainDataset(Dataset):
         shuffle_views: bool = True,
         multi_crop: dict | None = None,
         downsample: dict | None = None,
+        augment_on: str = "cpu",
     ):
         self.rows = rows.reset_index(drop=True)
         self.classes = sorted(set(self.rows["label"]))
+        self.records = self.rows.to_dict("records")  # one row per sample: much cheaper than DataFrame.iloc
         self.mode, self.seed, self.epoch = mode, seed, 0
-        self._cache: dict[str, torch.Tensor] = {}
+        self._cache: dict[str, Image.Image] = {}
         self._cache_bytes = 0
         self.views, self.sources = views or {}, list(sources)
         self.generated_prob, self.n_views, self.syn_ratio = generated_prob, n_views, syn_ratio
         self.shuffle_views = shuffle_views
-        self.image_size = image_size
+        self.preset, self.color_on_device = augmentation_preset, augment_on == "device"
         self.pipelines = [
-            augmentation(augmentation_preset, image_size, min_scale, slot, downsample=downsample) for slot in (0, 1)
+            ViewPipeline(augmentation_preset, image_size, min_scale, slot, downsample=downsample) for slot in (0, 1)
         ]
+        self.whole_image = WholeImage(image_size)
         self.local_crops = multi_crop["number"] if multi_crop else 0
         self.local_pipeline = (
-            augmentation(
+            ViewPipeline(
                 augmentation_preset,
                 multi_crop["size"],
                 multi_crop["min_scale"],
@@ -176,17 +111,41 @@ class PretrainDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _image(self, path: str) -> torch.Tensor:
-        """The decoded image in [0, 1]. Small images are kept decoded (as uint8, per loader process, up to
-        IMAGE_CACHE_BYTES): a tiny dataset is then decoded once instead of every epoch. The pixels are the same
-        either way, so the cache changes no result."""
-        cached = self._cache.get(path)
-        if cached is None:
-            cached = v2.functional.to_image(load_rgb(path))
-            if self._cache_bytes + cached.numel() <= IMAGE_CACHE_BYTES:
-                self._cache[path] = cached
-                self._cache_bytes += cached.numel()
-        return v2.functional.to_dtype(cached, torch.float32, scale=True)
+    def _views(self, items: list[tuple[str, object]]) -> list:
+        """The views of (path, pipeline) pairs: every view's draws first (in order, from the image sizes in the file
+        headers), then each image decoded once, at the smallest size all of its crops allow, then the views cut
+        from it. Small images are kept decoded at full size (per loader process, up to IMAGE_CACHE_BYTES): a tiny
+        dataset is then decoded once instead of every epoch. Only the crops' sampling resolution depends on the
+        decoded size, never the random draws."""
+        opened, sizes = {}, {}
+        with contextlib.ExitStack() as files:  # closes the files, keeps the decoded images (not Image.close)
+            for path, _ in items:
+                if path not in sizes:
+                    cached = self._cache.get(path)
+                    if cached is None:
+                        opened[path] = files.enter_context(Image.open(path))
+                    sizes[path] = cached.size if cached is not None else oriented_size(opened[path])
+            params = [pipeline.draw(*sizes[path]) for path, pipeline in items]
+            reduce: dict[str, int] = {}
+            for (path, pipeline), drawn in zip(items, params):
+                reduce[path] = min(reduce.get(path, 8), pipeline.reduction(drawn))
+            images = {
+                path: self._cache[path] if path in self._cache else self._decode(path, opened[path], reduce[path])
+                for path in sizes
+            }
+        return [
+            pipeline.apply(images[path], drawn, sizes[path][0], self.color_on_device)
+            for (path, pipeline), drawn in zip(items, params)
+        ]
+
+    def _decode(self, path: str, handle: Image.Image, reduce: int) -> Image.Image:
+        full = handle.size
+        image = decode_rgb(handle, reduce)
+        nbytes = image.width * image.height * 3
+        if image.size in (full, full[::-1]) and self._cache_bytes + nbytes <= IMAGE_CACHE_BYTES:
+            self._cache[path] = image
+            self._cache_bytes += nbytes
+        return image
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -195,18 +154,18 @@ class PretrainDataset(Dataset):
         return [path for source in sources for path in self.views.get(source, {}).get(image_id, [])]
 
     def __getitem__(self, index: int):
-        row = self.rows.iloc[index]
+        row = self.records[index]
         with torch.random.fork_rng(devices=[]):
             # Seeds the CPU generator only (what fork_rng saves): torch.manual_seed would also queue a CUDA seed
             # per sample, which costs more than the crop at small image sizes.
             torch.random.default_generator.manual_seed(sample_seed(self.seed, self.epoch, index))
             rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
-            real = self._image(row["path"])
             if self.mode == "two_view":
-                return self._two_view(row, real, rng) + (index,)
+                return self._two_view(row, rng) + (index,)
             if self.mode == "supervised":
-                return self.pipelines[0](real), self.classes.index(row["label"]), index
-            return self._vision_language(row, real, rng) + (index,)
+                (view,) = self._views([(row["path"], self.pipelines[0])])
+                return view, self.classes.index(row["label"]), index
+            return self._vision_language(row, rng) + (index,)
 
     def _pick_generated(self, image_id: str, rng) -> tuple[int, str] | None:
         """(slot, path) of the generated view that takes one of the two slots, or None (two-view mode)."""
@@ -220,18 +179,20 @@ class PretrainDataset(Dataset):
         """The generated view that sample ``index`` of the current epoch pairs with its image (two-view mode),
         recomputed from the sample's seed as :meth:`__getitem__` draws it."""
         rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
-        picked = self._pick_generated(self.rows.iloc[index]["id"], rng)
+        picked = self._pick_generated(self.records[index]["id"], rng)
         return None if picked is None else picked[1]
 
-    def _two_view(self, row, real, rng):
-        images = [real, real]
+    def _two_view(self, row, rng):
+        paths = [row["path"], row["path"]]
         picked = self._pick_generated(row["id"], rng)
         if picked is not None:
-            images[picked[0]] = self._image(picked[1])
-        view1, view2 = self.pipelines[0](images[0]), self.pipelines[1](images[1])
+            paths[picked[0]] = picked[1]
+        items = list(zip(paths, self.pipelines))
+        items += [(paths[k % 2], self.local_pipeline) for k in range(self.local_crops)]
+        views = self._views(items)
         if not self.local_crops:
-            return view1, view2, None
-        return view1, view2, torch.stack([self.local_pipeline(images[k % 2]) for k in range(self.local_crops)])
+            return views[0], views[1], None
+        return views[0], views[1], stack_views(views[2:])
 
     def _pick_views(self, image_id: str, rng) -> tuple[list[str | None], list[int]]:
         """The generated view of each view slot (None: the real image) and the order the slots are put in
@@ -251,15 +212,22 @@ class PretrainDataset(Dataset):
         """The generated view in each view position of sample ``index`` of the current epoch (vision-language
         mode), recomputed from the sample's seed as :meth:`__getitem__` draws them."""
         rng = np.random.default_rng(sample_seed(self.seed + 1, self.epoch, index))
-        picked, order = self._pick_views(self.rows.iloc[index]["id"], rng)
+        picked, order = self._pick_views(self.records[index]["id"], rng)
         return [picked[v] for v in order]
 
-    def _vision_language(self, row, real, rng):
+    def _vision_language(self, row, rng):
         picked, order = self._pick_views(row["id"], rng)
-        views = [self.pipelines[0](real if path is None else self._image(path)) for path in picked]
+        items = [(row["path"] if path is None else path, self.pipelines[0]) for path in picked]
+        *views, resized_real = self._views(items + [(row["path"], self.whole_image)])
         views = [views[v] for v in order]
-        resized_real = v2.functional.resize(real, [self.image_size, self.image_size], antialias=True)
-        return torch.stack(views), row["caption"], resized_real
+        return stack_views(views), row["caption"], resized_real
+
+
+def stack_views(views: list, dim: int = 0):
+    """Stack views along ``dim``: tensors, or (8-bit view, colour row) pairs of the device path stacked as pairs."""
+    if isinstance(views[0], tuple):
+        return tuple(torch.stack(part, dim) for part in zip(*views))
+    return torch.stack(views, dim)
 
 
 def epoch_indices(num_samples: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:

@@ -31,7 +31,8 @@ from genview.io import atomic_path, file_sha256
 from genview.methods import method_class
 from genview.progress import progress
 from genview.quality.weights import loss_coefficients
-from genview.training.data import PretrainDataset, epoch_indices, load_view_index, load_view_truth
+from genview.training.augment import color_on_device
+from genview.training.data import PretrainDataset, epoch_indices, load_view_index, load_view_truth, stack_views
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
 from genview.training.network import build_model
 from genview.training.schedules import ema_momentum, learning_rate
@@ -228,6 +229,7 @@ class Trainer:
             shuffle_views=views["shuffle"],
             multi_crop=self.recipe["multi_crop"],
             downsample=self.recipe["downsample"],
+            augment_on=self.recipe["augment_on"],
         )
 
     def _check_labels(self, manifest: str) -> None:
@@ -286,20 +288,38 @@ class Trainer:
             return dict(images=torch.stack(images), labels=torch.tensor(labels), index=torch.tensor(index))
         if self.kind == "two_view":
             view1, view2, local_views, index = zip(*samples)
-            local_views = torch.stack(local_views, 1).unbind(0) if local_views[0] is not None else ()
+            local_views = (
+                tuple(zip(*[part.unbind(0) for part in stack_views(local_views, 1)]))
+                if isinstance(local_views[0], tuple)
+                else stack_views(local_views, 1).unbind(0)
+                if local_views[0] is not None
+                else ()
+            )
             return dict(
-                view1=torch.stack(view1), view2=torch.stack(view2), local_views=local_views, index=torch.tensor(index)
+                view1=stack_views(view1), view2=stack_views(view2), local_views=local_views, index=torch.tensor(index)
             )
         views, captions, real, index = zip(*samples)
         from genview.methods.text import tokenize
 
         return dict(
-            views=torch.stack(views, 1),
+            views=stack_views(views, 1),
             captions=list(captions),
             real=torch.stack(real),
             tokens=tokenize(list(captions), self.model.context_length),
             index=torch.tensor(index),
         )
+
+    def _on_device(self, views) -> torch.Tensor:
+        """8-bit views of the loader as [0, 1] floats on the device; views of the device path (8-bit crops with
+        their colour rows) get their colour steps here, on the whole batch."""
+        rows = None
+        if isinstance(views, tuple):
+            views, rows = views
+        images = views.to(self.device, non_blocking=True).float().div_(255)
+        if rows is None:
+            return images
+        flat = color_on_device(images.flatten(0, -4), rows.flatten(0, -2).to(self.device), images.shape[-1])
+        return flat.view(images.shape)
 
     # --- state -------------------------------------------------------------------------------------------------
     def state(self, epoch: int, step_in_epoch: int) -> dict:
@@ -374,11 +394,11 @@ class Trainer:
                 per_sample = self.ddp_model(batch["images"].to(self.device), batch["labels"].to(self.device))
             return per_sample.mean(), {}
         if self.kind == "two_view":
-            view1, view2 = batch["view1"].to(self.device), batch["view2"].to(self.device)
+            view1, view2 = self._on_device(batch["view1"]), self._on_device(batch["view2"])
             weights = (
                 self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) if self.scorer else None
             )
-            local_views = [crops.to(self.device) for crops in batch["local_views"]]
+            local_views = [self._on_device(crops) for crops in batch["local_views"]]
             with autocast:
                 per_sample = self.ddp_model(view1, view2, local_views)
             terms = {}
@@ -388,13 +408,13 @@ class Trainer:
             weights = torch.ones_like(per_sample) if weights is None else weights.to(per_sample.dtype)
             terms |= {"weight_min": float(weights.min()), "weight_max": float(weights.max())}
             return (weights * per_sample).mean(), terms
-        views = batch["views"].to(self.device)
+        views = self._on_device(batch["views"])
         coefficients = self.coefficients(epoch)
         image_weights = text_weights = None
         if self.scorer and (coefficients[1] or coefficients[3]):
             quality = self.experiment["quality"]
             image_weights, text_weights = self.scorer.pairwise_weights(
-                views, batch["real"].to(self.device), batch["captions"], quality["gamma_ii"], quality["gamma_it"]
+                views, self._on_device(batch["real"]), batch["captions"], quality["gamma_ii"], quality["gamma_it"]
             )
         terms = {}
         if text_weights is not None and self.view_truth:
