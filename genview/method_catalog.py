@@ -25,6 +25,7 @@ ATTRIBUTES = (
     "uses_momentum",
     "default_augmentation",
     "supports_multi_crop",
+    "decay_norm_and_bias",
 )
 
 
@@ -37,6 +38,7 @@ class MethodInfo:
     uses_momentum: bool = False
     default_augmentation: str = "simclr"
     supports_multi_crop: bool = False
+    decay_norm_and_bias: bool = False
 
 
 def _literal(node: ast.expr, classes: dict[str, dict]):

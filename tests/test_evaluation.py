@@ -126,6 +126,25 @@ def test_vision_language_protocols(trained, protocol, tmp_path):
         evaluate(protocol, context(paths["simclr"], spec, protocol), tmp_path / "x.json")
 
 
+def test_zero_shot_classifies_the_splits_it_is_given_together(trained, tmp_path):
+    """clip-benchmark's whole sets: top-1 over [train, test] is the image-weighted mean of the two splits'."""
+    paths, spec = trained
+    top1 = {}
+    for splits in (["train"], ["test"], ["train", "test"]):
+        ctx = context(paths["clip"], spec, "zeroshot")
+        ctx.settings = {**ctx.settings, "splits": splits}
+        top1["+".join(splits)] = evaluate("zeroshot", ctx, tmp_path / "r.json")["metrics"]["top1"]
+    assert top1["train+test"] == pytest.approx((36 * top1["train"] + 24 * top1["test"]) / 60)
+
+
+def test_linear_probe_reads_the_splits_it_is_given(trained, tmp_path):
+    paths, spec = trained
+    ctx = context(paths["simclr"], spec, "linear")
+    ctx.settings = {**ctx.settings, "test_split": "val"}
+    with pytest.raises(GenviewError, match="has no val/features"):
+        evaluate("linear", ctx, tmp_path / "r.json")
+
+
 def test_unknown_protocol_and_bad_runs_are_named():
     with pytest.raises(ConfigError, match="unknown evaluation protocol"):
         protocol_class("nope")
@@ -192,7 +211,7 @@ def test_cached_protocols_run_in_the_feature_job_and_share_one_file(trained, tmp
 
     paths, spec = trained
     folder = paths["clip"]
-    protocols = {"knn": SETTINGS["knn"], "linear_fast": SETTINGS["linear_fast"], "zeroshot": {}}
+    protocols = {"knn": SETTINGS["knn"], "linear_fast": SETTINGS["linear_fast"], "zeroshot": SETTINGS["zeroshot"]}
     out = tmp_path / "eval" / "e" / "cached" / "shapes.json"
     assert result_file("e", "knn", "shapes", root=str(tmp_path / "eval")) == str(out)
     assert result_file("e", "linear", "shapes", root=str(tmp_path / "eval")) == str(

@@ -1,5 +1,6 @@
 """The official recipes, each pinned by hand-computed values: learning-rate rule, coefficient checks, multi-crop,
-SLIP's view shuffle, MoCo v3's ViT and heads, DownSampleAndUpsample, per-dataset view size, probe optimisers."""
+SLIP's view shuffle, MoCo v3's ViT and heads, weight decay and BatchNorm per method, GenView's softmax group,
+DownSampleAndUpsample, per-dataset view size, probe optimisers, batches and splits."""
 
 import math
 
@@ -44,6 +45,9 @@ def test_views_lr_rule_is_the_official_genviewpp_rule():
     assert experiments["cc3m_clip_baseline"]["peak_lr"] == pytest.approx(1e-4)  # one real view per caption
     assert experiments["cc3m_clip_baseline"]["views"]["n_views"] == 1
     assert experiments["imagenet1k_mocov3_r50_baseline"]["peak_lr"] == pytest.approx(9.6)  # LARS 9.6 at 4096
+    # mmpretrain's mocov3_resnet50_8xb512-amp-coslr-300e_in1k: LARS 4.8 at 4096 (half the 100-epoch recipe's).
+    for variant in ("baseline", "views", "genview"):
+        assert experiments[f"imagenet1k_mocov3_r50_300e_{variant}"]["peak_lr"] == pytest.approx(4.8)
     assert experiments["imagenet1k_mocov3_vitb_genview"]["peak_lr"] == pytest.approx(2.4e-3)
 
 
@@ -243,6 +247,136 @@ def test_paper_mocov3_vit_recipe():
     assert paper["cc3m_clip_genview"]["backbone"] == {"name": "vit_base"}  # GenView++ keeps timm's ViT-B
 
 
+def test_byol_recipe_is_mmpretrains_byol_resnet50_16xb256_coslr_200e():
+    """LARS 4.8 at 4096, weight decay 1e-6 (not the BYOL paper's 1.5e-6), EMA from 0.99 (mmpretrain's
+    base_momentum 0.01; not the paper's 0.996), followed through to the optimiser and the trainer's first EMA step."""
+    from genview.methods import build_method
+    from genview.training.schedules import ema_momentum
+    from genview.training.train import build_optimizer
+
+    byol = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))["imagenet1k_byol_genview"]
+    assert byol["peak_lr"] == pytest.approx(4.8)
+    model = build_method("byol", _bn_backbone(), 4, {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8})
+    decays = {group["weight_decay"] for group in build_optimizer(model, byol["recipe"]).param_groups}
+    assert decays == {0.0, 1e-6}
+    base = byol["recipe"]["ema_momentum"] or model.options["base_momentum"]
+    assert ema_momentum(0, base=base, total_steps=100, schedule=model.ema_schedule) == pytest.approx(0.99)
+
+
+def _bn_backbone() -> nn.Module:
+    """A backbone with a convolution's weight and bias and a BatchNorm's weight and bias: 4 features."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+# The official recipes, read from their configs: does a bias or norm parameter get weight decay (and, with LARS,
+# layer adaptation)? mmpretrain's SimCLR, BYOL and MoCo v3 R50 configs exclude them (paramwise custom_keys bn/bias:
+# decay_mult 0, lars_exclude); its MoCo v2, SimSiam and SwAV configs set no paramwise rule; MoCo v3 ViT (AdamW) has
+# none either; GenView++ (CLIP/SLIP) skips ndim < 2.
+OFFICIAL_DECAYS_NORM_AND_BIAS = {
+    "imagenet1k_simclr_genview": False,
+    "imagenet1k_byol_genview": False,
+    "imagenet1k_mocov3_r50_genview": False,
+    "imagenet1k_mocov3_r50_300e_genview": False,
+    "imagenet1k_mocov2_genview": True,
+    "imagenet1k_simsiam_genview": True,
+    "imagenet1k_swav_genview": True,
+    "imagenet1k_mocov3_vitb_genview": True,
+    "cc3m_slip_genview": False,
+}
+SMALL_HEADS = {
+    "simclr": {"proj_hidden_dim": 8, "proj_dim": 4},
+    "byol": {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8},
+    "mocov3": {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8},
+    "mocov2": {"proj_hidden_dim": 8, "proj_dim": 4, "queue_size": 8},
+    "simsiam": {"proj_hidden_dim": 8, "proj_dim": 4, "pred_hidden_dim": 8},
+    "swav": {"proj_hidden_dim": 8, "proj_dim": 4, "num_prototypes": 5},
+    "slip": {"embed_dim": 4, "text_width": 8, "text_heads": 2, "text_layers": 1, "context_length": 8},
+}
+
+
+def test_which_parameters_get_weight_decay_per_method():
+    from genview.methods import build_method
+    from genview.training.train import build_optimizer
+
+    paper = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
+    for name, official in OFFICIAL_DECAYS_NORM_AND_BIAS.items():
+        experiment = paper[name]
+        model = build_method(experiment["method"], _bn_backbone(), 4, SMALL_HEADS[experiment["method"]])
+        optimizer = build_optimizer(model, experiment["recipe"])
+        decay_of = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+        norm, conv = model.backbone[1], model.backbone[0]
+        wd = experiment["recipe"]["weight_decay"]
+        assert decay_of[id(conv.weight)] == wd, name
+        expected = wd if official else 0.0
+        assert decay_of[id(norm.weight)] == decay_of[id(norm.bias)] == decay_of[id(conv.bias)] == expected, name
+
+
+def test_swav_lars_adapts_a_norm_parameter():
+    """timm's LARS adapts the groups with weight decay: SwAV's BatchNorm weight moves by lr * trust * (g + wd p),
+    trust = 0.001 |p| / (|g| + wd |p|), as mmpretrain's LARS without lars_exclude."""
+    from genview.methods import build_method
+    from genview.training.train import build_optimizer
+
+    swav = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))["imagenet1k_swav_genview"]
+    model = build_method("swav", _bn_backbone(), 4, SMALL_HEADS["swav"])
+    optimizer = build_optimizer(model, swav["recipe"])
+    norm = model.backbone[1].weight
+    with torch.no_grad():
+        norm.uniform_(0.5, 1.5)
+    before = norm.detach().clone()
+    norm.grad = torch.linspace(-1, 1, 4)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.6
+    optimizer.step()
+    wd = swav["recipe"]["weight_decay"]
+    trust = 0.001 * before.norm() / (norm.grad.norm() + wd * before.norm())
+    torch.testing.assert_close(norm.detach(), before - 0.6 * trust * (torch.linspace(-1, 1, 4) + wd * before))
+
+
+def test_batch_norm_under_ddp_per_method():
+    """The official multi-GPU runs synchronise BatchNorm (mmpretrain's SyncBN configs, GenView++'s SyncBN MLP)
+    except MoCo v2, whose per-GPU BN the key shuffle works against."""
+    from genview.methods import build_method
+    from genview.training.train import distributed_batch_norm
+
+    official = {
+        "simclr": nn.SyncBatchNorm,
+        "byol": nn.SyncBatchNorm,
+        "mocov3": nn.SyncBatchNorm,
+        "simsiam": nn.SyncBatchNorm,
+        "swav": nn.SyncBatchNorm,
+        "slip": nn.SyncBatchNorm,
+        "mocov2": nn.BatchNorm2d,
+    }
+    for method, kind in official.items():
+        model = distributed_batch_norm(build_method(method, _bn_backbone(), 4, SMALL_HEADS[method]))
+        assert type(model.backbone[1]) is kind, method
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert all(type(m) is nn.SyncBatchNorm for m in norms) == (kind is nn.SyncBatchNorm), method
+
+
+def test_genview_softmax_groups_do_not_depend_on_the_gpu_count():
+    from genview.quality.weights import grouped_weights
+
+    quality = torch.tensor([0.0, 1.0, 2.0, 4.0])
+    e = math.e
+    by_hand = [2 / (1 + e), 2 * e / (1 + e), 2 / (1 + e**2), 2 * e**2 / (1 + e**2)]
+    torch.testing.assert_close(grouped_weights(quality, 2), torch.tensor(by_hand))
+    torch.testing.assert_close(grouped_weights(quality, 4), 4 * torch.softmax(quality, 0))
+    paper = resolve_experiments(load_config(REPO / "config" / "paper.yaml"))
+    official_group = {  # the official per-GPU batch: 16 x 256, 8 x 512, 8 x 32 (mmpretrain's config names)
+        "imagenet1k_byol_genview": 256,
+        "imagenet1k_simclr_genview": 256,
+        "imagenet1k_mocov3_vitb_genview": 256,
+        "imagenet1k_mocov3_r50_300e_genview": 512,
+        "imagenet1k_simsiam_genview": 32,
+    }
+    for name, group in official_group.items():
+        assert paper[name]["quality"]["group_size"] == group and paper[name]["gpus"] == 8, name
+    with pytest.raises(ConfigError, match="group_size: 3 does not divide the recipe's batch_size 8"):
+        resolve_experiments(config_with({"method": "simclr", "variant": "genview", "quality": {"group_size": 3}}))
+
+
 def test_weight_decay_on_every_parameter_when_asked():
     from genview.training.train import _parameter_groups
 
@@ -310,6 +444,29 @@ def test_paper_probes_hold_the_official_learning_rates():
     }
     for dataset, batch in batches.items():
         assert evaluations["cc3m_slip_genview", "linear", dataset]["batch_size"] == batch, dataset
+    assert evaluations["cc3m_slip_genview", "linear", "sun397"]["batch_size"] == 256  # one GPU x 256
+
+
+def test_paper_uses_the_official_probe_splits_and_zero_shot_sets():
+    """linear.py: Aircraft, DTD, Flowers tested on val; SUN397 trained and tested on the whole set; drop_last for
+    ImageNet, CIFAR, ImageNet-100, Food-101, SUN397 only. clip-benchmark: SUN397 and Caltech-101 whole."""
+    from genview.evaluation.runs import resolve_evaluations
+
+    config = load_config(REPO / "config" / "paper.yaml")
+    evaluations = resolve_evaluations(config, resolve_experiments(config))
+    test_split = {"aircraft": "val", "dtd": "val", "flowers102": "val", "sun397": "train", "pets": "test"}
+    drop_last = {"imagenet1k": True, "cifar10": True, "food101": True, "sun397": True, "dtd": False, "pets": False}
+    drop_last |= {"caltech101": False, "aircraft": False, "flowers102": False}
+    for dataset, split in test_split.items():
+        settings = evaluations["cc3m_clip_genview", "linear", dataset]
+        assert (settings["train_split"], settings["test_split"]) == ("train", split), dataset
+    for dataset, drop in drop_last.items():
+        assert evaluations["cc3m_clip_genview", "linear", dataset]["drop_last"] is drop, dataset
+    assert config["eval_datasets"]["sun397"]["holdout"] is None  # one split, train: the whole set
+    assert config["eval_datasets"]["aircraft"]["splits"]["val"] == "val"
+    zeroshot = {"sun397": ["train"], "caltech101": ["train", "test"], "cifar10": ["test"], "dtd": ["test"]}
+    for dataset, splits in zeroshot.items():
+        assert evaluations["cc3m_clip_genview", "zeroshot", dataset]["splits"] == splits, dataset
 
 
 def test_lars_probe_step_matches_a_plain_computation():
@@ -317,6 +474,8 @@ def test_lars_probe_step_matches_a_plain_computation():
 
     torch.manual_seed(0)
     heads = LinearHeads(5, 3, 1)
+    with torch.no_grad():
+        heads.heads[0].bias.uniform_(-1, 1)  # a zero bias has no norm to adapt to
     weight, bias = heads.heads[0].weight.detach().clone(), heads.heads[0].bias.detach().clone()
     optimizer = _head_optimizer(heads, [0.1], 512, "lars")
     features, labels = torch.randn(8, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
@@ -326,7 +485,9 @@ def test_lars_probe_step_matches_a_plain_computation():
     lr = 0.1 * 512 / 256
     trust = 0.001 * weight.norm() / grad_w.norm()
     torch.testing.assert_close(heads.heads[0].weight.detach(), weight - lr * trust * grad_w)
-    torch.testing.assert_close(heads.heads[0].bias.detach(), bias - lr * grad_b)  # biases are not adapted
+    # mmpretrain's probe LARS adapts every parameter, the bias too.
+    bias_trust = 0.001 * bias.norm() / grad_b.norm()
+    torch.testing.assert_close(heads.heads[0].bias.detach(), bias - lr * bias_trust * grad_b)
 
 
 def test_zeroshot_on_a_two_view_experiment_is_a_config_error():

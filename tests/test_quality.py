@@ -295,3 +295,36 @@ def test_fit_quality_vector_on_shapes(shapes_manifest, quality_encoder):
     # The fit is used only with the encoder it was made with.
     with pytest.raises(BadInputError, match="was fitted with another models.quality_encoder"):
         QualityScorer({**quality_encoder, "image_size": 32}, "a/quality_pca.npz")
+
+
+def _grouped_weights_worker(rank: int, init_file: str, encoder: dict, vector_npz: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        view1, view2 = images01(8, 3, 32, 32, seed=1), images01(8, 3, 32, 32, seed=2)
+        local = slice(rank * 4, (rank + 1) * 4)
+        weights = QualityScorer(encoder, vector_npz).two_view_weights(view1[local], view2[local], 1.0, group_size=8)
+        torch.save(weights, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_genview_softmax_group_spans_processes(scorer, quality_encoder, random_vector_npz, tmp_path):
+    """A group of 8 over 2 processes of 4 is the softmax over all 8, each process keeping its own rows: the weights
+    do not change with the number of GPUs. group_size None is the official per-process softmax."""
+    import torch.multiprocessing as mp
+
+    from genview.quality.weights import grouped_weights, pair_quality
+
+    args = (str(tmp_path / "init"), quality_encoder, str(random_vector_npz), str(tmp_path))
+    mp.spawn(_grouped_weights_worker, args=args, nprocs=2)
+    view1, view2 = images01(8, 3, 32, 32, seed=1), images01(8, 3, 32, 32, seed=2)
+    fg1, bg1 = scorer.foreground_background(view1)
+    fg2, bg2 = scorer.foreground_background(view2)
+    quality = pair_quality(fg1, bg1, fg2, bg2)
+    expected = 8 * torch.softmax(quality, 0)
+    spread = torch.cat([torch.load(tmp_path / f"rank{rank}.pt") for rank in range(2)])
+    torch.testing.assert_close(spread, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(scorer.two_view_weights(view1, view2, 1.0, group_size=8), expected, rtol=1e-4, atol=1e-5)
+    per_process = scorer.two_view_weights(view1[:4], view2[:4])
+    torch.testing.assert_close(per_process, grouped_weights(quality[:4], 4), rtol=1e-4, atol=1e-5)

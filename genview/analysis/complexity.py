@@ -281,7 +281,8 @@ _SCORE_PATTERN = re.compile(r"score\s*[:=]\s*\[?\s*(\d+(?:\.\d+)?)", re.IGNORECA
 
 
 def user_prompt(caption: str) -> str:
-    return f"Now output the score of visual constraints for the following text prompt: {caption}"
+    """The official user turn, character for character (no space after the colon, a closing full stop)."""
+    return f"Now output the score of visual constraints for the following text prompt:{caption}."
 
 
 def parse_score(answer: str) -> int | None:

@@ -165,13 +165,10 @@ def _head_optimizer(heads: LinearHeads, base_lrs: Sequence[float], batch_size: i
     if kind == "lars":
         from timm.optim import Lars
 
-        # timm adapts only groups with weight decay unless always_adapt: the weights adapt, the biases do not.
-        groups = [
-            {"params": [param], "lr": lr, "always_adapt": param.ndim > 1}
-            for head, lr in zip(heads.heads, lrs)
-            for param in head.parameters()
-        ]
-        return Lars(groups, momentum=0.9, weight_decay=0.0, trust_coeff=0.001)
+        # timm adapts only groups with weight decay unless always_adapt; mmpretrain's probe (no weight decay, no
+        # exclusions) adapts every parameter, the biases too.
+        groups = [{"params": head.parameters(), "lr": lr} for head, lr in zip(heads.heads, lrs)]
+        return Lars(groups, momentum=0.9, weight_decay=0.0, trust_coeff=0.001, always_adapt=True)
     raise ValueError(f"unknown linear-probe optimizer {kind!r} (sgd or lars)")
 
 

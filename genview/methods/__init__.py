@@ -57,6 +57,13 @@ class Method(nn.Module):
     default_augmentation = "simclr"
     #: Names of submodules whose learning rate stays at the base value instead of following the schedule.
     fixed_lr_modules: tuple[str, ...] = ()
+    #: Whether the official recipe decays (and LARS adapts) biases and normalisation parameters too; a recipe's
+    #: ``decay_norm_and_bias`` overrides it. mmpretrain's SimCLR, BYOL and MoCo v3 R50 configs exclude them, GenView++
+    #: excludes them; MoCo v2, SimSiam and SwAV set no exclusion.
+    decay_norm_and_bias = False
+    #: Whether multi-GPU training synchronises BatchNorm statistics across GPUs (SyncBatchNorm), as the official
+    #: recipes do; MoCo v2 keeps per-GPU BatchNorm, which its shuffled BN needs.
+    sync_batch_norm = True
 
     def __init__(self, backbone: nn.Module, feature_dim: int, **options):
         super().__init__()

@@ -11,7 +11,8 @@ from genview.methods.losses import normalized_mse_per_sample
 
 @register("byol")
 class BYOL(TwoViewMethod):
-    """Projector and predictor 4096-256 (hidden BN, no output BN); target = momentum copy of backbone + projector.
+    """Projector and predictor 4096-256 (hidden BN, no output BN, no bias); target = momentum copy of backbone +
+    projector.
 
     Per-sample loss: (2 - 2 cos(p1, sg(t2))) + (2 - 2 cos(p2, sg(t1))), the paper's symmetrised loss per sample.
     ``base_momentum`` 0.996 is the start of the cosine schedule to 1 that the trainer applies.
@@ -28,8 +29,10 @@ class BYOL(TwoViewMethod):
 
     def __init__(self, backbone, feature_dim, **options):
         super().__init__(backbone, feature_dim, **options)
-        self.projector = mlp_head(feature_dim, options["proj_hidden_dim"], options["proj_dim"])
-        self.predictor = mlp_head(options["proj_dim"], options["pred_hidden_dim"], options["proj_dim"])
+        # No bias in the last layers, as mmpretrain's BYOL neck and predictor (NonLinearNeck, with_last_bias off);
+        # the hidden layers have none either way (BN follows them).
+        self.projector = mlp_head(feature_dim, options["proj_hidden_dim"], options["proj_dim"], bias=False)
+        self.predictor = mlp_head(options["proj_dim"], options["pred_hidden_dim"], options["proj_dim"], bias=False)
         self.momentum_encoder = frozen_copy(self.backbone, self.projector)
 
     def pair_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:

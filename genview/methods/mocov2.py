@@ -26,6 +26,9 @@ class MoCoV2(TwoViewMethod):
     ema_schedule = "constant"  # MoCo v2 keeps m = 0.999 throughout
     supports_multi_crop = False  # each pair_loss call enqueues its keys: local-crop keys would fill the queue
     default_augmentation = "mocov2"
+    decay_norm_and_bias = True  # mmpretrain's mocov2 config sets no exclusion
+    # Per-GPU BN: the key encoder's shuffle across GPUs only hides the positive from per-GPU batch statistics.
+    sync_batch_norm = False
     default_options = {
         "temperature": 0.2,
         "queue_size": 65536,

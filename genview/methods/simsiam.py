@@ -19,6 +19,7 @@ class SimSiam(TwoViewMethod):
 
     default_augmentation = "mocov2"
     fixed_lr_modules = ("predictor",)
+    decay_norm_and_bias = True  # mmpretrain's simsiam config sets no exclusion
 
     default_options = {
         "proj_hidden_dim": 2048,

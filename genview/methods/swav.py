@@ -26,6 +26,7 @@ class SwAV(TwoViewMethod):
     prototypes stay fixed for the first ``freeze_prototypes_iters`` steps (5005: one ImageNet epoch at batch 256).
     """
 
+    decay_norm_and_bias = True  # mmpretrain's swav config: every parameter decayed and LARS-adapted
     default_options = {
         "temperature": 0.1,
         "num_prototypes": 3000,
@@ -61,16 +62,16 @@ class SwAV(TwoViewMethod):
         with torch.no_grad():
             # The reference re-normalises the prototypes before every step, after the optimiser moved them.
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
-        # One pass per resolution, as the reference does: both global views together, then all local crops.
-        z1, z2 = self._embed(torch.cat([view1, view2])).chunk(2)
-        local_z = self._embed(torch.cat(list(local_views))).chunk(len(local_views)) if len(local_views) else ()
+        # As the reference: one backbone pass per resolution (both global views together, then all local crops),
+        # then the projector once over every crop's features, so its BatchNorm sees all crops in one batch.
+        features = [self.backbone(torch.cat([view1, view2]))]
+        if len(local_views):
+            features.append(self.backbone(torch.cat(list(local_views))))
+        z1, z2, *local_z = F.normalize(self.projector(torch.cat(features)), dim=1).split(len(view1))
         scores = [self.prototypes(z) for z in (z1, z2, *local_z)]
         codes = [self._codes(scores[0], self.queue[0]), self._codes(scores[1], self.queue[1])]
         self._enqueue(torch.stack([gather_no_grad(z1.detach()), gather_no_grad(z2.detach())]))
         return swav_per_sample(scores, codes, self.temperature)
-
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.projector(self.backbone(images)), dim=1)
 
     @torch.no_grad()
     def _codes(self, scores: torch.Tensor, queued_embeddings: torch.Tensor) -> torch.Tensor:

@@ -31,6 +31,7 @@ from genview.analysis.pc1 import (
 )
 from genview.contracts import MANIFEST
 from genview.data.images import NORMALIZATION, load_rgb
+from genview.distributed import gather_no_grad, rank
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
@@ -38,6 +39,7 @@ from genview.models.open_clip_models import load_open_clip, token_map_and_embedd
 from genview.progress import progress
 from genview.quality.weights import (
     genview_weights,
+    grouped_weights,
     image_image_weights,
     image_text_weights,
     pair_quality,
@@ -161,13 +163,23 @@ class QualityScorer(QualityEncoder):
         return pair_quality(fg1, bg1, fg2, bg2)
 
     @torch.no_grad()
-    def two_view_weights(self, view1: torch.Tensor, view2: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
-        """GenView's per-sample weights (B,) of B view pairs, mean 1; both views go through one forward."""
+    def two_view_weights(
+        self, view1: torch.Tensor, view2: torch.Tensor, gamma: float = 1.0, group_size: int | None = None
+    ) -> torch.Tensor:
+        """GenView's per-sample weights (B,) of this process's B view pairs; both views go through one forward.
+
+        The softmax runs over groups of ``group_size`` consecutive pairs of the global batch (all processes in
+        rank order; at most the whole batch), so the groups do not depend on the number of GPUs. None: this
+        process's batch, the official code's per-GPU group."""
         token_map, _ = self._encode(torch.cat([self._prepare(view1), self._prepare(view2)]))
         fg, bg = self._pooled_foreground_background(token_map)
         fg1, fg2 = fg.chunk(2)
         bg1, bg2 = bg.chunk(2)
-        return genview_weights(fg1, bg1, fg2, bg2, gamma)
+        if group_size is None:
+            return genview_weights(fg1, bg1, fg2, bg2, gamma)
+        quality = gather_no_grad(pair_quality(fg1, bg1, fg2, bg2))
+        weights = grouped_weights(quality, min(group_size, len(quality)), gamma)
+        return weights[rank() * len(fg1) : (rank() + 1) * len(fg1)]
 
     @torch.no_grad()
     def pairwise_weights(

@@ -55,7 +55,18 @@ def genview_weights(
 ) -> torch.Tensor:
     """GenView's per-sample weights (N,) of N view pairs: ``N · softmax_batch(γ q)``, mean 1, q from
     :func:`pair_quality`."""
-    return len(fg1) * torch.softmax(gamma * pair_quality(fg1, bg1, fg2, bg2), dim=0)
+    quality = pair_quality(fg1, bg1, fg2, bg2)
+    return grouped_weights(quality, len(quality), gamma)
+
+
+def grouped_weights(quality: torch.Tensor, group_size: int, gamma: float = 1.0) -> torch.Tensor:
+    """GenView's weights (N,) from pair qualities q (N,), the softmax taken within each run of ``group_size``
+    consecutive pairs: ``G · softmax_group(γ q)``, mean 1 per group. The official softmax runs over each GPU's
+    batch; a fixed G keeps that group whatever the number of GPUs. N must be a multiple of G."""
+    if len(quality) % group_size:
+        raise ValueError(f"{len(quality)} pairs do not split into groups of {group_size}")
+    groups = quality.reshape(-1, group_size)
+    return (group_size * torch.softmax(gamma * groups, dim=1)).flatten()
 
 
 def image_image_weights(fg: torch.Tensor, bg: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:

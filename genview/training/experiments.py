@@ -17,8 +17,8 @@ from genview.method_catalog import MethodInfo, method_catalog
 VARIANTS = ("baseline", "views", "genview")
 #: Settings that change how a training runs, never what it computes: they reach the job as Snakemake resources (not
 #: params, so changing one reruns nothing) and a resume point made under other values is used as is. The GPU count is
-#: not one of them: per-GPU batch statistics (BatchNorm without SyncBN on CPU processes, MoCo v2's shuffled BN,
-#: GenView's per-GPU softmax over the batch) change the result, so it is part of the experiment.
+#: not one of them: per-GPU batch statistics (BatchNorm without SyncBN on CPU processes, MoCo v2's per-GPU shuffled
+#: BN) change the result, so it is part of the experiment.
 RECIPE_EXECUTION_KEYS = ("num_workers", "save_every_epochs", "save_every_steps", "max_nonfinite_in_row")
 EXPERIMENT_EXECUTION_KEYS = ("mem_mb", "runtime")
 
@@ -138,6 +138,12 @@ def _resolve(
                     f"({method!r} is a {info.kind.replace('_', '-')} method)"
                 )
         views_per_sample = 2 if info.kind == "two_view" else 1
+        group = min(quality["group_size"], recipe["batch_size"])
+        if variant == "genview" and recipe["batch_size"] % group:
+            problems.append(
+                f"{where}.quality.group_size: {quality['group_size']} does not divide the recipe's batch_size "
+                f"{recipe['batch_size']} (GenView's softmax runs over groups of that many samples)"
+            )
     if info.kind == "supervised":
         if variant != "baseline":
             problems.append(
@@ -157,6 +163,8 @@ def _resolve(
             f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
             f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})"
         )
+    if recipe["decay_norm_and_bias"] is None:
+        recipe["decay_norm_and_bias"] = info.decay_norm_and_bias
     execution = {key: recipe.pop(key) for key in RECIPE_EXECUTION_KEYS}
     execution.update({key: settings[key] for key in EXPERIMENT_EXECUTION_KEYS})
     experiment = dict(

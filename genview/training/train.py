@@ -85,9 +85,10 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict]:
-    """Biases and normalisation parameters get no weight decay (and so no LARS adaptation), the usual SSL recipe,
-    unless ``decay_norm_and_bias`` (the official MoCo v3 ViT recipe decays every parameter); parameters of the
-    method's ``fixed_lr_modules`` keep the base learning rate (SimSiam's predictor)."""
+    """Biases and normalisation parameters get no weight decay (and so no LARS adaptation: timm's LARS adapts the
+    groups with weight decay) unless ``decay_norm_and_bias`` (the recipe's, else the method's: MoCo v2, SimSiam,
+    SwAV and the MoCo v3 ViT recipe decay every parameter); parameters of the method's ``fixed_lr_modules`` keep the
+    base learning rate (SimSiam's predictor)."""
     fixed = {id(p) for name in model.fixed_lr_modules for p in getattr(model, name).parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for parameter in model.parameters():
@@ -98,6 +99,12 @@ def _parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias
         {"params": params, "weight_decay": 0.0 if no_decay else weight_decay, "fixed_lr": fixed_lr}
         for (no_decay, fixed_lr), params in sorted(groups.items())
     ]
+
+
+def distributed_batch_norm(model: nn.Module) -> nn.Module:
+    """The model's BatchNorm for multi-GPU training: synchronised across GPUs, as the official recipes do, unless
+    the method keeps per-GPU statistics (MoCo v2, whose shuffled BN is a no-op under SyncBatchNorm)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model) if model.sync_batch_norm else model
 
 
 def build_optimizer(model: nn.Module, recipe: dict) -> torch.optim.Optimizer:
@@ -176,8 +183,7 @@ class Trainer:
         torch.manual_seed(experiment["seed"])
         self.model = build_model(experiment).to(self.device)
         if distributed.is_distributed() and self.device.type == "cuda":
-            # The reference recipes synchronise BN statistics across GPUs.
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = distributed_batch_norm(self.model)
         self.kind = method_class(experiment["method"]).kind
         self.dataset = self._dataset(manifest, view_manifests)
         if self.kind == "supervised":
@@ -395,8 +401,11 @@ class Trainer:
             return per_sample.mean(), {}
         if self.kind == "two_view":
             view1, view2 = self._on_device(batch["view1"]), self._on_device(batch["view2"])
+            quality = self.experiment["quality"]
             weights = (
-                self.scorer.two_view_weights(view1, view2, self.experiment["quality"]["gamma"]) if self.scorer else None
+                self.scorer.two_view_weights(view1, view2, quality["gamma"], quality["group_size"])
+                if self.scorer
+                else None
             )
             local_views = [self._on_device(crops) for crops in batch["local_views"]]
             with autocast:

@@ -16,6 +16,9 @@ class ZeroShot(Protocol):
         weights = zero_shot_weights(
             cache.class_names, templates, lambda texts: encode_texts(model, texts, context.device)
         )
-        scores = zero_shot_scores(torch.from_numpy(cache.get("test", "image_embeddings")), weights)
-        metrics = topk_accuracy(scores, torch.from_numpy(cache.get("test", "labels")), ks=(1, 5))
+        splits = context.settings["splits"]
+        embeddings = torch.cat([torch.from_numpy(cache.get(split, "image_embeddings")) for split in splits])
+        labels = torch.cat([torch.from_numpy(cache.get(split, "labels")) for split in splits])
+        scores = zero_shot_scores(embeddings, weights)
+        metrics = topk_accuracy(scores, labels, ks=(1, 5))
         return {**metrics, "templates": len(templates), "classes": len(cache.class_names)}
