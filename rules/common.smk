@@ -438,7 +438,9 @@ def checks_inputs(wildcards):
         "metrics": [
             f"results/pretrain/{name}/metrics.jsonl"
             for name, experiment in EXPERIMENTS.items()
-            if experiment["dataset"] == dataset and experiment["variant"] == "genview" and experiment["views"]["sources"]
+            if experiment["dataset"] == dataset
+            and experiment["variant"] == "genview"
+            and experiment["views"]["sources"]
         ],
     }
     if config["models"].get("trained_encoder"):

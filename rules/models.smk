@@ -33,9 +33,7 @@ rule train_encoder:
         "../envs/models.yaml"
     threads: 1
     params:
-        settings=lambda wildcards: as_json(
-            config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]
-        ),
+        settings=lambda wildcards: as_json(config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]),
         out_dir=lambda wildcards, output: Path(output[0]).parent,
     shell:
         "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"

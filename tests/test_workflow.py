@@ -34,9 +34,11 @@ def expected_jobs(config: dict) -> dict[str, int]:
     pairs = {(e, d) for e, _, d in evaluations} | {
         (e, config["report"]["tsne"]["dataset"]) for e in config["report"]["tsne"]["panels"].values()
     }
+    # Another shapes set (the encoders' training set) is drawn and indexed, but never sharded or analysed.
+    shapes_sets = sum(spec["kind"] == "shapes" for spec in config["datasets"].values())
     counts = {
-        "make_shapes": 1,
-        "index_dataset": 1,
+        "make_shapes": shapes_sets,
+        "index_dataset": shapes_sets,
         "shard_shapes": 1,
         "fit_foreground": 1,
         "foreground_shard": shards,
@@ -56,7 +58,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
     }
     models = config["models"]
     if models["trained_encoder"]:
-        counts["train_encoder"] = 1
+        counts["train_encoder"] = 2  # with and without the token heads (the checks' reference)
     if not models["unclip"].get("renderer"):
         counts["build_tiny_models"] = 1
     if config["report"]["checks"]:
