@@ -129,10 +129,9 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
             problems.append(f"report.checks.dataset: {dataset!r} is not a shapes training dataset of this config")
         elif not needs_foreground(config, dataset):
             problems.append(f"report.checks.dataset: {dataset} has no adaptive noise level (no foreground fit)")
-        if checks["learning_table"] and checks["learning_table"] not in (tables or {}):
-            problems.append(
-                f"report.checks.learning_table: {checks['learning_table']!r} is not a table of {report['tables']}"
-            )
+        for key in ("learning_table", "zeroshot_table"):
+            if checks[key] and checks[key] not in (tables or {}):
+                problems.append(f"report.checks.{key}: {checks[key]!r} is not a table of {report['tables']}")
     gallery = report["gallery"]
     if gallery and gallery["dataset"] in config["datasets"]:
         dataset = gallery["dataset"]

@@ -45,7 +45,19 @@ MINIATURE = {
         ]
     },
     "evaluation": {"runs": [{"protocols": ["linear_fast"], "experiments": ["*"], "datasets": ["shapes"]}]},
-    "report": {"tsne": None, "gallery": None, "quality_audit": None, "cost": False},
+    "report": {
+        "tsne": None,
+        "gallery": None,
+        "quality_audit": None,
+        "cost": False,
+        "checks": {
+            "dataset": "shapes",
+            "learning_table": "learning",
+            "zeroshot_table": None,
+            # A merge patch: null removes the default's other roles.
+            "learning_columns": {"supervised": None, "views": None, "genview": None},
+        },
+    },
 }
 TABLES = {
     "learning": {

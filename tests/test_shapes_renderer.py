@@ -112,7 +112,7 @@ def test_image_conditioned_views_drift_with_the_noise_level_and_lose_small_objec
 
 def test_text_conditioned_views_break_short_captions_at_low_and_detailed_ones_at_high_guidance(shard):
     broken = {}
-    for guidance in (8.0, 2.0):
+    for guidance in (8.0, 6.0, 2.0):
         manifest = views(shard, "tc", guidance=guidance, name=f"tc{int(guidance)}")
         named = manifest.caption.map(lambda caption: "label" in parse_caption(caption))
         assert named.any() and (~named).any()
@@ -124,7 +124,7 @@ def test_text_conditioned_views_break_short_captions_at_low_and_detailed_ones_at
             "short": float(share_broken[(stated > 0) & (stated <= 3)].mean()),
             "detailed": float(share_broken[stated >= 6].mean()),
         }
-    assert broken[2.0]["short"] > broken[8.0]["short"] + 0.15
+    assert broken[2.0]["short"] > broken[6.0]["short"] + 0.1
     assert broken[8.0]["detailed"] > broken[2.0]["detailed"] + 0.15
 
 

@@ -16,7 +16,7 @@ the embedded default, never results:
   diversity; noise chosen wrongly changes classes.
 - **TC** (caption, guidance g): the attributes the caption states are rendered, each broken with probability
   ``floor + rise * ((g - best) / 6) ** 2``, where the best guidance falls with the number of attributes the caption
-  states (``best_guidance``, interpolated: 8 for one, 2 for seven): a short caption drifts at low guidance, a
+  states (``best_guidance``, interpolated: 6 up to two, 2 for seven): a short caption drifts at low guidance, a
   detailed one breaks at high guidance. What the caption does not state is drawn fresh, so a caption that does not
   name the shape gives a shape of any class.
 - **ITC**: the IC rule from the source image, then the caption's stated attributes enforced as in TC.
@@ -38,7 +38,7 @@ NUISANCES = ("size", "color", "texture", "position", "bg_color", "bg_texture", "
 DEFAULT_RULES = {
     "resample": {0: 0.5, 100: 0.6, 200: 0.7, 300: 0.8, 400: 0.9},
     "class_change": {"noise_per_share": 500.0, "rise_per_100": 0.4, "max": 0.95},
-    "guidance_break": {"floor": 0.05, "rise": 0.45, "best_guidance": {1: 8.0, 7: 2.0}},
+    "guidance_break": {"floor": 0.05, "rise": 0.45, "best_guidance": {2: 6.0, 7: 2.0}},
 }
 
 
