@@ -13,6 +13,7 @@ import time
 
 from genview.errors import GenviewError
 from genview.gpu_lease import lease_gpus
+from genview.runtime import end_with_snakemake
 
 STAGES = (
     "genview.config_cli",
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     started = time.perf_counter()
+    end_with_snakemake()
     try:
         if args.gpus is not None:  # before the command imports torch, which reads CUDA_VISIBLE_DEVICES once
             lease_gpus(args.gpus)

@@ -223,7 +223,7 @@ def view_analysis_parts(wildcards):
 def analysis_part_options(wildcards, input):
     """--foreground/--complexity for the parts a job reads (a file each, or the files of every shard)."""
     return " ".join(
-        f"--{part} {input[part] if isinstance(input[part], str) else ' '.join(input[part])}"
+        f"--{part} {shlex.join([input[part]] if isinstance(input[part], str) else input[part])}"
         for part in ANALYSIS_PARTS
         if part in input.keys()
     )
@@ -296,7 +296,7 @@ def pretrain_inputs(wildcards):
 
 
 def quality_vector_option(wildcards, input):
-    return f"--quality-vector {input.quality_vector}" if "quality_vector" in input.keys() else ""
+    return f"--quality-vector {shlex.quote(input.quality_vector)}" if "quality_vector" in input.keys() else ""
 
 
 def experiment_resource(key):
@@ -349,7 +349,8 @@ from types import SimpleNamespace
 from genview.report.tables import cell_sources
 
 REPORT = config["report"]
-TABLES_FILE = Path(workflow.basedir, REPORT["tables"]) if REPORT["tables"] else None
+# Relative to the working directory, so that moving the checkout (with its results) reruns no table job.
+TABLES_FILE = os.path.relpath(Path(workflow.basedir, REPORT["tables"])) if REPORT["tables"] else None
 TABLES = RESOLVED.tables
 
 
@@ -392,8 +393,8 @@ def gallery_outputs():
 
 def gallery_file_options(wildcards, input, output):
     """--fit/--out-ic and --out-tc for the galleries the dataset has (IC: adaptive noise; TC: adaptive guidance)."""
-    options = [f"--fit {input.fit} --out-ic {output.ic}"] if "ic" in output.keys() else []
-    return " ".join(options + ([f"--out-tc {output.tc}"] if "tc" in output.keys() else []))
+    options = [f"--fit {shlex.quote(input.fit)} --out-ic {shlex.quote(output.ic)}"] if "ic" in output.keys() else []
+    return " ".join(options + ([f"--out-tc {shlex.quote(output.tc)}"] if "tc" in output.keys() else []))
 
 
 def gallery_options():
@@ -446,7 +447,7 @@ def checks_options():
     )
     if checks["learning_table"]:
         options += (
-            f" --tables {REPORT['tables']} --learning-table {checks['learning_table']}"
+            f" --tables {shlex.quote(TABLES_FILE)} --learning-table {checks['learning_table']}"
             f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
         )
     return options

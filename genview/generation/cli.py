@@ -11,16 +11,20 @@ def _views(args) -> None:
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
+    from genview.runtime import output_lock
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
     role = ROLE_FOR_SOURCE[args.source]
-    with out_of_memory_advice(
-        "generation views (rule generate_views)",
-        batch_size=generation["batch_size"],
-        lower="generation.batch_size (images per pipeline call; a change regenerates the "
-        "views, since batched CUDA kernels may change pixels)",
-        device=device,
+    with (
+        output_lock(args.views_dir, "generation views"),
+        out_of_memory_advice(
+            "generation views (rule generate_views)",
+            batch_size=generation["batch_size"],
+            lower="generation.batch_size (images per pipeline call; a change regenerates the "
+            "views, since batched CUDA kernels may change pixels)",
+            device=device,
+        ),
     ):
         generate_shard(
             source=args.source,

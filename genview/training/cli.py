@@ -10,6 +10,18 @@ from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 
 def _run(args) -> None:
+    from genview.runtime import output_lock
+
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: its launcher holds the lock
+        _train(args)
+        return
+    # One writer per experiment folder: a second trainer (left over from a killed run) would append to the same
+    # metrics and overwrite the same resume point.
+    with output_lock(args.out_dir, "pretrain run"):
+        _train(args)
+
+
+def _train(args) -> None:
     from genview.devices import out_of_memory_advice, resolve_device
 
     device = resolve_device(args.device)  # before torchrun too: a GPU that torch cannot use fails here, once
