@@ -1,0 +1,131 @@
+"""Faults a user meets, reproduced as they meet them (docs/reliability.md, "Faults and what to do"): a second process
+writing the same outputs, a Snakemake killed with its jobs still running, `make run` beside a plain `snakemake`.
+Each test checks the message and that nothing finished is lost. (The checkout path with a space and an apostrophe
+is the smoke run's own path: tests/conftest.py, smoke_run.)"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, VENV_BIN, copy_workflow, run_tool
+
+from genview.runtime import LOCK_FILE, output_lock
+
+ENV = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def wait_for(condition, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def hold_lock(folder: Path) -> subprocess.Popen:
+    """Another process writing ``folder`` (it holds the writer lock until killed)."""
+    code = f"from genview.runtime import output_lock\nwith output_lock({str(folder)!r}, 'x'):\n    input()"
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=ENV, cwd=REPO)
+    wait_for(lambda: (folder / LOCK_FILE).is_file() and (folder / LOCK_FILE).read_text().strip(), what="the lock")
+    return process
+
+
+def test_a_second_trainer_refuses_to_write_into_a_folder_another_one_writes(tmp_path):
+    out_dir = tmp_path / "results/pretrain/exp"
+    out_dir.mkdir(parents=True)
+    (out_dir / "metrics.jsonl").write_text('{"step": 1}\n')
+    first = hold_lock(out_dir)
+    try:
+        second = run_tool(
+            [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", "{}", "--out-dir", out_dir,
+             "--manifest", tmp_path / "manifest.csv"],  # fmt: skip
+            check=False,
+        )
+        assert second.returncode == 75, second.stderr
+        assert f"{out_dir} is being written by pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert (out_dir / "metrics.jsonl").read_text() == '{"step": 1}\n', "the running trainer's outputs are untouched"
+    finally:
+        first.kill()
+        first.wait()
+    with output_lock(out_dir, "x"):  # released by the kill: the next writer goes ahead
+        pass
+
+
+def test_a_job_ends_when_its_snakemake_is_killed_and_a_rerun_never_runs_beside_it(tmp_path):
+    """SIGKILL of Snakemake alone (its job still running, as after `kill -9 <snakemake pid>`): the orphaned job ends
+    by itself within seconds, so the rerun after `snakemake --unlock` never shares its outputs with it; while it runs,
+    a second writer of its folder is refused."""
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent(
+            """
+            rule long_job:
+                output: "out/done.txt"
+                shell: "python -c 'from genview.runtime import end_with_snakemake, output_lock; import os, time\\n"
+                       "end_with_snakemake(0.2)\\nwith output_lock(\\"out\\", \\"long_job\\"):\\n"
+                       "    open(\\"out/pid\\", \\"w\\").write(str(os.getpid())); time.sleep(300)' 2> job.log"
+            """
+        )
+    )
+    env = {**ENV, "PYTHONPATH": str(REPO)}
+    snake = subprocess.Popen(
+        [VENV_BIN / "snakemake", "--cores", "1", "--snakefile", tmp_path / "Snakefile", "-d", tmp_path],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pid_file = tmp_path / "out/pid"
+    wait_for(lambda: pid_file.is_file() and pid_file.read_text(), what="the job to start")
+    job = int(pid_file.read_text())
+    with pytest.raises(Exception, match="is being written by pid"), output_lock(tmp_path / "out", "a rerun"):
+        pass
+    snake.send_signal(signal.SIGKILL)
+    snake.wait()
+    wait_for(lambda: not alive(job), timeout=15, what="the orphaned job to end")
+    assert "the Snakemake that started this job" in (tmp_path / "job.log").read_text()
+    with output_lock(tmp_path / "out", "a rerun"):  # the rerun can write now
+        pass
+
+
+def test_make_run_leaves_the_lock_of_a_live_snakemake_in_place(tmp_path):
+    """A plain `snakemake` runs in the checkout (here a process named so, working there); `make run` must not remove
+    its lock and run the same jobs beside it."""
+    root = copy_workflow(tmp_path / "wf")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    lock = root / ".snakemake/locks/0.output.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("results/x\n")
+    fake = tmp_path / "bin/snakemake"
+    fake.parent.mkdir()
+    fake.write_text("import time\ntime.sleep(300)\n")
+    running = subprocess.Popen([sys.executable, fake, "--cores", "all"], cwd=root)
+    try:
+        wait_for(lambda: os.path.realpath(f"/proc/{running.pid}/cwd") == str(root.resolve()), what="the process")
+        result = run_tool(
+            ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"],
+            cwd=root,
+            check=False,
+            timeout=120,
+        )
+    finally:
+        running.kill()
+        running.wait()
+    assert result.returncode != 0
+    assert f"Snakemake already runs in {root.resolve()} (pid {running.pid}" in result.stderr
+    assert lock.read_text() == "results/x\n", "the live lock is left in place"
+    assert not (root / "results").exists(), "no job ran"
