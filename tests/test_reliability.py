@@ -50,8 +50,19 @@ def test_a_second_trainer_refuses_to_write_into_a_folder_another_one_writes(tmp_
     first = hold_lock(out_dir)
     try:
         second = run_tool(
-            [sys.executable, "-m", "genview", "pretrain", "run", "--experiment", "{}", "--out-dir", out_dir,
-             "--manifest", tmp_path / "manifest.csv"],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "genview",
+                "pretrain",
+                "run",
+                "--experiment",
+                "{}",
+                "--out-dir",
+                out_dir,
+                "--manifest",
+                tmp_path / "manifest.csv",
+            ],  # fmt: skip
             check=False,
         )
         assert second.returncode == 75, second.stderr
