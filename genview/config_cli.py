@@ -15,6 +15,8 @@ def _check(args) -> None:
     source = " + ".join(map(str, args.files))
     config = workflow_config(args.files)
     resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=source)
+    for warning in resolved.warnings:
+        print(f"{source}: warning: {warning}", file=sys.stderr)
     if args.print:
         yaml.safe_dump(config, sys.stdout, sort_keys=False)
     else:

@@ -12,6 +12,7 @@ Import-light: the Snakefile runs it at parse time, in every job.
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class Resolved:
     execution: dict[str, dict] = field(default_factory=dict)
     evaluations: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     tables: dict[str, dict] = field(default_factory=dict)
+    #: Not errors, but worth saying before the DAG is built (printed by the Snakefile and by `genview config check`).
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- which stages a config uses -----------------------------------------------------------------------------------
@@ -144,6 +147,40 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
     return problems
 
 
+#: Snakemake's DAG of more jobs than this takes minutes and gigabytes to build (100,000 shards: 11 minutes and
+#: 2.7 GB before it was killed); the paper config has about 5,000 jobs.
+DAG_WARN_JOBS = 20_000
+#: A manifest up to this size is counted at parse time to compare num_shards with its rows (a bigger dataset is
+#: checked by its shard job, before any view is generated).
+COUNTED_MANIFEST_BYTES = 16 << 20
+
+
+def _shard_problems(config: dict, results: Path) -> tuple[list[str], list[str]]:
+    """More shards than training images (empty shards) is an error; a shard count whose jobs make a DAG too big to
+    build quickly is a warning. Returns (problems, warnings)."""
+    problems, jobs = [], 0
+    for name, spec in config["datasets"].items():
+        shards = spec["num_shards"]
+        jobs += shards * (2 + len(spec["sources"]) + len(analysis_parts(config, name)))  # shard, views, parts
+        manifest = results / "data" / name / "manifest.csv"
+        if shards > 1 and manifest.is_file() and manifest.stat().st_size <= COUNTED_MANIFEST_BYTES:
+            with open(manifest, newline="") as handle:
+                rows = sum(row.get("split") == "train" for row in csv.DictReader(handle))
+            if shards > rows:
+                problems.append(
+                    f"datasets.{name}.num_shards: {shards} shards for {rows} training images ({manifest}); "
+                    f"at most {rows}, or some shards are empty"
+                )
+    warnings = []
+    if jobs > DAG_WARN_JOBS:
+        counts = ", ".join(f"{name}: {spec['num_shards']}" for name, spec in config["datasets"].items())
+        warnings.append(
+            f"datasets.*.num_shards ({counts}) make about {jobs:,} per-shard jobs; Snakemake needs minutes and "
+            f"gigabytes of memory to plan more than {DAG_WARN_JOBS:,} (fewer, larger shards plan in seconds)"
+        )
+    return problems, warnings
+
+
 def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[str]:
     problems = []
     used = {d for _, _, d in evaluations} | set(config["datasets"])
@@ -211,6 +248,8 @@ def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, sourc
     problems += _zeroshot_problems(config, resolved.evaluations)
     if config["check_files"]:
         problems += _file_problems(config, resolved.experiments, resolved.evaluations)
+    shard_problems, resolved.warnings = _shard_problems(config, Path("results"))
+    problems += shard_problems
     if problems:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(f"{source}: {len(problems)} problem(s) found before any job ran:\n{lines}", problems)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from genview.config import dataset_generation, derive_config
@@ -27,6 +28,8 @@ try:
     RESOLVED = resolve_config(config, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+for _warning in RESOLVED.warnings:  # before the DAG is built
+    print(f"Warning: {_warning}", file=sys.stderr)
 
 # models.offline / models.cache_dir: environment variables that every job inherits (execution settings, not params;
 # SLURM jobs get them through sbatch --export=ALL and re-parse this file anyway).

@@ -4,6 +4,7 @@ Each test checks the message and that nothing finished is lost. (The checkout pa
 is the smoke run's own path: tests/conftest.py, smoke_run.)"""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,3 +141,37 @@ def test_make_run_leaves_the_lock_of_a_live_snakemake_in_place(tmp_path):
     assert f"Snakemake already runs in {root.resolve()} (pid {running.pid}" in result.stderr
     assert lock.read_text() == "results/x\n", "the live lock is left in place"
     assert not (root / "results").exists(), "no job ran"
+
+
+def smoke_with(tmp_path: Path, **shapes) -> Path:
+    import yaml
+
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config["datasets"]["shapes"].update(shapes)
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_absurd_shard_counts_are_stopped_before_the_dag_is_built(tmp_path, monkeypatch, capsys):
+    """num_shards: 100000 built a DAG for 11 minutes until killed; more shards than images scheduled empty shards."""
+    from conftest import indexed_shapes
+
+    from genview.cli import main
+    from genview.data.shard import write_shards
+    from genview.errors import BadInputError
+
+    assert main(["config", "check", str(smoke_with(tmp_path, num_shards=100_000))]) == 0
+    assert "warning: datasets.*.num_shards (shapes: 100000) make about" in capsys.readouterr().err
+    # Once the dataset is indexed (12 training images), 13 shards are an error naming the key, before any job.
+    monkeypatch.chdir(tmp_path)
+    indexed_shapes(tmp_path, train_per_class=1)
+    (tmp_path / "results/data/shapes").mkdir()
+    shutil.copy(tmp_path / "results/data/s/manifest.csv", tmp_path / "results/data/shapes/manifest.csv")
+    assert main(["config", "check", str(smoke_with(tmp_path, num_shards=13))]) == 2
+    assert "datasets.shapes.num_shards: 13 shards for 12 training images" in capsys.readouterr().err
+    assert main(["config", "check", str(smoke_with(tmp_path, num_shards=12))]) == 0
+    # The shard job itself refuses too (a manifest too large to count at parse time is checked there).
+    with pytest.raises(BadInputError, match="12 train image\\(s\\) for num_shards 13: set the dataset's num_shards"):
+        write_shards("results/data/s/manifest.csv", 13, tmp_path / "shards")
+    assert not (tmp_path / "shards").exists()
