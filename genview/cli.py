@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenviewError as error:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
+    except BrokenPipeError:  # the reader of our output left (`genview config check --print ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
     # Every command's last line: no job log is empty, and a log without it is of a job that did not finish.
     logging.getLogger(__name__).info(
         "genview %s %s finished in %.1f s", args.stage, args.command, time.perf_counter() - started

@@ -175,3 +175,30 @@ def test_absurd_shard_counts_are_stopped_before_the_dag_is_built(tmp_path, monke
     with pytest.raises(BadInputError, match="12 train image\\(s\\) for num_shards 13: set the dataset's num_shards"):
         write_shards("results/data/s/manifest.csv", 13, tmp_path / "shards")
     assert not (tmp_path / "shards").exists()
+
+
+def test_sentences_instead_of_tracebacks(tmp_path):
+    """`config check --print ... | head` ended in BrokenPipeError; `make run` with a missing config file or a YAML tab
+    ended in Snakemake's traceback or in a message naming no file or line."""
+    pipe = subprocess.run(
+        f"{sys.executable} -m genview config check --print config/smoke.yaml | head -1",
+        shell=True,
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
+    assert pipe.stdout == "standalone: true\n"
+    assert pipe.stderr == ""
+    root = copy_workflow(tmp_path / "wf")
+    (root / ".venv").symlink_to(REPO / ".venv")
+    (root / "tabs.yaml").write_text("datasets:\n\tshapes: {}\n")
+    for config, message in (
+        ("does_not_exist.yaml", "genview config: error: config file not found: does_not_exist.yaml"),
+        ("tabs.yaml", "found character '\\t' that cannot start any token\n  in \"tabs.yaml\", line 2, column 1"),
+    ):
+        result = run_tool(["make", "-o", ".venv/.installed", "run", f"CONFIG={config}"], cwd=root, check=False)
+        assert result.returncode != 0
+        assert message in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    assert not (root / ".snakemake/locks").exists() and not (root / "results").exists(), "nothing ran"
