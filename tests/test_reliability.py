@@ -202,3 +202,26 @@ def test_sentences_instead_of_tracebacks(tmp_path):
         assert message in result.stdout + result.stderr
         assert "Traceback" not in result.stdout + result.stderr
     assert not (root / ".snakemake/locks").exists() and not (root / "results").exists(), "nothing ran"
+
+
+def test_a_dataset_root_that_is_a_file_is_named_so_and_an_unused_dataset_is_not_indexed(tmp_path, workdir, capsys):
+    import yaml
+    from conftest import job_counts, snakemake
+
+    from genview.cli import main
+
+    (tmp_path / "pets.tar").write_bytes(b"not a folder")
+    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config.setdefault("eval_datasets", {})["pets"] = {"kind": "imagefolder", "root": str(tmp_path / "pets.tar")}
+    path = tmp_path / "my.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # No evaluation reads it: nothing checks it, nothing indexes it.
+    assert main(["config", "check", str(path)]) == 0
+    counts = job_counts(snakemake("-n", "--cores", "1", "--configfile", path, workdir=workdir).stdout)
+    assert counts["index_dataset"] == 1, "only the training set is indexed"
+    config["evaluation"]["runs"].append({"protocols": ["knn"], "experiments": ["shapes_simclr_baseline"],
+                                         "datasets": ["pets"]})  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["config", "check", str(path)]) == 2
+    assert f"eval_datasets.pets.root: folder {tmp_path / 'pets.tar'} is a file, not a folder" in capsys.readouterr().err
