@@ -225,3 +225,21 @@ def test_a_dataset_root_that_is_a_file_is_named_so_and_an_unused_dataset_is_not_
     capsys.readouterr()
     assert main(["config", "check", str(path)]) == 2
     assert f"eval_datasets.pets.root: folder {tmp_path / 'pets.tar'} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_config_check_says_which_files_were_merged_and_where_each_key_came_from(tmp_path, capsys):
+    """`datasets:` removed from a copy of config/config.yaml was silently taken from the embedded default."""
+    import yaml
+
+    from genview.cli import main
+
+    copy = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    del copy["datasets"]
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(copy))
+    assert main(["config", "check", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"files, merged in this order: {REPO / 'config/config.yaml'} (the embedded default), {path}"
+    from_default = next(line for line in lines if line.startswith(f"  from {REPO / 'config/config.yaml'}"))
+    assert from_default.split(": ", 1)[1] == "datasets", "the one key the copy lacks comes from the default"
+    assert any("say standalone: true in your file" in line for line in lines)
