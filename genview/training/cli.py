@@ -56,6 +56,7 @@ def _train(args) -> None:
         os.execv(sys.executable, command)
     from genview.training.train import train
 
+    _check_views(args.views or [])
     experiment = json_argument(args.experiment, "--experiment")
     batch_size, world = experiment["recipe"]["batch_size"], int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's
     per_gpu = f"{batch_size // world} per process of {batch_size}" if world > 1 else str(batch_size)
@@ -76,6 +77,18 @@ def _train(args) -> None:
             device=device,
             execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS},
         )
+
+
+def _check_views(manifests: list[str]) -> None:
+    """Every view the training will draw exists with the size its generation wrote (a stat per view): a truncated
+    or deleted view is named here, with the repair, instead of failing mid-training without a file name."""
+    from genview.contracts import VIEWS
+    from genview.errors import BadInputError
+    from genview.generation.views import damaged_views, repair_advice
+
+    damaged = [item for manifest in manifests for item in damaged_views(VIEWS.read(manifest))]
+    if damaged:
+        raise BadInputError(repair_advice(damaged))
 
 
 def register(stages) -> None:
