@@ -243,3 +243,37 @@ def test_config_check_says_which_files_were_merged_and_where_each_key_came_from(
     from_default = next(line for line in lines if line.startswith(f"  from {REPO / 'config/config.yaml'}"))
     assert from_default.split(": ", 1)[1] == "datasets", "the one key the copy lacks comes from the default"
     assert any("say standalone: true in your file" in line for line in lines)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs (needs root, as CI and the developers' machines run); skipped where it cannot be mounted."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", disk], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", disk], check=True)
+
+
+def test_a_full_disk_is_named_with_the_file_and_nothing_finished_is_lost(small_disk):
+    """torch.save on a full disk said `RuntimeError ... unexpected pos 445056 vs 444944`."""
+    import torch
+
+    from genview.io import DiskFullError, atomic_path
+    from genview.training.train import _save
+
+    checkpoint = small_disk / "results/pretrain/x/checkpoint.pt"
+    _save({"w": torch.zeros(1000)}, checkpoint)  # a finished checkpoint
+    finished = checkpoint.read_bytes()
+    # Size known (a checkpoint's tensors): refused before anything is written.
+    with pytest.raises(DiskFullError, match=f"disk full: cannot write {checkpoint} \\(1.0 MiB needed\\): 0.[0-9] MiB"):
+        _save({"w": torch.zeros(2**18)}, checkpoint)
+    # Size unknown: the disk fills during torch.save.
+    with pytest.raises(DiskFullError, match=f"disk full: cannot write {checkpoint}: 0.0 MiB free .* on the filesystem"):
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"w": torch.zeros(2**18)}, tmp)
+    assert checkpoint.read_bytes() == finished, "the finished checkpoint is intact"
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["checkpoint.pt"], "no partial file is left"

@@ -139,8 +139,19 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a nested checkpoint (about its size on disk: the free space it needs)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(map(_tensor_bytes, obj.values()))
+    if isinstance(obj, (list, tuple)):
+        return sum(map(_tensor_bytes, obj))
+    return 0
+
+
 def _save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, expected_bytes=_tensor_bytes(obj)) as tmp:
         torch.save(obj, tmp)
 
 
