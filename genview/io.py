@@ -14,7 +14,6 @@ from typing import IO
 
 from genview.errors import GenviewError
 
-
 #: Free space below which a failed write is taken for a full disk (torch.save reports one as a RuntimeError).
 NEARLY_FULL_BYTES = 1 << 20
 
