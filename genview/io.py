@@ -75,6 +75,37 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def digest_path(path: str | os.PathLike) -> Path:
+    return Path(f"{path}.digest.json")
+
+
+def write_digest(path: str | os.PathLike) -> None:
+    """Record ``path``'s size and SHA-256 beside it (``<path>.digest.json``), for :func:`digest_problem`."""
+    import json
+
+    with atomic_open(digest_path(path)) as handle:
+        json.dump({"bytes": os.path.getsize(path), "sha256": file_sha256(path)}, handle)
+
+
+def digest_problem(path: str | os.PathLike, full: bool = False) -> str | None:
+    """What differs between ``path`` and the size (and, with ``full``, the SHA-256) recorded when it was written;
+    None when it matches or nothing was recorded."""
+    import json
+
+    try:
+        recorded = json.loads(digest_path(path).read_text())
+    except FileNotFoundError:
+        return None
+    if not os.path.exists(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if size != recorded["bytes"]:
+        return f"{size} bytes where {recorded['bytes']} were written (truncated or damaged)"
+    if full and file_sha256(path) != recorded["sha256"]:
+        return "its content differs from what was written (SHA-256)"
+    return None
+
+
 def settings_stamp(settings: dict) -> str:
     """A short hash of everything that determines a cached output (its "stamp"): equal stamps, equal outputs."""
     import json

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,24 @@ def _shard_problems(config: dict, results: Path) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
+def _checkpoint_problems(experiments: dict, results: Path) -> list[str]:
+    """A finished checkpoint whose size differs from the one its training recorded (a stat each): stopped before
+    the DAG is built, since the evaluations Snakemake would rerun on it delete their old results first."""
+    from genview.io import digest_problem
+
+    problems = []
+    for name in sorted(experiments):
+        path = results / "pretrain" / name / "checkpoint.pt"
+        problem = path.is_file() and digest_problem(path)
+        if problem:
+            folder = path.parent
+            problems.append(
+                f"{path}: {problem}. Its evaluation results are kept; to retrain, delete {folder} (the checkpoint "
+                f"is write-protected: `rm -rf {shlex.quote(str(folder))}`) and run again"
+            )
+    return problems
+
+
 def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[str]:
     problems = []
     used = {d for _, _, d in evaluations} | set(config["datasets"])
@@ -249,7 +268,7 @@ def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, sourc
     if config["check_files"]:
         problems += _file_problems(config, resolved.experiments, resolved.evaluations)
     shard_problems, resolved.warnings = _shard_problems(config, Path("results"))
-    problems += shard_problems
+    problems += shard_problems + _checkpoint_problems(resolved.experiments, Path("results"))
     if problems:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(f"{source}: {len(problems)} problem(s) found before any job ran:\n{lines}", problems)

@@ -277,3 +277,31 @@ def test_a_full_disk_is_named_with_the_file_and_nothing_finished_is_lost(small_d
             torch.save({"w": torch.zeros(2**18)}, tmp)
     assert checkpoint.read_bytes() == finished, "the finished checkpoint is intact"
     assert [p.name for p in checkpoint.parent.iterdir()] == ["checkpoint.pt"], "no partial file is left"
+
+
+def test_a_truncated_checkpoint_stops_the_run_before_its_evaluation_results_are_deleted(workdir):
+    """The evaluations Snakemake reran on a truncated checkpoint deleted their old results before failing, and
+    nothing told the user to delete the write-protected pretrain folder to retrain."""
+    import torch
+    from conftest import snakemake
+
+    from genview.errors import BadInputError
+    from genview.evaluation.checkpoints import read_checkpoint
+    from genview.io import write_digest
+    from genview.training.train import _save
+
+    folder = workdir / "results/pretrain/shapes_simclr_baseline"
+    checkpoint = folder / "checkpoint.pt"
+    _save({"format": 1, "backbone": {"w": torch.zeros(1000)}}, checkpoint)
+    write_digest(checkpoint)
+    result = workdir / "results/eval/shapes_simclr_baseline/cached/shapes.json"
+    result.parent.mkdir(parents=True)
+    result.write_text('{"knn": {"top1": 0.5}}')
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    run = snakemake(result, "--cores", "1", "--configfile", REPO / "config/smoke.yaml", workdir=workdir, check=False)
+    assert run.returncode != 0
+    assert "results/pretrain/shapes_simclr_baseline/checkpoint.pt: 1000 bytes where" in run.stderr + run.stdout
+    assert "rm -rf results/pretrain/shapes_simclr_baseline" in run.stderr + run.stdout
+    assert result.read_text() == '{"knn": {"top1": 0.5}}', "the old evaluation result is kept"
+    with pytest.raises(BadInputError, match="truncated or damaged\\); its evaluation results are kept. To retrain"):
+        read_checkpoint(checkpoint)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from genview import distributed
 from genview.contracts import MANIFEST
 from genview.errors import GenviewError
-from genview.io import atomic_path, file_sha256
+from genview.io import atomic_path, file_sha256, write_digest
 from genview.methods import method_class
 from genview.progress import progress
 from genview.quality.weights import loss_coefficients
@@ -536,6 +536,7 @@ class Trainer:
             ),
             self.out_dir / "checkpoint.pt",
         )
+        write_digest(self.out_dir / "checkpoint.pt")  # checked before the workflow plans its evaluations
         log.info(
             "%s: %d steps (%d skipped), checkpoint written",
             self.experiment["name"],
