@@ -245,6 +245,12 @@ OUTPUTS = (
     ),
     ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
     (
+        "results/pretrain/{experiment}/checkpoint.pt.digest.json, .writer.lock",
+        "pretrain",
+        "the checkpoint's size and SHA-256 (a truncated checkpoint stops the run before its evaluations are "
+        "redone); the lock held by the training that writes the folder",
+    ),
+    (
         "results/models/trained/encoder/",
         "train_encoder",
         "the tiny open_clip encoder trained on a shapes dataset (models.trained_encoder)",
