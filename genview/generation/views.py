@@ -313,11 +313,9 @@ def _ground_truth(task: ViewTask) -> dict:
 def damaged_views(manifest: pd.DataFrame, digests: bool = False) -> list[tuple[str, str]]:
     """(view, what is wrong) for each view of ``manifest`` that is missing, or whose size (and, with ``digests``,
     SHA-256) differs from what its generation job recorded. Sizes cost a ``stat`` per view; digests read every file.
-    Manifests written before sizes were recorded have none to check against."""
+    Manifests written before sizes were recorded are checked for missing views only."""
     damaged = []
-    if "bytes" not in manifest.columns:
-        return damaged
-    for row in manifest[["view", "bytes", "sha256"]].itertuples(index=False):
+    for row in manifest.reindex(columns=["view", "bytes", "sha256"]).itertuples(index=False):
         try:
             size = os.path.getsize(row.view)
         except FileNotFoundError:
@@ -325,7 +323,7 @@ def damaged_views(manifest: pd.DataFrame, digests: bool = False) -> list[tuple[s
             continue
         if pd.notna(row.bytes) and size != int(row.bytes):
             damaged.append((row.view, f"{size} bytes where its generation wrote {int(row.bytes)} (truncated?)"))
-        elif digests and isinstance(row.sha256, str) and file_sha256(row.view) != row.sha256:
+        elif digests and isinstance(row.sha256, str) and row.sha256 and file_sha256(row.view) != row.sha256:
             damaged.append((row.view, "content differs from what its generation wrote (SHA-256)"))
     return damaged
 

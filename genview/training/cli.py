@@ -86,7 +86,7 @@ def _check_views(manifests: list[str]) -> None:
     from genview.errors import BadInputError
     from genview.generation.views import damaged_views, repair_advice
 
-    damaged = [item for manifest in manifests for item in damaged_views(VIEWS.read(manifest))]
+    damaged = [item for manifest in manifests for item in damaged_views(VIEWS.read(manifest, need=("view",)))]
     if damaged:
         raise BadInputError(repair_advice(damaged))
 
