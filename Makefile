@@ -23,13 +23,17 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml Makefile
 	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# The config is checked first: a missing file or a YAML error is named with its line, where Snakemake would print a
+# traceback or a message that names no file.
 # flock: one `make run` per checkout at a time (held by the flock process only, -o: the jobs do not inherit it, so it
-# ends with the run). Holding it, any Snakemake lock left in .snakemake/locks is stale (a run that was killed), so it
-# is removed; the profile reruns the jobs the kill left incomplete.
+# ends with the run). Holding it, a Snakemake lock left in .snakemake/locks is removed only when no Snakemake process
+# works in this checkout (a plain `snakemake` started by hand holds a live one): then it is stale, from a run that was
+# killed, and the profile reruns the jobs the kill left incomplete.
 run: $(STAMP)
 	@mkdir -p .snakemake
 	@flock --close --timeout 10 --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
-		'snakemake --unlock --cores 1 > /dev/null && snakemake --cores all --configfile $(CONFIG) \
+		'python -m genview config check $(CONFIG) > /dev/null && python -m genview.runtime live-snakemake \
+		 && snakemake --unlock --cores 1 > /dev/null && snakemake --cores all --configfile $(CONFIG) \
 		 && snakemake --cores all --configfile $(CONFIG) --report results/report.html' \
 		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }
 

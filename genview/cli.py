@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
 from genview.errors import GenviewError
 from genview.gpu_lease import lease_gpus
+from genview.runtime import end_with_snakemake
 
 STAGES = (
     "genview.config_cli",
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         force=True,
     )
     started = time.perf_counter()
+    end_with_snakemake()
     try:
         if args.gpus is not None:  # before the command imports torch, which reads CUDA_VISIBLE_DEVICES once
             lease_gpus(args.gpus)
@@ -62,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenviewError as error:
         print(f"genview {args.stage}: error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
+    except BrokenPipeError:  # the reader of our output left (`genview config check --print ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        return 1
     # Every command's last line: no job log is empty, and a log without it is of a job that did not finish.
     logging.getLogger(__name__).info(
         "genview %s %s finished in %.1f s", args.stage, args.command, time.perf_counter() - started

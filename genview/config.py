@@ -166,6 +166,21 @@ def workflow_config(files: list[str | Path], default: str | Path = DEFAULT_CONFI
     return merge_config(read_yaml(default), given)
 
 
+def config_sources(files: list[str | Path], default: str | Path = DEFAULT_CONFIG) -> tuple[list[str], dict[str, str]]:
+    """Which files :func:`workflow_config` combines, in order (the embedded default first unless the files replace
+    it), and for each top-level key the last of them that sets it (keys no file sets come from the schema's
+    defaults)."""
+    given = [(str(path), read_yaml(path)) for path in files]
+    merged = {}
+    for _, content in given:
+        merge_config(merged, copy.deepcopy(content))
+    layers = given if replaces_default(merged) else [(f"{default} (the embedded default)", read_yaml(default)), *given]
+    sources = {}
+    for name, content in layers:
+        sources.update(dict.fromkeys(content, name))
+    return [name for name, _ in layers], sources
+
+
 def load_config_files(paths: list[str | Path]) -> dict:
     """The validated config of ``snakemake --configfile A B ...`` (see :func:`workflow_config`)."""
     return validate_config(workflow_config(paths), source=" + ".join(map(str, paths)))

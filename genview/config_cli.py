@@ -15,6 +15,8 @@ def _check(args) -> None:
     source = " + ".join(map(str, args.files))
     config = workflow_config(args.files)
     resolved = resolve_config(config, SCHEMA_PATH.parent.parent, source=source)
+    for warning in resolved.warnings:
+        print(f"{source}: warning: {warning}", file=sys.stderr)
     if args.print:
         yaml.safe_dump(config, sys.stdout, sort_keys=False)
     else:
@@ -22,6 +24,25 @@ def _check(args) -> None:
             f"{source}: valid ({len(resolved.experiments)} experiment(s), {len(resolved.evaluations)} "
             f"evaluation(s), {len(resolved.tables)} table(s){'' if config['check_files'] else '; files not checked'})"
         )
+        _print_sources(args.files)
+
+
+def _print_sources(files) -> None:
+    """Which files were combined and where each top-level key came from: a key deleted from a copy of the embedded
+    default still comes from the default (a merge adds and changes keys, it cannot remove one)."""
+    from genview.config import config_sources, load_schema
+
+    layers, sources = config_sources(files)
+    how = "merged in this order" if len(layers) > 1 else "alone (standalone: true or derive), not merged"
+    print(f"files, {how}: {', '.join(layers)}")
+    by_file: dict[str, list[str]] = {}
+    for key in load_schema()["properties"]:
+        by_file.setdefault(sources.get(key, "the schema's defaults"), []).append(key)
+    for name in [*layers, "the schema's defaults"]:
+        if by_file.get(name):
+            print(f"  from {name}: {', '.join(by_file[name])}")
+    if len(layers) > 1:
+        print("  (to drop a key of the embedded default, say standalone: true in your file: it then replaces it)")
 
 
 def _estimate(args) -> None:

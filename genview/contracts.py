@@ -141,6 +141,8 @@ VIEWS = Contract(
         "guidance_scale": ("float", "guidance used"),
         "seed": ("int", "the view's own seed"),
         "stamp": ("str", "hash of everything that set the view's pixels; also in its file name"),
+        "bytes": ("int", "the view file's size, checked before training (a truncated or deleted view is named)"),
+        "sha256": ("str", "the view file's SHA-256, checked by `genview generation verify`"),
         "view_label": ("str", "the class the view shows (generators that know it: the shapes renderer)"),
         "class_changed": ("bool", "whether that class differs from the source image's"),
         "kept_attributes": (
@@ -148,7 +150,7 @@ VIEWS = Contract(
             "the source's attributes (IC, ITC) or the caption's stated ones (TC) the view kept, ';'-joined",
         ),
     },
-    optional=("view_label", "class_changed", "kept_attributes"),
+    optional=("bytes", "sha256", "view_label", "class_changed", "kept_attributes"),
 )
 QUALITY_SCORES = Contract(
     "quality audit scores",
@@ -242,6 +244,12 @@ OUTPUTS = (
         "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment",
     ),
     ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
+    (
+        "results/pretrain/{experiment}/checkpoint.pt.digest.json, .writer.lock",
+        "pretrain",
+        "the checkpoint's size and SHA-256 (a truncated checkpoint stops the run before its evaluations are "
+        "redone); the lock held by the training that writes the folder",
+    ),
     (
         "results/models/trained/encoder/",
         "train_encoder",

@@ -12,7 +12,9 @@ Import-light: the Snakefile runs it at parse time, in every job.
 
 from __future__ import annotations
 
+import csv
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,8 @@ class Resolved:
     execution: dict[str, dict] = field(default_factory=dict)
     evaluations: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     tables: dict[str, dict] = field(default_factory=dict)
+    #: Not errors, but worth saying before the DAG is built (printed by the Snakefile and by `genview config check`).
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- which stages a config uses -----------------------------------------------------------------------------------
@@ -143,6 +147,58 @@ def _report_problems(config: dict, experiments: dict, tables: dict | None = None
     return problems
 
 
+#: Snakemake's DAG of more jobs than this takes minutes and gigabytes to build (100,000 shards: 11 minutes and
+#: 2.7 GB before it was killed); the paper config has about 5,000 jobs.
+DAG_WARN_JOBS = 20_000
+#: A manifest up to this size is counted at parse time to compare num_shards with its rows (a bigger dataset is
+#: checked by its shard job, before any view is generated).
+COUNTED_MANIFEST_BYTES = 16 << 20
+
+
+def _shard_problems(config: dict, results: Path) -> tuple[list[str], list[str]]:
+    """More shards than training images (empty shards) is an error; a shard count whose jobs make a DAG too big to
+    build quickly is a warning. Returns (problems, warnings)."""
+    problems, jobs = [], 0
+    for name, spec in config["datasets"].items():
+        shards = spec["num_shards"]
+        jobs += shards * (2 + len(spec["sources"]) + len(analysis_parts(config, name)))  # shard, views, parts
+        manifest = results / "data" / name / "manifest.csv"
+        if shards > 1 and manifest.is_file() and manifest.stat().st_size <= COUNTED_MANIFEST_BYTES:
+            with open(manifest, newline="") as handle:
+                rows = sum(row.get("split") == "train" for row in csv.DictReader(handle))
+            if shards > rows:
+                problems.append(
+                    f"datasets.{name}.num_shards: {shards} shards for {rows} training images ({manifest}); "
+                    f"at most {rows}, or some shards are empty"
+                )
+    warnings = []
+    if jobs > DAG_WARN_JOBS:
+        counts = ", ".join(f"{name}: {spec['num_shards']}" for name, spec in config["datasets"].items())
+        warnings.append(
+            f"datasets.*.num_shards ({counts}) make about {jobs:,} per-shard jobs; Snakemake needs minutes and "
+            f"gigabytes of memory to plan more than {DAG_WARN_JOBS:,} (fewer, larger shards plan in seconds)"
+        )
+    return problems, warnings
+
+
+def _checkpoint_problems(experiments: dict, results: Path) -> list[str]:
+    """A finished checkpoint whose size differs from the one its training recorded (a stat each): stopped before
+    the DAG is built, since the evaluations Snakemake would rerun on it delete their old results first."""
+    from genview.io import digest_problem
+
+    problems = []
+    for name in sorted(experiments):
+        path = results / "pretrain" / name / "checkpoint.pt"
+        problem = path.is_file() and digest_problem(path)
+        if problem:
+            folder = path.parent
+            problems.append(
+                f"{path}: {problem}. Its evaluation results are kept; to retrain, delete {folder} (the checkpoint "
+                f"is write-protected: `rm -rf {shlex.quote(str(folder))}`) and run again"
+            )
+    return problems
+
+
 def _file_problems(config: dict, experiments: dict, evaluations: dict) -> list[str]:
     problems = []
     used = {d for _, _, d in evaluations} | set(config["datasets"])
@@ -210,6 +266,8 @@ def resolve_config(config: dict, workflow_dir: str | os.PathLike = ".", *, sourc
     problems += _zeroshot_problems(config, resolved.evaluations)
     if config["check_files"]:
         problems += _file_problems(config, resolved.experiments, resolved.evaluations)
+    shard_problems, resolved.warnings = _shard_problems(config, Path("results"))
+    problems += shard_problems + _checkpoint_problems(resolved.experiments, Path("results"))
     if problems:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(f"{source}: {len(problems)} problem(s) found before any job ran:\n{lines}", problems)

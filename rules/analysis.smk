@@ -23,9 +23,9 @@ rule fit_foreground:
         analysis=subset(config["analysis"], FIT_FOREGROUND_KEYS),
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} analysis fit-foreground --manifest {input.manifest}"
-        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit}"
-        " --overlay {output.overlay} > {log} 2>&1"
+        "python -m genview --gpus {resources.gpu} analysis fit-foreground --manifest {input.manifest:q}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit:q}"
+        " --overlay {output.overlay:q} > {log:q} 2>&1"
 
 
 rule foreground_shard:
@@ -48,8 +48,8 @@ rule foreground_shard:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=subset(config["analysis"], FOREGROUND_KEYS),
     shell:
-        "python -m genview --gpus {resources.gpu} analysis foreground --shard {input.shard} --fit {input.fit}"
-        " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output} > {log} 2>&1"
+        "python -m genview --gpus {resources.gpu} analysis foreground --shard {input.shard:q} --fit {input.fit:q}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule complexity_shard:
@@ -70,5 +70,5 @@ rule complexity_shard:
         analysis=subset(config["analysis"], COMPLEXITY_KEYS),
         llm=complexity_llm_options,
     shell:
-        "python -m genview --gpus {resources.gpu} analysis complexity --shard {input.shard}"
-        " --analysis {params.analysis:q} {params.llm} --out {output} > {log} 2>&1"
+        "python -m genview --gpus {resources.gpu} analysis complexity --shard {input.shard:q}"
+        " --analysis {params.analysis:q} {params.llm} --out {output:q} > {log:q} 2>&1"

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from genview.config import dataset_generation, derive_config
@@ -27,6 +28,8 @@ try:
     RESOLVED = resolve_config(config, workflow.basedir)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+for _warning in RESOLVED.warnings:  # before the DAG is built
+    print(f"Warning: {_warning}", file=sys.stderr)
 
 # models.offline / models.cache_dir: environment variables that every job inherits (execution settings, not params;
 # SLURM jobs get them through sbatch --export=ALL and re-parse this file anyway).
@@ -113,7 +116,9 @@ def shard_files(dataset):
 
 
 def all_outputs():
-    outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(ALL_DATASETS))
+    # The datasets some job reads: an evaluation dataset that no evaluation uses is not indexed (nor checked).
+    used = set(TRAIN_DATASETS) | {dataset for _, _, dataset in EVALUATIONS}
+    outputs = expand("results/data/{dataset}/manifest.csv", dataset=sorted(used))
     for dataset in TRAIN_DATASETS:
         outputs += view_manifests(dataset)  # implies every shard and every shard's views
     return outputs + foreground_fits() + pretrain_outputs() + evaluation_outputs()
@@ -226,7 +231,7 @@ def view_analysis_parts(wildcards):
 def analysis_part_options(wildcards, input):
     """--foreground/--complexity for the parts a job reads (a file each, or the files of every shard)."""
     return " ".join(
-        f"--{part} {input[part] if isinstance(input[part], str) else ' '.join(input[part])}"
+        f"--{part} {shlex.join([input[part]] if isinstance(input[part], str) else input[part])}"
         for part in ANALYSIS_PARTS
         if part in input.keys()
     )
@@ -299,7 +304,7 @@ def pretrain_inputs(wildcards):
 
 
 def quality_vector_option(wildcards, input):
-    return f"--quality-vector {input.quality_vector}" if "quality_vector" in input.keys() else ""
+    return f"--quality-vector {shlex.quote(input.quality_vector)}" if "quality_vector" in input.keys() else ""
 
 
 def experiment_resource(key):
@@ -352,7 +357,8 @@ from types import SimpleNamespace
 from genview.report.tables import cell_sources
 
 REPORT = config["report"]
-TABLES_FILE = Path(workflow.basedir, REPORT["tables"]) if REPORT["tables"] else None
+# Relative to the working directory, so that moving the checkout (with its results) reruns no table job.
+TABLES_FILE = os.path.relpath(Path(workflow.basedir, REPORT["tables"])) if REPORT["tables"] else None
 TABLES = RESOLVED.tables
 
 
@@ -395,8 +401,8 @@ def gallery_outputs():
 
 def gallery_file_options(wildcards, input, output):
     """--fit/--out-ic and --out-tc for the galleries the dataset has (IC: adaptive noise; TC: adaptive guidance)."""
-    options = [f"--fit {input.fit} --out-ic {output.ic}"] if "ic" in output.keys() else []
-    return " ".join(options + ([f"--out-tc {output.tc}"] if "tc" in output.keys() else []))
+    options = [f"--fit {shlex.quote(input.fit)} --out-ic {shlex.quote(output.ic)}"] if "ic" in output.keys() else []
+    return " ".join(options + ([f"--out-tc {shlex.quote(output.tc)}"] if "tc" in output.keys() else []))
 
 
 def gallery_options():
@@ -461,7 +467,7 @@ def checks_options():
     )
     if checks["learning_table"]:
         options += (
-            f" --tables {REPORT['tables']} --learning-table {checks['learning_table']}"
+            f" --tables {shlex.quote(TABLES_FILE)} --learning-table {checks['learning_table']}"
             f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
         )
     if checks["zeroshot_table"]:

@@ -13,7 +13,7 @@ rule make_shapes:
     params:
         spec=shapes_spec_json,
     shell:
-        "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log} 2>&1"
+        "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule make_synthetic:
@@ -28,7 +28,7 @@ rule make_synthetic:
     params:
         spec=synthetic_spec_json,
     shell:
-        "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} > {log} 2>&1"
+        "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule index_dataset:
@@ -49,7 +49,7 @@ rule index_dataset:
         out_dir=subpath(output.manifest, parent=True),
     shell:
         "python -m genview data index --dataset {wildcards.dataset} --spec {params.spec:q}"
-        " --out-dir {params.out_dir} --workers {threads} > {log} 2>&1"
+        " --out-dir {params.out_dir:q} --workers {threads} > {log:q} 2>&1"
 
 
 # The shard count is per dataset and outputs cannot be input functions, so each training dataset gets its
@@ -71,5 +71,5 @@ for _dataset in TRAIN_DATASETS:
             num_shards=config["datasets"][_dataset]["num_shards"],
             out_dir=lambda wildcards, output: Path(output[0]).parent,
         shell:
-            "python -m genview data shard --manifest {input} --num-shards {params.num_shards}"
-            " --out-dir {params.out_dir} > {log} 2>&1"
+            "python -m genview data shard --manifest {input:q} --num-shards {params.num_shards}"
+            " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -26,11 +26,11 @@ rule evaluate_cached:
         protocols=cached_protocols_json,
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} evaluation cached --checkpoint {input.checkpoint}"
-        " --manifest {input.manifest} --dataset {wildcards.dataset} --experiment {wildcards.experiment}"
+        "python -m genview --gpus {resources.gpu} evaluation cached --checkpoint {input.checkpoint:q}"
+        " --manifest {input.manifest:q} --dataset {wildcards.dataset} --experiment {wildcards.experiment}"
         " --spec {params.spec:q} --protocols {params.protocols:q} --seed {params.seed}"
         " --batch-size {params.batch_size} --num-workers {resources.loader_workers}"
-        " --features {output.features} --out {output.results} > {log} 2>&1"
+        " --features {output.features:q} --out {output.results:q} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -57,6 +57,6 @@ rule evaluate:
         seed=config["seed"],
     shell:
         "python -m genview --gpus {resources.gpu} evaluation run --protocol {wildcards.protocol}"
-        " --experiment {wildcards.experiment} --checkpoint {input.checkpoint} --dataset {wildcards.dataset}"
-        " --spec {params.spec:q} --features {input.features} --settings {params.settings:q} --seed {params.seed}"
-        " --num-workers {resources.loader_workers} --out {output} > {log} 2>&1"
+        " --experiment {wildcards.experiment} --checkpoint {input.checkpoint:q} --dataset {wildcards.dataset}"
+        " --spec {params.spec:q} --features {input.features:q} --settings {params.settings:q} --seed {params.seed}"
+        " --num-workers {resources.loader_workers} --out {output:q} > {log:q} 2>&1"

@@ -27,9 +27,9 @@ rule generate_views:
         parts=analysis_part_options,
     shell:
         "python -m genview --gpus {resources.gpu} generation views --source {wildcards.source}"
-        " --shard {input.shard} {params.parts} --views-dir {params.views_dir} --out {output}"
+        " --shard {input.shard:q} {params.parts} --views-dir {params.views_dir:q} --out {output:q}"
         " --generation {params.generation:q} --model {params.model:q} --seed {params.seed}"
-        " --on-bad-image {params.on_bad_image} > {log} 2>&1"
+        " --on-bad-image {params.on_bad_image} > {log:q} 2>&1"
 
 
 # Training reads one view manifest per (dataset, source); one edge per source instead of one per shard also keeps the
@@ -45,4 +45,4 @@ rule collect_views:
     conda:
         "../envs/models.yaml"
     shell:
-        "python -m genview generation collect --out {output} {input} > {log} 2>&1"
+        "python -m genview generation collect --out {output:q} {input:q} > {log:q} 2>&1"

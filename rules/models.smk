@@ -13,7 +13,7 @@ rule build_tiny_models:
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
     shell:
-        "python -m genview models build-tiny --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m genview models build-tiny --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 # Two encoders from the same settings: the foreground and quality encoder (token heads on the masks and labels of
@@ -36,8 +36,8 @@ rule train_encoder:
         settings=lambda wildcards: as_json(config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]),
         out_dir=lambda wildcards, output: Path(output[0]).parent,
     shell:
-        "python -m genview models train-encoder --manifest {input} --settings {params.settings:q}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m genview models train-encoder --manifest {input:q} --settings {params.settings:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 # One job per size (full: the published configurations, built on a GPU when there is one; small: for the CPU).
@@ -64,4 +64,4 @@ rule build_rehearsal_models:
         ),
     shell:
         "python -m genview --gpus {resources.gpu} models build-rehearsal --size {wildcards.size}"
-        " --out-dir {params.out_dir} {params.variants} > {log} 2>&1"
+        " --out-dir {params.out_dir:q} {params.variants} > {log:q} 2>&1"

@@ -33,7 +33,7 @@ rule pretrain:
     # which saves a resume point, and does not end the shell first (and with it Snakemake's wait for the job).
     shell:
         "exec python -m genview --gpus {resources.gpu} pretrain run --experiment {params.experiment:q}"
-        " --out-dir {params.out_dir} --manifest {input.manifest} --views {input.views} {params.quality}"
+        " --out-dir {params.out_dir:q} --manifest {input.manifest:q} --views {input.views:q} {params.quality}"
         " --nproc {resources.gpu} --num-workers {resources.loader_workers}"
         " --save-every-epochs {resources.save_every_epochs} --save-every-steps {resources.save_every_steps}"
-        " --max-nonfinite-in-row {resources.max_nonfinite_in_row} > {log} 2>&1"
+        " --max-nonfinite-in-row {resources.max_nonfinite_in_row} > {log:q} 2>&1"

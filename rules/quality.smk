@@ -20,6 +20,6 @@ rule fit_quality_vector:
         analysis=subset(config["analysis"], FIT_QUALITY_KEYS),
         seed=config["seed"],
     shell:
-        "python -m genview --gpus {resources.gpu} quality fit-vector --manifest {input.manifest}"
-        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output}"
-        " > {log} 2>&1"
+        "python -m genview --gpus {resources.gpu} quality fit-vector --manifest {input.manifest:q}"
+        " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output:q}"
+        " > {log:q} 2>&1"

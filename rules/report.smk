@@ -22,8 +22,8 @@ for _table in TABLES:
         params:
             name=_table,
         shell:
-            "python -m genview report table {params.name} --tables {input.spec} --results results/eval"
-            " --out-dir results/tables > {log} 2>&1"
+            "python -m genview report table {params.name} --tables {input.spec:q} --results results/eval"
+            " --out-dir results/tables > {log:q} 2>&1"
 
 
 if REPORT["tsne"]:
@@ -43,7 +43,7 @@ if REPORT["tsne"]:
         params:
             options=tsne_options(),
         shell:
-            "python -m genview report tsne {params.options} --out {output.png} --points {output.points} > {log} 2>&1"
+            "python -m genview report tsne {params.options} --out {output.png:q} --points {output.points:q} > {log:q} 2>&1"
 
 
 if REPORT["gallery"]:
@@ -75,9 +75,9 @@ if REPORT["gallery"]:
             files=gallery_file_options,
             parts=analysis_part_options,
         shell:
-            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard} {params.parts}"
+            "python -m genview --gpus {resources.gpu} report gallery --shard {input.shard:q} {params.parts}"
             " --fg-encoder {params.fg_encoder:q} --unclip {params.unclip:q} --text2img {params.text2img:q}"
-            " --generation {params.generation:q} {params.options} {params.files} > {log} 2>&1"
+            " --generation {params.generation:q} {params.options} {params.files} > {log:q} 2>&1"
 
 
 if REPORT["quality_audit"]:
@@ -102,9 +102,9 @@ if REPORT["quality_audit"]:
             encoder=as_json(config["models"]["quality_encoder"]),
             options=quality_audit_options(),
         shell:
-            "python -m genview --gpus {resources.gpu} report quality --manifest {input.manifest}"
-            " --views {input.views} --vector {input.vector} --encoder {params.encoder:q} {params.options}"
-            " --out {output.png} --scores {output.scores} > {log} 2>&1"
+            "python -m genview --gpus {resources.gpu} report quality --manifest {input.manifest:q}"
+            " --views {input.views:q} --vector {input.vector:q} --encoder {params.encoder:q} {params.options}"
+            " --out {output.png:q} --scores {output.scores:q} > {log:q} 2>&1"
 
 
 if REPORT["checks"]:
@@ -128,16 +128,16 @@ if REPORT["checks"]:
             options=checks_options(),
             parts=analysis_part_options,
             unsupervised=lambda wildcards, input: (
-                f"--unsupervised-encoder {Path(input.unsupervised_encoder).parent}"
+                f"--unsupervised-encoder {shlex.quote(str(Path(input.unsupervised_encoder).parent))}"
                 if "unsupervised_encoder" in input.keys()
                 else ""
             ),
         shell:
-            "python -m genview report checks --manifest {input.manifest} --fit {input.fit}"
+            "python -m genview report checks --manifest {input.manifest:q} --fit {input.fit:q}"
             " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
-            " --vector {input.vector} --views {input.views} {params.parts} {params.options}"
-            " --training-metrics {input.metrics} {params.unsupervised}"
-            " --out-json {output.json} --out-md {output.md} > {log} 2>&1"
+            " --vector {input.vector:q} --views {input.views:q} {params.parts} {params.options}"
+            " --training-metrics {input.metrics:q} {params.unsupervised}"
+            " --out-json {output.json:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
 if REPORT["cost"]:
@@ -159,7 +159,7 @@ if REPORT["cost"]:
             stages=lambda wildcards: " ".join(rule.name for rule in workflow.rules),
         shell:
             "python -m genview report cost --benchmarks results/benchmarks --rule-gpus {params.gpus:q}"
-            " --stages {params.stages} --out-prefix results/tables/cost > {log} 2>&1"
+            " --stages {params.stages} --out-prefix results/tables/cost > {log:q} 2>&1"
 
 
 # A `table_*` or `figure_*` target that names no rule reaches this one, which says which targets exist (instead of

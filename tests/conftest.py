@@ -141,14 +141,16 @@ def job_counts(dry_run_stdout: str) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """`make run CONFIG=config/smoke.yaml` in a copy of the workflow, SIGKILLed a third of the way with its Snakemake
+    """`make run CONFIG=config/smoke.yaml` in a copy of the workflow (in a folder named with a space and an
+    apostrophe), SIGKILLed a third of the way with its Snakemake
     and jobs, then run again to completion: the kill test checks the counts, and every test that only reads a
     finished run (or dry-runs against it, without changing its files) uses the same folder."""
     import signal
     import time
     from types import SimpleNamespace
 
-    root = copy_workflow(tmp_path_factory.mktemp("smoke_run") / "wf")
+    # A checkout path with a space and an apostrophe, as a user's may have: every path must reach the jobs quoted.
+    root = copy_workflow(tmp_path_factory.mktemp("smoke_run") / "it's a checkout")
     (root / ".venv").symlink_to(REPO / ".venv")
     total = job_counts(run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=root).stdout)[
         "total"

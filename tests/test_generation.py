@@ -267,3 +267,35 @@ def test_collected_manifest_is_the_shards_in_order(tmp_path):
     (tmp_path / "bad.csv").write_text("id,view\n1,a.jpg\n")
     with pytest.raises(BadInputError, match=r"bad.csv: not a view manifest \(missing column"):
         collect_manifests([tmp_path / "bad.csv"], tmp_path / "x.csv")
+
+
+def test_a_damaged_view_is_named_before_training_and_verify_repairs_exactly_its_shard(tiny, tmp_path, capsys):
+    """A truncated or deleted view went unnoticed until the training that drew it crashed without a file name."""
+    from genview.cli import main
+
+    shard_dir = tmp_path / "results/views/s/ic/0"
+    first = generate(tiny, "ic", shard_dir)
+    collected = tmp_path / "results/views/s/ic.manifest.csv"
+    collect_manifests([shard_dir.with_suffix(".manifest.csv")], collected)
+    truncated, deleted, altered = first.view[0], first.view[1], first.view[2]
+    Path(truncated).write_bytes(Path(truncated).read_bytes()[:50])
+    Path(deleted).unlink()
+    content = bytearray(Path(altered).read_bytes())
+    content[-3] ^= 0xFF  # same size, other bytes: only the digest sees it
+    Path(altered).write_bytes(bytes(content))
+    train = ["pretrain", "run", "--experiment", "{}", "--out-dir", str(tmp_path / "results/pretrain/x"),
+             "--manifest", "unused.csv", "--device", "cpu", "--views", str(collected)]  # fmt: skip
+    assert main(train) == 2
+    error = capsys.readouterr().err
+    assert "2 generated view(s) are damaged or missing" in error
+    assert f"{truncated}: 50 bytes where its generation wrote" in error and f"{deleted}: missing" in error
+    assert f"generation verify --repair {shard_dir.with_suffix('.manifest.csv')}" in error
+    assert not (tmp_path / "results/pretrain/x/metrics.jsonl").exists()
+    assert main(["generation", "verify", str(collected)]) == 2
+    assert f"{altered}: content differs" in capsys.readouterr().err
+    assert main(["generation", "verify", "--repair", str(collected)]) == 0
+    assert not shard_dir.with_suffix(".manifest.csv").exists(), "its generation job is scheduled again"
+    untouched = {v: os.stat(v).st_mtime_ns for v in first.view[3:]}
+    again = generate(tiny, "ic", shard_dir)  # what the rerun's job does
+    assert digests(again) == digests(first)
+    assert {v: os.stat(v).st_mtime_ns for v in first.view[3:]} == untouched, "the whole views are reused"

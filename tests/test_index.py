@@ -1,6 +1,7 @@
 import io
 import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -84,9 +85,10 @@ def test_imagefolder_with_bad_corpus(tmp_path):
     assert manifest.set_index("path").loc[str(root / "train/cats/rgb.jpg"), "caption"] == "a cat"
     rejects = pd.read_csv(out / "rejects.csv", keep_default_na=False)
     by_name = {p.split("/")[-1]: reason for p, reason in zip(rejects.path, rejects.reason)}
-    assert set(by_name) == set(rejected) | {"ghost.jpg"}
+    assert set(by_name) == set(rejected) | {"ghost.jpg", "notes.txt"}
     for name, reason in rejected.items():
         assert reason in by_name[name]
+    assert by_name["notes.txt"] == "not an image file (.txt)"
     assert "captions CSV" in by_name["ghost.jpg"]
     assert manifest.id.is_unique
     assert pd.read_csv(out / "manifest.csv", keep_default_na=False).equals(manifest.reset_index(drop=True))
@@ -125,8 +127,37 @@ def test_policy_error_fails_naming_every_reject_and_keeps_the_list(tmp_path):
         index_dataset("d", spec("imagefolder", root=str(root), on_bad_image="error"), out)
     message = str(error.value)
     assert "3 bad image(s)" in message and "empty.jpg: zero-byte file" in message and "rejects.csv" in message
-    assert len(pd.read_csv(out / "rejects.csv")) == 3
+    assert "notes.txt" not in message, "a file that is no image is listed, not an error"
+    assert len(pd.read_csv(out / "rejects.csv")) == 4
     assert not (out / "manifest.csv").exists()
+
+
+def test_a_class_folder_without_a_usable_image_is_a_reject_naming_it(tmp_path):
+    """A class folder that was empty, held only a .txt, or only unreadable images vanished from the index without a
+    trace ("2 labels", rejects.csv empty)."""
+    root = tmp_path / "data"
+    for label in ("cats", "dogs"):
+        (root / "train" / label).mkdir(parents=True)
+        Image.new("RGB", (16, 16), "red").save(root / "train" / label / "ok.png")
+    (root / "train" / "empty").mkdir()
+    (root / "train" / "notes").mkdir()
+    (root / "train" / "notes" / "readme.txt").write_text("no images here\n")
+    (root / "train" / "broken").mkdir()
+    (root / "train" / "broken" / "bad.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    manifest = index_dataset("d", spec("imagefolder", root=str(root)), out)
+    assert set(manifest.label) == {"cats", "dogs"}
+    rejects = pd.read_csv(out / "rejects.csv", keep_default_na=False)
+    reasons = {str(Path(p).relative_to(root)): reason for p, reason in zip(rejects.path, rejects.reason)}
+    assert reasons == {
+        "train/empty": "class left out: no image file in the folder",
+        "train/notes": "class left out: no image file in the folder",
+        "train/notes/readme.txt": "not an image file (.txt)",
+        "train/broken/bad.jpg": "zero-byte file",
+        "train/broken": "class left out: none of its 1 image(s) is usable (class 'broken')",
+    }
+    with pytest.raises(BadInputError, match="train/empty: class left out"):
+        index_dataset("d", spec("imagefolder", root=str(root), on_bad_image="error"), tmp_path / "strict")
 
 
 def test_missing_split_folder_is_named(tmp_path):
@@ -165,7 +196,8 @@ def test_csv_kind(tmp_path):
     assert sorted(manifest.split) == ["train", "train", "val"]
     rejects = pd.read_csv(out / "rejects.csv")
     reasons = sorted(rejects.reason)
-    assert reasons[0].startswith("duplicate of CSV line 2 (CSV line 4)")
+    assert any(r.startswith("duplicate of CSV line 2 (CSV line 4)") for r in reasons)
+    assert "class left out: none of its 1 image(s) is usable (class 'x')" in reasons
     assert "missing file (CSV line 6)" in reasons
     assert any(r.startswith("zero-byte") for r in reasons)
 

@@ -19,6 +19,7 @@ LAYERS = [
     "__init__",
     "errors",
     "io",
+    "runtime",
     "progress",
     "contracts",
     "config",

@@ -228,4 +228,4 @@ SHELL_JOBS = [rule for rule in JOB_RULES if "shell" in rule.directives and rule.
 
 @pytest.mark.parametrize("rule", SHELL_JOBS, ids=str)
 def test_every_job_sends_its_output_and_errors_to_its_log(rule):
-    assert rule.literal("shell").endswith(" > {log} 2>&1"), f"{rule}: its shell should end with > {{log}} 2>&1"
+    assert rule.literal("shell").endswith(" > {log:q} 2>&1"), f"{rule}: its shell should end with > {{log:q}} 2>&1"

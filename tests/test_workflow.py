@@ -123,7 +123,9 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
 
 def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(smoke_run):
     """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the run (the smoke config),
-    runs only the jobs that had not finished, and every output is whole. A comment edited in a rule retrains nothing."""
+    runs only the jobs that had not finished, and every output is whole. The checkout's path has a space and an
+    apostrophe (every table job failed on them). A comment edited in a rule retrains nothing, nor does moving the
+    checkout."""
     root = smoke_run.root
     # No finished job runs again; at most the jobs whose end the kill cut off before it was logged are not counted.
     assert (
@@ -143,6 +145,14 @@ def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jo
         assert "Nothing to be done" in again.stdout + again.stderr
     finally:
         pretrain.write_text(original)
+    # The checkout moved with its results (no path reaches a job absolute): nothing reruns.
+    moved = root.with_name("moved checkout")
+    root.rename(moved)
+    try:
+        again = run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=moved)
+        assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
+    finally:
+        moved.rename(root)
 
 
 def check_embedded_default_outputs(workdir, config):

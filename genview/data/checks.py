@@ -60,7 +60,8 @@ def dataset_problems(name: str, spec: dict, where: str) -> list[str]:
     if kind == "torchvision" and spec.get("download"):
         return []  # torchvision fills the root itself
     if not root.is_dir():
-        return [f"{where}.root: folder {root} does not exist"]
+        found = "is a file, not a folder" if root.exists() else "does not exist"
+        return [f"{where}.root: folder {root} {found}"]
     problems = []
     if kind == "imagefolder":
         try:
@@ -71,7 +72,8 @@ def dataset_problems(name: str, spec: dict, where: str) -> list[str]:
         for split, folder in spec["splits"].items():
             split_dir = root / folder
             if not split_dir.is_dir():
-                problems.append(f"{where}.splits.{split}: folder {split_dir} does not exist")
+                found = "is a file, not a folder" if split_dir.exists() else "does not exist"
+                problems.append(f"{where}.splits.{split}: folder {split_dir} {found}")
                 continue
             entries = list(split_dir.iterdir())
             class_dirs = {p.name for p in entries if p.is_dir()}

@@ -35,6 +35,10 @@ from genview.progress import progress
 log = logging.getLogger(__name__)
 
 VERIFY_CHUNK = 512
+# Reject reasons of whole classes and of files that are no images (listed; on_bad_image: error stops on an empty
+# class, not on a stray README).
+EMPTY_CLASS = "class left out"
+NOT_AN_IMAGE = "not an image file"
 
 
 def stable_id(*parts: str) -> str:
@@ -103,18 +107,25 @@ def _list_imagefolder(name: str, spec: dict, export_dir: Path) -> Listing:
             keep = set(wanted)
             class_dirs = [p for p in class_dirs if p.name in keep]
         for class_dir in class_dirs:
+            images = 0
             for path in _walk_files(class_dir, split, listing):
                 if path.suffix.lower() not in IMAGE_EXTENSIONS:
                     ignored += 1
+                    listing.rejects.append(dict(path=str(path), split=split, reason=f"{NOT_AN_IMAGE} ({path.suffix})"))
                     continue
+                images += 1
                 rel = path.relative_to(root).as_posix()
                 listing.add(path, id_parts=(rel,), caption=captions.pop(rel, ""), label=class_dir.name, split=split)
+            if not images:
+                listing.rejects.append(
+                    dict(path=str(class_dir), split=split, reason=f"{EMPTY_CLASS}: no image file in the folder")
+                )
     for rel in captions:
         listing.rejects.append(
             dict(path=str(root / rel), split="", reason="listed in captions CSV, not in a split folder")
         )
     if ignored:
-        listing.notes.append(f"ignored {ignored} file(s) without an image extension")
+        listing.notes.append(f"{ignored} file(s) without an image extension, listed in rejects.csv")
     return listing
 
 
@@ -437,6 +448,7 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
             rejects.append(dict(path=row["path"], split=row["split"], reason=problem))
         else:
             rows.append(row)
+    rejects += _lost_classes(listing.rows, rows)
     if spec.get("holdout"):
         seed = spec.get("holdout_seed", 0)
         moved = apply_holdout(rows, spec["holdout"], seed, stratify=spec["kind"] != "karpathy")
@@ -468,16 +480,35 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
         )
     for reason, count in Counter(_reason_kind(r) for r in reject_frame["reason"]).most_common():
         log.info("%s: rejected %d: %s", name, count, reason)
-    if len(reject_frame) and spec["on_bad_image"] == "error":
-        listed = "\n".join(f"  {r.path}: {r.reason}" for r in reject_frame.itertuples())
+    bad = reject_frame[~reject_frame["reason"].str.startswith(NOT_AN_IMAGE)]
+    if len(bad) and spec["on_bad_image"] == "error":
+        listed = "\n".join(f"  {r.path}: {r.reason}" for r in bad.itertuples())
         raise BadInputError(
-            f"{name}: {len(reject_frame)} bad image(s) or missing file(s) and on_bad_image is 'error' "
+            f"{name}: {len(bad)} bad image(s), missing file(s) or empty class(es) and on_bad_image is 'error' "
             f"(set it to 'skip' to index without them); listed in {out_dir / 'rejects.csv'}:\n{listed}"
         )
     if manifest.empty:
         raise BadInputError(f"{name}: no usable image found under {dataset_root(name, spec)}")
     MANIFEST.write(manifest, out_dir / "manifest.csv")
     return manifest
+
+
+def _lost_classes(candidates: list[dict], accepted: list[dict]) -> list[dict]:
+    """A reject per (split, class) that had candidate images and kept none (every one unreadable): the class
+    disappears from the split, which changes its label set, so it is named."""
+    kept = {(row["split"], row["label"]) for row in accepted}
+    lost: dict[tuple[str, str], list[str]] = {}
+    for row in candidates:
+        if row["label"] != "" and (row["split"], row["label"]) not in kept:
+            lost.setdefault((row["split"], row["label"]), []).append(row["path"])
+    return [
+        dict(
+            path=os.path.commonpath(paths) if len(paths) > 1 else str(Path(paths[0]).parent),
+            split=split,
+            reason=f"{EMPTY_CLASS}: none of its {len(paths)} image(s) is usable (class {label!r})",
+        )
+        for (split, label), paths in sorted(lost.items())
+    ]
 
 
 def _reason_kind(reason: str) -> str:

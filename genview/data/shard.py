@@ -28,13 +28,10 @@ def shard_rows(manifest: pd.DataFrame, num_shards: int, split: str = "train") ->
 def write_shards(manifest_path: str | Path, num_shards: int, out_dir: str | Path, split: str = "train") -> list[Path]:
     manifest = MANIFEST.read(manifest_path)
     shards = shard_rows(manifest, num_shards, split)
-    if len(shards[-1]) == 0:
-        log.warning(
-            "%s: only %d %s row(s) for %d shards; some shards are empty",
-            manifest_path,
-            sum(map(len, shards)),
-            split,
-            num_shards,
+    if len(shards[-1]) == 0:  # an empty shard would make empty analysis and generation jobs
+        raise BadInputError(
+            f"{manifest_path}: {sum(map(len, shards))} {split} image(s) for num_shards {num_shards}: set the "
+            f"dataset's num_shards to at most {max(1, sum(map(len, shards)))}"
         )
     paths = []
     for index, rows in enumerate(shards):

@@ -11,16 +11,20 @@ def _views(args) -> None:
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
+    from genview.runtime import output_lock
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
     role = ROLE_FOR_SOURCE[args.source]
-    with out_of_memory_advice(
-        "generation views (rule generate_views)",
-        batch_size=generation["batch_size"],
-        lower="generation.batch_size (images per pipeline call; a change regenerates the "
-        "views, since batched CUDA kernels may change pixels)",
-        device=device,
+    with (
+        output_lock(args.views_dir, "generation views"),
+        out_of_memory_advice(
+            "generation views (rule generate_views)",
+            batch_size=generation["batch_size"],
+            lower="generation.batch_size (images per pipeline call; a change regenerates the "
+            "views, since batched CUDA kernels may change pixels)",
+            device=device,
+        ),
     ):
         generate_shard(
             source=args.source,
@@ -40,6 +44,29 @@ def _collect(args) -> None:
     from genview.generation.views import collect_manifests
 
     collect_manifests(args.manifests, args.out)
+
+
+def _verify(args) -> None:
+    from pathlib import Path
+
+    from genview.contracts import VIEWS
+    from genview.errors import BadInputError
+    from genview.generation.views import damaged_views, repair_advice, shard_manifest_of
+
+    damaged = [item for manifest in args.manifests for item in damaged_views(VIEWS.read(manifest), digests=True)]
+    if not damaged:
+        print(f"{len(args.manifests)} view manifest(s): every view is whole")
+        return
+    if not args.repair:
+        raise BadInputError(repair_advice(damaged))
+    shards = sorted({shard_manifest_of(view) for view, _ in damaged})
+    for view, problem in damaged:
+        print(f"deleting {view}: {problem}")
+        Path(view).unlink(missing_ok=True)
+    for shard in shards:  # its generation job is then scheduled again (and reuses the shard's whole views)
+        print(f"deleting {shard}")
+        shard.unlink(missing_ok=True)
+    print(f"run the same snakemake command again: it regenerates the {len(damaged)} view(s) of {len(shards)} shard(s)")
 
 
 def register(stages) -> None:
@@ -63,6 +90,14 @@ def register(stages) -> None:
     views.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
     views.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     views.set_defaults(run=_views)
+    verify = commands.add_parser(
+        "verify",
+        help="check every view of view manifests against the size and SHA-256 its generation recorded; "
+        "--repair deletes the damaged views and their shard manifests, so a rerun regenerates exactly those",
+    )
+    verify.add_argument("manifests", nargs="+", metavar="MANIFEST", help="view manifests (per shard or collected)")
+    verify.add_argument("--repair", action="store_true")
+    verify.set_defaults(run=_verify)
     collect = commands.add_parser("collect", help="one view manifest of a (dataset, source) from its shards'")
     collect.add_argument("--out", required=True)
     collect.add_argument("manifests", nargs="+", help="shard view manifests, in shard order")

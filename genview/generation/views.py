@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +281,8 @@ def generate_shard(
                 guidance_scale=t.guidance_scale,
                 seed=t.seed,
                 stamp=t.stamp,
+                bytes=t.out.stat().st_size,
+                sha256=file_sha256(t.out),
                 **_ground_truth(t),
             )
             for t in tasks
@@ -305,6 +308,41 @@ def _ground_truth(task: ViewTask) -> dict:
         return {}
     record = json.loads(path.read_text())
     return {**record, "class_changed": bool(task.label) and record["view_label"] != task.label}
+
+
+def damaged_views(manifest: pd.DataFrame, digests: bool = False) -> list[tuple[str, str]]:
+    """(view, what is wrong) for each view of ``manifest`` that is missing, or whose size (and, with ``digests``,
+    SHA-256) differs from what its generation job recorded. Sizes cost a ``stat`` per view; digests read every file.
+    Manifests written before sizes were recorded are checked for missing views only."""
+    damaged = []
+    for row in manifest.reindex(columns=["view", "bytes", "sha256"]).itertuples(index=False):
+        try:
+            size = os.path.getsize(row.view)
+        except FileNotFoundError:
+            damaged.append((row.view, "missing"))
+            continue
+        if pd.notna(row.bytes) and size != int(row.bytes):
+            damaged.append((row.view, f"{size} bytes where its generation wrote {int(row.bytes)} (truncated?)"))
+        elif digests and isinstance(row.sha256, str) and row.sha256 and file_sha256(row.view) != row.sha256:
+            damaged.append((row.view, "content differs from what its generation wrote (SHA-256)"))
+    return damaged
+
+
+def shard_manifest_of(view: str | Path) -> Path:
+    """The shard view manifest that lists ``view`` (results/views/<dataset>/<source>/<shard>/<file>.jpg)."""
+    return Path(view).parent.with_suffix(".manifest.csv")
+
+
+def repair_advice(damaged: list[tuple[str, str]]) -> str:
+    """What the user reads: the damaged views (a few), and the command that schedules exactly their shards again."""
+    listed = "\n".join(f"  {view}: {problem}" for view, problem in damaged[:10])
+    more = f"\n  ... and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+    shards = sorted({str(shard_manifest_of(view)) for view, _ in damaged})
+    return (
+        f"{len(damaged)} generated view(s) are damaged or missing:\n{listed}{more}\nRun `python -m genview "
+        f"generation verify --repair {' '.join(shards)}` (it deletes the damaged views and their shard manifests), "
+        "then the same snakemake command: it regenerates those views only (the others are reused by their stamp)"
+    )
 
 
 def collect_manifests(manifests: list[str | Path], out: str | Path) -> pd.DataFrame:

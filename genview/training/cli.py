@@ -10,6 +10,18 @@ from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 
 def _run(args) -> None:
+    from genview.runtime import output_lock
+
+    if "LOCAL_RANK" in os.environ:  # a torchrun worker: its launcher holds the lock
+        _train(args)
+        return
+    # One writer per experiment folder: a second trainer (left over from a killed run) would append to the same
+    # metrics and overwrite the same resume point.
+    with output_lock(args.out_dir, "pretrain run"):
+        _train(args)
+
+
+def _train(args) -> None:
     from genview.devices import out_of_memory_advice, resolve_device
 
     device = resolve_device(args.device)  # before torchrun too: a GPU that torch cannot use fails here, once
@@ -44,6 +56,7 @@ def _run(args) -> None:
         os.execv(sys.executable, command)
     from genview.training.train import train
 
+    _check_views(args.views or [])
     experiment = json_argument(args.experiment, "--experiment")
     batch_size, world = experiment["recipe"]["batch_size"], int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's
     per_gpu = f"{batch_size // world} per process of {batch_size}" if world > 1 else str(batch_size)
@@ -64,6 +77,18 @@ def _run(args) -> None:
             device=device,
             execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS},
         )
+
+
+def _check_views(manifests: list[str]) -> None:
+    """Every view the training will draw exists with the size its generation wrote (a stat per view): a truncated
+    or deleted view is named here, with the repair, instead of failing mid-training without a file name."""
+    from genview.contracts import VIEWS
+    from genview.errors import BadInputError
+    from genview.generation.views import damaged_views, repair_advice
+
+    damaged = [item for manifest in manifests for item in damaged_views(VIEWS.read(manifest, need=("view",)))]
+    if damaged:
+        raise BadInputError(repair_advice(damaged))
 
 
 def register(stages) -> None:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from genview import distributed
 from genview.contracts import MANIFEST
 from genview.errors import GenviewError
-from genview.io import atomic_path, file_sha256
+from genview.io import atomic_path, file_sha256, write_digest
 from genview.methods import method_class
 from genview.progress import progress
 from genview.quality.weights import loss_coefficients
@@ -147,8 +147,19 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a nested checkpoint (about its size on disk: the free space it needs)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(map(_tensor_bytes, obj.values()))
+    if isinstance(obj, (list, tuple)):
+        return sum(map(_tensor_bytes, obj))
+    return 0
+
+
 def _save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, expected_bytes=_tensor_bytes(obj)) as tmp:
         torch.save(obj, tmp)
 
 
@@ -600,6 +611,7 @@ class Trainer:
             ),
             self.out_dir / "checkpoint.pt",
         )
+        write_digest(self.out_dir / "checkpoint.pt")  # checked before the workflow plans its evaluations
         log.info(
             "%s: %d steps (%d skipped), checkpoint written",
             self.experiment["name"],
