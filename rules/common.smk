@@ -471,7 +471,7 @@ def checks_options():
             f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
         )
     if checks["zeroshot_table"]:
-        options += f" --tables {REPORT['tables']} --zeroshot-table {checks['zeroshot_table']}"
+        options += f" --tables {shlex.quote(TABLES_FILE)} --zeroshot-table {checks['zeroshot_table']}"
     return options
 
 

@@ -101,7 +101,7 @@ LEVEL_CONSTRAINTS: dict[int, tuple[int, int]] = {1: (0, 0), 2: (1, 3), 3: (4, 6)
 # constraints name the class too most of the time. Measured with the default's tiny CLIP (12 epochs): with colour,
 # size and position words in most captions, the image-text loss fell by matching them and zero-shot stayed at chance
 # (8.7 %); with 60 % of the captions naming the class only, 18.7 %; with all of them, 57.3 % (docs/method.md §6).
-SHAPE_ONLY_PROBABILITY = 0.75
+SHAPE_ONLY_PROBABILITY = 0.85
 LEVEL_PROBABILITIES: dict[int, float] = {1: 0.2, 2: 0.3, 3: 0.3, 4: 0.2}
 SHAPE_NAMED_PROBABILITY = 0.9
 
