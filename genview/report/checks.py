@@ -318,26 +318,33 @@ def score_pairs_with_truth(view_manifests: list, views: pd.DataFrame, manifest_c
 def training_weight_checks(metrics_files: list) -> dict:
     """Mean quality weight the trainings gave to pairs whose generated view changed class against faithful ones
     (summed over the logged steps of every ``metrics.jsonl``; the trainer logs per step the weight sums and counts
-    of the pairs whose generated view's record says changed or kept)."""
-    sums = {"changed": [0.0, 0], "faithful": [0.0, 0]}
+    of the pairs whose generated view's record says changed or kept), overall and per training."""
+
+    def ratio(sums: dict) -> dict:
+        mean = {kind: (total / count if count else None) for kind, (total, count) in sums.items()}
+        return {
+            "pairs_changed": sums["changed"][1],
+            "pairs_faithful": sums["faithful"][1],
+            "mean_weight_changed": None if mean["changed"] is None else round(mean["changed"], 4),
+            "mean_weight_faithful": None if mean["faithful"] is None else round(mean["faithful"], 4),
+            "ratio": None
+            if None in mean.values() or not mean["faithful"]
+            else round(mean["changed"] / mean["faithful"], 4),
+        }
+
+    total = {"changed": [0.0, 0], "faithful": [0.0, 0]}
+    by_training = {}
     for path in metrics_files:
+        sums = {"changed": [0.0, 0], "faithful": [0.0, 0]}
         for line in Path(path).read_text().splitlines():
             record = json.loads(line)
             for kind in sums:
                 if f"weight_sum_{kind}" in record:
-                    sums[kind][0] += record[f"weight_sum_{kind}"]
-                    sums[kind][1] += record[f"pairs_{kind}"]
-    mean = {kind: (total / count if count else None) for kind, (total, count) in sums.items()}
-    return {
-        "trainings": len(metrics_files),
-        "pairs_changed": sums["changed"][1],
-        "pairs_faithful": sums["faithful"][1],
-        "mean_weight_changed": None if mean["changed"] is None else round(mean["changed"], 4),
-        "mean_weight_faithful": None if mean["faithful"] is None else round(mean["faithful"], 4),
-        "ratio": None
-        if None in mean.values() or not mean["faithful"]
-        else round(mean["changed"] / mean["faithful"], 4),
-    }
+                    for target in (sums[kind], total[kind]):
+                        target[0] += record[f"weight_sum_{kind}"]
+                        target[1] += record[f"pairs_{kind}"]
+        by_training[Path(path).parent.name] = ratio(sums)
+    return {"trainings": len(metrics_files), **ratio(total), "by_training": by_training}
 
 
 def zeroshot_checks(table_spec: dict, results_root, column: str, chance: float) -> list[dict]:
@@ -568,9 +575,15 @@ def _quality_lines(quality: dict, weights: dict | None) -> list[str]:
             f"During training ({weights['trainings']} trainings with quality weights), pairs whose generated view "
             f"changed class got a mean weight of {weights['mean_weight_changed']} ({weights['pairs_changed']} pairs) "
             f"against {weights['mean_weight_faithful']} for faithful ones ({weights['pairs_faithful']} pairs): "
-            f"ratio {ratio}.",
+            f"ratio {ratio}. Per training (SimCLR: the pair's weight; CLIP: the view's image–text weight):",
             "",
+            "| training | changed / faithful | pairs changed | pairs faithful |",
+            "|---|---:|---:|---:|",
         ]
+        for name, entry in weights.get("by_training", {}).items():
+            value = "—" if entry["ratio"] is None else f"{entry['ratio']:.3f}"
+            lines.append(f"| {name} | {value} | {entry['pairs_changed']} | {entry['pairs_faithful']} |")
+        lines.append("")
     return lines
 
 
