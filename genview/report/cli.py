@@ -139,7 +139,7 @@ def _checks(args) -> None:
     result["judge"] = {"test_accuracy": judge.test_accuracy, "epochs": args.judge_epochs}
     views = checks.judged_views(args.views, args.manifest, judge)
     result["views"] = checks.view_checks(views, args.complexity)
-    result["quality"] = _quality(args, views)
+    result["quality"] = _checks_quality(args, views)
     if args.training_metrics:
         result["training_weights"] = checks.training_weight_checks(args.training_metrics)
     if args.learning_table:
@@ -171,7 +171,7 @@ def _encoder_ious(args, fg_encoder: dict) -> dict:
     return ious
 
 
-def _quality(args, views) -> dict:
+def _checks_quality(args, views) -> dict:
     from genview.devices import resolve_device
     from genview.quality.encoder import QualityScorer
     from genview.report import checks
