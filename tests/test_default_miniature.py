@@ -120,12 +120,13 @@ def test_the_analysis_encoder_beats_one_trained_without_masks_and_a_random_one(m
     assert ious["analysis_encoder"] > ious["random_initialisation"] + 0.2
 
 
-def test_a_flipped_foreground_fails_the_foreground_and_adaptive_checks(miniature, tmp_path):
+def test_a_flipped_foreground_fails_the_foreground_and_adaptive_checks(miniature, tmp_path, monkeypatch):
     """PC-1 taken with the other sign than the fit chose: the masks cover the background, so the IoU falls and the
     noise levels no longer follow the objects' sizes."""
     from genview.analysis.foreground import fit_foreground, foreground_shard, load_fit
 
     workdir, _ = miniature
+    monkeypatch.chdir(workdir)  # the manifests' image paths are relative to the run's folder
     encoder = {"model": f"local-dir:{workdir}/results/models/trained/encoder"}
     manifest = workdir / "results/data/shapes/manifest.csv"
     chosen = load_fit(workdir / "results/analysis/shapes/fg_pca.npz")["sign"]

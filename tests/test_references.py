@@ -121,7 +121,9 @@ def four_shapes(tmp_path_factory):
             frame, mode="supervised", augmentation_preset="plain", image_size=32, min_scale=1.0, seed=0
         )
         samples = [dataset[index] for index in range(len(dataset))]
-        splits[split] = torch.stack([s[0] for s in samples]), torch.tensor([s[1] for s in samples])
+        # The loader's views are 8-bit; the trainer scales them to [0, 1] on the device.
+        views = torch.stack([s[0] for s in samples]).float().div(255)
+        splits[split] = views, torch.tensor([s[1] for s in samples])
     return splits
 
 

@@ -50,7 +50,7 @@ def test_the_workflow_registries_name_unknown_entries():
         method_class("nope")
     with pytest.raises(ConfigError, match=r"^unknown evaluation protocol 'nope' \(known: knn, linear, "):
         protocol_class("nope")
-    with pytest.raises(ConfigError, match=r"^unknown backbone 'nope' \(known: convnet, resnet18, "):
+    with pytest.raises(ConfigError, match=r"^unknown backbone 'nope' \(known: convnet, pixels, resnet18, "):
         build_backbone({"name": "nope"})
 
 

@@ -43,8 +43,10 @@ def load_view_truth(view_manifests: list[str | Path]) -> dict[str, bool]:
     """view path -> whether the generator recorded a class change (the shapes renderer; empty for diffusion models)."""
     truth: dict[str, bool] = {}
     for path in view_manifests:
-        views = VIEWS.read(path, need=("view", "class_changed")).dropna(subset=["class_changed"])
-        truth.update(zip(views["view"], views["class_changed"].astype(bool)))
+        views = VIEWS.read(path, need=("view",))
+        if "class_changed" in views:  # hand-made manifests may have only the required columns
+            views = views.dropna(subset=["class_changed"])
+            truth.update(zip(views["view"], views["class_changed"].astype(bool)))
     return truth
 
 
