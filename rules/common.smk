@@ -130,7 +130,7 @@ from genview.models.tiny import TINY_MARKERS
 TINY_MODELS_DIR = "results/models/tiny"
 TRAINED_MODELS_DIR = "results/models/trained"
 TRAINED_ENCODER_DIR = f"{TRAINED_MODELS_DIR}/encoder"
-# The encoders rule train_encoder writes: name -> what differs from models.trained_encoder.
+# The encoders that train_encoder writes, by name, with what differs from models.trained_encoder.
 TRAINED_ENCODERS = {"encoder": {}, "encoder_unsupervised": {"token_supervision": 0.0}}
 # The dress rehearsal's random-weight models at the real architectures, one folder per size (rule
 # build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
