@@ -305,6 +305,7 @@ def _grouped_weights_worker(rank: int, init_file: str, encoder: dict, vector_npz
         local = slice(rank * 4, (rank + 1) * 4)
         weights = QualityScorer(encoder, vector_npz).two_view_weights(view1[local], view2[local], 1.0, group_size=8)
         torch.save(weights, f"{out_dir}/rank{rank}.pt")
+        torch.distributed.barrier()  # gloo aborts a process whose peer leaves first
     finally:
         torch.distributed.destroy_process_group()
 

@@ -498,6 +498,8 @@ def distributed_worker(rank: int, init_file: str, out_dir: str) -> None:
                 "buffers": dict(method.named_buffers()),
             }
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # Gloo aborts a process whose peer tears its pairs down first (seen once under load in CI): leave together.
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 

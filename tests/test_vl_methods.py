@@ -414,6 +414,7 @@ def distributed_worker(rank, init_file, out_dir):
     results["it_image_grad"] = towers.module.image.weight.grad
     results["it_text_grad"] = towers.module.text.weight.grad
     torch.save(results, f"{out_dir}/rank{rank}.pt")
+    dist.barrier()  # gloo aborts a process whose peer leaves first
     dist.destroy_process_group()
 
 

@@ -661,6 +661,11 @@ def train(
             )
             trainer.stop_signals = stop_signals
             trainer.run()
+        if distributed.is_distributed():
+            # Gloo aborts a process whose peer tears its pairs down first: every rank leaves together.
+            import torch.distributed as dist
+
+            dist.barrier()
     finally:
         if distributed.is_distributed():
             import torch.distributed as dist
