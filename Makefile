@@ -1,16 +1,18 @@
 # Two commands for a fresh machine (see README.md):
 #   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
 #               (make run CONFIG=config/smoke.yaml: another config file, as given to --configfile)
+#   make study  the ablation study (config/study.yaml, about 45 minutes on 2 cores): results/study_report.html
 #   make test   create .venv if needed, then run the test suite
 # The environment is rebuilt only when requirements*.txt, pyproject.toml or this Makefile change.
 
 PYTHON ?= python3
 CONFIG ?= config/config.yaml
+REPORT ?= results/report.html
 VENV := .venv
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test env
+.PHONY: run study test env
 env: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml Makefile
@@ -34,8 +36,11 @@ run: $(STAMP)
 	@flock --close --timeout 10 --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
 		'python -m genview config check $(CONFIG) > /dev/null && python -m genview.runtime live-snakemake \
 		 && snakemake --unlock --cores 1 > /dev/null && snakemake --cores all --configfile $(CONFIG) \
-		 && snakemake --cores all --configfile $(CONFIG) --report results/report.html' \
+		 && snakemake --cores all --configfile $(CONFIG) --report $(REPORT)' \
 		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }
+
+study:
+	$(MAKE) run CONFIG=config/study.yaml REPORT=results/study_report.html
 
 test: $(STAMP)
 	python -m pytest
