@@ -175,10 +175,19 @@ def config_sources(files: list[str | Path], default: str | Path = DEFAULT_CONFIG
     for _, content in given:
         merge_config(merged, copy.deepcopy(content))
     layers = given if replaces_default(merged) else [(f"{default} (the embedded default)", read_yaml(default)), *given]
+    layers = [layer for name, content in layers for layer in _with_bases(name, content)]
     sources = {}
     for name, content in layers:
         sources.update(dict.fromkeys(content, name))
     return [name for name, _ in layers], sources
+
+
+def _with_bases(name: str, content: dict) -> list[tuple[str, dict]]:
+    """A config file preceded by the configs it derives from (``derive.from``, base first)."""
+    if not isinstance(content, dict) or not isinstance(content.get(DERIVE_KEY), dict) or "from" not in content[DERIVE_KEY]:
+        return [(name, content)]
+    base = content[DERIVE_KEY]["from"]
+    return [*_with_bases(base, read_yaml(WORKFLOW_DIR / base)), (name, content)]
 
 
 def load_config_files(paths: list[str | Path]) -> dict:

@@ -33,7 +33,8 @@ def _print_sources(files) -> None:
     from genview.config import config_sources, load_schema
 
     layers, sources = config_sources(files)
-    how = "merged in this order" if len(layers) > 1 else "alone (standalone: true or derive), not merged"
+    merged_into_default = layers[0].endswith("(the embedded default)")
+    how = "merged in this order" if merged_into_default else "in this order (derive's bases first), not merged into the default"
     print(f"files, {how}: {', '.join(layers)}")
     by_file: dict[str, list[str]] = {}
     for key in load_schema()["properties"]:
@@ -41,7 +42,7 @@ def _print_sources(files) -> None:
     for name in [*layers, "the schema's defaults"]:
         if by_file.get(name):
             print(f"  from {name}: {', '.join(by_file[name])}")
-    if len(layers) > 1:
+    if merged_into_default:
         print("  (to drop a key of the embedded default, say standalone: true in your file: it then replaces it)")
 
 

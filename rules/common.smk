@@ -366,6 +366,14 @@ def table_inputs(name):
     return list(dict.fromkeys(result_file(e, p, d) for e, p, d in cell_sources(TABLES[name])))
 
 
+# The tables with claims to decide (a direction stated against a reference column, over seeds): the claims summary.
+CLAIM_TABLES = [
+    name
+    for name, spec in TABLES.items()
+    if spec.get("seeds") and spec.get("compare_to") and any(c.get("expect") for c in spec["columns"])
+]
+
+
 def tsne_inputs():
     return [f"results/eval/{e}/features/{REPORT['tsne']['dataset']}.npz" for e in REPORT["tsne"]["panels"].values()]
 
@@ -465,13 +473,13 @@ def checks_options():
         f" --noise-edges {shlex.quote(as_json(analysis['noise_edges']))}"
         f" --noise-levels {shlex.quote(as_json(analysis['noise_levels']))}"
     )
+    if checks["learning_table"] or checks["zeroshot_table"]:
+        options += f" --tables {shlex.quote(TABLES_FILE)}"
     if checks["learning_table"]:
-        options += (
-            f" --tables {shlex.quote(TABLES_FILE)} --learning-table {checks['learning_table']}"
-            f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
-        )
+        options += f" --learning-table {checks['learning_table']}"
+        options += f" --learning-columns {shlex.quote(as_json(checks['learning_columns']))}"
     if checks["zeroshot_table"]:
-        options += f" --tables {shlex.quote(TABLES_FILE)} --zeroshot-table {checks['zeroshot_table']}"
+        options += f" --zeroshot-table {checks['zeroshot_table']}"
     return options
 
 
@@ -495,6 +503,8 @@ def report_outputs(cost=True):
         outputs.append("results/figures/quality_audit.png")
     if REPORT["checks"]:
         outputs.append("results/checks/ground_truth.md")
+    if CLAIM_TABLES:
+        outputs.append("results/tables/claims.html")
     if REPORT["cost"] and cost:
         outputs.append("results/tables/cost.csv")
     return outputs

@@ -26,6 +26,25 @@ for _table in TABLES:
             " --out-dir results/tables > {log:q} 2>&1"
 
 
+if CLAIM_TABLES:
+
+    rule claims:
+        input:
+            results=[path for name in CLAIM_TABLES for path in table_inputs(name)],
+            spec=TABLES_FILE,
+        output:
+            md="results/tables/claims.md",
+            html=report("results/tables/claims.html", category="Claims"),
+        log:
+            "logs/report/claims.log",
+        localrule: True
+        conda:
+            "../envs/models.yaml"
+        shell:
+            "python -m genview report claims --tables {input.spec:q} --results results/eval"
+            " --out-prefix results/tables/claims > {log:q} 2>&1"
+
+
 if REPORT["tsne"]:
 
     rule figure_tsne:

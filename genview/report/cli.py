@@ -20,6 +20,14 @@ def _table(args) -> None:
     print(paths["md"].read_text(), end="")
 
 
+def _claims(args) -> None:
+    from genview.report.claims import write_claims
+    from genview.report.specs import load_table_specs
+
+    write_claims(load_table_specs(args.tables), args.results, args.out_prefix, args.half_width)
+    print(Path(f"{args.out_prefix}.md").read_text(), end="")
+
+
 def _tsne(args) -> None:
     from genview.errors import ConfigError
     from genview.report.tsne import tsne_figure
@@ -201,6 +209,13 @@ def register(stages) -> None:
     table.add_argument("--results", default="results/eval", help="folder of <experiment>/<protocol>/<dataset>.json")
     table.add_argument("--out-dir", default="results/tables")
     table.set_defaults(run=_table)
+
+    claims = commands.add_parser("claims", help="every claimed direction of the seeded tables: difference, interval, verdict")
+    claims.add_argument("--tables", default="config/tables.yaml", help="table spec file")
+    claims.add_argument("--results", default="results/eval", help="folder of <experiment>/<protocol>/<dataset>.json")
+    claims.add_argument("--half-width", type=float, default=2.0, help="interval half-width to count seeds for")
+    claims.add_argument("--out-prefix", default="results/tables/claims", help="writes <prefix>.md and .html")
+    claims.set_defaults(run=_claims)
 
     tsne = commands.add_parser("tsne", help="t-SNE panels of cached features (same classes and images in each)")
     tsne.add_argument("--panel", action="append", required=True, help="LABEL=FEATURES.npz, once per panel")
