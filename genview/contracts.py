@@ -287,6 +287,13 @@ OUTPUTS = (
         "a paper table: reproduced value, paper value "
         "and difference per cell; missing cells name the file that would fill them",
     ),
+    (
+        "results/tables/claims.md, claims.html",
+        "claims",
+        "every claimed direction of the seeded tables (a column's `expect` against the table's `compare_to`): the "
+        "paired difference, its 95 % interval, the verdict (reproduced / not reproduced / undecided), the sd of the "
+        "per-seed differences and the seeds a ±2-point interval would take",
+    ),
     ("results/tables/cost.md, cost.csv", "table_cost", "jobs, wall time, memory and GPU-hours per stage"),
     ("results/figures/tsne.png, tsne.csv", "figure_tsne", "the t-SNE triptych and its points"),
     (

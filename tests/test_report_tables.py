@@ -405,3 +405,36 @@ def test_a_seeded_best_mark_needs_a_paired_lead_above_zero():
     # x leads y by +10, -8, +10: its paired interval contains zero.
     close = mark_best([seeded(70.0, 62.0, 80.0), seeded(60.0, 70.0, 70.0), seeded(40.0, 41.0, 42.0)], spec)
     assert not any(row[0].best for row in close)
+
+
+def test_claims_list_each_expected_direction_with_its_verdict_and_the_seeds_a_narrow_interval_takes(tmp_path):
+    from scipy import stats
+
+    from genview.report.claims import seeds_needed, write_claims
+
+    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5]}
+    write_seeded_results(tmp_path / "eval", values)
+    spec = {
+        "title": "T",
+        "seeds": [0, 1, 2],
+        "compare_to": "base",
+        "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
+        "columns": [
+            {"key": "base", "label": "base", "cell": {"experiment": "base_s{seed}"}},
+            {"key": "views", "label": "views", "cell": {"experiment": "views_s{seed}"}, "expect": "lower"},
+            {"key": "noise", "label": "noise", "cell": {"experiment": "noise_s{seed}"}, "expect": "higher"},
+        ],
+        "rows": [{"label": "r"}],
+    }
+    views, noise = write_claims({"t": spec}, tmp_path / "eval", tmp_path / "claims")
+    assert (views.verdict, noise.verdict) == ("not reproduced", "undecided")  # views is higher: the claim fails
+    differences = [1.0, 3.0, -0.5]  # noise - base per seed
+    assert noise.sd == pytest.approx(stats.tstd(differences))
+    # The least n whose interval half-width t(0.975, n - 1) sd / sqrt(n) is at most 2, found plainly.
+    half = [stats.t.ppf(0.975, n - 1) * noise.sd / n**0.5 for n in range(2, 50)]
+    assert noise.seeds_for_half_width == next(n for n, h in zip(range(2, 50), half) if h <= 2.0)
+    assert seeds_needed(0.0, 2.0) == 2 and seeds_needed(1e6, 2.0, limit=10) is None
+    text = (tmp_path / "claims.md").read_text()
+    assert "2 claims: 0 reproduced, 1 not reproduced, 1 undecided." in text
+    assert "| t | r | noise higher than base | +1.2 [-3.2, +5.5] (3 seeds) | undecided |" in text
+    assert "<td>not reproduced</td>" in (tmp_path / "claims.html").read_text()
