@@ -184,9 +184,10 @@ def config_sources(files: list[str | Path], default: str | Path = DEFAULT_CONFIG
 
 def _with_bases(name: str, content: dict) -> list[tuple[str, dict]]:
     """A config file preceded by the configs it derives from (``derive.from``, base first)."""
-    if not isinstance(content, dict) or not isinstance(content.get(DERIVE_KEY), dict) or "from" not in content[DERIVE_KEY]:
+    derive = content.get(DERIVE_KEY) if isinstance(content, dict) else None
+    if not isinstance(derive, dict) or "from" not in derive:
         return [(name, content)]
-    base = content[DERIVE_KEY]["from"]
+    base = derive["from"]
     return [*_with_bases(base, read_yaml(WORKFLOW_DIR / base)), (name, content)]
 
 

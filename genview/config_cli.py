@@ -34,7 +34,7 @@ def _print_sources(files) -> None:
 
     layers, sources = config_sources(files)
     merged_into_default = layers[0].endswith("(the embedded default)")
-    how = "merged in this order" if merged_into_default else "in this order (derive's bases first), not merged into the default"
+    how = "merged in this order" if merged_into_default else "in this order (bases first), not merged into the default"
     print(f"files, {how}: {', '.join(layers)}")
     by_file: dict[str, list[str]] = {}
     for key in load_schema()["properties"]:

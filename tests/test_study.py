@@ -42,7 +42,7 @@ def test_every_setting_of_a_seed_starts_from_the_same_weights(study_experiments)
         key=lambda e: (e["method"], e["seed"]),
     )
     compared = 0
-    for (method, seed), group in by_method_and_seed:
+    for _, group in by_method_and_seed:
         group = list(group)
         reference = _initial_weights(group[0])
         for experiment in group[1:]:
@@ -66,7 +66,16 @@ def test_the_constant_noise_datasets_hold_the_study_images_and_each_sample_draws
 
     def dataset(prefix):
         views = {"ic": {f"i{k}": [f"{prefix}/{k}_{s}.jpg" for s in range(4)] for k in range(16)}}
-        return PretrainDataset(rows, mode="two_view", augmentation_preset="plain", image_size=8, min_scale=1.0, seed=3, views=views, sources=["ic"])
+        return PretrainDataset(
+            rows,
+            mode="two_view",
+            augmentation_preset="plain",
+            image_size=8,
+            min_scale=1.0,
+            seed=3,
+            views=views,
+            sources=["ic"],
+        )
 
     low, high = dataset("n0"), dataset("n400")
     for epoch in range(2):
@@ -89,7 +98,7 @@ REDUCED = {
     "datasets": {
         "shapes_encoders": {"train_per_class": 4},
         "study": {"train_per_class": 4, "test_per_class": 3},
-        **{name: TINY_SIZES for name in ("study_n0", "study_n100", "study_n200", "study_n300", "study_n400")},
+        **dict.fromkeys(("study_n0", "study_n100", "study_n200", "study_n300", "study_n400"), TINY_SIZES),
         "study_fixed": TINY_SIZES,
     },
     "models": {"trained_encoder": {"steps": 10}},

@@ -101,15 +101,22 @@ def _summary(claims: list[Claim], half_width: float) -> list[str]:
     return [
         f"{len(claims)} claims: {counts}.",
         "Each is a paired difference over seeds (the same initialisation and batches per seed) with its 95 % "
-        "t-interval; undecided: the interval contains zero. Seeds for ±{0:g}: how many seeds would narrow the "
-        "interval to ±{0:g} at the spread of the per-seed differences observed here (an estimate from few "
-        "seeds).".format(half_width),
+        f"t-interval; undecided: the interval contains zero. Seeds for ±{half_width:g}: how many seeds would narrow "
+        f"the interval to ±{half_width:g} at the spread of the per-seed differences observed here (an estimate from "
+        "few seeds).",
     ]
 
 
 def _header(half_width: float) -> list[str]:
-    return ["table", "row", "claim", "difference [95 % interval]", "verdict", "sd of differences",
-            f"seeds for ±{half_width:g}"]
+    return [
+        "table",
+        "row",
+        "claim",
+        "difference [95 % interval]",
+        "verdict",
+        "sd of differences",
+        f"seeds for ±{half_width:g}",
+    ]
 
 
 def render_markdown(claims: list[Claim], half_width: float) -> str:
@@ -125,7 +132,8 @@ def render_html(claims: list[Claim], half_width: float) -> str:
     def line(cells, tag):
         return "<tr>" + "".join(f"<{tag}>{escape(cell)}</{tag}>" for cell in cells) + "</tr>"
 
-    parts = ["<h1>The paper's claims in these tables</h1>", *(f"<p>{escape(p)}</p>" for p in _summary(claims, half_width))]
+    parts = ["<h1>The paper's claims in these tables</h1>"]
+    parts += [f"<p>{escape(paragraph)}</p>" for paragraph in _summary(claims, half_width)]
     parts += ["<table>", line(_header(half_width), "th"), *(line(row, "td") for row in _rows(claims)), "</table>"]
     return "\n".join(parts) + "\n"
 

@@ -210,7 +210,9 @@ def register(stages) -> None:
     table.add_argument("--out-dir", default="results/tables")
     table.set_defaults(run=_table)
 
-    claims = commands.add_parser("claims", help="every claimed direction of the seeded tables: difference, interval, verdict")
+    claims = commands.add_parser(
+        "claims", help="every claimed direction of the seeded tables: difference, interval, verdict"
+    )
     claims.add_argument("--tables", default="config/tables.yaml", help="table spec file")
     claims.add_argument("--results", default="results/eval", help="folder of <experiment>/<protocol>/<dataset>.json")
     claims.add_argument("--half-width", type=float, default=2.0, help="interval half-width to count seeds for")
