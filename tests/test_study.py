@@ -97,7 +97,7 @@ REDUCED = {
     },
     "datasets": {
         "shapes_encoders": {"train_per_class": 4},
-        "study": {"train_per_class": 4, "test_per_class": 3},
+        "study": {"train_per_class": 4, "test_per_class": 3, "num_shards": 1},
         **dict.fromkeys(("study_n0", "study_n100", "study_n200", "study_n300", "study_n400"), TINY_SIZES),
         "study_fixed": TINY_SIZES,
     },
