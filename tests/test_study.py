@@ -162,4 +162,5 @@ def test_every_study_table_shows_each_paired_difference_its_interval_and_the_cla
                 decision = "undecided" if low <= 0 <= high else ("yes" if (low > 0) == (expect == "higher") else "no")
                 assert line[f"{key}_{versus}_decision"] == decision
                 checked += 1
-    assert checked == 2 * 6 + 5 * 2 + 3 * 2 + 3  # genview (2 rows), sources (+ zero-shot), quality (+ zero-shot), γ
+    # genview (2 rows), sources, adaptive and quality (each + zero-shot), γ
+    assert checked == 2 * 6 + 4 * 2 + 1 * 2 + 3 * 2 + 3

@@ -129,6 +129,14 @@ def _resolve(
         quality["later_coefs"] = [float(c) for c in quality.get("later_coefs") or later]
         for key in ("early_coefs", "later_coefs"):
             problems += _check_coefficients(quality[key], info, variant, views["n_views"], f"{where}.quality.{key}")
+        # View slot v > 0 draws from source (v - 1) mod the number of sources: fewer slots leave sources unused.
+        unused = views["sources"][views["n_views"] - 1 :]
+        if variant != "baseline" and unused:
+            problems.append(
+                f"{where}.views.n_views: {views['n_views']} views per caption hold {views['n_views'] - 1} generated "
+                f"view(s), so sources {unused} of {views['sources']} would never be used; give n_views >= "
+                f"{len(views['sources']) + 1} or name fewer views.sources"
+            )
         views_per_sample = views["n_views"]
     else:
         for key in ("early_coefs", "later_coefs"):
