@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -336,6 +337,32 @@ def test_experiment_errors_name_the_key():
     )
     with pytest.raises(ConfigError, match=r"views.sources: \['tc'\] not generated for dataset 's'"):
         resolve_experiments(config)
+
+
+@pytest.mark.parametrize("n_views, unused", [(2, ["tc", "itc"]), (3, ["itc"]), (4, None), (6, None)])
+def test_views_per_caption_must_hold_every_source(n_views, unused):
+    """View slot v draws from source v - 1: with fewer slots than 1 + sources, a source is silently never used."""
+    from genview.errors import ConfigError
+
+    exp = {"method": "clip", "variant": "genview", "recipe": "r", "backbone": "b", "dataset": "s"}
+    config = validate_config(
+        {
+            "datasets": {"s": {"kind": "shapes", "sources": ["ic", "tc", "itc"]}},
+            "pretrain": {
+                "recipes": {"r": {"epochs": 1, "batch_size": 8}},
+                "backbones": {"b": {"name": "vit"}},
+                "experiments": {"e": {**exp, "method_args": METHOD_ARGS, "views": {"n_views": n_views}}},
+            },
+        }
+    )
+    if unused is None:
+        assert resolve_experiments(config)["e"]["views"]["sources"] == ["ic", "tc", "itc"]
+        return
+    message = rf"e.views.n_views: {n_views} views per caption .* sources {re.escape(str(unused))} of"
+    with pytest.raises(ConfigError, match=message):
+        resolve_experiments(config)
+    config["pretrain"]["experiments"]["e"]["views"]["sources"] = ["ic", "tc", "itc"][: n_views - 1]
+    assert resolve_experiments(config)["e"]["views"]["n_views"] == n_views
 
 
 def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initialisation(data, tmp_path):
