@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (see README.md):
 #   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
 #               (make run CONFIG=config/smoke.yaml: another config file, as given to --configfile)
-#   make study  the ablation study (config/study.yaml, about 45 minutes on 2 cores): results/study_report.html
+#   make study  the ablation study (config/study.yaml, about 45-60 minutes on 2 cores): results/study_report.html
 #   make test   create .venv if needed, then run the test suite
 # The environment is rebuilt only when requirements*.txt, pyproject.toml or this Makefile change.
 
