@@ -315,22 +315,27 @@ def write_seeded_results(root, values):
             path.write_text(json.dumps({"knn": {"metrics": {"top1": value}}}))
 
 
-def test_seeded_cells_show_the_paired_difference_its_interval_and_decision(tmp_path):
-    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5], "pixels": [30.0]}
-    write_seeded_results(tmp_path, values)
-    spec = {
+def seeded_spec(expects: dict[str, str | None]) -> dict:
+    """A seeded table of one row: column ``base`` (the reference) then one column per key of ``expects``, each an
+    experiment ``<key>_s{seed}`` (``pixels``: one run) with its expected direction."""
+    columns = [{"key": "base", "label": "base", "cell": {"experiment": "base_s{seed}"}}]
+    for key, expect in expects.items():
+        experiment = key if key == "pixels" else f"{key}_s{{seed}}"
+        columns.append({"key": key, "label": key, "cell": {"experiment": experiment}, "expect": expect})
+    return {
         "title": "T",
         "seeds": [0, 1, 2],
         "compare_to": "base",
         "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
-        "columns": [
-            {"key": "base", "label": "base", "cell": {"experiment": "base_s{seed}"}},
-            {"key": "views", "label": "views", "cell": {"experiment": "views_s{seed}"}, "expect": "higher"},
-            {"key": "noise", "label": "noise", "cell": {"experiment": "noise_s{seed}"}, "expect": "higher"},
-            {"key": "pixels", "label": "pixels", "cell": {"experiment": "pixels"}, "expect": "lower"},
-        ],
+        "columns": columns,
         "rows": [{"label": "r"}],
     }
+
+
+def test_seeded_cells_show_the_paired_difference_its_interval_and_decision(tmp_path):
+    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5], "pixels": [30.0]}
+    write_seeded_results(tmp_path, values)
+    spec = seeded_spec({"views": "higher", "noise": "higher", "pixels": "lower"})
     spec = expand_spec(spec)
     assert cell_sources(spec) == [(f"{k}_s{s}", "knn", "d") for k in ("base", "views", "noise") for s in range(3)] + [
         ("pixels", "knn", "d")
@@ -412,22 +417,13 @@ def test_claims_list_each_expected_direction_with_its_verdict_and_the_seeds_a_na
 
     from genview.report.claims import seeds_needed, write_claims
 
-    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5]}
+    values = {"base": [50.0, 52.0, 54.0], "views": [60.0, 61.0, 62.0], "noise": [51.0, 55.0, 53.5], "pixels": [30.0]}
     write_seeded_results(tmp_path / "eval", values)
-    spec = {
-        "title": "T",
-        "seeds": [0, 1, 2],
-        "compare_to": "base",
-        "cell": {"protocol": "knn", "dataset": "d", "metric": "top1"},
-        "columns": [
-            {"key": "base", "label": "base", "cell": {"experiment": "base_s{seed}"}},
-            {"key": "views", "label": "views", "cell": {"experiment": "views_s{seed}"}, "expect": "lower"},
-            {"key": "noise", "label": "noise", "cell": {"experiment": "noise_s{seed}"}, "expect": "higher"},
-        ],
-        "rows": [{"label": "r"}],
-    }
-    views, noise = write_claims({"t": spec}, tmp_path / "eval", tmp_path / "claims")
+    spec = seeded_spec({"views": "lower", "noise": "higher", "pixels": "lower"})
+    views, noise, pixels = write_claims({"t": spec}, tmp_path / "eval", tmp_path / "claims")
     assert (views.verdict, noise.verdict) == ("not reproduced", "undecided")  # views is higher: the claim fails
+    # A one-run column pairs as the same value for every seed: 30 - (50, 52, 54).
+    assert (pixels.mean, pixels.verdict, pixels.sd) == (-22.0, "reproduced", pytest.approx(2.0))
     differences = [1.0, 3.0, -0.5]  # noise - base per seed
     assert noise.sd == pytest.approx(stats.tstd(differences))
     # The least n whose interval half-width t(0.975, n - 1) sd / sqrt(n) is at most 2, found plainly.
@@ -435,6 +431,6 @@ def test_claims_list_each_expected_direction_with_its_verdict_and_the_seeds_a_na
     assert noise.seeds_for_half_width == next(n for n, h in zip(range(2, 50), half) if h <= 2.0)
     assert seeds_needed(0.0, 2.0) == 2 and seeds_needed(1e6, 2.0, limit=10) is None
     text = (tmp_path / "claims.md").read_text()
-    assert "2 claims: 0 reproduced, 1 not reproduced, 1 undecided." in text
+    assert "3 claims: 1 reproduced, 1 not reproduced, 1 undecided." in text
     assert "| t | r | noise higher than base | +1.2 [-3.2, +5.5] (3 seeds) | undecided |" in text
     assert "<td>not reproduced</td>" in (tmp_path / "claims.html").read_text()
