@@ -34,7 +34,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml Makefile
 run: $(STAMP)
 	@mkdir -p .snakemake
 	@flock --close --timeout 10 --conflict-exit-code 75 .snakemake/make-run.lock sh -c \
-		'python -m genview config check $(CONFIG) > /dev/null && python -m genview.runtime live-snakemake \
+		'python -m genview config check $(CONFIG) > /dev/null && python -m genview.runtime.processes live-snakemake \
 		 && snakemake --unlock --cores 1 > /dev/null && snakemake --cores all --configfile $(CONFIG) \
 		 && snakemake --cores all --configfile $(CONFIG) --report $(REPORT)' \
 		|| { code=$$?; [ $$code -ne 75 ] || echo "make run: another make run is using this checkout"; exit $$code; }

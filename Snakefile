@@ -7,7 +7,7 @@ import os
 
 from snakemake.utils import min_version
 
-from genview.config import replaces_default
+from genview.config.load import replaces_default
 
 min_version("9.0")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.data.images import load_rgb
 from genview.data.index import index_dataset
 from genview.data.shapes import make_shapes

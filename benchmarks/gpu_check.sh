@@ -58,7 +58,7 @@ step "training with quality weights (amp bf16 and fp16 on CUDA)"
   --out quality.npz --device "$DEVICE") 2>>"$OUT/train.log"
 py - "$work" "$DEVICE" <<'PY' 2>>"$OUT/train.log"
 import json, subprocess, sys
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.training.experiments import resolve_experiments
 w = sys.argv[1]
 for method, amp, args in [("simclr", "bf16", {"proj_hidden_dim": 256, "proj_dim": 64}),

@@ -43,7 +43,7 @@ timeout 90 $PY benchmarks/rates.py --config config/config.yaml --tiny --only gen
 step "a real GPU out-of-memory error becomes one message"
 $PY - <<'PY'
 import torch
-from genview.devices import out_of_memory_advice
+from genview.runtime.devices import out_of_memory_advice
 from genview.errors import GenviewError
 try:
     with out_of_memory_advice("rehearsal (rule none)", batch_size=1 << 40, lower="the batch", device="cuda"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.data.index import index_dataset
 
 

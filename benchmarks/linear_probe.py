@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from genview.config import load_config
+from genview.config.load import load_config
 from genview.evaluation.protocols import EvalContext, evaluate
 
 

@@ -37,7 +37,7 @@ from torchvision.transforms import v2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from genview.config import validate_config  # noqa: E402
+from genview.config.load import validate_config  # noqa: E402
 from genview.data.images import CLIP_MEAN, CLIP_STD, load_rgb  # noqa: E402
 from genview.training.augment import (  # noqa: E402
     AUGMENTATIONS,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.models.open_clip_models import build_tiny_quality_encoder
 from genview.quality.encoder import QualityEncoder, QualityScorer
 from genview.training.experiments import resolve_experiments

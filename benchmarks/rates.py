@@ -51,7 +51,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from genview.config import load_config_files, validate_config  # noqa: E402
+from genview.config.load import load_config_files, validate_config  # noqa: E402
 from genview.contracts import MANIFEST, SHARD  # noqa: E402
 from genview.data.images import load_rgb  # noqa: E402
 from genview.data.index import index_dataset  # noqa: E402

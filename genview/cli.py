@@ -1,7 +1,7 @@
 """Command line: ``python -m genview <stage> <command> ...`` (also ``genview ...``).
 
 Each stage module registers its commands; heavy imports happen inside the commands, so ``--help`` is quick.
-``--gpus N`` leases N of the machine's GPUs before the command runs (see :mod:`genview.gpu_lease`).
+``--gpus N`` leases N of the machine's GPUs before the command runs (see :mod:`genview.runtime.gpu_lease`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import sys
 import time
 
 from genview.errors import GenviewError
-from genview.gpu_lease import lease_gpus
-from genview.runtime import end_with_snakemake
+from genview.runtime.gpu_lease import lease_gpus
+from genview.runtime.processes import end_with_snakemake
 
 STAGES = (
-    "genview.config_cli",
-    "genview.devices_cli",
+    "genview.config.cli",
+    "genview.runtime.devices_cli",
     "genview.data.cli",
     "genview.models.cli",
     "genview.analysis.cli",

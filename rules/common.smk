@@ -11,13 +11,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from genview.config import dataset_generation, derive_config
+from genview.config.load import dataset_generation, derive_config
 from genview.data import SYNTHETIC_LAYOUT_KEYS, SYNTHETIC_MARKER, SYNTHETIC_ROOT, dataset_root
 from genview.errors import ConfigError
-from genview.resolve import ANALYSIS_PARTS, analysis_parts
-from genview.resolve import needs_complexity as _needs_complexity
-from genview.resolve import needs_foreground as _needs_foreground
-from genview.resolve import resolve_config
+from genview.config.resolve import ANALYSIS_PARTS, analysis_parts
+from genview.config.resolve import needs_complexity as _needs_complexity
+from genview.config.resolve import needs_foreground as _needs_foreground
+from genview.config.resolve import resolve_config
 
 try:
     # A derived config (config/rehearsal.yaml) is resolved onto its base first; the global dict is updated in place.
@@ -140,7 +140,7 @@ REHEARSAL_BUILD_GPUS = {"full": 1, "small": 0}  # the full size is built on the 
 
 
 def model_location(role):
-    from genview.resolve import model_location
+    from genview.config.resolve import model_location
 
     return model_location(config, role)
 

@@ -71,7 +71,7 @@ def indexed_shapes(root: Path, train_per_class: int, test_per_class: int = 1):
     directory); returns the manifest with absolute paths, also written to ``root/manifest.csv``."""
     import contextlib
 
-    from genview.config import validate_config
+    from genview.config.load import validate_config
     from genview.data.index import index_dataset
     from genview.data.shapes import make_shapes
 

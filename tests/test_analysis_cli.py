@@ -8,7 +8,7 @@ import pytest
 
 from genview.analysis.params import read_params
 from genview.cli import main
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import BadInputError, GenviewError
 from genview.models.diffusion import load_pipeline
 from genview.models.tiny import TINY_MARKERS, build_tiny_models

@@ -4,7 +4,7 @@ from importlib.resources import files
 
 import pytest
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import BadInputError
 from genview.evaluation.catalog import SHAPES_TEMPLATES, class_names, label_order, zero_shot_templates
 

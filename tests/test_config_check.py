@@ -9,9 +9,9 @@ import yaml
 from conftest import REPO, job_counts, placeholder_datasets, snakemake
 
 from genview.cli import main
-from genview.config import load_config, workflow_config
+from genview.config.load import load_config, workflow_config
+from genview.config.resolve import resolve_config
 from genview.errors import ConfigError
-from genview.resolve import resolve_config
 
 pytestmark = pytest.mark.workflow
 

@@ -148,7 +148,7 @@ def test_a_quality_scorer_fed_another_images_tokens_loses_what_the_honest_one_me
     """IC views of one shard at constant noise 300 and 400, where most objects lose their class: within each level,
     the honest score ranks faithful views above class-changed ones more often than chance; with each image's token
     map swapped for another image's of the batch, q no longer describes the pair and the AUC falls to chance."""
-    from genview.config import validate_config
+    from genview.config.load import validate_config
     from genview.generation.views import generate_shard
     from genview.models.diffusion import load_pipeline
     from genview.quality.encoder import QualityScorer

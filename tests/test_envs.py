@@ -393,7 +393,7 @@ def test_the_import_scan_follows_commands_into_functions_and_registries():
     modules = reachable_imports("evaluation", "run")
     assert "genview.evaluation.protocols.knn" in modules  # registry: imported by name at run time
     assert "sklearn" in modules  # imported inside a protocol's function
-    assert "genview.gpu_lease" in modules and "yaml" in modules  # every job: genview.cli, config_cli
+    assert "genview.runtime.gpu_lease" in modules and "yaml" in modules  # every job: genview.cli, config_cli
     assert "genview.models.tiny" not in reachable_imports("data", "shard")  # only the command's own function counts
     # Modules named by string: clip-benchmark's data files, read through importlib.resources.
     assert "clip_benchmark.datasets" in modules

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 
-from genview.config import validate_config
+from genview.config.estimate import estimate_gpu_hours, loader_shortfalls
+from genview.config.load import validate_config
 from genview.errors import ConfigError
-from genview.estimate import estimate_gpu_hours, loader_shortfalls
 from genview.evaluation.runs import resolve_evaluations
 from genview.training.experiments import resolve_experiments
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import indexed_shapes
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import ConfigError, GenviewError
 from genview.evaluation.features import FeatureCache, extract_features
 from genview.evaluation.protocols import EvalContext, evaluate, protocol_class

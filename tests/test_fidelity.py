@@ -10,7 +10,7 @@ import torch
 from conftest import REPO, indexed_shapes
 from torch import nn
 
-from genview.config import dataset_generation, load_config, validate_config
+from genview.config.load import dataset_generation, load_config, validate_config
 from genview.errors import ConfigError
 from genview.training.experiments import peak_lr, resolve_experiments
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import indexed_shapes
 from PIL import Image
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.contracts import VIEWS
 from genview.errors import BadInputError
 from genview.generation.views import collect_manifests, generate_shard, group_by_settings, plan_views, view_seed

@@ -14,9 +14,9 @@ import torch
 from conftest import indexed_shapes
 
 from genview.cli import main
-from genview.config import validate_config
-from genview.devices import device_memory, resolve_device
+from genview.config.load import validate_config
 from genview.errors import GenviewError
+from genview.runtime.devices import device_memory, resolve_device
 
 DRIVER_TOO_OLD = "The NVIDIA driver on your system is too old (found version 11040)."
 
@@ -280,7 +280,7 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
 
 
 def test_other_errors_pass_through_unchanged(monkeypatch):
-    from genview.devices import out_of_memory_advice
+    from genview.runtime.devices import out_of_memory_advice
 
     with pytest.raises(RuntimeError, match="^shapes do not match$"):
         with out_of_memory_advice("x", batch_size=1, lower="y", device="cpu"):

@@ -11,7 +11,7 @@ from conftest import REPO, VENV_BIN, run_tool
 from test_envs import JOB_RULES
 
 from genview.errors import GenviewError
-from genview.gpu_lease import gpu_inventory, lease_gpus, parse_inventory
+from genview.runtime.gpu_lease import gpu_inventory, lease_gpus, parse_inventory
 
 # A holder prints its devices, then keeps its lease (the exec'd shell holds the locks) until a line on stdin.
 HOLD = ["devices", "run", "--", "sh", "-c", 'echo "$CUDA_VISIBLE_DEVICES"; read _']

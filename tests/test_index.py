@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import genview.data.index as index_module
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.contracts import MANIFEST
 from genview.data.images import image_problem, load_rgb
 from genview.data.index import index_dataset

@@ -133,7 +133,7 @@ def test_the_import_scan_sees_every_form():
     assert genview_imports(source, "genview.methods.simclr", is_package=False) == [
         (1, "genview.io"),
         (2, "genview"),
-        (2, "genview.distributed"),
+        (2, "genview.runtime.distributed"),
         (3, "genview.methods"),
         (3, "genview.methods.heads"),
         (4, "genview.errors"),
@@ -160,7 +160,9 @@ def snakefile_imports() -> list[str]:
 
 def test_light_modules_import_no_heavy_library():
     modules = snakefile_imports()
-    assert {"genview.resolve", "genview.config"} <= set(modules), modules  # the scan finds the rules' imports
+    assert {"genview.config.resolve", "genview.config.load"} <= set(modules), (
+        modules
+    )  # the scan finds the rules' imports
     code = (
         f"import importlib, sys\nfor module in {[*modules, *LIGHT_ALSO]!r}:\n    importlib.import_module(module)\n"
         f"print(sorted(set({HEAVY!r}) & set(sys.modules)))"

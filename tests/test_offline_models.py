@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, VENV_BIN, snakemake
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import ConfigError, GenviewError
 from genview.models.offline import model_environment
 

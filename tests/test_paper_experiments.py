@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import REPO, indexed_shapes
 
-from genview.config import load_config
+from genview.config.load import load_config
 from genview.evaluation.protocols import protocol_class
 from genview.evaluation.runs import resolve_evaluations
 from genview.method_catalog import method_catalog

@@ -13,7 +13,7 @@ from test_training import experiment
 from tqdm import tqdm
 
 from genview.cli import main
-from genview.config import validate_config
+from genview.config.load import validate_config
 
 EVALUATION = validate_config({"evaluation": {"linear": {"epochs": 2, "batch_size": 8}}})["evaluation"]
 SPEC = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
@@ -29,7 +29,7 @@ def job_log(*argv) -> list[str]:
 
 
 def progress_lines(lines: list[str], desc: str) -> list[str]:
-    return [line for line in lines if f"genview.progress: {desc}: " in line]
+    return [line for line in lines if f"genview.runtime.progress: {desc}: " in line]
 
 
 def finished(lines: list[str], command: str) -> bool:
@@ -64,11 +64,11 @@ def pretrained(shapes):
 
 
 def test_a_log_file_gets_one_whole_line_per_update(monkeypatch, caplog):
-    from genview import progress
+    from genview.runtime import progress
 
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal
     monkeypatch.setattr(progress, "LOG_INTERVAL", 0)  # every update writes
-    caplog.set_level("INFO", logger="genview.progress")
+    caplog.set_level("INFO", logger="genview.runtime.progress")
     with progress.progress(total=3, desc="loop", unit="step") as bar:
         for step in range(3):
             bar.set_postfix(loss=1 / (step + 1), refresh=False)

@@ -9,7 +9,7 @@ import sys
 import yaml
 from conftest import REPO
 
-from genview.config import load_config_files
+from genview.config.load import load_config_files
 
 SMALL = [
     "--tiny",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import indexed_shapes
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import GenviewError
 from genview.training.backbones import build_backbone
 from genview.training.data import PretrainDataset

@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, snakemake
 from PIL import Image
 
-from genview.config import derive_config, load_config, merge_patch, read_yaml
+from genview.config.load import derive_config, load_config, merge_patch, read_yaml
 from genview.data.index import index_dataset
 from genview.data.synthetic import make_synthetic
 from genview.errors import ConfigError

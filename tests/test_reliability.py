@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, VENV_BIN, copy_workflow, run_tool
 
-from genview.runtime import LOCK_FILE, output_lock
+from genview.runtime.processes import LOCK_FILE, output_lock
 
 ENV = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
@@ -38,7 +38,7 @@ def alive(pid: int) -> bool:
 
 def hold_lock(folder: Path) -> subprocess.Popen:
     """Another process writing ``folder`` (it holds the writer lock until killed)."""
-    code = f"from genview.runtime import output_lock\nwith output_lock({str(folder)!r}, 'x'):\n    input()"
+    code = f"from genview.runtime.processes import output_lock\nwith output_lock({str(folder)!r}, 'x'):\n    input()"
     process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, env=ENV, cwd=REPO)
     wait_for(lambda: (folder / LOCK_FILE).is_file() and (folder / LOCK_FILE).read_text().strip(), what="the lock")
     return process
@@ -86,7 +86,8 @@ def test_a_job_ends_when_its_snakemake_is_killed_and_a_rerun_never_runs_beside_i
             """
             rule long_job:
                 output: "out/done.txt"
-                shell: "python -c 'from genview.runtime import end_with_snakemake, output_lock; import os, time\\n"
+                shell: "python -c 'import os, time\\n"
+                       "from genview.runtime.processes import end_with_snakemake, output_lock\\n"
                        "end_with_snakemake(0.2)\\nwith output_lock(\\"out\\", \\"long_job\\"):\\n"
                        "    open(\\"out/pid\\", \\"w\\").write(str(os.getpid())); time.sleep(300)' 2> job.log"
             """

@@ -15,7 +15,7 @@ import torch
 import yaml
 from conftest import REPO, VENV_BIN, job_counts, run_tool
 
-from genview.config import load_config
+from genview.config.load import load_config
 from genview.training.experiments import RECIPE_EXECUTION_KEYS, resolve_experiments
 from genview.training.train import train
 

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.contracts import VIEWS
 from genview.data.index import index_dataset
 from genview.data.shapes import CONSTRAINTS, _make_sample, make_shapes, parse_caption
+from genview.data.shapes_renderer import DEFAULT_RULES, class_change_probability, guidance_break_probability
 from genview.data.shard import write_shards
 from genview.generation.views import generate_shard
 from genview.models.diffusion import load_pipeline
-from genview.models.shapes_renderer import DEFAULT_RULES, class_change_probability, guidance_break_probability
 
 
 def test_captions_are_read_back_exactly():

@@ -14,7 +14,7 @@ import torch
 import yaml
 from conftest import REPO, snakemake
 
-from genview.config import load_config
+from genview.config.load import load_config
 from genview.data.shapes import make_shapes
 from genview.evaluation.runs import read_result
 from genview.training.data import PretrainDataset

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import indexed_shapes
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.training.experiments import resolve_experiments
 
 TIME_LIMIT_EXIT = 75

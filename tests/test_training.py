@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import indexed_shapes
 
-from genview.config import validate_config
+from genview.config.load import validate_config
 from genview.errors import GenviewError
 from genview.training.data import PretrainDataset, epoch_indices
 from genview.training.experiments import resolve_experiments
@@ -301,7 +301,7 @@ def test_two_process_ddp_run(data, tmp_path, method):
 def test_every_configured_experiment_names_a_method_and_valid_options(config_name):
     from conftest import REPO
 
-    from genview.config import load_config
+    from genview.config.load import load_config
     from genview.methods import method_class
 
     experiments = resolve_experiments(load_config(REPO / "config" / config_name))

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from genview.distributed import all_reduce_mean
 from genview.errors import ConfigError
 from genview.methods import build_method
 from genview.methods.clip import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX
@@ -22,6 +21,7 @@ from genview.methods.vl_losses import (
     image_text_loss,
     multi_positive_cross_entropy,
 )
+from genview.runtime.distributed import all_reduce_mean
 
 IMAGE_SIZE = 16
 FEATURE_DIM = 24

@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, VENV_BIN, job_counts, placeholder_datasets, run_tool, snakemake
 from PIL import Image
 
-from genview.config import load_config
+from genview.config.load import load_config
 from genview.evaluation.runs import resolve_evaluations
 from genview.report.specs import load_table_specs
 from genview.training.experiments import resolve_experiments

@@ -7,14 +7,14 @@ from genview.errors import ConfigError
 
 
 def _memory_advice(command: str, analysis: dict, device: str):
-    from genview.devices import out_of_memory_advice
+    from genview.runtime.devices import out_of_memory_advice
 
     return out_of_memory_advice(command, batch_size=analysis["batch_size"], lower="analysis.batch_size", device=device)
 
 
 def _fit_foreground(args) -> None:
     from genview.analysis.foreground import fit_foreground
-    from genview.devices import resolve_device
+    from genview.runtime.devices import resolve_device
 
     analysis = json_argument(args.analysis, "--analysis")
     device = resolve_device(args.device)
@@ -38,7 +38,7 @@ def _fit_foreground(args) -> None:
 
 def _foreground(args) -> None:
     from genview.analysis.foreground import foreground_shard
-    from genview.devices import resolve_device
+    from genview.runtime.devices import resolve_device
 
     analysis = json_argument(args.analysis, "--analysis")
     device = resolve_device(args.device)
@@ -64,8 +64,8 @@ def _complexity(args) -> None:
         if not args.llm:
             raise ConfigError("analyze complexity: the llm scorer needs --llm (models.complexity_llm as JSON)")
         attempts = analysis["llm_attempts"]
-        from genview.devices import resolve_device
         from genview.models.chat_llm import load_chat_model
+        from genview.runtime.devices import resolve_device
 
         spec = json_argument(args.llm, "--llm")
         generate = load_chat_model(

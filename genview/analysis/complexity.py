@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from genview.errors import ConfigError
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 # --- Word classes of concrete visual constraints. Entries may be phrases ("in front of"): a phrase counts once.
 # --- Object nouns are listed in the singular; regular plurals are recognised.

@@ -35,7 +35,7 @@ from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, patch_tokens, token_grid
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from genview.errors import ConfigError
 
 def dataset_spec(args) -> dict:
     """The validated spec (defaults filled) of ``--dataset``, from ``--spec JSON`` or from ``--config FILE``."""
-    from genview.config import load_config, validate_config
+    from genview.config.load import load_config, validate_config
 
     if args.spec is not None:
         spec = json_argument(args.spec, "--spec")

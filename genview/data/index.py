@@ -30,7 +30,7 @@ from genview.data.checks import IMAGE_EXTENSIONS, read_class_list, resolve_path
 from genview.data.images import image_problem
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

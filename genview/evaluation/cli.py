@@ -9,9 +9,9 @@ from genview.cli_args import json_argument
 
 def _cached(args) -> None:
     """Features of every split, then every protocol that reads them, in one process; one JSON for their results."""
-    from genview.devices import out_of_memory_advice, resolve_device
     from genview.evaluation.features import extract_features
     from genview.evaluation.protocols import EvalContext, evaluation_record, write_json
+    from genview.runtime.devices import out_of_memory_advice, resolve_device
 
     device = resolve_device(args.device)
     spec = json_argument(args.spec, "--spec")
@@ -49,8 +49,8 @@ def _cached(args) -> None:
 
 
 def _run(args) -> None:
-    from genview.devices import out_of_memory_advice, resolve_device
     from genview.evaluation.protocols import EvalContext, evaluate
+    from genview.runtime.devices import out_of_memory_advice, resolve_device
 
     context = EvalContext(
         experiment_name=args.experiment,

@@ -15,7 +15,7 @@ import numpy as np
 
 from genview.errors import BadInputError
 from genview.io import atomic_path, file_fingerprint
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

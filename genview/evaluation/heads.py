@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 # The paper's sweep; each is scaled by batch size / 256.
 PAPER_BASE_LRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from genview.errors import BadInputError
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 # The regularisation sweep of the fast linear probe: inverse L2 strengths one decade apart.
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 3, 7))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from jsonschema import Draft202012Validator
 
-from genview.config import load_schema
+from genview.config.load import load_schema
 from genview.errors import ConfigError
 from genview.method_catalog import method_catalog
 

@@ -7,11 +7,11 @@ from genview.cli_args import json_argument
 
 def _views(args) -> None:
     from genview.analysis.params import read_params
-    from genview.devices import out_of_memory_advice, resolve_device
     from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
     from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
-    from genview.runtime import output_lock
+    from genview.runtime.devices import out_of_memory_advice, resolve_device
+    from genview.runtime.processes import output_lock
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)

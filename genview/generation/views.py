@@ -29,7 +29,7 @@ from genview.contracts import SHARD, VIEWS
 from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.io import atomic_path, file_sha256, settings_stamp
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

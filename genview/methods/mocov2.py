@@ -6,10 +6,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from genview.distributed import gather_no_grad, rank, world_size
 from genview.methods import TwoViewMethod, register
 from genview.methods.heads import ema_update, frozen_copy, mlp_head
 from genview.methods.losses import info_nce_per_sample
+from genview.runtime.distributed import gather_no_grad, rank, world_size
 
 
 @register("mocov2")

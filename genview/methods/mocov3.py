@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from genview.distributed import gather_no_grad, rank
 from genview.methods import TwoViewMethod, register
 from genview.methods.heads import ema_update, frozen_copy, mlp_head
 from genview.methods.losses import moco_v3_per_sample
+from genview.runtime.distributed import gather_no_grad, rank
 
 
 @register("mocov3")

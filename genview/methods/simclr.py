@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from genview.distributed import gather_with_grad, rank
 from genview.methods import TwoViewMethod, register
 from genview.methods.heads import mlp_head
 from genview.methods.losses import nt_xent_per_sample
+from genview.runtime.distributed import gather_with_grad, rank
 
 
 @register("simclr")

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genview.distributed import gather_no_grad, rank
 from genview.methods import TwoViewMethod, register
 from genview.methods.heads import mlp_head
 from genview.methods.losses import sinkhorn, swav_per_sample
+from genview.runtime.distributed import gather_no_grad, rank
 
 
 @register("swav")

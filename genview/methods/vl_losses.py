@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from genview.distributed import gather_no_grad, gather_with_grad, rank
 from genview.methods.losses import full_precision
+from genview.runtime.distributed import gather_no_grad, gather_with_grad, rank
 
 # Replaces self-similarities so that a view is never its own candidate. Finite (not -inf), so that the zero
 # target on the diagonal times its log-probability stays 0 rather than NaN; the losses compute logits in

@@ -18,7 +18,7 @@ def _train_encoder(args) -> None:
 
 
 def _fetch(args) -> None:
-    from genview.config import load_config_files
+    from genview.config.load import load_config_files
     from genview.models.fetch import fetch_models
 
     fetch_models(load_config_files(args.config), cache=args.cache, roles=args.roles)
@@ -27,7 +27,7 @@ def _fetch(args) -> None:
 def _build_rehearsal(args) -> None:
     import torch
 
-    from genview.models.rehearsal import build_rehearsal_models
+    from genview.rehearsal.build import build_rehearsal_models
 
     # The full-size models are built where they will run: on the leased GPU when there is one (genview --gpus).
     device = "cuda" if torch.cuda.is_available() else "cpu"

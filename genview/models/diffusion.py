@@ -22,10 +22,10 @@ TINY_CONTEXT = 77
 
 def load_pipeline(role: str, spec: dict, device: str = "cpu"):
     """Load the pipeline of ``role`` from ``spec`` ({path, revision, variant}): fp16 on CUDA, fp32 on CPU.
-    ``{renderer: shapes, dataset: NAME}`` gives the shapes renderer instead (genview.models.shapes_renderer)."""
+    ``{renderer: shapes, dataset: NAME}`` gives the shapes renderer instead (genview.data.shapes_renderer)."""
     if spec.get("renderer"):
         from genview.data import SHAPES_ROOT
-        from genview.models.shapes_renderer import ShapesRenderer
+        from genview.data.shapes_renderer import ShapesRenderer
 
         return ShapesRenderer(role, SHAPES_ROOT.format(name=spec["dataset"]), spec.get("rules"))
     import diffusers

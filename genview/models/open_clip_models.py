@@ -16,7 +16,7 @@ from pathlib import Path
 from genview.errors import GenviewError
 from genview.io import atomic_path
 from genview.models.offline import is_offline, missing_offline_error, open_clip_cache_dir
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from genview.cli_args import json_argument
 
 
 def _fit_vector(args) -> None:
-    from genview.devices import out_of_memory_advice, resolve_device
     from genview.quality.encoder import fit_quality_vector
+    from genview.runtime.devices import out_of_memory_advice, resolve_device
 
     analysis, encoder = json_argument(args.analysis, "--analysis"), json_argument(args.encoder, "--encoder")
     device = resolve_device(args.device)

@@ -31,12 +31,10 @@ from genview.analysis.pc1 import (
 )
 from genview.contracts import MANIFEST
 from genview.data.images import NORMALIZATION, load_rgb
-from genview.distributed import gather_no_grad, rank
 from genview.errors import BadInputError, ConfigError
 from genview.io import atomic_path
 from genview.models import check_encoder_stamp, encoder_stamp
 from genview.models.open_clip_models import load_open_clip, token_map_and_embedding
-from genview.progress import progress
 from genview.quality.weights import (
     genview_weights,
     grouped_weights,
@@ -46,6 +44,8 @@ from genview.quality.weights import (
     pooled_features,
     soft_masks,
 )
+from genview.runtime.distributed import gather_no_grad, rank
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

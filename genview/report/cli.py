@@ -53,10 +53,10 @@ def _tsne(args) -> None:
 
 def _gallery(args) -> None:
     from genview.analysis.foreground import foreground_masks, load_fit
-    from genview.devices import resolve_device
     from genview.errors import ConfigError
     from genview.models.diffusion import load_pipeline
     from genview.report.gallery import gallery_rows, image_gallery, spread_rows, text_gallery
+    from genview.runtime.devices import resolve_device
 
     if not (args.out_ic or args.out_tc):
         raise ConfigError("report gallery: give --out-ic (with --fit), --out-tc, or both")
@@ -100,9 +100,9 @@ def _gallery(args) -> None:
 
 
 def _quality(args) -> None:
-    from genview.devices import resolve_device
     from genview.quality.encoder import QualityScorer
     from genview.report.quality_audit import quality_audit
+    from genview.runtime.devices import resolve_device
 
     encoder = json_argument(args.encoder, "--encoder")
     scorer = QualityScorer(
@@ -180,9 +180,9 @@ def _encoder_ious(args, fg_encoder: dict) -> dict:
 
 
 def _checks_quality(args, views) -> dict:
-    from genview.devices import resolve_device
     from genview.quality.encoder import QualityScorer
     from genview.report import checks
+    from genview.runtime.devices import resolve_device
 
     encoder = json_argument(args.quality_encoder, "--quality-encoder")
     scorer = QualityScorer(

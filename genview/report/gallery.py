@@ -17,8 +17,8 @@ from genview.contracts import SHARD
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
 from genview.generation.views import ViewTask, run_pipeline, view_seed
-from genview.progress import progress
 from genview.report.figures import new_figure, save_png, show_image
+from genview.runtime.progress import progress
 
 ADAPTIVE_FRAME = "tab:red"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

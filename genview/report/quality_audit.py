@@ -12,9 +12,9 @@ import torch
 from genview.contracts import MANIFEST, QUALITY_SCORES, VIEWS
 from genview.data.images import load_rgb
 from genview.errors import BadInputError
-from genview.progress import progress
 from genview.quality.encoder import QualityScorer, load_centre_crop
 from genview.report.figures import new_figure, save_png, show_image
+from genview.runtime.progress import progress
 
 
 def read_pairs(

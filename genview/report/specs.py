@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genview.config import load_schema, read_yaml, validate_config
+from genview.config.load import load_schema, read_yaml, validate_config
 from genview.errors import ConfigError
 from genview.report.tables import cell_sources, expand_spec, validate_spec
 

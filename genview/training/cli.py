@@ -10,7 +10,7 @@ from genview.training.experiments import RECIPE_EXECUTION_KEYS
 
 
 def _run(args) -> None:
-    from genview.runtime import output_lock
+    from genview.runtime.processes import output_lock
 
     if "LOCAL_RANK" in os.environ:  # a torchrun worker: its launcher holds the lock
         _train(args)
@@ -22,7 +22,7 @@ def _run(args) -> None:
 
 
 def _train(args) -> None:
-    from genview.devices import out_of_memory_advice, resolve_device
+    from genview.runtime.devices import out_of_memory_advice, resolve_device
 
     device = resolve_device(args.device)  # before torchrun too: a GPU that torch cannot use fails here, once
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
@@ -104,7 +104,7 @@ def register(stages) -> None:
     run.add_argument("--nproc", type=int, default=1, help="processes (GPUs); >1 launches torchrun")
     # Execution settings (the recipe's num_workers, save_every_epochs, save_every_steps, max_nonfinite_in_row): the
     # workflow passes them from the rule's resources, so changing them reruns nothing and a resume continues.
-    from genview.config import load_schema
+    from genview.config.load import load_schema
 
     recipe = load_schema()["$defs"]["recipe"]["properties"]
     for key in RECIPE_EXECUTION_KEYS:

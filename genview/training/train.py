@@ -24,13 +24,13 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from genview import distributed
 from genview.contracts import MANIFEST
 from genview.errors import GenviewError
 from genview.io import atomic_path, file_sha256, write_digest
 from genview.methods import method_class
-from genview.progress import progress
 from genview.quality.weights import loss_coefficients
+from genview.runtime import distributed
+from genview.runtime.progress import progress
 from genview.training.augment import color_on_device
 from genview.training.data import PretrainDataset, epoch_indices, load_view_index, load_view_truth, stack_views
 from genview.training.experiments import RECIPE_EXECUTION_KEYS
@@ -166,7 +166,7 @@ def _save(obj, path: Path) -> None:
 def default_execution() -> dict:
     """The execution settings' defaults (config/schema.yaml): loader workers, resume-point cadence, the non-finite
     loss limit."""
-    from genview.config import load_schema
+    from genview.config.load import load_schema
 
     recipe = load_schema()["$defs"]["recipe"]["properties"]
     return {key: recipe[key]["default"] for key in RECIPE_EXECUTION_KEYS}

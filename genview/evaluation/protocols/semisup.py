@@ -11,7 +11,7 @@ from torch import nn
 from genview.evaluation.metrics import balanced_subset, subset_from_ids, topk_accuracy
 from genview.evaluation.pretrained import image_loader, test_transform, train_transform
 from genview.evaluation.protocols import Protocol, register
-from genview.progress import progress
+from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 

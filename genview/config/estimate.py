@@ -17,7 +17,7 @@ import math
 
 import pandas as pd
 
-from genview.config import dataset_generation
+from genview.config.load import dataset_generation
 from genview.errors import ConfigError
 
 TWO_VIEW_VIEWS = 2

@@ -2,8 +2,8 @@
 
 Built offline from the published configurations kept in ``config/model_configs/`` (the hub's file layout, weights
 left out) and from open_clip's shipped model configs, and saved in each library's own format, so they load through
-the same loaders as the real checkpoints (:mod:`genview.models.diffusion`, :mod:`.open_clip_models`,
-:mod:`.chat_llm`):
+the same loaders as the real checkpoints (:mod:`genview.models.diffusion`, :mod:`genview.models.open_clip_models`,
+:mod:`genview.models.chat_llm`):
 
 =================  ===========================================================  ==========================
 role               architecture (published)                                      format
@@ -74,7 +74,7 @@ def published_config(model: str, name: str, size: str = "full") -> dict:
     """A published configuration: ``<model>/<name>`` when it is a file (``config.json``,
     ``generation_config.json``), else the one ``*config.json`` in the component folder ``<model>/<name>/``;
     patched by ``small.yaml``'s ``<model>: <name>:`` entry for size small."""
-    from genview.config import merge_patch
+    from genview.config.load import merge_patch
 
     _check_size(size)
     path = MODEL_CONFIGS / model / name
@@ -154,7 +154,7 @@ def open_clip_config(role: str, size: str) -> dict:
     """open_clip's shipped model config of the role's model (ViT-H-14, convnext_base_w), patched for size small."""
     import open_clip
 
-    from genview.config import merge_patch
+    from genview.config.load import merge_patch
 
     _check_size(size)
     name = PUBLISHED[role]

@@ -9,8 +9,8 @@ import yaml
 
 
 def _check(args) -> None:
-    from genview.config import SCHEMA_PATH, workflow_config
-    from genview.resolve import resolve_config
+    from genview.config.load import SCHEMA_PATH, workflow_config
+    from genview.config.resolve import resolve_config
 
     source = " + ".join(map(str, args.files))
     config = workflow_config(args.files)
@@ -30,7 +30,7 @@ def _check(args) -> None:
 def _print_sources(files) -> None:
     """Which files were combined and where each top-level key came from: a key deleted from a copy of the embedded
     default still comes from the default (a merge adds and changes keys, it cannot remove one)."""
-    from genview.config import config_sources, load_schema
+    from genview.config.load import config_sources, load_schema
 
     layers, sources = config_sources(files)
     merged_into_default = layers[0].endswith("(the embedded default)")
@@ -51,10 +51,10 @@ def _estimate(args) -> None:
 
     import pandas as pd
 
-    from genview.config import SCHEMA_PATH, workflow_config
-    from genview.estimate import estimate_gpu_hours, loader_shortfalls, render_estimate
+    from genview.config.estimate import estimate_gpu_hours, loader_shortfalls, render_estimate
+    from genview.config.load import SCHEMA_PATH, workflow_config
+    from genview.config.resolve import resolve_config
     from genview.method_catalog import method_catalog
-    from genview.resolve import resolve_config
 
     config = workflow_config(args.file)
     config["check_files"] = False  # an estimate needs no data on this machine
@@ -84,7 +84,7 @@ def _profile_cpus_per_gpu(repo) -> int | None:
 
 
 def _docs(args) -> None:
-    from genview.config_docs import write_generated_docs
+    from genview.config.docs import write_generated_docs
 
     for path in write_generated_docs():
         print(f"wrote {path}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from genview.config import SCHEMA_PATH, load_schema
+from genview.config.load import SCHEMA_PATH, load_schema
 
 DOCS_PATH = SCHEMA_PATH.parent.parent / "docs" / "configuration.md"
 

@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genview.config import dataset_generation, validate_config
+from genview.config.load import dataset_generation, validate_config
 from genview.data import SYNTHETIC_ROOT
 from genview.data.checks import dataset_problems
 from genview.errors import BadInputError, ConfigError

@@ -141,11 +141,11 @@ def live_snakemake(folder: str | os.PathLike) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m genview.runtime live-snakemake [FOLDER]``: exit 0 when no Snakemake works in FOLDER (default: the
-    current one), else name them and exit 1 (``make run`` then leaves their lock alone and stops)."""
+    """``python -m genview.runtime.processes live-snakemake [FOLDER]``: exit 0 when no Snakemake works in FOLDER
+    (default: the current one), else name them and exit 1 (``make run`` then leaves their lock alone and stops)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m genview.runtime")
+    parser = argparse.ArgumentParser(prog="python -m genview.runtime.processes")
     commands = parser.add_subparsers(dest="command", required=True)
     live = commands.add_parser("live-snakemake", help="exit 1 when a Snakemake process works in FOLDER")
     live.add_argument("folder", nargs="?", default=".")

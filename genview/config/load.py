@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator
 
 from genview.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 @functools.cache

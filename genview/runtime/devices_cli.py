@@ -1,7 +1,7 @@
 """``genview devices``: the GPUs a command gets, and any command run under a GPU lease like a workflow job's.
 
 ``python -m genview --gpus 2 devices run -- python my_script.py`` keeps ad-hoc work off the devices that the
-workflow's jobs lease on the same machine (see :mod:`genview.gpu_lease`).
+workflow's jobs lease on the same machine (see :mod:`genview.runtime.gpu_lease`).
 """
 
 from __future__ import annotations
