@@ -21,6 +21,7 @@ STAGES = (
     "genview.runtime.devices_cli",
     "genview.data.cli",
     "genview.models.cli",
+    "genview.rehearsal.cli",
     "genview.analysis.cli",
     "genview.quality.cli",
     "genview.generation.cli",

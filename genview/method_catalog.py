@@ -1,23 +1,18 @@
-"""What each registered method is, read from the source of genview/methods without importing it (no torch).
+"""What each pre-training method is, as plain data, for the checks that run before any job.
 
-The Snakefile and ``genview config check`` validate experiments at parse time: the method name, its options, and the
-loss coefficients its kind can compute. Importing the methods would import torch in every Snakemake job, so this
-module reads the literal class attributes of every ``@register("name")`` class (``kind``, ``default_options``,
-``has_image_image_head``, ...) with :mod:`ast`, following base classes within the package. A test checks that the
-catalog equals the imported registry, so a method written in a way this reader cannot follow fails there.
+The Snakefile and ``genview config check`` validate experiments at parse time (the method name, its options, the
+loss coefficients its kind can compute), and importing the methods would import torch in every Snakemake job. The
+classes in genview/methods carry the same attributes for the training loop; tests/test_fidelity.py checks that every
+registered class equals its entry here, so a change made on one side only fails there.
 """
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 
 from genview.errors import ConfigError
 
-PACKAGE_DIR = Path(__file__).resolve().parent / "methods"
-#: Class attributes the catalog reads (literal values only).
+#: The attributes of a method class this catalog states.
 ATTRIBUTES = (
     "kind",
     "default_options",
@@ -41,81 +36,45 @@ class MethodInfo:
     decay_norm_and_bias: bool = False
 
 
-def _literal(node: ast.expr, classes: dict[str, dict]):
-    """A literal, a dict with ``**Other.attr`` spreads of classes in the package, or a bare class attribute."""
-    if isinstance(node, ast.Dict):
-        out: dict = {}
-        for key, value in zip(node.keys, node.values):
-            if key is None:
-                out.update(_literal(value, classes))
-            else:
-                out[ast.literal_eval(key)] = _literal(value, classes)
-        return out
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-        return _attributes(node.value.id, classes)[node.attr]
-    return ast.literal_eval(node)
+_TEXT_TOWER = {"embed_dim": 512, "text_width": 512, "text_heads": 8, "text_layers": 12, "context_length": 77,
+               "text_quick_gelu": True}  # fmt: skip
 
-
-def _attributes(class_name: str, classes: dict[str, dict]) -> dict:
-    """The class's readable attributes, inherited ones included (first base first, like a single-inheritance MRO)."""
-    entry = classes[class_name]
-    if "resolved" not in entry:
-        resolved: dict = {}
-        for base in reversed(entry["bases"]):
-            if base in classes:
-                resolved.update(_attributes(base, classes))
-        for attribute, node in entry["assignments"].items():
-            resolved[attribute] = _literal(node, classes)
-        entry["resolved"] = resolved
-    return entry["resolved"]
-
-
-def _registered_name(decorator: ast.expr) -> str | None:
-    if (
-        isinstance(decorator, ast.Call)
-        and isinstance(decorator.func, ast.Name)
-        and decorator.func.id == "register"
-        and decorator.args
-        and isinstance(decorator.args[0], ast.Constant)
-    ):
-        return decorator.args[0].value
-    return None
-
-
-@cache
-def method_catalog() -> dict[str, MethodInfo]:
-    """Method name -> :class:`MethodInfo`, for every ``@register`` class of this package."""
-    classes: dict[str, dict] = {}
-    registered: dict[str, str] = {}
-    for path in sorted(PACKAGE_DIR.glob("*.py")):
-        for node in ast.parse(path.read_text(), filename=str(path)).body:
-            if not isinstance(node, ast.ClassDef):
-                continue
-            assignments = {}
-            for statement in node.body:
-                targets = (
-                    statement.targets
-                    if isinstance(statement, ast.Assign)
-                    else ([statement.target] if isinstance(statement, ast.AnnAssign) and statement.value else [])
-                )
-                for target in targets:
-                    if isinstance(target, ast.Name) and target.id in ATTRIBUTES:
-                        assignments[target.id] = statement.value
-            classes[node.name] = {
-                "bases": [b.id for b in node.bases if isinstance(b, ast.Name)],
-                "assignments": assignments,
-            }
-            for decorator in node.decorator_list:
-                if (name := _registered_name(decorator)) is not None:
-                    registered[name] = node.name
-    return {
-        name: MethodInfo(name=name, **{k: v for k, v in _attributes(cls, classes).items() if k in ATTRIBUTES})
-        for name, cls in sorted(registered.items())
-    }
+#: Method name -> what it is.
+METHOD_CATALOG = {
+    info.name: info
+    for info in (
+        MethodInfo("byol", "two_view",
+                   {"proj_hidden_dim": 4096, "proj_dim": 256, "pred_hidden_dim": 4096, "base_momentum": 0.996},
+                   uses_momentum=True, default_augmentation="byol", supports_multi_crop=True),
+        MethodInfo("clip", "vision_language", _TEXT_TOWER, default_augmentation="genviewpp"),
+        MethodInfo("mocov2", "two_view",
+                   {"temperature": 0.2, "queue_size": 65536, "proj_hidden_dim": 2048, "proj_dim": 128,
+                    "base_momentum": 0.999},
+                   uses_momentum=True, default_augmentation="mocov2", decay_norm_and_bias=True),
+        MethodInfo("mocov3", "two_view",
+                   {"temperature": 0.2, "proj_hidden_dim": 4096, "proj_dim": 256, "proj_layers": 2,
+                    "pred_hidden_dim": 4096, "pred_last_batch_norm": False, "base_momentum": 0.99},
+                   uses_momentum=True, default_augmentation="byol", supports_multi_crop=True),
+        MethodInfo("simclr", "two_view",
+                   {"temperature": 0.1, "proj_hidden_dim": 2048, "proj_dim": 128, "proj_layers": 2},
+                   supports_multi_crop=True),
+        MethodInfo("simsiam", "two_view",
+                   {"proj_hidden_dim": 2048, "proj_dim": 2048, "proj_layers": 3, "pred_hidden_dim": 512},
+                   default_augmentation="mocov2", supports_multi_crop=True, decay_norm_and_bias=True),
+        MethodInfo("slip", "vision_language",
+                   {**_TEXT_TOWER, "ssl_mlp_dim": 4096, "ssl_emb_dim": 256, "ssl_temperature": 0.1},
+                   has_image_image_head=True, default_augmentation="genviewpp"),
+        MethodInfo("supervised", "supervised", {"num_classes": None}, default_augmentation="plain"),
+        MethodInfo("swav", "two_view",
+                   {"temperature": 0.1, "num_prototypes": 3000, "proj_hidden_dim": 2048, "proj_dim": 128,
+                    "sinkhorn_epsilon": 0.05, "sinkhorn_iterations": 3, "queue_size": 0, "queue_start_iters": 0,
+                    "freeze_prototypes_iters": 5005},
+                   supports_multi_crop=True, decay_norm_and_bias=True),
+    )
+}  # fmt: skip
 
 
 def method_info(name: str, where: str = "method") -> MethodInfo:
-    catalog = method_catalog()
-    if name not in catalog:
-        raise ConfigError(f"{where}: unknown method {name!r} (known: {', '.join(catalog)})")
-    return catalog[name]
+    if name not in METHOD_CATALOG:
+        raise ConfigError(f"{where}: unknown method {name!r} (known: {', '.join(METHOD_CATALOG)})")
+    return METHOD_CATALOG[name]

@@ -65,7 +65,7 @@ rule complexity_shard:
     conda:
         "../envs/models.yaml"
     resources:
-        gpu=complexity_gpus,
+        gpu=COMPLEXITY_GPUS,
     params:
         analysis=subset(config["analysis"], COMPLEXITY_KEYS),
         llm=complexity_llm_options,

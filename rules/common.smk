@@ -136,7 +136,6 @@ TRAINED_ENCODERS = {"encoder": {}, "encoder_unsupervised": {"token_supervision":
 # build_rehearsal_models): results/models/rehearsal/{full,small}/<role>.
 REHEARSAL_MODELS_DIR = "results/models/rehearsal"
 REHEARSAL_SIZES = ("full", "small")
-REHEARSAL_BUILD_GPUS = {"full": 1, "small": 0}  # the full size is built on the GPU it will run on
 
 
 def model_location(role):
@@ -167,16 +166,8 @@ def model_inputs(*roles):
     return inputs
 
 
-# GPUs per job of the rules with a fixed count: their `gpu` resources and the cost table's GPU-hours read it.
-RULE_GPUS = {
-    "fit_foreground": 1,
-    "foreground_shard": 1,
-    "generate_views": 1,
-    "fit_quality_vector": 1,
-    "evaluate_cached": 1,
-    "figure_gallery": 1,
-    "figure_quality": 1,
-}
+# GPUs per job of each rule (genview.vocabulary): the rules' `gpu` resources and the cost table's GPU-hours read it.
+from genview.vocabulary import RULE_GPUS, SOURCE_ROLES
 
 
 def as_json(value):
@@ -237,8 +228,7 @@ def analysis_part_options(wildcards, input):
     )
 
 
-def complexity_gpus(wildcards):
-    return 1 if config["analysis"]["complexity_scorer"] == "llm" else 0
+COMPLEXITY_GPUS = RULE_GPUS["complexity_shard"][config["analysis"]["complexity_scorer"]]
 
 
 def complexity_models(wildcards):
@@ -253,11 +243,11 @@ def complexity_llm_options(wildcards):
 
 
 def generation_model_inputs(wildcards):
-    return model_inputs("text2img" if wildcards.source == "tc" else "unclip")
+    return model_inputs(SOURCE_ROLES[wildcards.source])
 
 
 def generation_model_json(wildcards):
-    return as_json(config["models"]["text2img" if wildcards.source == "tc" else "unclip"])
+    return as_json(config["models"][SOURCE_ROLES[wildcards.source]])
 
 
 def view_manifests(dataset, sources=None):
@@ -336,15 +326,12 @@ def cached_protocols_json(wildcards):
     )
 
 
-PROTOCOLS_NEEDING_GPU = ("linear", "semisup", "zeroshot", "retrieval")
-
-
 def protocol_settings_json(wildcards):
     return as_json(EVALUATIONS[wildcards.experiment, wildcards.protocol, wildcards.dataset])
 
 
 def protocol_gpus(wildcards):
-    return 1 if wildcards.protocol in PROTOCOLS_NEEDING_GPU else 0
+    return RULE_GPUS["evaluate"][wildcards.protocol]
 
 
 def evaluation_outputs():
@@ -352,8 +339,6 @@ def evaluation_outputs():
 
 
 # --- reporting ------------------------------------------------------------------------------------------------------
-from types import SimpleNamespace
-
 from genview.report.tables import cell_sources
 
 REPORT = config["report"]
@@ -485,12 +470,12 @@ def checks_options():
 
 def declared_gpus():
     """GPUs each rule's jobs declare (the cost table's GPU-hours), from the same settings the rules use."""
-    gpus = dict(RULE_GPUS)
-    gpus["complexity_shard"] = complexity_gpus(None)
-    gpus["build_rehearsal_models"] = REHEARSAL_BUILD_GPUS
-    gpus["pretrain"] = {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()}
-    gpus["evaluate"] = {p: protocol_gpus(SimpleNamespace(protocol=p)) for p in protocol_names(config)}
-    return gpus
+    return {
+        **RULE_GPUS,
+        "complexity_shard": COMPLEXITY_GPUS,
+        "pretrain": {name: experiment["gpus"] for name, experiment in EXPERIMENTS.items()},
+        "evaluate": {p: RULE_GPUS["evaluate"][p] for p in IMAGE_PROTOCOLS},
+    }
 
 
 def report_outputs(cost=True):

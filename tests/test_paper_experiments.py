@@ -13,7 +13,7 @@ from conftest import REPO, indexed_shapes
 from genview.config.load import load_config
 from genview.evaluation.protocols import protocol_class
 from genview.evaluation.runs import resolve_evaluations
-from genview.method_catalog import method_catalog
+from genview.method_catalog import METHOD_CATALOG
 from genview.training.experiments import resolve_experiments
 from genview.training.train import train
 
@@ -46,7 +46,7 @@ def tiny(experiment: dict, quality_encoder: dict) -> dict:
             "depth": 1,
             "num_heads": heads if 24 % heads == 0 else 2,
         }
-    defaults = method_catalog()[e["method"]].default_options
+    defaults = METHOD_CATALOG[e["method"]].default_options
     e["method_args"] = {**e["method_args"], **{k: v for k, v in TINY_OPTIONS.items() if k in defaults}}
     recipe = e["recipe"]
     recipe.update(epochs=2, batch_size=4, image_size=16, warmup_epochs=min(recipe["warmup_epochs"], 1))

@@ -54,7 +54,7 @@ def _estimate(args) -> None:
     from genview.config.estimate import estimate_gpu_hours, loader_shortfalls, render_estimate
     from genview.config.load import SCHEMA_PATH, workflow_config
     from genview.config.resolve import resolve_config
-    from genview.method_catalog import method_catalog
+    from genview.method_catalog import METHOD_CATALOG
 
     config = workflow_config(args.file)
     config["check_files"] = False  # an estimate needs no data on this machine
@@ -66,7 +66,7 @@ def _estimate(args) -> None:
         if manifest.is_file():  # the real count, once the dataset is indexed
             rows = pd.read_csv(manifest, usecols=["split"], dtype=str)
             counts[dataset] = int((rows["split"] == "train").sum()) if dataset in config["datasets"] else len(rows)
-    catalog = method_catalog()
+    catalog = METHOD_CATALOG
     vision_language = {name for name, info in catalog.items() if info.kind == "vision_language"}
     table = estimate_gpu_hours(config, experiments, evaluations, counts, vision_language)
     augmentation = {name: info.default_augmentation for name, info in catalog.items()}

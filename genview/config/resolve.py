@@ -22,6 +22,7 @@ from genview.config.load import dataset_generation, validate_config
 from genview.data import SYNTHETIC_ROOT
 from genview.data.checks import dataset_problems
 from genview.errors import BadInputError, ConfigError
+from genview.vocabulary import SOURCE_ROLES
 
 #: Model roles and the file that marks a usable local folder of each (the libraries' own layouts).
 #: Where the models the workflow builds itself live (tiny, trained and rehearsal stand-ins): never the user's.
@@ -80,10 +81,7 @@ def models_used(config: dict, experiments: dict[str, dict]) -> set[str]:
     """The model roles some job of this config loads."""
     roles = set()
     for dataset, spec in config["datasets"].items():
-        if {"ic", "itc"} & set(spec["sources"]):
-            roles.add("unclip")
-        if "tc" in spec["sources"]:
-            roles.add("text2img")
+        roles |= {SOURCE_ROLES[source] for source in spec["sources"]}
         if needs_foreground(config, dataset):
             roles.add("fg_encoder")
         if needs_complexity(config, dataset) and config["analysis"]["complexity_scorer"] == "llm":

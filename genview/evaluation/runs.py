@@ -13,15 +13,8 @@ from jsonschema import Draft202012Validator
 
 from genview.config.load import load_schema
 from genview.errors import ConfigError
-from genview.method_catalog import method_catalog
-
-#: Protocol names are the keys of the config's evaluation section that hold a protocol's settings.
-NOT_PROTOCOLS = ("batch_size", "num_workers", "runs")
-#: Protocols that need a text tower (vision-language methods).
-TEXT_PROTOCOLS = ("zeroshot", "retrieval")
-#: Protocols that read only the cached features (and the model's text tower): they run in the job that extracts the
-#: features, one job per (experiment, dataset), and their results share one file.
-CACHED_PROTOCOLS = ("linear_fast", "knn", "zeroshot", "retrieval")
+from genview.method_catalog import METHOD_CATALOG
+from genview.vocabulary import CACHED_PROTOCOLS, PROTOCOLS, TEXT_PROTOCOLS
 
 
 def result_file(experiment: str, protocol: str, dataset: str, root: str = "results/eval") -> str:
@@ -45,7 +38,7 @@ def read_result(experiment: str, protocol: str, dataset: str, root: str = "resul
 
 
 def protocol_names(config: dict) -> list[str]:
-    return sorted(key for key in config["evaluation"] if key not in NOT_PROTOCOLS)
+    return sorted(key for key in config["evaluation"] if key in PROTOCOLS)
 
 
 def _settings_problems(settings: dict, protocol: str, where: str) -> list[str]:
@@ -66,7 +59,7 @@ def resolve_evaluations(config: dict, experiments: Mapping[str, dict]) -> dict[t
     the protocol does not have, and one evaluation given different settings by two runs."""
     datasets = set(config["datasets"]) | set(config["eval_datasets"])
     protocols = protocol_names(config)
-    catalog = method_catalog()
+    catalog = METHOD_CATALOG
     names = sorted(experiments)
     resolved: dict[tuple[str, str, str], dict] = {}
     origin: dict[tuple[str, str, str], str] = {}

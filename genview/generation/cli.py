@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from genview.cli_args import json_argument
+from genview.vocabulary import SOURCES
 
 
 def _views(args) -> None:
     from genview.analysis.params import read_params
-    from genview.generation.views import ROLE_FOR_SOURCE, generate_shard
+    from genview.generation.views import generate_shard
     from genview.models import model_identity
     from genview.models.diffusion import load_pipeline
     from genview.runtime.devices import out_of_memory_advice, resolve_device
     from genview.runtime.processes import output_lock
+    from genview.vocabulary import SOURCE_ROLES
 
     generation, model = json_argument(args.generation, "--generation"), json_argument(args.model, "--model")
     device = resolve_device(args.device)
-    role = ROLE_FOR_SOURCE[args.source]
+    role = SOURCE_ROLES[args.source]
     with (
         output_lock(args.views_dir, "generation views"),
         out_of_memory_advice(
@@ -73,7 +75,7 @@ def register(stages) -> None:
     stage = stages.add_parser("generation", help="view generation")
     commands = stage.add_subparsers(dest="command", required=True)
     views = commands.add_parser("views", help="generate the views of one shard for one source (resumable)")
-    views.add_argument("--source", required=True, choices=["ic", "tc", "itc"])
+    views.add_argument("--source", required=True, choices=SOURCES)
     views.add_argument("--shard", required=True, help="shard CSV (id, path, caption, ...)")
     views.add_argument("--foreground", help="the shard's foreground ratios (needed when the noise level is adaptive)")
     views.add_argument("--complexity", help="the shard's caption complexity (needed when the guidance is adaptive)")

@@ -21,7 +21,7 @@ from torch import nn
 from genview.errors import ConfigError
 from genview.registry import Registry
 
-#: Method name -> class. genview.method_catalog reads the ``@register("name")`` decorators without importing them.
+#: Method name -> class; genview.method_catalog states the same attributes as plain data, for parse-time checks.
 METHODS = Registry("method", package=__name__, name_attribute="name")
 register = METHODS.register
 
