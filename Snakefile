@@ -7,24 +7,21 @@ import os
 
 from snakemake.utils import min_version
 
-from genview.config.load import replaces_default
+from genview.config.load import merge_config, read_yaml, replaces_default
 
 min_version("9.0")
 
 
-# The embedded default, found beside this file whatever the working directory (--directory).
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
-
-
-# --configfile files merge into the embedded default, as Snakemake documents. A file that declares itself complete
-# (`standalone: true`, as config/paper.yaml does) or derives from another (`derive`, config/rehearsal.yaml) replaces
-# it instead: the config becomes the command line's files (and --config values) alone. Decided from the config
-# itself, so a cluster job, which Snakemake starts with --configfiles but without --replace-workflow-config, resolves
-# the same config as the main process.
-if replaces_default(config):
-    _command_line_config = copy.deepcopy(workflow.config_settings.overwrite_config)
+# `config` holds the command line's --configfile files and --config values. They merge onto the embedded default
+# (config/config.yaml beside this file, whatever the working directory), as Snakemake merges config files, unless one declares itself complete (`standalone: true`, as
+# config/paper.yaml does) or derives from another (`derive`, config/rehearsal.yaml): then they are the config alone.
+# Decided from the config itself, so a cluster job, which Snakemake starts with the same --configfiles, resolves the
+# same config as the main process. (A `configfile:` directive would merge the default before this line could see
+# what the command line gave.)
+if not replaces_default(config):
+    _command_line_config = copy.deepcopy(config)
     config.clear()
-    config.update(_command_line_config)
+    config.update(merge_config(read_yaml(os.path.join(workflow.basedir, "config", "config.yaml")), _command_line_config))
 
 
 include: "rules/common.smk"

@@ -193,123 +193,171 @@ def outputs_table() -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Output:
+    """Files the workflow writes: their path patterns ({wildcard}: one path part, ``*``: any file name, a trailing
+    ``/``: everything in the folder), the rules that write them ({x} in a rule name: the rules made per table or
+    dataset), what they hold, and who writes them where no rule's output does (``by``)."""
+
+    paths: tuple[str, ...]
+    rules: tuple[str, ...]
+    what: str
+    by: str = ""
+
+
 #: Every path the workflow writes under results/ (and logs/), with what it holds; the table files' columns follow.
+#: tests/test_contracts.py holds it to the rules: every rule is here, and every output of a finished run matches a
+#: path of its rule.
 OUTPUTS = (
-    (
-        "results/datasets/{dataset}/",
-        "make_shapes",
-        "a generated `shapes` dataset: class folders per split, masks/, captions.csv with every image's attributes",
+    Output(
+        ("results/datasets/{dataset}/",),
+        ("make_shapes", "make_synthetic"),
+        "a generated dataset: class folders per split, masks/, captions.csv with every image's attributes "
+        "(`shapes`), or the synthetic set's synthetic.json",
     ),
-    ("results/data/{dataset}/manifest.csv, rejects.csv", "index_dataset", "the manifest and the rejects list"),
-    ("results/data/{dataset}/shards/{shard}.csv", "shard_{dataset}", "the training split cut into shards"),
-    (
-        "results/models/tiny/{role}/",
-        "build_tiny_models",
+    Output(
+        ("results/data/{dataset}/manifest.csv", "results/data/{dataset}/rejects.csv"),
+        ("index_dataset",),
+        "the manifest and the rejects list",
+    ),
+    Output(("results/data/{dataset}/shards/{shard}.csv",), ("shard_{dataset}",), "the training split cut into shards"),
+    Output(
+        ("results/models/tiny/{role}/",),
+        ("build_tiny_models",),
         "random-weight stand-ins for every model role (the smoke config), in each library's own format",
     ),
-    (
-        "results/analysis/{dataset}/fg_pca.npz, fg_overlay.png",
-        "fit_foreground",
-        "PC-1 vector, threshold, sign, "
-        "threshold mode, fitting sample ids, encoder stamp (and mean IoU with ground-truth masks); an overlay of the "
-        "token masks",
+    Output(
+        ("results/models/trained/{encoder}/",),
+        ("train_encoder",),
+        "the tiny open_clip encoder trained on a shapes dataset (models.trained_encoder: `encoder`), and the same "
+        "trained without token supervision for the checks (`encoder_unsupervised`)",
     ),
-    ("results/analysis/{dataset}/foreground/{shard}.csv", "foreground_shard", "foreground ratios (table below)"),
-    ("results/analysis/{dataset}/complexity/{shard}.csv", "complexity_shard", "caption complexity (table below)"),
-    (
-        "results/analysis/{dataset}/quality_pca.npz",
-        "fit_quality_vector",
+    Output(
+        ("results/models/rehearsal/{size}/{role}/",),
+        ("build_rehearsal_models",),
+        "the dress rehearsal's random-weight models at the published architectures (`full`) or smaller (`small`)",
+    ),
+    Output(
+        ("results/analysis/{dataset}/fg_pca.npz", "results/analysis/{dataset}/fg_overlay.png"),
+        ("fit_foreground",),
+        "PC-1 vector, threshold, sign, threshold mode, fitting sample ids, encoder stamp (and mean IoU with "
+        "ground-truth masks); an overlay of the token masks",
+    ),
+    Output(
+        ("results/analysis/{dataset}/foreground/{shard}.csv",), ("foreground_shard",), "foreground ratios (table below)"
+    ),
+    Output(
+        ("results/analysis/{dataset}/complexity/{shard}.csv",),
+        ("complexity_shard",),
+        "caption complexity (table below)",
+    ),
+    Output(
+        ("results/analysis/{dataset}/quality_pca.npz",),
+        ("fit_quality_vector",),
         "PC-1 vector of the quality encoder's tokens, sign, sample ids, encoder stamp",
     ),
-    (
-        "results/views/{dataset}/{source}/{shard}/*.jpg",
-        "generate_views",
+    Output(
+        ("results/views/{dataset}/{source}/{shard}/*.jpg",),
+        ("generate_views",),
         "the views; file name `<id>_<sample>_<stamp>.jpg`",
     ),
-    (
-        "results/views/{dataset}/{source}/{shard}.manifest.csv, results/views/{dataset}/{source}.manifest.csv",
-        "generate_views, collect_views",
-        "view manifests (table below)",
+    Output(
+        ("results/views/{dataset}/{source}/{shard}.manifest.csv", "results/views/{dataset}/{source}.manifest.csv"),
+        ("generate_views", "collect_views"),
+        "view manifests (table below): one per shard, and the shards' collected",
     ),
-    (
-        "results/pretrain/{experiment}/checkpoint.pt",
-        "pretrain",
-        "the trained backbone and method weights with the "
-        "resolved experiment (write-protected: Snakemake's protected())",
+    Output(
+        ("results/pretrain/{experiment}/checkpoint.pt",),
+        ("pretrain",),
+        "the trained backbone and method weights with the resolved experiment (write-protected: Snakemake's "
+        "protected())",
     ),
-    (
-        "results/pretrain/{experiment}/metrics.jsonl, config.yaml",
-        "pretrain",
-        "one record per step (loss, lr, "
-        "loss terms, quality weights' range) and per epoch (mean loss, images/s); the resolved experiment",
+    Output(
+        ("results/pretrain/{experiment}/metrics.jsonl", "results/pretrain/{experiment}/config.yaml"),
+        ("pretrain",),
+        "one record per step (loss, lr, loss terms, quality weights' range) and per epoch (mean loss, images/s); the "
+        "resolved experiment",
     ),
-    ("results/pretrain/{experiment}/resume.pt", "pretrain", "the resume point (not an output: kept across reruns)"),
-    (
-        "results/pretrain/{experiment}/checkpoint.pt.digest.json, .writer.lock",
-        "pretrain",
-        "the checkpoint's size and SHA-256 (a truncated checkpoint stops the run before its evaluations are "
-        "redone); the lock held by the training that writes the folder",
+    Output(
+        (
+            "results/pretrain/{experiment}/resume.pt",
+            "results/pretrain/{experiment}/checkpoint.pt.digest.json",
+            "results/pretrain/{experiment}/.writer.lock",
+        ),
+        (),
+        "the resume point (kept across reruns); the checkpoint's size and SHA-256 (a truncated checkpoint stops the "
+        "run before its evaluations are redone); the lock held by the training that writes the folder",
+        by="pretrain, beside its outputs",
     ),
-    (
-        "results/models/trained/encoder/",
-        "train_encoder",
-        "the tiny open_clip encoder trained on a shapes dataset (models.trained_encoder)",
-    ),
-    (
-        "results/eval/{experiment}/features/{dataset}.npz",
-        "evaluate_cached",
+    Output(
+        ("results/eval/{experiment}/features/{dataset}.npz",),
+        ("evaluate_cached",),
         "backbone features, labels, ids, paths, captions per split; class names; the checkpoint's fingerprint",
     ),
-    (
-        "results/eval/{experiment}/cached/{dataset}.json",
-        "evaluate_cached",
-        "the protocols on cached features "
-        "(linear_fast, knn, zeroshot, retrieval), one record per protocol: metrics, settings and provenance (config "
-        "hash, checkpoint sha256, code version, seed, device, host, wall time)",
+    Output(
+        ("results/eval/{experiment}/cached/{dataset}.json",),
+        ("evaluate_cached",),
+        "the protocols on cached features (linear_fast, knn, zeroshot, retrieval), one record per protocol: metrics, "
+        "settings and provenance (config hash, checkpoint sha256, code version, seed, device, host, wall time)",
     ),
-    (
-        "results/eval/{experiment}/{protocol}/{dataset}.json",
-        "evaluate",
-        "the protocols that read images again "
-        "(linear, semisup): one record as above; <name>.json.resume.pt is the resume point while it runs",
+    Output(
+        ("results/eval/{experiment}/{protocol}/{dataset}.json",),
+        ("evaluate",),
+        "the protocols that read images again (linear, semisup): one record as above; <name>.json.resume.pt is the "
+        "resume point while it runs",
     ),
-    (
-        "results/checks/ground_truth.json, ground_truth.md",
-        "ground_truth_checks",
-        "the embedded default's checks "
-        "against the shapes ground truth (foreground IoU, class kept per noise level and guidance, the quality "
-        "score's AUC, the share of the random -> supervised gap each baseline closes and the variants' paired "
-        "differences); `goals` lists every goal as {goal, value, threshold, passed, detail}",
+    Output(
+        ("results/checks/ground_truth.json", "results/checks/ground_truth.md"),
+        ("ground_truth_checks",),
+        "the embedded default's checks against the shapes ground truth (foreground IoU, class kept per noise level "
+        "and guidance, the quality score's AUC, the share of the random -> supervised gap each baseline closes and "
+        "the variants' paired differences); `goals` lists every goal as {goal, value, threshold, passed, detail}",
     ),
-    (
-        "results/tables/{table}.md, .tex, .csv, .html",
-        "table_{table}",
-        "a paper table: reproduced value, paper value "
-        "and difference per cell; missing cells name the file that would fill them",
+    Output(
+        tuple(f"results/tables/{{table}}.{suffix}" for suffix in ("md", "tex", "csv", "html")),
+        ("table_{table}",),
+        "a paper table: reproduced value, paper value and difference per cell; missing cells name the file that "
+        "would fill them",
     ),
-    (
-        "results/tables/claims.md, claims.html",
-        "claims",
+    Output(
+        ("results/tables/claims.md", "results/tables/claims.html"),
+        ("claims",),
         "every claimed direction of the seeded tables (a column's `expect` against the table's `compare_to`): the "
         "paired difference, its 95 % interval, the verdict (reproduced / not reproduced / undecided), the sd of the "
         "per-seed differences and the seeds a ±2-point interval would take",
     ),
-    ("results/tables/cost.md, cost.csv", "table_cost", "jobs, wall time, memory and GPU-hours per stage"),
-    ("results/figures/tsne.png, tsne.csv", "figure_tsne", "the t-SNE triptych and its points"),
-    (
-        "results/figures/gallery_ic.png, gallery_tc.png",
-        "figure_gallery",
+    Output(
+        ("results/tables/cost.md", "results/tables/cost.csv"),
+        ("table_cost",),
+        "jobs, wall time, memory and GPU-hours per stage",
+    ),
+    Output(
+        ("results/figures/tsne.png", "results/figures/tsne.csv"), ("figure_tsne",), "the t-SNE triptych and its points"
+    ),
+    Output(
+        ("results/figures/gallery_ic.png", "results/figures/gallery_tc.png"),
+        ("figure_gallery",),
         "views across noise levels and guidance scales, the adaptive choice framed",
     ),
-    (
-        "results/figures/quality_audit.png, quality_audit.csv",
-        "figure_quality",
+    Output(
+        ("results/figures/quality_audit.png", "results/figures/quality_audit.csv"),
+        ("figure_quality",),
         "quality score histograms and the best and worst pairs (table below)",
     ),
-    ("results/benchmarks/{rule}/...tsv", "every heavy rule (benchmark:)", "wall time and memory per job"),
-    ("results/report.html", "snakemake --report", "every table and figure in one file"),
-    ("logs/{stage}/...log", "every rule", "each job's log"),
+    Output(("results/benchmarks/{rule}/",), (), "wall time and memory per job", by="every heavy rule (benchmark:)"),
+    Output(("results/report.html",), (), "every table and figure in one file", by="snakemake --report"),
+    Output(("logs/{stage}/",), (), "each job's log", by="every rule"),
 )
+
+
+def output_pattern(path: str):
+    """A compiled regular expression for an :class:`Output` path pattern."""
+    import re
+
+    folder = path.endswith("/")
+    parts = re.split(r"(\{\w+\}|\*)", path)
+    body = "".join("[^/]+" if part.startswith("{") else "[^/]*" if part == "*" else re.escape(part) for part in parts)
+    return re.compile(body + (".*" if folder else ""))
 
 
 def outputs_doc() -> str:
@@ -324,6 +372,10 @@ def outputs_doc() -> str:
         "| path | written by | contents |",
         "|---|---|---|",
     ]
-    lines += [f"| `{path}` | {rule} | {what} |" for path, rule, what in OUTPUTS]
+    lines += [
+        f"| {'<br>'.join(f'`{path}`' for path in output.paths)} | {output.by or ', '.join(output.rules)} | "
+        f"{output.what} |"
+        for output in OUTPUTS
+    ]
     lines += ["", "## Table files", "", outputs_table()]
     return "\n".join(lines).rstrip() + "\n"

@@ -97,55 +97,14 @@ def train_linear_heads(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))
     )
-
-    best = {"top1": -1.0, "best_lr": None, "best_epoch": None}
-    start_epoch, top1_by_head = 0, []
-    state = resume.load() if resume else None
-    if state is not None:
-        heads.load_state_dict(state["heads"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng"])
-        start_epoch, best, top1_by_head = state["epoch"], state["best"], state["top1_by_head"]
+    start_epoch, best, top1_by_head = _load_resume_point(resume, heads, optimizer, schedule)
     with progress(desc="linear probe", total=total_steps, initial=start_epoch * steps_per_epoch, unit="step") as bar:
         for epoch in range(start_epoch, epochs):
-            heads.train()
-            for features, labels in islice(train_batches(epoch), steps_per_epoch):
-                logits = heads(features.to(device, non_blocking=True).float())
-                labels = labels.to(device, non_blocking=True)
-                loss = torch.stack([F.cross_entropy(head_logits, labels) for head_logits in logits]).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                # The summed loss of the heads (one per base lr).
-                bar.set_postfix(epoch=epoch + 1, loss=float(loss.detach()), refresh=False)
-                bar.update()
+            _train_epoch(heads, optimizer, schedule, islice(train_batches(epoch), steps_per_epoch), device, bar, epoch)
             top1_by_head = _top1_by_head(heads, test_batches(), device)
-            # The paper (like MoCo's main_lincls) reports the best epoch of the best head.
-            head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
-            if top1_by_head[head] > best["top1"]:
-                best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
-            log.info(
-                "linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%",
-                epoch + 1,
-                epochs,
-                top1_by_head[head],
-                base_lrs[head],
-                best["top1"],
-            )
+            best = _best_so_far(best, top1_by_head, base_lrs, epoch, epochs)
             if resume:
-                resume.save(
-                    dict(
-                        epoch=epoch + 1,
-                        heads=heads.state_dict(),
-                        optimizer=optimizer.state_dict(),
-                        schedule=schedule.state_dict(),
-                        rng=torch.get_rng_state(),
-                        best=best,
-                        top1_by_head=top1_by_head,
-                    )
-                )
+                _save_resume_point(resume, epoch + 1, heads, optimizer, schedule, best, top1_by_head)
     if resume:
         resume.finish()
     return {
@@ -155,6 +114,68 @@ def train_linear_heads(
         "epochs": epochs,
         "final_state_dict": {name: value.detach().cpu() for name, value in heads.state_dict().items()},
     }
+
+
+def _train_epoch(heads: LinearHeads, optimizer, schedule, batches: FeatureBatches, device, bar, epoch: int) -> None:
+    """One step of every head per batch, each step advancing the per-iteration schedule."""
+    heads.train()
+    for features, labels in batches:
+        logits = heads(features.to(device, non_blocking=True).float())
+        labels = labels.to(device, non_blocking=True)
+        loss = torch.stack([F.cross_entropy(head_logits, labels) for head_logits in logits]).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        # The summed loss of the heads (one per base lr).
+        bar.set_postfix(epoch=epoch + 1, loss=float(loss.detach()), refresh=False)
+        bar.update()
+
+
+def _best_so_far(best: dict, top1_by_head: list[float], base_lrs: Sequence[float], epoch: int, epochs: int) -> dict:
+    """``best`` updated with the epoch's test top-1 of every head (and logged)."""
+    # The paper (like MoCo's main_lincls) reports the best epoch of the best head.
+    head = max(range(len(base_lrs)), key=lambda h: top1_by_head[h])
+    if top1_by_head[head] > best["top1"]:
+        best = {"top1": top1_by_head[head], "best_lr": float(base_lrs[head]), "best_epoch": epoch + 1}
+    log.info(
+        "linear probe epoch %d/%d: best head %.2f %% (base lr %g), best so far %.2f %%",
+        epoch + 1,
+        epochs,
+        top1_by_head[head],
+        base_lrs[head],
+        best["top1"],
+    )
+    return best
+
+
+def _load_resume_point(resume, heads: LinearHeads, optimizer, schedule) -> tuple[int, dict, list[float]]:
+    """(first epoch to train, best so far, last test top-1 by head): restored into the heads, optimizer, schedule
+    and global torch generator from the resume point where there is one, else a fresh start."""
+    state = resume.load() if resume else None
+    if state is None:
+        return 0, {"top1": -1.0, "best_lr": None, "best_epoch": None}, []
+    heads.load_state_dict(state["heads"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["rng"])
+    return state["epoch"], state["best"], state["top1_by_head"]
+
+
+def _save_resume_point(
+    resume, epoch: int, heads: LinearHeads, optimizer, schedule, best: dict, top1_by_head: list[float]
+) -> None:
+    resume.save(
+        dict(
+            epoch=epoch,
+            heads=heads.state_dict(),
+            optimizer=optimizer.state_dict(),
+            schedule=schedule.state_dict(),
+            rng=torch.get_rng_state(),
+            best=best,
+            top1_by_head=top1_by_head,
+        )
+    )
 
 
 def _head_optimizer(heads: LinearHeads, base_lrs: Sequence[float], batch_size: int, kind: str):

@@ -405,7 +405,7 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
     ``learned``: the baseline beats the random initialisation (paired 95 % interval above zero, with seeds); views
     and genview minus the baseline as paired differences with their 95 % intervals; and the row's goals: gap_closed
     >= GAP_CLOSED_GOAL, each paired difference's interval above zero."""
-    from genview.report.tables import load_cells, paired_cells
+    from genview.report.tables import load_cells
 
     keys = [column["key"] for column in table_spec["columns"]]
     rows = []
@@ -414,76 +414,80 @@ def learning_checks(table_spec: dict, results_root, columns: dict) -> list[dict]
         present = {
             role: by_key[key] for role, key in columns.items() if key in by_key and by_key[key].value is not None
         }
-        entry: dict = {"row": row["label"]}
-        for role in columns:
-            cell = present.get(role)
-            entry[role] = (
-                None
-                if cell is None
-                else {"mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
-            )
-        label = row["label"]
-        entry["goals"] = []
-        if "random" in present and "baseline" in present:
-            paired = paired_cells(present["baseline"], present["random"])
-            # A baseline that does not beat its random initialisation learned nothing measurable: the row's
-            # differences between variants are then noise, whatever their size.
-            entry["learned"] = paired.low > 0 if paired else present["baseline"].value > present["random"].value
-        gap_roles = ("random", "supervised", "baseline")
-        if set(gap_roles) <= present.keys():
-            gap = present["supervised"].value - present["random"].value
-            entry["gap_closed"] = (
-                None if gap <= 0 else round((present["baseline"].value - present["random"].value) / gap, 3)
-            )
-            entry["goals"].append(
-                goal(
-                    f"{label}: share of the random → supervised gap the baseline closes",
-                    entry["gap_closed"],
-                    GAP_CLOSED_GOAL,
-                    detail=None if gap > 0 else "the supervised reference does not beat the random initialisation",
-                )
-            )
-        elif set(gap_roles) <= columns.keys():
-            entry["goals"].append(
-                goal(
-                    f"{label}: share of the random → supervised gap the baseline closes",
-                    None,
-                    GAP_CLOSED_GOAL,
-                    detail=_waiting(gap_roles, present),
-                )
-            )
-        for role, shown in (("views", "+ views"), ("genview", "+ GenView")):
-            name = f"{label}: {shown} − baseline, 95 % interval's lower end"
-            if role not in present or "baseline" not in present:
-                if role in columns and "baseline" in columns:
-                    entry["goals"].append(
-                        goal(name, None, 0.0, strict=True, detail=_waiting((role, "baseline"), present))
-                    )
-                continue
-            paired = paired_cells(present[role], present["baseline"])
-            if paired is None:
-                entry[f"{role}_minus_baseline"] = {
-                    "difference": round(present[role].value - present["baseline"].value, 2)
-                }
-                entry["goals"].append(goal(name, None, 0.0, strict=True, detail="one run: no interval"))
-                continue
-            entry[f"{role}_minus_baseline"] = {
-                "difference": round(paired.mean, 2),
-                "low": round(paired.low, 2),
-                "high": round(paired.high, 2),
-                "seeds": paired.seeds,
-            }
-            entry["goals"].append(
-                goal(
-                    name,
-                    round(paired.low, 2),
-                    0.0,
-                    strict=True,
-                    detail=f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}] over {paired.seeds} seeds",
-                )
-            )
-        rows.append(entry)
+        rows.append(_learning_row(row["label"], present, columns))
     return rows
+
+
+def _learning_row(label: str, present: dict, columns: dict) -> dict:
+    """The checks of one row of :func:`learning_checks`; ``present``: role -> cell, for the roles with a result."""
+    from genview.report.tables import paired_cells
+
+    entry: dict = {"row": label}
+    for role in columns:
+        cell = present.get(role)
+        entry[role] = (
+            None
+            if cell is None
+            else {"mean": round(cell.value, 2), "sd": None if cell.spread is None else round(cell.spread, 2)}
+        )
+    entry["goals"] = []
+    if "random" in present and "baseline" in present:
+        paired = paired_cells(present["baseline"], present["random"])
+        # A baseline that does not beat its random initialisation learned nothing measurable: the row's
+        # differences between variants are then noise, whatever their size.
+        entry["learned"] = paired.low > 0 if paired else present["baseline"].value > present["random"].value
+    _add_gap_closed(entry, label, present, columns)
+    for role, shown in (("views", "+ views"), ("genview", "+ GenView")):
+        _add_difference_to_baseline(entry, label, role, shown, present, columns)
+    return entry
+
+
+def _add_gap_closed(entry: dict, label: str, present: dict, columns: dict) -> None:
+    """``gap_closed`` and its goal into ``entry``: only the goal, unmeasured, while random, supervised or baseline
+    has no result yet; nothing for a table without all three."""
+    gap_roles = ("random", "supervised", "baseline")
+    name = f"{label}: share of the random → supervised gap the baseline closes"
+    if set(gap_roles) <= present.keys():
+        gap = present["supervised"].value - present["random"].value
+        entry["gap_closed"] = (
+            None if gap <= 0 else round((present["baseline"].value - present["random"].value) / gap, 3)
+        )
+        detail = None if gap > 0 else "the supervised reference does not beat the random initialisation"
+        entry["goals"].append(goal(name, entry["gap_closed"], GAP_CLOSED_GOAL, detail=detail))
+    elif set(gap_roles) <= columns.keys():
+        entry["goals"].append(goal(name, None, GAP_CLOSED_GOAL, detail=_waiting(gap_roles, present)))
+
+
+def _add_difference_to_baseline(entry: dict, label: str, role: str, shown: str, present: dict, columns: dict) -> None:
+    """``<role>_minus_baseline`` (the paired difference, with its interval over seeds) and its goal into ``entry``;
+    only the goal, unmeasured, while the role or the baseline has no result yet."""
+    from genview.report.tables import paired_cells
+
+    name = f"{label}: {shown} − baseline, 95 % interval's lower end"
+    if role not in present or "baseline" not in present:
+        if role in columns and "baseline" in columns:
+            entry["goals"].append(goal(name, None, 0.0, strict=True, detail=_waiting((role, "baseline"), present)))
+        return
+    paired = paired_cells(present[role], present["baseline"])
+    if paired is None:
+        entry[f"{role}_minus_baseline"] = {"difference": round(present[role].value - present["baseline"].value, 2)}
+        entry["goals"].append(goal(name, None, 0.0, strict=True, detail="one run: no interval"))
+        return
+    entry[f"{role}_minus_baseline"] = {
+        "difference": round(paired.mean, 2),
+        "low": round(paired.low, 2),
+        "high": round(paired.high, 2),
+        "seeds": paired.seeds,
+    }
+    entry["goals"].append(
+        goal(
+            name,
+            round(paired.low, 2),
+            0.0,
+            strict=True,
+            detail=f"{paired.mean:+.1f} [{paired.low:+.1f}, {paired.high:+.1f}] over {paired.seeds} seeds",
+        )
+    )
 
 
 def _waiting(roles, present: dict) -> str:

@@ -1,4 +1,5 @@
-"""``genview report table | tsne | gallery | quality | cost``: tables and figures from the workflow's result files."""
+"""``genview report table | claims | tsne | gallery | quality | checks | cost``: tables and figures from the
+workflow's result files."""
 
 from __future__ import annotations
 
@@ -202,7 +203,19 @@ def _cost(args) -> None:
 def register(stages) -> None:
     stage = stages.add_parser("report", help="tables and figures from result files")
     commands = stage.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_table_command,
+        _add_claims_command,
+        _add_tsne_command,
+        _add_gallery_command,
+        _add_quality_command,
+        _add_checks_command,
+        _add_cost_command,
+    ):
+        add_command(commands)
 
+
+def _add_table_command(commands) -> None:
     table = commands.add_parser("table", help="render one table of the spec file (Markdown, LaTeX, CSV)")
     table.add_argument("name", help="table name in the spec file")
     table.add_argument("--tables", default="config/tables.yaml", help="table spec file")
@@ -210,6 +223,8 @@ def register(stages) -> None:
     table.add_argument("--out-dir", default="results/tables")
     table.set_defaults(run=_table)
 
+
+def _add_claims_command(commands) -> None:
     claims = commands.add_parser(
         "claims", help="every claimed direction of the seeded tables: difference, interval, verdict"
     )
@@ -219,6 +234,8 @@ def register(stages) -> None:
     claims.add_argument("--out-prefix", default="results/tables/claims", help="writes <prefix>.md and .html")
     claims.set_defaults(run=_claims)
 
+
+def _add_tsne_command(commands) -> None:
     tsne = commands.add_parser("tsne", help="t-SNE panels of cached features (same classes and images in each)")
     tsne.add_argument("--panel", action="append", required=True, help="LABEL=FEATURES.npz, once per panel")
     tsne.add_argument("--splits", nargs="+", default=["test"])
@@ -231,6 +248,8 @@ def register(stages) -> None:
     tsne.add_argument("--points", required=True, help="CSV of the 2-d points")
     tsne.set_defaults(run=_tsne)
 
+
+def _add_gallery_command(commands) -> None:
     gallery = commands.add_parser("gallery", help="IC views across noise levels, TC views across guidance scales")
     for option in ("--shard", "--fg-encoder", "--unclip", "--generation"):
         gallery.add_argument(option, required=True)
@@ -247,6 +266,8 @@ def register(stages) -> None:
     gallery.add_argument("--device", default="auto")
     gallery.set_defaults(run=_gallery)
 
+
+def _add_quality_command(commands) -> None:
     quality = commands.add_parser("quality", help="quality scores of (real, generated) pairs per source")
     quality.add_argument("--manifest", required=True)
     quality.add_argument("--views", nargs="+", required=True, help="view manifests")
@@ -261,6 +282,8 @@ def register(stages) -> None:
     quality.add_argument("--scores", required=True, help="CSV of every scored pair")
     quality.set_defaults(run=_quality)
 
+
+def _add_checks_command(commands) -> None:
     check = commands.add_parser("checks", help="checks against the ground truth of a shapes dataset")
     for option in ("--manifest", "--fit", "--fg-encoder", "--quality-encoder", "--vector", "--out-json", "--out-md"):
         check.add_argument(option, required=True)
@@ -290,6 +313,8 @@ def register(stages) -> None:
     check.add_argument("--device", default="auto")
     check.set_defaults(run=_checks)
 
+
+def _add_cost_command(commands) -> None:
     cost = commands.add_parser("cost", help="wall time and GPU-hours per stage from the benchmark files")
     cost.add_argument("--benchmarks", default="results/benchmarks")
     cost.add_argument("--rule-gpus", default="{}", help="JSON: rule -> GPUs, or rule -> {experiment|protocol: GPUs}")

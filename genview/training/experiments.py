@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 
 from genview.errors import ConfigError
-from genview.method_catalog import MethodInfo, method_catalog
+from genview.method_catalog import METHOD_CATALOG, MethodInfo
 
 VARIANTS = ("baseline", "views", "genview")
 #: Settings that change how a training runs, never what it computes: they reach the job as Snakemake resources (not
@@ -78,99 +78,32 @@ def _resolve(
     problems: list[str],
     seed: int | None = None,
 ) -> tuple[dict, dict] | None:
-    catalog = method_catalog()
     tables = {
         "recipe": config["pretrain"]["recipes"],
         "backbone": config["pretrain"]["backbones"],
         "dataset": config["datasets"],
     }
-    missing = False
-    for key, table in tables.items():
-        if settings[key] not in table:
-            section = "datasets" if key == "dataset" else f"pretrain.{key}s"
-            problems.append(
-                f"{where}.{key}: {settings[key]!r} is not a key of {section} "
-                f"(known: {', '.join(sorted(table)) or 'none'})"
-            )
-            missing = True
-    if method not in catalog:
+    missing = _unknown_table_keys(tables, settings, where)
+    problems += missing
+    if method not in METHOD_CATALOG:
         key = "methods" if where.startswith("pretrain.matrix") else "method"
-        problems.append(f"{where}.{key}: unknown method {method!r} (known: {', '.join(catalog)})")
+        problems.append(f"{where}.{key}: unknown method {method!r} (known: {', '.join(METHOD_CATALOG)})")
         return None
-    info = catalog[method]
-    unknown = sorted(set(settings["method_args"].get(method, {})) - set(info.default_options))
-    if unknown:
-        problems.append(
-            f"{where}.method_args.{method}: unknown option(s) {unknown} (allowed: "
-            f"{', '.join(sorted(info.default_options))})"
-        )
+    info = METHOD_CATALOG[method]
+    problems += _unknown_options(info, settings, where)
     if missing:
         return None
-    dataset = settings["dataset"]
     recipe = copy.deepcopy(tables["recipe"][settings["recipe"]])
-    views = copy.deepcopy(settings["views"])
-    available = config["datasets"][dataset]["sources"]
-    if views["sources"] is None:
-        views["sources"] = list(available)
-    absent = sorted(set(views["sources"]) - set(available))
-    if variant != "baseline" and absent:
-        problems.append(
-            f"{where}.views.sources: {absent} not generated for dataset {dataset!r} "
-            f"(datasets.{dataset}.sources: {available})"
-        )
-    if variant == "baseline":
-        views["sources"] = []
+    views = _resolve_views(config, settings, variant, where, problems)
     quality = copy.deepcopy(settings["quality"])
     if info.kind == "vision_language":
-        if variant == "baseline" and not info.has_image_image_head:
-            views["n_views"] = 1  # plain CLIP: one real view per caption
-        early, later = _default_coefficients(info, variant)
-        quality["early_coefs"] = [float(c) for c in quality.get("early_coefs") or early]
-        quality["later_coefs"] = [float(c) for c in quality.get("later_coefs") or later]
-        for key in ("early_coefs", "later_coefs"):
-            problems += _check_coefficients(quality[key], info, variant, views["n_views"], f"{where}.quality.{key}")
-        # View slot v > 0 draws from source (v - 1) mod the number of sources: fewer slots leave sources unused.
-        unused = views["sources"][views["n_views"] - 1 :]
-        if variant != "baseline" and unused:
-            problems.append(
-                f"{where}.views.n_views: {views['n_views']} views per caption hold {views['n_views'] - 1} generated "
-                f"view(s), so sources {unused} of {views['sources']} would never be used; give n_views >= "
-                f"{len(views['sources']) + 1} or name fewer views.sources"
-            )
-        views_per_sample = views["n_views"]
+        views_per_sample = _resolve_vision_language(info, variant, views, quality, where, problems)
     else:
-        for key in ("early_coefs", "later_coefs"):
-            if quality.get(key):
-                problems.append(
-                    f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
-                    f"({method!r} is a {info.kind.replace('_', '-')} method)"
-                )
+        problems += _image_only_problems(info, variant, recipe, quality, where)
         views_per_sample = 2 if info.kind == "two_view" else 1
-        group = min(quality["group_size"], recipe["batch_size"])
-        if variant == "genview" and recipe["batch_size"] % group:
-            problems.append(
-                f"{where}.quality.group_size: {quality['group_size']} does not divide the recipe's batch_size "
-                f"{recipe['batch_size']} (GenView's softmax runs over groups of that many samples)"
-            )
     if info.kind == "supervised":
-        if variant != "baseline":
-            problems.append(
-                f"{where}: method {method!r} is the labelled reference; it takes no generated views or quality "
-                f"weights (variant baseline only, got {variant!r})"
-            )
-        num_classes = settings["method_args"].get(method, {}).get("num_classes")
-        if not isinstance(num_classes, int) or num_classes < 2:
-            problems.append(
-                f"{where}.method_args.{method}.num_classes: the training split's number of classes is required "
-                f"(an integer >= 2), got {num_classes!r}"
-            )
-    if recipe["multi_crop"] and info.kind != "two_view":
-        problems.append(f"{where}.recipe: multi_crop applies to two-view methods only ({method!r} is not one)")
-    elif recipe["multi_crop"] and not info.supports_multi_crop:
-        problems.append(
-            f"{where}.recipe: multi_crop is not supported by {method!r} (methods that take it: "
-            f"{', '.join(n for n, i in method_catalog().items() if i.supports_multi_crop)})"
-        )
+        problems += _supervised_problems(info, variant, settings, where)
+    problems += _multi_crop_problems(info, recipe, where)
     if recipe["decay_norm_and_bias"] is None:
         recipe["decay_norm_and_bias"] = info.decay_norm_and_bias
     execution = {key: recipe.pop(key) for key in RECIPE_EXECUTION_KEYS}
@@ -179,7 +112,7 @@ def _resolve(
         name=name,
         method=method,
         variant=variant,
-        dataset=dataset,
+        dataset=settings["dataset"],
         seed=config["seed"] if seed is None else seed,
         recipe=recipe,
         peak_lr=peak_lr(recipe, views_per_sample),
@@ -192,6 +125,119 @@ def _resolve(
     if variant == "genview":
         experiment["quality_encoder"] = model_identity(config["models"]["quality_encoder"])
     return experiment, execution
+
+
+def _unknown_table_keys(tables: dict[str, dict], settings: dict, where: str) -> list[str]:
+    """A line per recipe, backbone or dataset the experiment names that its config section does not have."""
+    problems = []
+    for key, table in tables.items():
+        if settings[key] not in table:
+            section = "datasets" if key == "dataset" else f"pretrain.{key}s"
+            problems.append(
+                f"{where}.{key}: {settings[key]!r} is not a key of {section} "
+                f"(known: {', '.join(sorted(table)) or 'none'})"
+            )
+    return problems
+
+
+def _unknown_options(info: MethodInfo, settings: dict, where: str) -> list[str]:
+    unknown = sorted(set(settings["method_args"].get(info.name, {})) - set(info.default_options))
+    if not unknown:
+        return []
+    return [
+        f"{where}.method_args.{info.name}: unknown option(s) {unknown} (allowed: "
+        f"{', '.join(sorted(info.default_options))})"
+    ]
+
+
+def _resolve_views(config: dict, settings: dict, variant: str, where: str, problems: list[str]) -> dict:
+    """The experiment's views section with its sources filled in: every source generated for the dataset where it
+    names none, and none for the baseline (real images only)."""
+    dataset = settings["dataset"]
+    views = copy.deepcopy(settings["views"])
+    available = config["datasets"][dataset]["sources"]
+    if views["sources"] is None:
+        views["sources"] = list(available)
+    absent = sorted(set(views["sources"]) - set(available))
+    if variant != "baseline" and absent:
+        problems.append(
+            f"{where}.views.sources: {absent} not generated for dataset {dataset!r} "
+            f"(datasets.{dataset}.sources: {available})"
+        )
+    if variant == "baseline":
+        views["sources"] = []
+    return views
+
+
+def _resolve_vision_language(
+    info: MethodInfo, variant: str, views: dict, quality: dict, where: str, problems: list[str]
+) -> int:
+    """Completes a vision-language experiment's ``views`` (views per caption) and ``quality`` (loss coefficients,
+    the method's defaults where none are given) in place and checks them; returns the views per caption, which the
+    learning rate scales with."""
+    if variant == "baseline" and not info.has_image_image_head:
+        views["n_views"] = 1  # plain CLIP: one real view per caption
+    early, later = _default_coefficients(info, variant)
+    quality["early_coefs"] = [float(c) for c in quality.get("early_coefs") or early]
+    quality["later_coefs"] = [float(c) for c in quality.get("later_coefs") or later]
+    for key in ("early_coefs", "later_coefs"):
+        problems += _check_coefficients(quality[key], info, variant, views["n_views"], f"{where}.quality.{key}")
+    # View slot v > 0 draws from source (v - 1) mod the number of sources: fewer slots leave sources unused.
+    unused = views["sources"][views["n_views"] - 1 :]
+    if variant != "baseline" and unused:
+        problems.append(
+            f"{where}.views.n_views: {views['n_views']} views per caption hold {views['n_views'] - 1} generated "
+            f"view(s), so sources {unused} of {views['sources']} would never be used; give n_views >= "
+            f"{len(views['sources']) + 1} or name fewer views.sources"
+        )
+    return views["n_views"]
+
+
+def _image_only_problems(info: MethodInfo, variant: str, recipe: dict, quality: dict, where: str) -> list[str]:
+    """What a method without captions cannot take: loss coefficients, or a GenView quality group that does not
+    divide the batch."""
+    problems = []
+    for key in ("early_coefs", "later_coefs"):
+        if quality.get(key):
+            problems.append(
+                f"{where}.quality.{key}: loss coefficients apply to vision-language methods only "
+                f"({info.name!r} is a {info.kind.replace('_', '-')} method)"
+            )
+    group = min(quality["group_size"], recipe["batch_size"])
+    if variant == "genview" and recipe["batch_size"] % group:
+        problems.append(
+            f"{where}.quality.group_size: {quality['group_size']} does not divide the recipe's batch_size "
+            f"{recipe['batch_size']} (GenView's softmax runs over groups of that many samples)"
+        )
+    return problems
+
+
+def _supervised_problems(info: MethodInfo, variant: str, settings: dict, where: str) -> list[str]:
+    """What the labelled reference needs: the baseline variant and the training split's number of classes."""
+    problems = []
+    if variant != "baseline":
+        problems.append(
+            f"{where}: method {info.name!r} is the labelled reference; it takes no generated views or quality "
+            f"weights (variant baseline only, got {variant!r})"
+        )
+    num_classes = settings["method_args"].get(info.name, {}).get("num_classes")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        problems.append(
+            f"{where}.method_args.{info.name}.num_classes: the training split's number of classes is required "
+            f"(an integer >= 2), got {num_classes!r}"
+        )
+    return problems
+
+
+def _multi_crop_problems(info: MethodInfo, recipe: dict, where: str) -> list[str]:
+    if recipe["multi_crop"] and info.kind != "two_view":
+        return [f"{where}.recipe: multi_crop applies to two-view methods only ({info.name!r} is not one)"]
+    if recipe["multi_crop"] and not info.supports_multi_crop:
+        return [
+            f"{where}.recipe: multi_crop is not supported by {info.name!r} (methods that take it: "
+            f"{', '.join(n for n, i in METHOD_CATALOG.items() if i.supports_multi_crop)})"
+        ]
+    return []
 
 
 def resolve_experiments(config: dict) -> dict[str, dict]:
