@@ -10,6 +10,8 @@ rule fit_quality_vector:
         "results/analysis/{dataset}/quality_pca.npz",
     log:
         "logs/quality/{dataset}/fit_vector.log",
+    benchmark:
+        "results/benchmarks/fit_quality_vector/{dataset}.tsv"
     conda:
         "../envs/models.yaml"
     threads: 2

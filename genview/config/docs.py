@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from genview.config.load import SCHEMA_PATH, load_schema
+from genview.config.load import SCHEMA_PATH, load_schema, resolve_ref
 
 DOCS_PATH = SCHEMA_PATH.parent.parent / "docs" / "configuration.md"
 
@@ -30,16 +30,9 @@ def _ref_name(schema: dict) -> str | None:
     return ref.rsplit("/", 1)[-1] if ref.startswith("#/$defs/") else None
 
 
-def _resolve(schema: dict, root: dict) -> dict:
-    name = _ref_name(schema)
-    if name:
-        return {**root["$defs"][name], **{k: v for k, v in schema.items() if k != "$ref"}}
-    return schema
-
-
 def _type(schema: dict, root: dict) -> str:
     name = _ref_name(schema)
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     if "enum" in schema:
         return " \\| ".join(f"`{json.dumps(value)}`" for value in schema["enum"])
     if "const" in schema:
@@ -55,12 +48,12 @@ def _type(schema: dict, root: dict) -> str:
 
 
 def _default(schema: dict, root: dict) -> str:
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     return f"`{json.dumps(schema['default'])}`" if "default" in schema else ""
 
 
 def _describe(schema: dict, root: dict) -> str:
-    text = _resolve(schema, root).get("description", "")
+    text = resolve_ref(schema, root).get("description", "")
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
@@ -68,11 +61,11 @@ def _rows(schema: dict, root: dict, prefix: str) -> list[str]:
     """One table row per key under ``schema``, recursing into nested objects (not into named $defs, which get a
     section of their own)."""
     rows = []
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     for key, sub in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
         name = _ref_name(sub)
-        resolved = _resolve(sub, root)
+        resolved = resolve_ref(sub, root)
         kind = f"[{name}](#{name})" if name and "properties" in root["$defs"][name] else _type(sub, root)
         rows.append(f"| `{path}` | {kind} | {_default(sub, root)} | {_describe(sub, root)} |")
         if not name and "properties" in resolved:
@@ -82,7 +75,7 @@ def _rows(schema: dict, root: dict, prefix: str) -> list[str]:
             extra_name = _ref_name(extra)
             if extra_name and "properties" in root["$defs"][extra_name] or "allOf" in root["$defs"].get(extra_name, {}):
                 continue  # documented in its own section
-            if "properties" in _resolve(extra, root):
+            if "properties" in resolve_ref(extra, root):
                 rows += _rows(extra, root, f"{path}.<name>.")
     return rows
 
@@ -95,7 +88,7 @@ def _def_sections(root: dict) -> list[str]:
     for name, schema in root["$defs"].items():
         properties = dict(schema.get("properties", {}))
         for branch in schema.get("allOf", []):
-            branch = _resolve(branch, root)
+            branch = resolve_ref(branch, root)
             properties.update(branch.get("properties", {}))
             if "then" in branch:  # a dataset kind's own keys
                 kind = branch["if"]["properties"]["kind"]["const"]

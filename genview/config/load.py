@@ -26,7 +26,9 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(handle)
 
 
-def _resolve(schema: dict, root: dict) -> dict:
+def resolve_ref(schema: dict, root: dict) -> dict:
+    """``schema`` with its local ``$ref`` followed (``#/$defs/...``), the keywords beside it (description, default)
+    refining the referenced schema; the config checks and the generated configuration page both read it."""
     while "$ref" in schema:
         ref = schema["$ref"]
         if not ref.startswith("#/"):
@@ -49,7 +51,7 @@ def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None
     root = schema if root is None else root
     if not isinstance(schema, dict):
         return
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     if isinstance(instance, list):
         items = schema.get("items")
         for item in instance if isinstance(items, dict) else []:
@@ -60,7 +62,7 @@ def fill_defaults(instance: Any, schema: dict, root: dict | None = None) -> None
     for key, sub in schema.get("properties", {}).items():
         if not isinstance(sub, dict):
             continue
-        sub = _resolve(sub, root)
+        sub = resolve_ref(sub, root)
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
@@ -86,7 +88,7 @@ def _key_path(parts) -> str:
 
 def _declared_properties(schema: dict, root: dict) -> set[str]:
     """The property names a schema declares, through $ref and allOf (what unevaluatedProperties lets through)."""
-    schema = _resolve(schema, root)
+    schema = resolve_ref(schema, root)
     names = set(schema.get("properties", {}))
     for branch in schema.get("allOf", []):
         names |= _declared_properties(branch, root)

@@ -123,7 +123,7 @@ def _resolve(
         gpus=settings["gpus"],
     )
     if variant == "genview":
-        experiment["quality_encoder"] = model_identity(config["models"]["quality_encoder"])
+        experiment["quality_encoder"] = quality_encoder_settings(config["models"]["quality_encoder"])
     return experiment, execution
 
 
@@ -263,7 +263,7 @@ def _checked(config: dict) -> tuple[dict[str, dict], dict[str, dict]]:
     return experiments, executions
 
 
-def model_identity(spec: dict) -> dict:
+def quality_encoder_settings(spec: dict) -> dict:
     """The settings of a model role that decide its outputs (the open_clip quality encoder's name, weights and
     input size); loading options that do not change outputs stay out."""
     return {key: spec[key] for key in ("model", "pretrained", "image_size") if key in spec}
