@@ -54,7 +54,7 @@ rule build_rehearsal_models:
     conda:
         "../envs/models.yaml"
     resources:
-        gpu=lambda wildcards: REHEARSAL_BUILD_GPUS[wildcards.size],
+        gpu=lambda wildcards: RULE_GPUS["build_rehearsal_models"][wildcards.size],
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         variants=" ".join(
@@ -63,5 +63,5 @@ rule build_rehearsal_models:
             if config["models"][role].get("variant")
         ),
     shell:
-        "python -m genview --gpus {resources.gpu} models build-rehearsal --size {wildcards.size}"
+        "python -m genview --gpus {resources.gpu} rehearsal build --size {wildcards.size}"
         " --out-dir {params.out_dir:q} {params.variants} > {log:q} 2>&1"

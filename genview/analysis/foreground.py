@@ -178,36 +178,17 @@ def fit_foreground(
     threshold of the unflipped projections, foreground = the tokens below it (about cdf of them). Either way the
     stored (vector, threshold) pair is used as ``tokens @ vector > threshold``. Returns what the npz holds.
     """
-    if flipped_threshold not in FLIPPED_THRESHOLD_MODES:
-        raise ConfigError(
-            f"analysis.fg_flipped_threshold must be one of {', '.join(FLIPPED_THRESHOLD_MODES)}, "
-            f"got {flipped_threshold!r}"
-        )
-    if sign not in SIGNS:
-        raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
+    _check_fit_options(sign, flipped_threshold)
     sample = choose_fit_sample(MANIFEST.read(manifest_csv), per_class=per_class, sample_size=sample_size, seed=seed)
     if sample.empty:
         raise BadInputError(f"{manifest_csv}: no train rows to fit the foreground PCA on")
     model, preprocess = load_open_clip(encoder, device)
     grid = token_grid(model)
-    paths = sample["path"].tolist()
+    pc1, projections = _pc1_and_projections(model, preprocess, sample["path"].tolist(), batch_size, device)
 
-    # Two passes over the sample instead of keeping its tokens: see TokenMoments.
-    moments = TokenMoments()
-    for tokens in _encode(model, preprocess, paths, batch_size, device, "fit PCA"):
-        moments.add(tokens)
-    pc1 = moments.pc1()
-    projections = torch.cat(
-        [project(tokens, pc1).cpu() for tokens in _encode(model, preprocess, paths, batch_size, device, "project")]
+    chosen, signed, threshold_mode, threshold = _sign_and_threshold(
+        projections, grid, sign, flipped_threshold, bins, cdf
     )
-
-    chosen = choose_sign(projections, grid, bins=bins, cdf=cdf) if sign == "auto" else int(sign)
-    signed = chosen * projections
-    threshold_mode = flipped_threshold if chosen < 0 else "refit"
-    if threshold_mode == "keep":  # a < t  <=>  -a > -t, so the official `lt` mask is (-v, -t) under `>`
-        threshold = -threshold_from_histogram(projections, bins, cdf)
-    else:
-        threshold = threshold_from_histogram(signed, bins, cdf)
     token_masks = (signed > threshold).reshape(-1, *grid)
     fit = {
         "vector": (chosen * pc1).cpu().numpy().astype(np.float32),
@@ -224,22 +205,78 @@ def fit_foreground(
         "foreground fit: %d image(s) of %dx%d tokens, threshold %.6g (%s), sign %+d (%s), %.1f%% of tokens above",
         len(sample), *grid, threshold, threshold_mode, chosen, sign, 100 * float(token_masks.float().mean()),
     )  # fmt: skip
-    log.info(
-        "foreground tokens' mean distance to the image centre: %.3f with sign %+d, %.3f with %+d",
-        mean_centre_distance_above(signed, grid, threshold), chosen,
-        mean_centre_distance_above(-signed, grid, threshold_from_histogram(-signed, bins, cdf)), -chosen,
-    )  # fmt: skip
-    with_mask = [i for i, mask in enumerate(sample["mask"]) if mask]
-    if with_mask:
-        fit["mean_iou"] = np.float64(np.mean([_mask_iou(token_masks[i], sample["mask"][i]) for i in with_mask]))
-        log.info("foreground fit: mean IoU with ground-truth masks %.3f over %d image(s)",
-                 fit["mean_iou"], len(with_mask))  # fmt: skip
+    _log_centre_distances(signed, grid, threshold, chosen, bins, cdf)
+    mean_iou = _mean_mask_iou(token_masks, sample["mask"])
+    if mean_iou is not None:
+        fit["mean_iou"] = mean_iou
 
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **fit)
     title = f"PC-1 sign {chosen:+d} ({sign}), threshold {threshold:.4g}; red: above it, green: ground truth"
     _save_overlay(overlay_png, sample, token_masks, title)
     return fit
+
+
+def _check_fit_options(sign: str | int, flipped_threshold: str) -> None:
+    if flipped_threshold not in FLIPPED_THRESHOLD_MODES:
+        raise ConfigError(
+            f"analysis.fg_flipped_threshold must be one of {', '.join(FLIPPED_THRESHOLD_MODES)}, "
+            f"got {flipped_threshold!r}"
+        )
+    if sign not in SIGNS:
+        raise ConfigError(f"analysis.fg_sign must be one of auto, 1, -1, got {sign!r}")
+
+
+def _pc1_and_projections(model, preprocess, paths: list[str], batch_size: int, device: str):
+    """PC-1 (D,) of the patch tokens of ``paths`` and their un-signed projections on it (N, T), on the CPU."""
+    # Two passes over the sample instead of keeping its tokens: see TokenMoments.
+    moments = TokenMoments()
+    for tokens in _encode(model, preprocess, paths, batch_size, device, "fit PCA"):
+        moments.add(tokens)
+    pc1 = moments.pc1()
+    projections = torch.cat(
+        [project(tokens, pc1).cpu() for tokens in _encode(model, preprocess, paths, batch_size, device, "project")]
+    )
+    return pc1, projections
+
+
+def _sign_and_threshold(
+    projections: torch.Tensor, grid: tuple[int, int], sign: str | int, flipped_threshold: str, bins: int, cdf: float
+) -> tuple[int, torch.Tensor, str, float]:
+    """PC-1's sign (chosen when ``sign`` is auto), the signed projections, the threshold mode (``flipped_threshold``
+    for sign -1, else refit) and the threshold of the signed projections under it (see fit_foreground)."""
+    chosen = choose_sign(projections, grid, bins=bins, cdf=cdf) if sign == "auto" else int(sign)
+    signed = chosen * projections
+    threshold_mode = flipped_threshold if chosen < 0 else "refit"
+    if threshold_mode == "keep":  # a < t  <=>  -a > -t, so the official `lt` mask is (-v, -t) under `>`
+        threshold = -threshold_from_histogram(projections, bins, cdf)
+    else:
+        threshold = threshold_from_histogram(signed, bins, cdf)
+    return chosen, signed, threshold_mode, threshold
+
+
+def _log_centre_distances(
+    signed: torch.Tensor, grid: tuple[int, int], threshold: float, chosen: int, bins: int, cdf: float
+) -> None:
+    """Log the foreground tokens' mean distance to the image centre under the fitted sign and threshold, and under
+    the opposite sign with its own threshold (what :func:`~genview.analysis.pc1.choose_sign` compares)."""
+    log.info(
+        "foreground tokens' mean distance to the image centre: %.3f with sign %+d, %.3f with %+d",
+        mean_centre_distance_above(signed, grid, threshold), chosen,
+        mean_centre_distance_above(-signed, grid, threshold_from_histogram(-signed, bins, cdf)), -chosen,
+    )  # fmt: skip
+
+
+def _mean_mask_iou(token_masks: torch.Tensor, masks: pd.Series) -> np.float64 | None:
+    """Mean IoU of the token masks with the ground-truth masks of the images that have one (logged); None when none
+    has."""
+    with_mask = [i for i, mask in enumerate(masks) if mask]
+    if not with_mask:
+        return None
+    mean_iou = np.float64(np.mean([_mask_iou(token_masks[i], masks[i]) for i in with_mask]))
+    log.info("foreground fit: mean IoU with ground-truth masks %.3f over %d image(s)",
+             mean_iou, len(with_mask))  # fmt: skip
+    return mean_iou
 
 
 def load_fit(path: str | os.PathLike) -> dict:

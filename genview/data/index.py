@@ -439,16 +439,8 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
         log.info("%s: %s", name, note)
     paths = [row["path"] for row in listing.rows] + [row["mask"] for row in listing.rows if row["mask"]]
     problems = verify_images(paths, workers, VerifyCache(out_dir / "verify_cache.tsv"))
-    rows, rejects = [], list(listing.rejects)
-    for row in listing.rows:
-        problem = problems[row["path"]]
-        if not problem and row["mask"] and problems[row["mask"]]:
-            problem = f"its mask {row['mask']}: {problems[row['mask']]}"
-        if problem:
-            rejects.append(dict(path=row["path"], split=row["split"], reason=problem))
-        else:
-            rows.append(row)
-    rejects += _lost_classes(listing.rows, rows)
+    rows, unusable = _usable_rows(listing.rows, problems)
+    rejects = list(listing.rejects) + unusable + _lost_classes(listing.rows, rows)
     if spec.get("holdout"):
         seed = spec.get("holdout_seed", 0)
         moved = apply_holdout(rows, spec["holdout"], seed, stratify=spec["kind"] != "karpathy")
@@ -461,25 +453,7 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
     reject_frame = pd.DataFrame(rejects, columns=REJECTS.column_names)
     REJECTS.write(reject_frame, out_dir / "rejects.csv")
     elapsed = time.perf_counter() - started
-    log.info(
-        "%s: %d candidate(s), %d accepted, %d rejected, in %.1f s (%.0f images/s)",
-        name,
-        len(listing.rows) + len(listing.rejects),
-        len(manifest),
-        len(reject_frame),
-        elapsed,
-        len(paths) / max(elapsed, 1e-9),
-    )
-    for split, count in sorted(Counter(manifest["split"]).items()):
-        log.info(
-            "%s: split %s: %d image(s), %d label(s)",
-            name,
-            split,
-            count,
-            manifest.loc[manifest["split"] == split, "label"].nunique(),
-        )
-    for reason, count in Counter(_reason_kind(r) for r in reject_frame["reason"]).most_common():
-        log.info("%s: rejected %d: %s", name, count, reason)
+    _log_index_summary(name, len(listing.rows) + len(listing.rejects), manifest, reject_frame, len(paths), elapsed)
     bad = reject_frame[~reject_frame["reason"].str.startswith(NOT_AN_IMAGE)]
     if len(bad) and spec["on_bad_image"] == "error":
         listed = "\n".join(f"  {r.path}: {r.reason}" for r in bad.itertuples())
@@ -491,6 +465,45 @@ def index_dataset(name: str, spec: dict, out_dir: str | Path, workers: int = 1) 
         raise BadInputError(f"{name}: no usable image found under {dataset_root(name, spec)}")
     MANIFEST.write(manifest, out_dir / "manifest.csv")
     return manifest
+
+
+def _usable_rows(candidates: list[dict], problems: dict[str, str]) -> tuple[list[dict], list[dict]]:
+    """The candidate rows whose image and mask (if any) decode, and a reject for each of the others."""
+    usable, rejects = [], []
+    for row in candidates:
+        problem = problems[row["path"]]
+        if not problem and row["mask"] and problems[row["mask"]]:
+            problem = f"its mask {row['mask']}: {problems[row['mask']]}"
+        if problem:
+            rejects.append(dict(path=row["path"], split=row["split"], reason=problem))
+        else:
+            usable.append(row)
+    return usable, rejects
+
+
+def _log_index_summary(
+    name: str, candidates: int, manifest: pd.DataFrame, reject_frame: pd.DataFrame, verified: int, elapsed: float
+) -> None:
+    """Log the counts of an index (with the rate of the ``verified`` files), per split, and per kind of reject."""
+    log.info(
+        "%s: %d candidate(s), %d accepted, %d rejected, in %.1f s (%.0f images/s)",
+        name,
+        candidates,
+        len(manifest),
+        len(reject_frame),
+        elapsed,
+        verified / max(elapsed, 1e-9),
+    )
+    for split, count in sorted(Counter(manifest["split"]).items()):
+        log.info(
+            "%s: split %s: %d image(s), %d label(s)",
+            name,
+            split,
+            count,
+            manifest.loc[manifest["split"] == split, "label"].nunique(),
+        )
+    for reason, count in Counter(_reason_kind(r) for r in reject_frame["reason"]).most_common():
+        log.info("%s: rejected %d: %s", name, count, reason)
 
 
 def _lost_classes(candidates: list[dict], accepted: list[dict]) -> list[dict]:

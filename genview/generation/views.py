@@ -30,11 +30,10 @@ from genview.data.images import image_problem, load_rgb
 from genview.errors import BadInputError, GenviewError
 from genview.io import atomic_path, file_sha256, settings_stamp
 from genview.runtime.progress import progress
+from genview.vocabulary import SOURCES
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("ic", "tc", "itc")
-ROLE_FOR_SOURCE = {"ic": "unclip", "tc": "text2img", "itc": "unclip"}
 PAD_MULTIPLE = 8
 #: Generation settings that determine a view's pixels (with the per-view ones); "samples" only adds views.
 STAMPED_SETTINGS = ("steps", "save_size", "jpeg_quality", "batch_size")
@@ -243,11 +242,28 @@ def generate_shard(
         len(todo),
         len(skipped),
     )
+    _generate_views(pipeline, source, todo, generation, on_bad_image, skipped, desc=f"{source} views of {shard_csv}")
+    for path, reason in skipped:
+        log.warning("skipped %s: %s", path, reason)
+    manifest = _views_manifest(tasks, source, skipped_paths={path for path, _ in skipped})
+    VIEWS.write(manifest, out_manifest)
+    deleted = _delete_views_of_other_stamps(views_dir, manifest)
+    if deleted:
+        log.info("%s %s: deleted %d view(s) made under other settings", shard_csv, source, deleted)
+    return manifest
+
+
+def _generate_views(
+    pipeline, source: str, todo: list[ViewTask], generation: dict, on_bad_image: str, skipped: list, desc: str
+) -> None:
+    """Generate and save the views of ``todo``, batch by batch within each group of equal settings; sources that
+    cannot be read are added to ``skipped`` (or fail the job, per ``on_bad_image``). Returns once every file is
+    written."""
     batch_size = generation["batch_size"]
     # Decoding sources and encoding JPEGs run in threads (PIL releases the GIL), beside the pipeline's compute.
     with (
         ThreadPoolExecutor(max_workers=IO_THREADS) as pool,
-        progress(total=len(todo), desc=f"{source} views of {shard_csv}", unit="view") as bar,
+        progress(total=len(todo), desc=desc, unit="view") as bar,
     ):
         saves = []
         for group in group_by_settings(todo):
@@ -267,10 +283,12 @@ def generate_shard(
                 bar.update(len(batch))
         for save in saves:
             save.result()  # a failed write fails the job before the manifest is written
-    for path, reason in skipped:
-        log.warning("skipped %s: %s", path, reason)
-    skipped_paths = {path for path, _ in skipped}
-    manifest = pd.DataFrame(
+
+
+def _views_manifest(tasks: list[ViewTask], source: str, skipped_paths: set[str]) -> pd.DataFrame:
+    """The shard's view manifest: one row per planned view whose source was not skipped, with its file's size and
+    SHA-256 and its ground truth."""
+    return pd.DataFrame(
         [
             dict(
                 id=t.id,
@@ -290,15 +308,17 @@ def generate_shard(
         ],
         columns=VIEWS.column_names,
     )
-    VIEWS.write(manifest, out_manifest)
+
+
+def _delete_views_of_other_stamps(views_dir: Path, manifest: pd.DataFrame) -> int:
+    """Delete the views and records in ``views_dir`` that ``manifest`` does not list (made under other settings);
+    return how many files were deleted."""
     current = {Path(view).name for view in manifest["view"]} | {record_path(Path(v)).name for v in manifest["view"]}
     stale = [path for path in views_dir.glob("*.jpg") if path.name not in current]
     stale += [path for path in views_dir.glob("*.json") if path.name not in current]
     for path in stale:
         path.unlink()
-    if stale:
-        log.info("%s %s: deleted %d view(s) made under other settings", shard_csv, source, len(stale))
-    return manifest
+    return len(stale)
 
 
 def _ground_truth(task: ViewTask) -> dict:

@@ -1,4 +1,4 @@
-"""``genview models build-tiny | train-encoder | fetch | build-rehearsal``."""
+"""``genview models build-tiny | train-encoder | fetch``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def _build_tiny(args) -> None:
 
 def _train_encoder(args) -> None:
     from genview.cli_args import json_argument
-    from genview.models.open_clip_models import train_tiny_open_clip
+    from genview.models.tiny_clip import train_tiny_open_clip
 
     settings = {k: v for k, v in json_argument(args.settings, "--settings").items() if k != "dataset"}
     train_tiny_open_clip(args.out_dir, args.manifest, **settings)
@@ -22,17 +22,6 @@ def _fetch(args) -> None:
     from genview.models.fetch import fetch_models
 
     fetch_models(load_config_files(args.config), cache=args.cache, roles=args.roles)
-
-
-def _build_rehearsal(args) -> None:
-    import torch
-
-    from genview.rehearsal.build import build_rehearsal_models
-
-    # The full-size models are built where they will run: on the leased GPU when there is one (genview --gpus).
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    variants = dict(item.split("=", 1) for item in args.variant)
-    build_rehearsal_models(args.out_dir, args.size, device=device, variants=variants)
 
 
 def register(stages) -> None:
@@ -65,22 +54,3 @@ def register(stages) -> None:
         "--roles", nargs="+", choices=ROLES, metavar="ROLE", help=f"only these roles ({', '.join(ROLES)})"
     )
     fetch.set_defaults(run=_fetch)
-    rehearsal = commands.add_parser(
-        "build-rehearsal",
-        help="write every role at its real architecture (random weights) from config/model_configs (offline)",
-    )
-    rehearsal.add_argument(
-        "--size",
-        choices=("full", "small"),
-        required=True,
-        help="full: the published configurations; small: config/model_configs/small.yaml",
-    )
-    rehearsal.add_argument("--out-dir", required=True)
-    rehearsal.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="ROLE=VARIANT",
-        help="save a diffusion pipeline as this weights variant (e.g. unclip=fp16)",
-    )
-    rehearsal.set_defaults(run=_build_rehearsal)

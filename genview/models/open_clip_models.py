@@ -1,5 +1,5 @@
 """open_clip models by role (fg_encoder): one loader for built-in names and local folders, patch tokens of
-ViT towers, and a tiny random-weight stand-in.
+ViT towers, and a tiny random-weight stand-in (:mod:`genview.models.tiny_clip` trains one).
 
 The stand-in is written in open_clip's own ``local-dir:`` layout (``open_clip_config.json`` +
 ``open_clip_model.safetensors``), so the embedded default loads it through the code that loads ViT-H-14.
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from pathlib import Path
 
 from genview.errors import GenviewError
 from genview.io import atomic_path
 from genview.models.offline import is_offline, missing_offline_error, open_clip_cache_dir
-from genview.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +195,19 @@ def build_tiny_open_clip(
     """Write a tiny random-weight open_clip ViT into ``out_dir``, reloadable as ``local-dir:out_dir``."""
     if width % heads:
         raise ValueError(f"width {width} is not divisible by heads {heads}")
-    vision_cfg = {
+    vision_cfg = tiny_vit_cfg(image_size=image_size, patch_size=patch_size, width=width, layers=layers, heads=heads)
+    return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir))
+
+
+def tiny_vit_cfg(*, image_size: int, patch_size: int, width: int, layers: int, heads: int) -> dict:
+    """open_clip's ``vision_cfg`` of the tiny ViT (open_clip derives the number of heads from ``head_width``)."""
+    return {
         "image_size": image_size,
         "patch_size": patch_size,
         "width": width,
         "layers": layers,
         "head_width": width // heads,
     }
-    return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir))
 
 
 def _write_tiny_clip(vision_cfg: dict, embed_dim: int, image_size: int, seed: int, out_dir: Path, train=None) -> Path:
@@ -233,117 +236,6 @@ def _write_tiny_clip(vision_cfg: dict, embed_dim: int, image_size: int, seed: in
     with atomic_path(out_dir / CONFIG_FILE) as tmp:
         tmp.write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}, indent=2) + "\n")
     return out_dir
-
-
-def train_tiny_open_clip(
-    out_dir: str | os.PathLike,
-    manifest_csv: str | os.PathLike,
-    *,
-    image_size: int = 32,
-    patch_size: int = 4,
-    width: int = 64,
-    layers: int = 2,
-    heads: int = 2,
-    embed_dim: int = 32,
-    steps: int = 300,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    token_supervision: float = 1.0,
-    seed: int = 0,
-) -> Path:
-    """Train the tiny open_clip ViT of :func:`build_tiny_open_clip` as CLIP is trained (symmetric image-caption
-    contrastive loss, learned temperature, AdamW) on the train split of a manifest, and save it in the same
-    ``local-dir:`` layout: the embedded default's foreground and quality encoder, trained in seconds instead of the
-    paper's LAION-trained CLIPs. Images get random flips; the run is a pure function of ``seed``.
-
-    Large CLIP encoders learn from web data that object tokens differ from background ones, which is what the
-    foreground analysis and the quality weights rely on; a tiny model trained for seconds does not. With
-    ``token_supervision`` > 0 two linear heads on the patch tokens (dropped afterwards) are trained beside the CLIP
-    loss with that weight, from the ground truth the train split has: whether a token is foreground (the mask) and,
-    for foreground tokens, the image's class. The encoder then represents foreground and background the way the
-    method expects, and the workflow's checks measure whether the analysis finds it."""
-    import torch
-    import torch.nn.functional as F
-    from torchvision.transforms import v2
-
-    from genview.contracts import MANIFEST
-    from genview.data.images import CLIP_MEAN, CLIP_STD, load_rgb, to_tensor
-
-    rows = MANIFEST.read(manifest_csv)
-    rows = rows[rows["split"] == "train"].reset_index(drop=True)
-    if rows.empty or not rows["caption"].str.len().any():
-        raise GenviewError(f"{manifest_csv}: training the tiny CLIP needs train images with captions")
-    if token_supervision and not (rows["mask"].str.len().all() and rows["label"].str.len().all()):
-        raise GenviewError(f"{manifest_csv}: token supervision needs a mask and a label for every train image")
-    resize = v2.Resize((image_size, image_size), antialias=True)
-    images = torch.stack([resize(to_tensor(load_rgb(path))) for path in rows["path"]])
-    grid = image_size // patch_size
-    if token_supervision:  # share of each patch inside the object, and the class index
-        masks = torch.stack(
-            [v2.functional.resize(to_tensor(load_rgb(path))[:1], [grid, grid], antialias=True) for path in rows["mask"]]
-        ).flatten(1)
-        classes = sorted(set(rows["label"]))
-        labels = torch.tensor([classes.index(label) for label in rows["label"]])
-    captions = list(rows["caption"])
-    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-
-    def train(model) -> None:
-        import open_clip
-
-        tokenizer = open_clip.get_tokenizer("ViT-B-32")  # the CLIP BPE, as the tiny text tower's config expects
-        tokens = tokenizer(captions)
-        foreground_head = torch.nn.Linear(width, 1)
-        class_head = torch.nn.Linear(width, len(classes)) if token_supervision else None
-        parameters = (
-            list(model.parameters())
-            + list(foreground_head.parameters())
-            + (list(class_head.parameters()) if class_head else [])
-        )
-        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.1)
-        generator = torch.Generator().manual_seed(seed)
-        model.train()
-        with progress(range(steps), desc="tiny CLIP", unit="step") as bar:
-            for _ in bar:
-                batch = torch.randperm(len(rows), generator=generator)[:batch_size]
-                flip = torch.rand(len(batch), generator=generator) < 0.5
-                pixels = torch.where(flip.view(-1, 1, 1, 1), images[batch].flip(-1), images[batch])
-                pixels = (pixels - mean) / std
-                visual = model.visual
-                visual.output_tokens = True
-                pooled, patch = visual(pixels)
-                visual.output_tokens = False
-                image_features = F.normalize(pooled, dim=-1)
-                text_features = F.normalize(model.encode_text(tokens[batch]), dim=-1)
-                logits = model.logit_scale.exp() * image_features @ text_features.T
-                targets = torch.arange(len(batch))
-                loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-                if token_supervision:
-                    share = masks[batch].view(-1, grid, grid)
-                    share = torch.where(flip.view(-1, 1, 1), share.flip(-1), share).flatten(1)
-                    foreground = share > 0.5
-                    token_loss = F.binary_cross_entropy_with_logits(
-                        foreground_head(patch).squeeze(-1), foreground.float()
-                    )
-                    if foreground.any():
-                        token_classes = labels[batch].view(-1, 1).expand_as(foreground)[foreground]
-                        token_loss = token_loss + F.cross_entropy(class_head(patch[foreground]), token_classes)
-                    loss = loss + token_supervision * token_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    model.logit_scale.clamp_(0, math.log(100))
-                bar.set_postfix(loss=float(loss.detach()), refresh=False)
-        model.eval()
-
-    vision_cfg = {
-        "image_size": image_size,
-        "patch_size": patch_size,
-        "width": width,
-        "layers": layers,
-        "head_width": width // heads,
-    }
-    return _write_tiny_clip(vision_cfg, embed_dim, image_size, seed, Path(out_dir), train=train)
 
 
 # --- Quality encoder (GenView / GenView++ quality weights) --------------------------------------------------

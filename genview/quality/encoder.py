@@ -263,21 +263,8 @@ def fit_quality_vector(
     paths = sample["path"].tolist()
 
     # Two passes over the sample instead of keeping its tokens (see TokenMoments); the second for the sign.
-    moments = TokenMoments()
-    for token_map in _token_maps(encoder, paths, batch_size, "fit quality PCA"):
-        moments.add(token_map)
-        grid = tuple(token_map.shape[1:3])
-    pc1 = moments.pc1()
-    if sign == "auto":
-        projections = torch.cat(
-            [
-                project(token_map, pc1).flatten(1).cpu()
-                for token_map in _token_maps(encoder, paths, batch_size, "quality PCA sign")
-            ]
-        )
-        chosen = choose_sign(projections, grid)
-    else:
-        chosen = int(sign)
+    pc1, grid = _pc1_and_grid(encoder, paths, batch_size)
+    chosen = _choose_pc1_sign(encoder, paths, batch_size, pc1, grid) if sign == "auto" else int(sign)
     fit = {
         "vector": (chosen * pc1).cpu().numpy().astype(np.float32),
         "sign": np.int64(chosen),
@@ -292,3 +279,25 @@ def fit_quality_vector(
     with atomic_path(out_npz) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **fit)
     return fit
+
+
+def _pc1_and_grid(encoder: QualityEncoder, paths: list[str], batch_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """PC-1 (D,) of the tokens of ``paths`` and the token grid (rows, columns) they come in."""
+    moments = TokenMoments()
+    for token_map in _token_maps(encoder, paths, batch_size, "fit quality PCA"):
+        moments.add(token_map)
+        grid = tuple(token_map.shape[1:3])
+    return moments.pc1(), grid
+
+
+def _choose_pc1_sign(
+    encoder: QualityEncoder, paths: list[str], batch_size: int, pc1: torch.Tensor, grid: tuple[int, int]
+) -> int:
+    """The sign of :func:`genview.analysis.pc1.choose_sign` for ``pc1``, from the tokens of ``paths`` encoded again."""
+    projections = torch.cat(
+        [
+            project(token_map, pc1).flatten(1).cpu()
+            for token_map in _token_maps(encoder, paths, batch_size, "quality PCA sign")
+        ]
+    )
+    return choose_sign(projections, grid)
