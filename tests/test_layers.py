@@ -243,3 +243,28 @@ def test_light_modules_import_no_heavy_library():
     )
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
     assert loaded.stdout.strip() == "[]", f"importing {modules + list(LIGHT_ALSO)} loads {loaded.stdout.strip()}"
+
+
+#: The longest a function of the package may be (docs/architecture.md): past it, split it into named steps.
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(source: str, where: str) -> list[str]:
+    """``where:line name (N lines)`` for every function or method in ``source`` longer than MAX_FUNCTION_LINES,
+    counted from its ``def`` line to its last line."""
+    return [
+        f"{where}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+
+
+def test_no_function_of_the_package_is_longer_than_the_limit():
+    found = [f for path in sorted(PACKAGE.rglob("*.py")) for f in long_functions(path.read_text(), path.name)]
+    assert found == []
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES - 1))
+    assert long_functions(f"def ok():\n{body}", "a.py") == []
+    assert long_functions(
+        f"class A:\n    def long(self):\n{body}        pass\n".replace("\n    x", "\n        x"), "a.py"
+    ) == [f"a.py:2 long ({MAX_FUNCTION_LINES + 1} lines)"]
