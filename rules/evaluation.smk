@@ -42,7 +42,7 @@ rule evaluate:
     log:
         "logs/evaluation/{experiment}/{protocol}_{dataset}.log",
     benchmark:
-        "results/benchmarks/evaluate/{experiment}/{protocol}/{dataset}.tsv"
+        "results/benchmarks/evaluate/{protocol}/{experiment}/{dataset}.tsv"
     wildcard_constraints:
         protocol=_alternatives(IMAGE_PROTOCOLS),
     conda:

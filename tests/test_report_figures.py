@@ -218,8 +218,8 @@ def test_cost_table_from_benchmark_files(tmp_path):
         "generate_views/shapes/ic/1.tsv": 72.0,
         "pretrain/e1.tsv": 360.0,
         "pretrain/e2.tsv": 720.0,
-        "evaluate/e1/knn/shapes.tsv": 10.0,
-        "evaluate/e1/linear/shapes.tsv": 36.0,
+        "evaluate/knn/e1/shapes.tsv": 10.0,
+        "evaluate/linear/e1/shapes.tsv": 36.0,
     }
     for name, seconds in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,13 @@ COLUMNS = ["stage", "jobs", "wall_hours", "mean_job_seconds", "max_job_seconds",
 
 
 def job_gpus(rule: str, parts: tuple[str, ...], gpus: dict) -> int:
-    """GPUs a job declared: ``gpus`` maps a rule to a count, or to {first wildcard folder or file stem: count}
-    (pretrain: experiment; evaluate: protocol, the folder below the experiment)."""
+    """GPUs a job declared: ``gpus`` maps a rule to a count, or to {what the count depends on: count}, which the
+    rule's benchmark path names first below the rule folder (its first folder, or the file's stem): the
+    experiment of a pre-training, the protocol of an evaluation, the size of the rehearsal models."""
     declared = gpus.get(rule, 0)
     if isinstance(declared, int):
         return declared
-    key = parts[1] if rule == "evaluate" else Path(parts[0]).stem
-    return int(declared.get(key, 0))
+    return int(declared.get(Path(parts[0]).stem, 0))
 
 
 def read_benchmarks(root: str | os.PathLike, gpus: dict) -> pd.DataFrame:
