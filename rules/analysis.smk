@@ -67,7 +67,7 @@ rule complexity_shard:
     resources:
         gpu=COMPLEXITY_GPUS,
     params:
-        analysis=subset(config["analysis"], COMPLEXITY_KEYS),
+        analysis=subset(config["analysis"], COMPLEXITY_SETTINGS),
         llm=complexity_llm_options,
     shell:
         "python -m genview --gpus {resources.gpu} analysis complexity --shard {input.shard:q}"

@@ -70,14 +70,10 @@ wildcard_constraints:
     protocol=r"[a-z][a-z0-9_]*",
 
 
-# What indexing reads of a dataset entry; num_shards, sources, generation and zeroshot_key change other stages only.
-INDEX_KEYS = ("kind", "root", "splits", "captions", "classes", "file", "image_column", "caption_column",
-              "label_column", "split_column", "mask_column", "name", "download", "holdout", "holdout_seed",
-              "on_bad_image")  # fmt: skip
-SHAPES_KEYS = ("kind", "seed", "image_size", "train_per_class", "test_per_class", "sizes", "textures",
-               "background_texture_probability", "outline_probability", "rotation")  # fmt: skip
-# What names a dataset's classes (label order, class names, zero-shot prompts).
-CLASS_NAME_KEYS = ("kind", "name", "zeroshot_key")
+# The settings each command reads, kept beside it (a job's params are what its output depends on).
+from genview.analysis.cli import COMPLEXITY_KEYS, COMPLEXITY_LLM_KEYS, FIT_FOREGROUND_KEYS, FOREGROUND_KEYS
+from genview.data.cli import CLASS_NAME_KEYS, INDEX_KEYS, SHAPES_KEYS
+from genview.quality.cli import FIT_QUALITY_KEYS
 
 
 def index_spec_json(wildcards):
@@ -183,12 +179,8 @@ def needs_complexity(dataset):
     return _needs_complexity(config, dataset)
 
 
-FIT_FOREGROUND_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_bins", "fg_cdf", "fg_sign",
-                       "fg_flipped_threshold", "batch_size")  # fmt: skip
-FOREGROUND_KEYS = ("noise_edges", "noise_levels", "batch_size")
-FIT_QUALITY_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_sign", "batch_size")
 LLM_SCORER = config["analysis"]["complexity_scorer"] == "llm"
-COMPLEXITY_KEYS = ("complexity_scorer", "guidance_for_score") + (("llm_attempts",) if LLM_SCORER else ())
+COMPLEXITY_SETTINGS = COMPLEXITY_KEYS + (COMPLEXITY_LLM_KEYS if LLM_SCORER else ())
 
 
 def generation_json(wildcards):

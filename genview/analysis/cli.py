@@ -5,6 +5,14 @@ from __future__ import annotations
 from genview.cli_args import json_argument
 from genview.errors import ConfigError
 
+#: The analysis settings each command reads (rules/analysis.smk passes these and no others: a job's params are what
+#: its output depends on).
+FIT_FOREGROUND_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_bins", "fg_cdf", "fg_sign",
+                       "fg_flipped_threshold", "batch_size")  # fmt: skip
+FOREGROUND_KEYS = ("noise_edges", "noise_levels", "batch_size")
+COMPLEXITY_KEYS = ("complexity_scorer", "guidance_for_score")
+COMPLEXITY_LLM_KEYS = ("llm_attempts",)  # read by the llm scorer only
+
 
 def _memory_advice(command: str, analysis: dict, device: str):
     from genview.runtime.devices import out_of_memory_advice

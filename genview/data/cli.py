@@ -5,6 +5,16 @@ from __future__ import annotations
 from genview.cli_args import json_argument
 from genview.errors import ConfigError
 
+#: What indexing reads of a dataset entry; num_shards, sources, generation and zeroshot_key change other stages only.
+INDEX_KEYS = ("kind", "root", "splits", "captions", "classes", "file", "image_column", "caption_column",
+              "label_column", "split_column", "mask_column", "name", "download", "holdout", "holdout_seed",
+              "on_bad_image")  # fmt: skip
+#: What make-shapes reads of a `shapes` entry.
+SHAPES_KEYS = ("kind", "seed", "image_size", "train_per_class", "test_per_class", "sizes", "textures",
+               "background_texture_probability", "outline_probability", "rotation")  # fmt: skip
+#: What names a dataset's classes (label order, class names, zero-shot prompts).
+CLASS_NAME_KEYS = ("kind", "name", "zeroshot_key")
+
 
 def dataset_spec(args) -> dict:
     """The validated spec (defaults filled) of ``--dataset``, from ``--spec JSON`` or from ``--config FILE``."""

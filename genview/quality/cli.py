@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from genview.cli_args import json_argument
 
+#: The analysis settings fit-vector reads (rules/quality.smk passes these and no others).
+FIT_QUALITY_KEYS = ("fg_sample_per_class", "fg_sample_size", "fg_sign", "batch_size")
+
 
 def _fit_vector(args) -> None:
     from genview.quality.encoder import fit_quality_vector
