@@ -57,6 +57,7 @@ from genview.data.images import load_rgb  # noqa: E402
 from genview.data.index import index_dataset  # noqa: E402
 from genview.data.shapes import make_shapes  # noqa: E402
 from genview.errors import GenviewError  # noqa: E402
+from genview.vocabulary import SOURCE_ROLES, SOURCES  # noqa: E402
 
 # Vendor datasheet peak dense (no sparsity) bf16/fp16 tensor-core FLOP/s, by a substring of the device name as
 # torch reports it; the first match wins (so the more specific names come first).
@@ -87,8 +88,6 @@ PEAK_DENSE_FLOPS = [
     ("MI300X", 1307e12),
     ("MI250X", 383e12),
 ]
-SOURCES = ("ic", "tc", "itc")
-ROLE_FOR_SOURCE = {"ic": "unclip", "tc": "text2img", "itc": "unclip"}
 OPEN_CLIP_ROLES = ("fg_encoder", "quality_encoder")
 PHASES = ("generation", "foreground", "quality", "llm", "pretrain", "evaluation")
 
@@ -326,7 +325,7 @@ def measure_generation(config: dict, data: dict, args, device: str, folder: Path
         f"{'%.0f TFLOP/s' % (peak / 1e12) if peak else 'unknown (--peak-flops)'}"
     )
     for source in args.sources:
-        role = ROLE_FOR_SOURCE[source]
+        role = SOURCE_ROLES[source]
         if role not in pipelines:
             pipelines[role] = load_pipeline(role, config["models"][role], device)
         pipeline = pipelines[role]
