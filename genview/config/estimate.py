@@ -19,6 +19,7 @@ import pandas as pd
 
 from genview.config.load import dataset_generation
 from genview.errors import ConfigError
+from genview.vocabulary import PROTOCOLS
 
 TWO_VIEW_VIEWS = 2
 
@@ -75,7 +76,7 @@ def estimate_gpu_hours(
         add("evaluation (features)", _images(counts, dataset) / rates["feature_images_per_second"])
     for _, protocol, dataset in evaluations:
         settings = config["evaluation"].get(protocol, {})
-        if protocol in ("linear", "semisup"):
+        if not PROTOCOLS[protocol].cached:  # linear, semisup: they read the images again, for epochs
             # an upper bound for semisup: its subsets are a fraction of the training images
             add(
                 f"evaluation ({protocol})",
