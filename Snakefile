@@ -13,15 +13,16 @@ min_version("9.0")
 
 
 # `config` holds the command line's --configfile files and --config values. They merge onto the embedded default
-# (config/config.yaml beside this file, whatever the working directory), as Snakemake merges config files, unless one declares itself complete (`standalone: true`, as
-# config/paper.yaml does) or derives from another (`derive`, config/rehearsal.yaml): then they are the config alone.
-# Decided from the config itself, so a cluster job, which Snakemake starts with the same --configfiles, resolves the
-# same config as the main process. (A `configfile:` directive would merge the default before this line could see
-# what the command line gave.)
+# (config/config.yaml beside this file, whatever the working directory), as Snakemake merges config files, unless one
+# declares itself complete (`standalone: true`, as config/paper.yaml does) or derives from another (`derive`,
+# config/rehearsal.yaml): then they are the config alone. Decided from the config itself, so a cluster job, which
+# Snakemake starts with the same --configfiles, resolves the same config as the main process. (A `configfile:`
+# directive would merge the default in before this line could see what the command line gave.)
 if not replaces_default(config):
     _command_line_config = copy.deepcopy(config)
+    _default = read_yaml(os.path.join(workflow.basedir, "config", "config.yaml"))
     config.clear()
-    config.update(merge_config(read_yaml(os.path.join(workflow.basedir, "config", "config.yaml")), _command_line_config))
+    config.update(merge_config(_default, _command_line_config))
 
 
 include: "rules/common.smk"

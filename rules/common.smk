@@ -162,7 +162,7 @@ def model_inputs(*roles):
     return inputs
 
 
-# GPUs per job of each rule (genview.vocabulary): the rules' `gpu` resources and the cost table's GPU-hours read it.
+# The GPUs of each rule's jobs, from genview.vocabulary; the rules' `gpu` resources and the cost table read them.
 from genview.vocabulary import RULE_GPUS, SOURCE_ROLES
 
 

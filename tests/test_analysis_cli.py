@@ -35,6 +35,7 @@ def test_build_tiny_writes_every_role(prepared):
     assert set(models) == set(TINY_MARKERS) and all(path.is_file() for path in models.values())
 
 
+@pytest.mark.slow
 def test_analysis_commands_end_to_end(prepared, monkeypatch):
     root, models, config = prepared
     run(root, monkeypatch, "data", "make-shapes", "--dataset", "toy", "--config", str(config))

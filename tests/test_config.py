@@ -2,7 +2,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO, snakemake
+from helpers import REPO, snakemake
 
 from genview.config.load import fill_defaults, load_config, load_schema, validate_config
 from genview.errors import ConfigError

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO, job_counts, placeholder_datasets, snakemake
+from helpers import REPO, job_counts, placeholder_paper_config, raw_config, snakemake
 
 from genview.cli import main
 from genview.config.load import load_config, workflow_config
@@ -14,10 +14,6 @@ from genview.config.resolve import resolve_config
 from genview.errors import ConfigError
 
 pytestmark = pytest.mark.workflow
-
-
-def smoke() -> dict:
-    return yaml.safe_load((REPO / "config/smoke.yaml").read_text())
 
 
 def problems_of(config: dict) -> str:
@@ -38,7 +34,7 @@ def imagefolder(root, splits=("train", "val"), flat=()):
 
 
 def test_each_mistake_is_named_with_its_key(tmp_path):
-    config = smoke()
+    config = raw_config("smoke.yaml")
     config["eval_datasets"] = {
         "missing_root": {"kind": "torchvision", "name": "CIFAR10", "root": str(tmp_path / "nowhere")},
         "imagenet_flat": imagefolder(tmp_path / "imagenet", flat=("val",)),
@@ -69,7 +65,7 @@ def test_each_mistake_is_named_with_its_key(tmp_path):
 
 
 def test_a_schema_error_inside_a_matrix_entry_names_the_key():
-    config = smoke()
+    config = raw_config("smoke.yaml")
     config["pretrain"]["matrix"][0]["epochs"] = 3  # a recipe key in the wrong place
     message = problems_of(config)
     assert "pretrain.matrix.0.epochs: unknown key (allowed here:" in message
@@ -77,7 +73,7 @@ def test_a_schema_error_inside_a_matrix_entry_names_the_key():
 
 
 def test_the_cli_and_the_snakefile_report_the_same_problems_and_schedule_nothing(tmp_path, workdir, capsys):
-    config = smoke()
+    config = raw_config("smoke.yaml")
     config["datasets"]["shapes"]["sources"] = ["ic", "tcc"]
     config["pretrain"]["matrix"][1]["methods"] = ["clip", "slipp"]
     path = tmp_path / "bad.yaml"
@@ -99,9 +95,8 @@ def test_the_cli_and_the_snakefile_report_the_same_problems_and_schedule_nothing
 def test_paper_config_checks_the_filesystem_and_passes_on_placeholder_data(tmp_path, capsys):
     assert main(["config", "check", str(REPO / "config/paper.yaml")]) == 2
     assert "datasets.imagenet1k.root: folder /datasets/imagenet does not exist" in capsys.readouterr().err
-    placed = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
     path = tmp_path / "paper.yaml"
-    path.write_text(yaml.safe_dump(placed, sort_keys=False))
+    placed = placeholder_paper_config(path, tmp_path / "data")
     assert main(["config", "check", str(path)]) == 0
     assert "valid (42 experiment(s)" in capsys.readouterr().out
     placed["check_files"] = False
@@ -129,8 +124,7 @@ def test_snakemake_merges_an_overlay_and_replaces_with_a_standalone_config(tmp_p
     overlay.write_text("datasets: {shapes: {num_shards: 3}}\n")
     result = snakemake("-n", "--cores", "1", "--configfile", overlay, workdir=workdir)
     assert "shard_shapes" in result.stdout and "results/data/shapes/shards/2.csv" in result.stdout
-    placed = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
-    (tmp_path / "paper.yaml").write_text(yaml.safe_dump(placed, sort_keys=False))
+    placeholder_paper_config(tmp_path / "paper.yaml", tmp_path / "data")
     site = tmp_path / "site.yaml"
     site.write_text("datasets: {cc3m: {num_shards: 2}}\n")
     result = snakemake("-n", "--cores", "1", "--configfile", tmp_path / "paper.yaml", site, workdir=workdir)

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import snakemake
+from helpers import snakemake
 
 from genview.contracts import VIEWS
 from genview.evaluation.runs import read_result
 from genview.report.checks import GOALS, check_goal, foreground_checks, quality_auc
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 # One SimCLR training and its random initialisation, one seed, the fast linear probe; views, analysis, encoder and
 # checks as in the default (config/config.yaml), minus the tables and figures that need the other experiments.

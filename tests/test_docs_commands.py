@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VENV_BIN, copy_workflow, placeholder_datasets, run_tool
+from helpers import REPO, VENV_BIN, copy_workflow, placeholder_paper_config, run_tool
 
 from genview.cli import build_parser
 
@@ -66,8 +66,7 @@ def workflow(tmp_path_factory):
     """A copy of the workflow whose paper config points at placeholder dataset folders."""
     base = tmp_path_factory.mktemp("docs")
     root = copy_workflow(base / "wf")
-    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
-    (root / "config/paper.yaml").write_text(yaml.safe_dump(placeholder_datasets(paper, base / "data"), sort_keys=False))
+    placeholder_paper_config(root / "config/paper.yaml", base / "data")
     (root / "site.yaml").write_text(yaml.safe_dump({"datasets": {"imagenet1k": {"num_shards": 256}}}, sort_keys=False))
     return root
 

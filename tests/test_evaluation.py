@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import indexed_shapes
+from helpers import evaluation_cached_args, indexed_shapes, shapes_spec
 
 from genview.config.load import validate_config
 from genview.errors import ConfigError, GenviewError
@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
         }
     )
     paths = {}
-    spec = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
+    spec = shapes_spec()
     for name, experiment in resolve_experiments(config).items():
         train(
             experiment,
@@ -218,30 +218,20 @@ def test_cached_protocols_run_in_the_feature_job_and_share_one_file(trained, tmp
         tmp_path / "eval/e/linear/shapes.json"
     )
     rc = main(
-        [
-            "evaluation",
-            "cached",
-            "--checkpoint",
-            str(folder / "checkpoint.pt"),
-            "--manifest",
-            str(folder.parent / "manifest.csv"),
-            "--dataset",
+        evaluation_cached_args(
+            folder / "checkpoint.pt",
+            folder.parent / "manifest.csv",
             "shapes",
-            "--experiment",
             "e",
-            "--spec",
-            json.dumps(spec),
-            "--protocols",
-            json.dumps(protocols),
-            "--features",
-            str(tmp_path / "f.npz"),
-            "--out",
-            str(out),
+            spec,
+            tmp_path / "f.npz",
+            out,
             "--num-workers",
             "0",
             "--device",
             "cpu",
-        ]
+            protocols=protocols,
+        )
     )
     assert rc == 0 and (tmp_path / "f.npz").is_file()
     for protocol in protocols:

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, indexed_shapes
+from helpers import REPO, indexed_shapes
 from torch import nn
 
 from genview.config.load import dataset_generation, load_config, validate_config

@@ -302,7 +302,7 @@ def test_load_open_clip_errors_name_the_path_and_role(tmp_path):
 
 @pytest.fixture
 def shapes_shards(tmp_path, monkeypatch):
-    from conftest import indexed_shapes
+    from helpers import indexed_shapes
 
     from genview.data.shard import write_shards
 
@@ -312,6 +312,7 @@ def shapes_shards(tmp_path, monkeypatch):
     return "manifest.csv", shards
 
 
+@pytest.mark.slow
 def test_fit_and_shards_end_to_end(shapes_shards, tiny_encoder):
     manifest_csv, shards = shapes_shards
     fit = fit_foreground(manifest_csv, tiny_encoder, "a/fit.npz", "a/overlay.png", per_class=2, batch_size=8)

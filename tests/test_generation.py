@@ -1,15 +1,13 @@
 import hashlib
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import indexed_shapes
+from helpers import generation_views_args, genview_command, indexed_shapes, pretrain_run_args
 from PIL import Image
 
 from genview.config.load import validate_config
@@ -94,6 +92,7 @@ def test_plan_skips_rows_without_caption_or_params(tiny, tmp_path):
     assert len(skipped) == 1 and "no adaptive parameter" in skipped[0][1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["ic", "tc", "itc"])
 def test_views_identical_whatever_batch_size_shard_split_and_resume_point(tiny, tmp_path, source):
     reference = generate(tiny, source, tmp_path / "a")
@@ -112,6 +111,7 @@ def test_views_identical_whatever_batch_size_shard_split_and_resume_point(tiny, 
     assert digests(generate(tiny, source, tmp_path / "a")) == expected
 
 
+@pytest.mark.slow
 def test_corrupt_view_is_regenerated_and_finished_ones_are_reused(tiny, tmp_path, caplog):
     first = generate(tiny, "ic", tmp_path / "v")
     views = list(first.view)
@@ -124,6 +124,7 @@ def test_corrupt_view_is_regenerated_and_finished_ones_are_reused(tiny, tmp_path
     assert {v: os.stat(v).st_mtime_ns for v in views[1:]} == stamps
 
 
+@pytest.mark.slow
 def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_path, caplog):
     """Views are stamped with their settings: a new analysis (other noise levels for some images) regenerates those
     views only, a new model or step count regenerates all; no view of the old settings survives in the manifest or
@@ -169,6 +170,7 @@ def test_changed_settings_regenerate_exactly_the_views_they_change(tiny, tmp_pat
     assert not set(other_model.stamp) & set(first.stamp)
 
 
+@pytest.mark.slow
 def test_unreadable_source_follows_the_policy(tiny, tmp_path):
     shard = tiny["shard"].copy()
     bad = tmp_path / "bad.png"
@@ -206,32 +208,23 @@ def _csv(frame, folder):
     return path
 
 
+@pytest.mark.slow
 def test_killed_generation_resumes_without_redoing_finished_views(tiny, tmp_path):
     """A real SIGKILL part-way through a shard; the rerun completes it and reuses every finished view."""
     out, views = tmp_path / "views.manifest.csv", tmp_path / "views"
-    command = [
-        sys.executable,
-        "-m",
-        "genview",
-        "generation",
-        "views",
-        "--source",
-        "ic",
-        "--shard",
-        str(tiny["root"] / "shard.csv"),
-        "--foreground",
-        str(tiny["root"] / "params.csv"),
-        "--views-dir",
-        str(views),
-        "--out",
-        str(out),
-        "--generation",
-        json.dumps({**GENERATION, "batch_size": 1, "steps": 12}),
-        "--model",
-        json.dumps({"path": str(tiny["root"] / "unclip")}),
-        "--device",
-        "cpu",
-    ]
+    command = genview_command(
+        *generation_views_args(
+            "ic",
+            tiny["root"] / "shard.csv",
+            views,
+            out,
+            {**GENERATION, "batch_size": 1, "steps": 12},
+            {"path": str(tiny["root"] / "unclip")},
+            "--device",
+            "cpu",
+            foreground=tiny["root"] / "params.csv",
+        )
+    )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 120
     while len(list(views.glob("*.jpg"))) < 3 and time.monotonic() < deadline and process.poll() is None:
@@ -269,6 +262,7 @@ def test_collected_manifest_is_the_shards_in_order(tmp_path):
         collect_manifests([tmp_path / "bad.csv"], tmp_path / "x.csv")
 
 
+@pytest.mark.slow
 def test_a_damaged_view_is_named_before_training_and_verify_repairs_exactly_its_shard(tiny, tmp_path, capsys):
     """A truncated or deleted view went unnoticed until the training that drew it crashed without a file name."""
     from genview.cli import main
@@ -283,8 +277,7 @@ def test_a_damaged_view_is_named_before_training_and_verify_repairs_exactly_its_
     content = bytearray(Path(altered).read_bytes())
     content[-3] ^= 0xFF  # same size, other bytes: only the digest sees it
     Path(altered).write_bytes(bytes(content))
-    train = ["pretrain", "run", "--experiment", "{}", "--out-dir", str(tmp_path / "results/pretrain/x"),
-             "--manifest", "unused.csv", "--device", "cpu", "--views", str(collected)]  # fmt: skip
+    train = pretrain_run_args("{}", tmp_path / "results/pretrain/x", "unused.csv", "--device", "cpu", views=collected)
     assert main(train) == 2
     error = capsys.readouterr().err
     assert "2 generated view(s) are damaged or missing" in error

@@ -2,16 +2,22 @@
 fails with what torch reports (instead of a silent CPU run), and a GPU out-of-memory error in a command becomes one
 message naming the command, the batch size, the device memory and what to lower."""
 
-import json
 import os
 import re
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
-from conftest import indexed_shapes
+from helpers import (
+    evaluation_cached_args,
+    evaluation_run_args,
+    generation_views_args,
+    genview_command,
+    indexed_shapes,
+    one_experiment_config,
+    pretrain_run_args,
+)
 
 from genview.cli import main
 from genview.config.load import validate_config
@@ -68,21 +74,7 @@ def test_a_leased_gpu_that_torch_cannot_use_stops_the_command(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "GENVIEW_DEVICE")}
     env.update(GENVIEW_GPUS="1", GENVIEW_GPU_LEASE_DIR=str(tmp_path / "leases"), OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "genview",
-            "--gpus",
-            "1",
-            "pretrain",
-            "run",
-            "--experiment",
-            "{}",
-            "--out-dir",
-            "o",
-            "--manifest",
-            "m.csv",
-        ],
+        genview_command("--gpus", "1", *pretrain_run_args("{}", "o", "m.csv")),
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -134,24 +126,9 @@ def test_out_of_memory_in_a_generation_batch(tmp_path, monkeypatch, capsys):
     ).to_csv(tmp_path / "shard.csv", index=False)
     generation = validate_config({"generation": {"batch_size": 6, "tc": {"guidance_scale": 7}}})["generation"]
     rc = main(
-        [
-            "generation",
-            "views",
-            "--source",
-            "tc",
-            "--shard",
-            str(tmp_path / "shard.csv"),
-            "--views-dir",
-            str(tmp_path / "v"),
-            "--out",
-            str(tmp_path / "v.csv"),
-            "--generation",
-            json.dumps(generation),
-            "--model",
-            "{}",
-            "--device",
-            "cpu",
-        ]
+        generation_views_args(
+            "tc", tmp_path / "shard.csv", tmp_path / "v", tmp_path / "v.csv", generation, "{}", "--device", "cpu"
+        )
     )
     assert rc == 2
     assert error_line(capsys) == (
@@ -168,42 +145,14 @@ def test_out_of_memory_in_a_training_step(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(Trainer, "step", out_of_memory)
     indexed_shapes(tmp_path, train_per_class=1)
-    config = validate_config(
-        {
-            "datasets": {"s": {"kind": "shapes"}},
-            "pretrain": {
-                "recipes": {"r": {"epochs": 1, "batch_size": 8, "image_size": 16, "num_workers": 0}},
-                "backbones": {
-                    "b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
-                },
-                "experiments": {
-                    "e": {
-                        "method": "simclr",
-                        "variant": "baseline",
-                        "recipe": "r",
-                        "backbone": "b",
-                        "dataset": "s",
-                        "method_args": {"simclr": {"proj_hidden_dim": 32, "proj_dim": 16}},
-                    }
-                },
-            },
-        }
+    config = one_experiment_config(
+        "simclr",
+        {"epochs": 1, "batch_size": 8, "image_size": 16, "num_workers": 0},
+        {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2},
+        method_args={"simclr": {"proj_hidden_dim": 32, "proj_dim": 16}},
     )
     experiment = resolve_experiments(config)["e"]
-    rc = main(
-        [
-            "pretrain",
-            "run",
-            "--experiment",
-            json.dumps(experiment),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "--manifest",
-            str(tmp_path / "manifest.csv"),
-            "--device",
-            "cpu",
-        ]
-    )
+    rc = main(pretrain_run_args(experiment, tmp_path / "out", tmp_path / "manifest.csv", "--device", "cpu"))
     assert rc == 2
     line = error_line(capsys)
     assert line.startswith(
@@ -219,28 +168,9 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
 
     monkeypatch.setattr(genview.evaluation.features, "extract_features", out_of_memory)
     rc = main(
-        [
-            "evaluation",
-            "cached",
-            "--checkpoint",
-            "c.pt",
-            "--manifest",
-            "m.csv",
-            "--dataset",
-            "d",
-            "--experiment",
-            "e",
-            "--spec",
-            "{}",
-            "--features",
-            "f.npz",
-            "--out",
-            "r.json",
-            "--batch-size",
-            "512",
-            "--device",
-            "cpu",
-        ]
+        evaluation_cached_args(
+            "c.pt", "m.csv", "d", "e", "{}", "f.npz", "r.json", "--batch-size", "512", "--device", "cpu"
+        )
     )
     assert rc == 2
     assert error_line(capsys).startswith(
@@ -249,28 +179,9 @@ def test_out_of_memory_in_feature_extraction_and_in_a_probe(tmp_path, monkeypatc
     )
     monkeypatch.setattr(genview.evaluation.protocols, "evaluate", out_of_memory)
     rc = main(
-        [
-            "evaluation",
-            "run",
-            "--protocol",
-            "linear",
-            "--experiment",
-            "e",
-            "--checkpoint",
-            "c.pt",
-            "--dataset",
-            "d",
-            "--spec",
-            "{}",
-            "--features",
-            "f.npz",
-            "--settings",
-            '{"batch_size": 1024}',
-            "--out",
-            "r.json",
-            "--device",
-            "cpu",
-        ]
+        evaluation_run_args(
+            "linear", "e", "c.pt", "d", "{}", "f.npz", '{"batch_size": 1024}', "r.json", "--device", "cpu"
+        )
     )
     assert rc == 2
     assert error_line(capsys).startswith(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, VENV_BIN, run_tool
+from helpers import REPO, VENV_BIN, run_tool
 from test_envs import JOB_RULES
 
 from genview.errors import GenviewError

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VENV_BIN, snakemake
+from helpers import REPO, generation_views_args, genview_command, snakemake, snakemake_command, tool_env
 
 from genview.config.load import validate_config
 from genview.errors import ConfigError, GenviewError
@@ -153,6 +153,7 @@ LOADERS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_offline_jobs_load_local_and_cached_models_and_name_the_fetch_command_for_missing_ones(tmp_path):
     from genview.models.tiny import build_tiny_models
 
@@ -192,28 +193,15 @@ def test_offline_jobs_load_local_and_cached_models_and_name_the_fetch_command_fo
         assert message.endswith(f"genview models fetch config/paper.yaml --roles {role} --cache {cache}"), message
 
 
+@pytest.mark.slow
 def test_an_offline_job_with_a_missing_weight_exits_with_the_message(tmp_path):
     """The job's own command line: exit status 2 and one line naming the role, the id and the fetch command."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "genview",
-            "generation",
-            "views",
-            "--source",
-            "tc",
-            "--shard",
-            "s.csv",
-            "--views-dir",
-            "v",
-            "--out",
-            "v.csv",
-            "--generation",
-            json.dumps(validate_config({})["generation"]),
-            "--model",
-            json.dumps(PAPER_MODELS["text2img"]),
-        ],
+        genview_command(
+            *generation_views_args(
+                "tc", "s.csv", "v", "v.csv", validate_config({})["generation"], PAPER_MODELS["text2img"]
+            )
+        ),
         cwd=tmp_path,
         env=offline_env(tmp_path / "weights", "my config.yaml"),
         capture_output=True,
@@ -226,6 +214,7 @@ def test_an_offline_job_with_a_missing_weight_exits_with_the_message(tmp_path):
     assert last.endswith(f"genview models fetch 'my config.yaml' --roles text2img --cache {tmp_path / 'weights'}")
 
 
+@pytest.mark.workflow
 def test_the_workflow_passes_the_offline_settings_to_its_jobs(workdir, tmp_path):
     """models.offline and models.cache_dir reach the job's environment, not its params."""
     shim = tmp_path / "shim"
@@ -241,23 +230,12 @@ def test_the_workflow_passes_the_offline_settings_to_its_jobs(workdir, tmp_path)
     target = "results/datasets/shapes/captions.csv"
     offline = tmp_path / "offline.yaml"  # merged over the default, as a second --configfile
     offline.write_text("models: {offline: true, cache_dir: weights}\n")
-    env_path = f"{shim}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     result = subprocess.run(
-        [
-            str(VENV_BIN / "snakemake"),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            target,
-            "--cores",
-            "1",
-            "--configfile",
-            str(REPO / "config/config.yaml"),
-            str(offline),
-        ],
+        snakemake_command(
+            target, "--cores", "1", "--configfile", REPO / "config/config.yaml", offline, workdir=workdir
+        ),
         cwd=workdir,
-        env={**os.environ, "PATH": env_path},
+        env=tool_env(shim),
         capture_output=True,
         text=True,
         timeout=600,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, indexed_shapes
+from helpers import REPO, indexed_shapes
 
 from genview.config.load import load_config
 from genview.evaluation.protocols import protocol_class
@@ -84,6 +84,7 @@ def inputs(tmp_path_factory):
     return root, {"model": f"local-dir:{encoder}", "pretrained": None, "image_size": None}
 
 
+@pytest.mark.slow  # one short training per paper experiment: about 4 minutes in all
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_paper_experiment_trains_across_its_switch_epoch(name, inputs, tmp_path):
     root, quality_encoder = inputs

@@ -7,16 +7,22 @@ import json
 import re
 
 import pytest
-from conftest import indexed_shapes
+from helpers import (
+    evaluation_cached_args,
+    evaluation_run_args,
+    indexed_shapes,
+    pretrain_run_args,
+    shapes_spec,
+    tiny_experiment,
+)
 from test_envs import JOB_RULES
-from test_training import experiment
 from tqdm import tqdm
 
 from genview.cli import main
 from genview.config.load import validate_config
 
 EVALUATION = validate_config({"evaluation": {"linear": {"epochs": 2, "batch_size": 8}}})["evaluation"]
-SPEC = validate_config({"datasets": {"s": {"kind": "shapes"}}})["datasets"]["s"]
+SPEC = shapes_spec()
 
 
 def job_log(*argv) -> list[str]:
@@ -46,19 +52,9 @@ def shapes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pretrained(shapes):
     """A 2-epoch SimCLR run through the command, and its log."""
-    exp = experiment("simclr", epochs=2, batch_size=8)
+    exp = tiny_experiment("simclr", epochs=2, batch_size=8)
     lines = job_log(
-        "pretrain",
-        "run",
-        "--experiment",
-        json.dumps(exp),
-        "--out-dir",
-        shapes / "e",
-        "--manifest",
-        shapes / "manifest.csv",
-        "--device",
-        "cpu",
-        "--num-workers=0",
+        *pretrain_run_args(exp, shapes / "e", shapes / "manifest.csv", "--device", "cpu", "--num-workers=0")
     )
     return shapes / "e", lines
 
@@ -99,28 +95,20 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
     folder, _ = pretrained
     protocols = {"knn": EVALUATION["knn"], "linear_fast": EVALUATION["linear_fast"]}
     cached = job_log(
-        "evaluation",
-        "cached",
-        "--checkpoint",
-        folder / "checkpoint.pt",
-        "--manifest",
-        folder.parent / "manifest.csv",
-        "--dataset",
-        "shapes",
-        "--experiment",
-        "e",
-        "--spec",
-        json.dumps(SPEC),
-        "--protocols",
-        json.dumps(protocols),
-        "--features",
-        tmp_path / "f.npz",
-        "--out",
-        tmp_path / "cached.json",
-        "--num-workers",
-        "0",
-        "--device",
-        "cpu",
+        *evaluation_cached_args(
+            folder / "checkpoint.pt",
+            folder.parent / "manifest.csv",
+            "shapes",
+            "e",
+            SPEC,
+            tmp_path / "f.npz",
+            tmp_path / "cached.json",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+            protocols=protocols,
+        )
     )
     for split in ("train", "test"):
         assert "1/1 " in progress_lines(cached, f"features shapes {split}")[-1]  # one batch of 256
@@ -131,28 +119,20 @@ def test_evaluation_shows_feature_extraction_probe_steps_and_the_metrics(pretrai
     assert finished(cached, "evaluation cached")
 
     linear = job_log(
-        "evaluation",
-        "run",
-        "--protocol",
-        "linear",
-        "--experiment",
-        "e",
-        "--checkpoint",
-        folder / "checkpoint.pt",
-        "--dataset",
-        "shapes",
-        "--spec",
-        json.dumps(SPEC),
-        "--features",
-        tmp_path / "f.npz",
-        "--settings",
-        json.dumps(EVALUATION["linear"]),
-        "--out",
-        tmp_path / "linear.json",
-        "--num-workers",
-        "0",
-        "--device",
-        "cpu",
+        *evaluation_run_args(
+            "linear",
+            "e",
+            folder / "checkpoint.pt",
+            "shapes",
+            SPEC,
+            tmp_path / "f.npz",
+            EVALUATION["linear"],
+            tmp_path / "linear.json",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+        )
     )
     steps = 2 * (24 // 8)
     assert f"{steps}/{steps}" in progress_lines(linear, "linear probe")[-1]

@@ -268,7 +268,7 @@ def test_scorer_rejects_a_vector_of_another_encoder(quality_encoder, tmp_path):
 
 @pytest.fixture
 def shapes_manifest(tmp_path, monkeypatch):
-    from conftest import indexed_shapes
+    from helpers import indexed_shapes
 
     from genview.data.shapes import SHAPE_CLASSES
 
@@ -310,6 +310,7 @@ def _grouped_weights_worker(rank: int, init_file: str, encoder: dict, vector_npz
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_genview_softmax_group_spans_processes(scorer, quality_encoder, random_vector_npz, tmp_path):
     """A group of 8 over 2 processes of 4 is the softmax over all 8, each process keeping its own rows: the weights
     do not change with the number of GPUs. group_size None is the official per-process softmax."""

@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 
+import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from genview.config.load import load_config_files
 
@@ -48,6 +49,7 @@ SMALL = [
 ]
 
 
+@pytest.mark.slow
 def test_the_rates_of_the_paper_experiments_are_measured_and_the_estimate_uses_them(tmp_path):
     out = tmp_path / "rates.yaml"
     result = subprocess.run(

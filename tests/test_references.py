@@ -4,9 +4,8 @@
 import pandas as pd
 import pytest
 import torch
-from conftest import indexed_shapes
+from helpers import indexed_shapes, one_experiment_config
 
-from genview.config.load import validate_config
 from genview.errors import GenviewError
 from genview.training.backbones import build_backbone
 from genview.training.data import PretrainDataset
@@ -26,24 +25,12 @@ def test_pixels_backbone_returns_the_flattened_image():
 
 
 def config(method="supervised", variant="baseline", method_args=None, backbone=None):
-    return validate_config(
-        {
-            "datasets": {"s": {"kind": "shapes"}},
-            "pretrain": {
-                "recipes": {"r": {"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adamw", "image_size": 16}},
-                "backbones": {"b": backbone or {"name": "convnet", "width": 8, "depth": 2}},
-                "experiments": {
-                    "e": {
-                        "method": method,
-                        "variant": variant,
-                        "recipe": "r",
-                        "backbone": "b",
-                        "dataset": "s",
-                        "method_args": method_args or {},
-                    }
-                },
-            },
-        }
+    return one_experiment_config(
+        method,
+        {"epochs": 1, "batch_size": 8, "lr": 0.001, "optimizer": "adamw", "image_size": 16},
+        backbone or {"name": "convnet", "width": 8, "depth": 2},
+        variant=variant,
+        method_args=method_args,
     )
 
 
@@ -149,6 +136,7 @@ def held_out_accuracy(splits, *, steps, shuffle_labels=False):
         return float((model.head(model.backbone(test_images)).argmax(1) == test_labels).float().mean())
 
 
+@pytest.mark.slow
 def test_supervised_learns_the_classes_and_shuffled_labels_teach_nothing(four_shapes):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: more threads only contend

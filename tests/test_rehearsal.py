@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, snakemake
+from helpers import REPO, job_counts, snakemake
 from PIL import Image
 
 from genview.config.load import derive_config, load_config, merge_patch, read_yaml
@@ -19,7 +19,7 @@ from genview.data.index import index_dataset
 from genview.data.synthetic import make_synthetic
 from genview.errors import ConfigError
 from genview.evaluation.runs import CACHED_PROTOCOLS, read_result, resolve_evaluations, result_file
-from genview.models import rehearsal
+from genview.rehearsal import build as rehearsal
 from genview.report.specs import load_table_specs
 from genview.training.experiments import resolve_experiments
 
@@ -95,6 +95,7 @@ def test_small_size_keeps_each_architecture_and_only_shrinks_it():
         assert small[key] == full[key], key
 
 
+@pytest.mark.slow
 def test_small_models_load_through_the_loaders_of_real_checkpoints(tmp_path):
     from PIL import Image
 
@@ -257,11 +258,6 @@ def test_synthetic_cannot_stand_in_for_checksummed_torchvision_sets(tmp_path):
 # --- the workflow ---------------------------------------------------------------------------------------------------
 
 
-def job_counts(dry_run_stdout: str) -> dict[str, int]:
-    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
-
-
 @pytest.mark.workflow
 def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
     result = snakemake("-n", "--cores", "1", "--configfile", REPO / "config/rehearsal.yaml", workdir=workdir)
@@ -301,7 +297,7 @@ def test_rehearsal_dry_run_plans_every_table_protocol_and_experiment(workdir):
         REPO / "config/rehearsal.yaml",
         workdir=workdir,
     ).stdout
-    assert "models build-rehearsal --size full" in build and "--variant unclip=fp16" in build
+    assert "rehearsal build --size full" in build and "--variant unclip=fp16" in build
     # The synthetic files depend on the layout settings only: cc3m_fixed's shards or sources do not rewrite them.
     command = next(line for line in build.splitlines() if "make-synthetic --dataset cc3m" in line)
     assert '"file": "cc3m_train.csv"' in command and "num_shards" not in command and "sources" not in command
@@ -335,6 +331,7 @@ def cpu_rehearsal_targets() -> list[str]:
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_cpu_rehearsal_runs_end_to_end(workdir):
     cpu = ["--configfile", REPO / "config/rehearsal_cpu.yaml"]
     full = os.environ.get("GENVIEW_REHEARSAL") == "full"

@@ -13,11 +13,24 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VENV_BIN, copy_workflow, run_tool
+from helpers import (
+    MAKE_RUN,
+    REPO,
+    VENV_BIN,
+    copy_workflow,
+    genview_command,
+    indexed_shapes,
+    job_counts,
+    pretrain_run_args,
+    raw_config,
+    run_tool,
+    snakemake,
+    tool_env,
+)
 
 from genview.runtime.processes import LOCK_FILE, output_lock
 
-ENV = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+ENV = tool_env()
 
 
 def wait_for(condition, timeout=60.0, what="a condition"):
@@ -50,22 +63,7 @@ def test_a_second_trainer_refuses_to_write_into_a_folder_another_one_writes(tmp_
     (out_dir / "metrics.jsonl").write_text('{"step": 1}\n')
     first = hold_lock(out_dir)
     try:
-        second = run_tool(
-            [
-                sys.executable,
-                "-m",
-                "genview",
-                "pretrain",
-                "run",
-                "--experiment",
-                "{}",
-                "--out-dir",
-                out_dir,
-                "--manifest",
-                tmp_path / "manifest.csv",
-            ],  # fmt: skip
-            check=False,
-        )
+        second = run_tool(genview_command(*pretrain_run_args("{}", out_dir, tmp_path / "manifest.csv")), check=False)
         assert second.returncode == 75, second.stderr
         assert f"{out_dir} is being written by pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
@@ -77,6 +75,7 @@ def test_a_second_trainer_refuses_to_write_into_a_folder_another_one_writes(tmp_
         pass
 
 
+@pytest.mark.workflow
 def test_a_job_ends_when_its_snakemake_is_killed_and_a_rerun_never_runs_beside_it(tmp_path):
     """SIGKILL of Snakemake alone (its job still running, as after `kill -9 <snakemake pid>`): the orphaned job ends
     by itself within seconds, so the rerun after `snakemake --unlock` never shares its outputs with it; while it runs,
@@ -115,6 +114,7 @@ def test_a_job_ends_when_its_snakemake_is_killed_and_a_rerun_never_runs_beside_i
         pass
 
 
+@pytest.mark.workflow
 def test_make_run_leaves_the_lock_of_a_live_snakemake_in_place(tmp_path):
     """A plain `snakemake` runs in the checkout (here a process named so, working there); `make run` must not remove
     its lock and run the same jobs beside it."""
@@ -129,12 +129,7 @@ def test_make_run_leaves_the_lock_of_a_live_snakemake_in_place(tmp_path):
     running = subprocess.Popen([sys.executable, fake, "--cores", "all"], cwd=root)
     try:
         wait_for(lambda: os.path.realpath(f"/proc/{running.pid}/cwd") == str(root.resolve()), what="the process")
-        result = run_tool(
-            ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"],
-            cwd=root,
-            check=False,
-            timeout=120,
-        )
+        result = run_tool(MAKE_RUN, cwd=root, check=False, timeout=120)
     finally:
         running.kill()
         running.wait()
@@ -147,7 +142,7 @@ def test_make_run_leaves_the_lock_of_a_live_snakemake_in_place(tmp_path):
 def smoke_with(tmp_path: Path, **shapes) -> Path:
     import yaml
 
-    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = raw_config("smoke.yaml")
     config["datasets"]["shapes"].update(shapes)
     path = tmp_path / "my.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -156,16 +151,14 @@ def smoke_with(tmp_path: Path, **shapes) -> Path:
 
 def test_absurd_shard_counts_are_stopped_before_the_dag_is_built(tmp_path, monkeypatch, capsys):
     """num_shards: 100000 built a DAG for 11 minutes until killed; more shards than images scheduled empty shards."""
-    from conftest import indexed_shapes
-
     from genview.cli import main
     from genview.data.shard import write_shards
     from genview.errors import BadInputError
 
+    monkeypatch.chdir(tmp_path)  # not the checkout, whose results/ may hold an indexed shapes set
     assert main(["config", "check", str(smoke_with(tmp_path, num_shards=100_000))]) == 0
     assert "warning: datasets.*.num_shards (shapes: 100000) make about" in capsys.readouterr().err
     # Once the dataset is indexed (12 training images), 13 shards are an error naming the key, before any job.
-    monkeypatch.chdir(tmp_path)
     indexed_shapes(tmp_path, train_per_class=1)
     (tmp_path / "results/data/shapes").mkdir()
     shutil.copy(tmp_path / "results/data/s/manifest.csv", tmp_path / "results/data/shapes/manifest.csv")
@@ -178,6 +171,7 @@ def test_absurd_shard_counts_are_stopped_before_the_dag_is_built(tmp_path, monke
     assert not (tmp_path / "shards").exists()
 
 
+@pytest.mark.workflow
 def test_sentences_instead_of_tracebacks(tmp_path):
     """`config check --print ... | head` ended in BrokenPipeError; `make run` with a missing config file or a YAML tab
     ended in Snakemake's traceback or in a message naming no file or line."""
@@ -205,14 +199,14 @@ def test_sentences_instead_of_tracebacks(tmp_path):
     assert not (root / ".snakemake/locks").exists() and not (root / "results").exists(), "nothing ran"
 
 
+@pytest.mark.workflow
 def test_a_dataset_root_that_is_a_file_is_named_so_and_an_unused_dataset_is_not_indexed(tmp_path, workdir, capsys):
     import yaml
-    from conftest import job_counts, snakemake
 
     from genview.cli import main
 
     (tmp_path / "pets.tar").write_bytes(b"not a folder")
-    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = raw_config("smoke.yaml")
     config.setdefault("eval_datasets", {})["pets"] = {"kind": "imagefolder", "root": str(tmp_path / "pets.tar")}
     path = tmp_path / "my.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -234,7 +228,7 @@ def test_config_check_says_which_files_were_merged_and_where_each_key_came_from(
 
     from genview.cli import main
 
-    copy = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    copy = raw_config("config.yaml")
     del copy["datasets"]
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(copy))
@@ -280,11 +274,11 @@ def test_a_full_disk_is_named_with_the_file_and_nothing_finished_is_lost(small_d
     assert [p.name for p in checkpoint.parent.iterdir()] == ["checkpoint.pt"], "no partial file is left"
 
 
+@pytest.mark.workflow
 def test_a_truncated_checkpoint_stops_the_run_before_its_evaluation_results_are_deleted(workdir):
     """The evaluations Snakemake reran on a truncated checkpoint deleted their old results before failing, and
     nothing told the user to delete the write-protected pretrain folder to retrain."""
     import torch
-    from conftest import snakemake
 
     from genview.errors import BadInputError
     from genview.evaluation.checkpoints import read_checkpoint

@@ -45,6 +45,7 @@ def feature_cache(path, seed, separation):
     return path
 
 
+@pytest.mark.slow
 def test_tsne_triptych_same_seed_same_bytes(tmp_path):
     panels = [
         (label, feature_cache(tmp_path / f"{label}.npz", 0, separation))

@@ -13,15 +13,15 @@ import time
 import pytest
 import torch
 import yaml
-from conftest import REPO, VENV_BIN, job_counts, run_tool
+from helpers import REPO, VENV_BIN, job_counts, raw_config, run_tool, snakemake_command, tool_env
 
 from genview.config.load import load_config
 from genview.training.experiments import RECIPE_EXECUTION_KEYS, resolve_experiments
 from genview.training.train import train
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+SMOKE = raw_config("smoke.yaml")
 
 
 def execution_edits(config: dict) -> list[tuple[tuple, object]]:
@@ -115,22 +115,10 @@ def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_pat
     workdir = tmp_path / "work"
     workdir.mkdir()
     target = "results/pretrain/shapes_simclr_baseline/checkpoint.pt"
-    command = [
-        VENV_BIN / "snakemake",
-        "--snakefile",
-        REPO / "Snakefile",
-        "--directory",
-        workdir,
-        "--cores",
-        "2",
-        target,
-        "--configfile",
-        path,
-    ]
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = snakemake_command("--cores", "2", target, "--configfile", path, workdir=workdir)
     with open(tmp_path / "first.log", "w") as log:
         process = subprocess.Popen(
-            list(map(str, command)), cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, env=tool_env(), start_new_session=True
         )
     metrics, deadline = (
         workdir / "results/pretrain/shapes_simclr_baseline/metrics.partial.jsonl",

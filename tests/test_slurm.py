@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import VENV_BIN, copy_workflow, run_tool
+from helpers import VENV_BIN, checkpoint_weights, copy_workflow, run_tool, slurm_snakemake_command, tool_env
 from slurm_cluster import LocalSlurm, SlurmUnavailable
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPERIMENT = "shapes_simclr_baseline"
 VIEWS = "results/views/shapes/ic/0.manifest.csv"
@@ -112,35 +112,12 @@ def test_subset_of_the_smoke_config_under_slurm_uses_gpus_and_matches_a_local_ru
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     assert profile["executor"] == "slurm"
     record = tmp_path / "python_calls.tsv"
-    env = slurm.client_env(
-        {
-            **os.environ,
-            "PATH": f"{python_shim(tmp_path / 'shim', record)}{os.pathsep}"
-            f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-    )
+    env = slurm.client_env(tool_env(python_shim(tmp_path / "shim", record)))
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs see only what SLURM gives them (sbatch --export=ALL)
     env["GENVIEW_DEVICE"] = "cpu"  # the cluster's GPUs are fake: the jobs given one run on the CPU on purpose
-    command = [
-        "timeout",
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        str(RUN_LIMIT_S),  # the plugin's poll loop ignores SIGTERM
-        VENV_BIN / "snakemake",
-        *TARGETS,
-        *SMOKE,
-        "--workflow-profile",
-        "profiles/slurm",
-        # test-cluster settings: no slurmdbd, so job states come from squeue; poll soon after submitting
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--default-resources",
-        *resource_args(profile, slurm.partition),
-    ]
+    command = slurm_snakemake_command(
+        RUN_LIMIT_S, *TARGETS, *SMOKE, default_resources=resource_args(profile, slurm.partition)
+    )
     started = time.monotonic()
     result = subprocess.run(
         [str(c) for c in command],
@@ -240,11 +217,6 @@ CAPPED_STEPS = 20 * 7  # epochs x steps (224 training images, batches of 32)
 CAPPED_RUN_LIMIT_S = 1500
 
 
-def checkpoint_tensors(path: Path) -> dict:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return {"steps": checkpoint["steps"], **{f"method.{k}": v for k, v in checkpoint["method"].items()}}
-
-
 def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slurm, tmp_path):
     """The profile's pretrain settings (SIGTERM before the limit, many retries, the trainer's resume point) carry a
     training of a few minutes through jobs capped at one minute, to the weights of an uninterrupted run."""
@@ -255,7 +227,7 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     assert profile["preemptible-rules"] == ["pretrain"] and profile["preemptible-retries"] >= 10
     assert profile["set-resources"]["pretrain"]["slurm_extra"] == "'--signal=TERM@300'"
-    env = slurm.client_env({**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"})
+    env = slurm.client_env(tool_env())
     env.pop("CUDA_VISIBLE_DEVICES", None)
     env["GENVIEW_DEVICE"] = "cpu"  # fake GPUs
     # The site's numbers, shrunk: a one-minute limit, and SIGTERM 1 s before it (SLURM checks limits and sends the
@@ -266,23 +238,9 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
         "slurm_extra": "'--signal=TERM@1'",
     }
     command = [
-        "timeout",
-        "-s",
-        "INT",
-        "-k",
-        "10",
-        str(CAPPED_RUN_LIMIT_S),
-        VENV_BIN / "snakemake",
-        CAPPED_CHECKPOINT,
-        *config,
-        "--workflow-profile",
-        "profiles/slurm",
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--default-resources",
-        *resource_args(profile, slurm.partition),
+        *slurm_snakemake_command(
+            CAPPED_RUN_LIMIT_S, CAPPED_CHECKPOINT, *config, default_resources=resource_args(profile, slurm.partition)
+        ),
         "--set-resources",
         *[f"pretrain:{key}={value}" for key, value in pretrain_resources.items()],
     ]
@@ -327,8 +285,8 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
     run_tool([VENV_BIN / "snakemake", CAPPED_CHECKPOINT, "--cores", "2", *config], cwd=local, timeout=900)
     print(f"uninterrupted local run: {time.monotonic() - started:.0f} s")
     resumed, uninterrupted = (
-        checkpoint_tensors(workdir / CAPPED_CHECKPOINT),
-        checkpoint_tensors(local / CAPPED_CHECKPOINT),
+        checkpoint_weights(workdir / CAPPED_CHECKPOINT),
+        checkpoint_weights(local / CAPPED_CHECKPOINT),
     )
     assert resumed.keys() == uninterrupted.keys() and resumed["steps"] == uninterrupted["steps"] == CAPPED_STEPS
     differing = [name for name in resumed if name != "steps" and not torch.equal(resumed[name], uninterrupted[name])]

@@ -157,6 +157,7 @@ def _plain_interval(values, reference):
     return mean, mean - half, mean + half
 
 
+@pytest.mark.workflow
 @pytest.mark.slow
 def test_every_study_table_shows_each_paired_difference_its_interval_and_the_claims_decision(reduced_study):
     workdir, specs = reduced_study

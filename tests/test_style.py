@@ -3,7 +3,7 @@ package, tests and benchmarks, and snakefmt on the Snakefile and rules. Fix with
 and `snakefmt Snakefile rules`."""
 
 import pytest
-from conftest import VENV_BIN, run_tool
+from helpers import VENV_BIN, run_tool
 
 PYTHON_TREES = ("genview", "tests", "benchmarks")
 

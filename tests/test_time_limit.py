@@ -7,67 +7,36 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
-from conftest import indexed_shapes
+from helpers import checkpoint_weights, genview_command, indexed_shapes, one_experiment_config, pretrain_run_args
 
-from genview.config.load import validate_config
 from genview.training.experiments import resolve_experiments
+
+pytestmark = pytest.mark.slow
 
 TIME_LIMIT_EXIT = 75
 
 
 def experiment(epochs: int, batch_size: int) -> dict:
-    config = validate_config(
-        {
-            "datasets": {"s": {"kind": "shapes"}},
-            "pretrain": {
-                "recipes": {
-                    "r": {"epochs": epochs, "batch_size": batch_size, "image_size": 32, "optimizer": "sgd", "lr": 0.1}
-                },
-                "backbones": {
-                    "b": {"name": "vit", "image_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 2, "num_heads": 4}
-                },
-                "experiments": {
-                    "e": {
-                        "method": "mocov2",
-                        "variant": "baseline",
-                        "recipe": "r",
-                        "backbone": "b",
-                        "dataset": "s",
-                        "method_args": {"mocov2": {"proj_hidden_dim": 64, "proj_dim": 16, "queue_size": 64}},
-                    }
-                },
-            },
-        }
+    config = one_experiment_config(
+        "mocov2",
+        {"epochs": epochs, "batch_size": batch_size, "image_size": 32, "optimizer": "sgd", "lr": 0.1},
+        {"name": "vit", "image_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 2, "num_heads": 4},
+        method_args={"mocov2": {"proj_hidden_dim": 64, "proj_dim": 16, "queue_size": 64}},
     )
     return resolve_experiments(config)["e"]
 
 
 def pretrain(root, out_dir, exp) -> subprocess.Popen:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "genview",
-            "pretrain",
-            "run",
-            "--experiment",
-            json.dumps(exp),
-            "--out-dir",
-            str(out_dir),
-            "--manifest",
-            str(root / "manifest.csv"),
-            "--device",
-            "cpu",
-            "--num-workers",
-            "2",
-            "--save-every-epochs",
-            "1",
-        ],  # loader workers must ignore the stop signal too
+        genview_command(
+            *pretrain_run_args(
+                exp, out_dir, root / "manifest.csv", "--device", "cpu", "--num-workers", "2", "--save-every-epochs", "1"
+            )
+        ),  # loader workers must ignore the stop signal too
         cwd=root,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
@@ -82,11 +51,6 @@ def steps_done(out_dir) -> int:
     return sum('"type": "step"' in line for line in path.read_text().splitlines()) if path.is_file() else 0
 
 
-def weights(out_dir) -> dict:
-    checkpoint = torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
-    return {"steps": checkpoint["steps"], **{f"method.{k}": v for k, v in checkpoint["method"].items()}}
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("time_limit")
@@ -95,7 +59,7 @@ def setup(tmp_path_factory):
     reference = pretrain(root, root / "uninterrupted", exp)
     _, stderr = reference.communicate(timeout=600)
     assert reference.returncode == 0, stderr[-3000:]
-    return root, exp, weights(root / "uninterrupted")
+    return root, exp, checkpoint_weights(root / "uninterrupted/checkpoint.pt")
 
 
 @pytest.mark.parametrize(
@@ -128,7 +92,7 @@ def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterr
     _, stderr = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, stderr[-3000:]
     assert f"resumed from {out_dir / 'resume.pt'}" in stderr
-    got = weights(out_dir)
+    got = checkpoint_weights(out_dir / "checkpoint.pt")
     assert got.keys() == expected.keys() and got["steps"] == expected["steps"]
     for name, tensor in expected.items():
         if name != "steps":

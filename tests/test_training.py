@@ -6,14 +6,20 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import indexed_shapes
+from helpers import (
+    TINY_METHOD_ARGS,
+    genview_command,
+    indexed_shapes,
+    one_experiment_config,
+    pretrain_run_args,
+    tiny_experiment,
+)
 
 from genview.config.load import validate_config
 from genview.errors import GenviewError
@@ -21,38 +27,6 @@ from genview.training.data import PretrainDataset, epoch_indices
 from genview.training.experiments import resolve_experiments
 from genview.training.schedules import ema_momentum, learning_rate
 from genview.training.train import train
-
-METHOD_ARGS = {
-    "simclr": {"proj_hidden_dim": 32, "proj_dim": 16},
-    "mocov2": {"proj_hidden_dim": 32, "proj_dim": 16, "queue_size": 64},
-    "clip": {"embed_dim": 16, "text_width": 16, "text_heads": 2, "text_layers": 1, "context_length": 16},
-}
-
-
-def experiment(method, variant="baseline", **recipe):
-    config = validate_config(
-        {
-            "datasets": {"s": {"kind": "shapes", "sources": ["ic"]}},
-            "pretrain": {
-                "recipes": {"r": {"epochs": 3, "batch_size": 8, "lr": 0.1, "image_size": 16, **recipe}},
-                "backbones": {
-                    "b": {"name": "vit", "image_size": 16, "patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
-                },
-                "experiments": {
-                    "e": {
-                        "method": method,
-                        "variant": variant,
-                        "recipe": "r",
-                        "backbone": "b",
-                        "dataset": "s",
-                        "method_args": METHOD_ARGS,
-                        "views": {"n_views": 2},
-                    }
-                },
-            },
-        }
-    )
-    return resolve_experiments(config)["e"]
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +129,7 @@ def test_genview_slot_rule_and_vision_language_views(data):
 
 
 def test_checkpoint_and_metrics(data, tmp_path):
-    exp = experiment("simclr")
+    exp = tiny_experiment("simclr")
     checkpoint = run_training(data, exp, tmp_path)
     assert checkpoint["format"] == 1 and checkpoint["steps"] == 3 * 3 and checkpoint["experiment"] == exp
     assert set(checkpoint["backbone"]) and checkpoint["feature_dim"] == 16
@@ -169,29 +143,23 @@ def _weights_equal(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
     """A real SIGKILL mid-epoch; the resumed run ends with the weights of an uninterrupted run."""
-    exp = experiment("mocov2", "views", epochs=4)
+    exp = tiny_experiment("mocov2", "views", epochs=4)
     reference = run_training(data, exp, tmp_path / "reference")
     out = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "genview",
-        "pretrain",
-        "run",
-        "--experiment",
-        json.dumps(exp),
-        "--out-dir",
-        str(out),
-        "--manifest",
-        str(data / "manifest.csv"),
-        "--views",
-        str(data / "views.csv"),
-        "--device",
-        "cpu",
-        *execution_options(save_every_steps=2),
-    ]
+    command = genview_command(
+        *pretrain_run_args(
+            exp,
+            out,
+            data / "manifest.csv",
+            "--device",
+            "cpu",
+            *execution_options(save_every_steps=2),
+            views=data / "views.csv",
+        )
+    )
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     metrics, deadline = out / "metrics.partial.jsonl", time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -215,7 +183,7 @@ def test_killed_run_resumes_to_the_same_weights(data, tmp_path):
 
 
 def test_stale_resume_point_is_not_used_and_a_finished_one_rewrites_the_outputs(data, tmp_path, caplog):
-    exp = experiment("simclr", epochs=1)
+    exp = tiny_experiment("simclr", epochs=1)
     first = run_training(data, exp, tmp_path)
     metrics = (tmp_path / "metrics.jsonl").read_text()
     for name in ("checkpoint.pt", "metrics.jsonl", "config.yaml"):  # Snakemake reruns the job: outputs removed
@@ -238,7 +206,7 @@ def test_stale_resume_point_is_not_used_and_a_finished_one_rewrites_the_outputs(
 def test_a_resume_point_of_another_gpu_count_is_not_used(data, tmp_path, caplog):
     """The GPU count is part of the experiment (per-GPU batch statistics change the result): a resume point made
     with another count starts the training over, while execution settings never enter the comparison."""
-    exp = experiment("simclr", epochs=2)
+    exp = tiny_experiment("simclr", epochs=2)
     run_training(data, exp, tmp_path)
     (tmp_path / "checkpoint.pt").unlink()
     caplog.clear()
@@ -248,7 +216,7 @@ def test_a_resume_point_of_another_gpu_count_is_not_used(data, tmp_path, caplog)
 
 
 def test_nonfinite_losses_are_skipped_then_abort(data, tmp_path):
-    exp = experiment("simclr", lr=1e38, epochs=5)
+    exp = tiny_experiment("simclr", lr=1e38, epochs=5)
     with pytest.raises(GenviewError, match=r"3 non-finite losses in a row"):
         run_training(data, exp, tmp_path, execution={"max_nonfinite_in_row": 3})
     records = [json.loads(line) for line in (tmp_path / "metrics.partial.jsonl").read_text().splitlines()]
@@ -258,35 +226,29 @@ def test_nonfinite_losses_are_skipped_then_abort(data, tmp_path):
 
 def test_batch_larger_than_dataset_is_a_clear_error(data, tmp_path):
     with pytest.raises(GenviewError, match="cannot fill one batch"):
-        run_training(data, experiment("simclr", batch_size=64), tmp_path)
+        run_training(data, tiny_experiment("simclr", batch_size=64), tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["simclr", "clip"])
 def test_two_process_ddp_run(data, tmp_path, method):
-    exp = experiment(method, epochs=1)
+    exp = tiny_experiment(method, epochs=1)
     single = run_training(data, copy.deepcopy(exp), tmp_path / "single")
     out = tmp_path / "ddp"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "genview",
-            "pretrain",
-            "run",
-            "--experiment",
-            json.dumps(exp),
-            "--out-dir",
-            str(out),
-            "--manifest",
-            str(data / "manifest.csv"),
-            "--views",
-            str(data / "views.csv"),
-            "--device",
-            "cpu",
-            "--nproc",
-            "2",
-            *execution_options(),
-        ],
+        genview_command(
+            *pretrain_run_args(
+                exp,
+                out,
+                data / "manifest.csv",
+                "--device",
+                "cpu",
+                "--nproc",
+                "2",
+                *execution_options(),
+                views=data / "views.csv",
+            )
+        ),
         capture_output=True,
         text=True,
         timeout=300,
@@ -299,7 +261,7 @@ def test_two_process_ddp_run(data, tmp_path, method):
 
 @pytest.mark.parametrize("config_name", ["smoke.yaml", "paper.yaml"])
 def test_every_configured_experiment_names_a_method_and_valid_options(config_name):
-    from conftest import REPO
+    from helpers import REPO
 
     from genview.config.load import load_config
     from genview.methods import method_class
@@ -344,16 +306,14 @@ def test_views_per_caption_must_hold_every_source(n_views, unused):
     """View slot v draws from source v - 1: with fewer slots than 1 + sources, a source is silently never used."""
     from genview.errors import ConfigError
 
-    exp = {"method": "clip", "variant": "genview", "recipe": "r", "backbone": "b", "dataset": "s"}
-    config = validate_config(
-        {
-            "datasets": {"s": {"kind": "shapes", "sources": ["ic", "tc", "itc"]}},
-            "pretrain": {
-                "recipes": {"r": {"epochs": 1, "batch_size": 8}},
-                "backbones": {"b": {"name": "vit"}},
-                "experiments": {"e": {**exp, "method_args": METHOD_ARGS, "views": {"n_views": n_views}}},
-            },
-        }
+    config = one_experiment_config(
+        "clip",
+        {"epochs": 1, "batch_size": 8},
+        {"name": "vit"},
+        variant="genview",
+        method_args=TINY_METHOD_ARGS,
+        sources=["ic", "tc", "itc"],
+        views={"n_views": n_views},
     )
     if unused is None:
         assert resolve_experiments(config)["e"]["views"]["sources"] == ["ic", "tc", "itc"]
@@ -381,7 +341,7 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
                         "backbone": "b",
                         "dataset": "s",
                         "seeds": [0, 3],
-                        "method_args": METHOD_ARGS,
+                        "method_args": TINY_METHOD_ARGS,
                     }
                 ],
                 "experiments": {
@@ -391,7 +351,7 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
                         "recipe": "r",
                         "backbone": "b",
                         "dataset": "s",
-                        "method_args": METHOD_ARGS,
+                        "method_args": TINY_METHOD_ARGS,
                     }
                 },
             },
@@ -414,7 +374,7 @@ def test_seeds_make_one_experiment_per_seed_and_epochs_0_keeps_the_random_initia
     [("simclr", {"multi_crop": {"number": 2, "size": 8}}), ("clip", {})],
 )
 def test_colour_on_the_device_trains_from_8_bit_crops_and_their_colour_rows(data, tmp_path, method, recipe):
-    exp = experiment(method, "views", epochs=1, augment_on="device", augmentation="simclr", **recipe)
+    exp = tiny_experiment(method, "views", epochs=1, augment_on="device", augmentation="simclr", **recipe)
     trainer_batches = []
     from genview.training import train as train_module
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, VENV_BIN, job_counts, placeholder_datasets, run_tool, snakemake
+from helpers import REPO, VENV_BIN, job_counts, placeholder_paper_config, raw_config, run_tool, snakemake
 from PIL import Image
 
 from genview.config.load import load_config
@@ -102,9 +102,8 @@ def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, imag
 
 
 def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
-    config = placeholder_datasets(yaml.safe_load((REPO / "config/paper.yaml").read_text()), tmp_path / "data")
     paper = workdir / "paper.yaml"
-    paper.write_text(yaml.safe_dump(config, sort_keys=False))
+    config = placeholder_paper_config(paper, tmp_path / "data")
     result = snakemake("-n", "--cores", "1", "--configfile", paper, workdir=workdir)
     counts = job_counts(result.stdout)
     datasets = len(config["datasets"]) + len(config["eval_datasets"])
@@ -124,6 +123,7 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(smoke_run):
     """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the run (the smoke config),
     runs only the jobs that had not finished, and every output is whole. The checkout's path has a space and an
@@ -207,7 +207,7 @@ def check_embedded_default_outputs(workdir, config):
 
 def test_gallery_of_a_dataset_with_fixed_noise_shows_only_guidance(workdir):
     """With the noise level fixed, there is no foreground analysis to show: only the TC gallery is built."""
-    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = raw_config("smoke.yaml")
     config["datasets"]["shapes"]["generation"] = {"ic": {"noise_level": 200}, "itc": {"noise_level": 200}}
     path = workdir / "fixed_noise.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
