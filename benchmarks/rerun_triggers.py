@@ -22,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from conftest import job_counts, placeholder_datasets  # noqa: E402  (the tests' placeholder data, reused)
+from helpers import job_counts, placeholder_datasets  # noqa: E402  (the tests' placeholder data, reused)
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 DEFAULT_KEYS = [
