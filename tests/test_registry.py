@@ -66,3 +66,29 @@ def test_a_package_registry_imports_only_the_module_it_is_asked_for():
     ).stdout.splitlines()
     assert printed[0] == "['genview.evaluation.protocols.knn']"
     assert int(printed[1]) == len(list((REPO / "genview/evaluation/protocols").glob("[!_]*.py")))  # listing: all
+
+
+def protocol_name_problems(vocabulary: set[str], registered: set[str], schema_keys: set[str]) -> list[str]:
+    """Where genview.vocabulary.PROTOCOLS, the protocol registry and the schema's evaluation sections disagree: the
+    workflow plans only the vocabulary's protocols, so one missing there would be dropped without a word."""
+    return [
+        f"{name}: {', '.join(where for where, names in places if name not in names)} lack(s) it"
+        for name in sorted(vocabulary | registered | schema_keys)
+        for places in [[("vocabulary", vocabulary), ("registry", registered), ("schema", schema_keys)]]
+        if any(name not in names for _, names in places)
+    ]
+
+
+def test_the_vocabulary_names_every_registered_protocol_and_schema_section():
+    from genview.config.load import load_schema
+    from genview.evaluation.protocols import PROTOCOLS as REGISTRY
+    from genview.vocabulary import PROTOCOLS
+
+    registered = set(REGISTRY)  # listing imports every protocol module
+    schema = load_schema()["properties"]["evaluation"]["properties"]
+    sections = set(schema) - {"batch_size", "num_workers", "runs"}
+    assert protocol_name_problems(set(PROTOCOLS), registered, sections) == []
+    # A protocol added to the registry and the schema but not to the vocabulary is named.
+    assert protocol_name_problems(set(PROTOCOLS) - {"semisup"}, registered, sections) == [
+        "semisup: vocabulary lack(s) it"
+    ]
