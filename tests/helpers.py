@@ -1,6 +1,7 @@
-"""What the tests share apart from fixtures (those stay in conftest.py): the checkout's paths, tools run as `make` runs
-them, the small inputs many tests build (an indexed `shapes` set, a one-experiment config, placeholder dataset
-folders) and the command lines of the genview jobs. Test modules import from here: ``from helpers import ...``."""
+"""What the tests share apart from fixtures (those are in conftest.py, or in the one module that uses them): the
+checkout's paths, tools run as `make` runs them, the small inputs many tests build (an indexed `shapes` set, a
+one-experiment config, placeholder dataset folders), the command lines of the genview jobs and the contracts' checks.
+Test modules import from here: ``from helpers import ...``."""
 
 import copy
 import json
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from genview.contracts import OUTPUTS, output_pattern
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -291,7 +294,7 @@ def generation_views_args(source, shard, views_dir, out, generation, model, *opt
     return [str(a) for a in (*args, *options)]
 
 
-# --- one finished run of the smoke config (the fixture smoke_run in conftest.py) --------------------------------------
+# --- one finished run of the smoke config (the fixture smoke_run in tests/test_smoke_run.py) ------------------------
 MAKE_RUN = ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"]  # the README's command
 KILL_AFTER_JOBS = 60  # about a third of the smoke run: data, views and some trainings done
 
@@ -303,3 +306,39 @@ def finished_jobs(log: str) -> int:
 def job_counts(dry_run_stdout: str) -> dict[str, int]:
     table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+# --- the contracts' output paths against the rules (tests/test_contracts.py, tests/test_smoke_run.py) -----------------
+#: Rules that write no file: the default target and the error shown for an unknown report target.
+NO_OUTPUT_RULES = {"all", "unknown_report_target"}
+
+
+def _rule_pattern(rule: str):
+    return re.compile(re.sub(r"\\\{\w+\\\}", r"\\w+", re.escape(rule)) + "$")
+
+
+def rule_problems(rules: list[str], outputs=OUTPUTS) -> list[str]:
+    """Rules that write no declared output, and declared rules that are no rule."""
+    declared = [pattern for output in outputs for pattern in output.rules]
+    problems = [
+        f"rule {rule}: no output of genview.contracts.OUTPUTS names it"
+        for rule in rules
+        if rule not in NO_OUTPUT_RULES and not any(_rule_pattern(p).match(rule) for p in declared)
+    ]
+    problems += [
+        f"OUTPUTS names {p!r}: no such rule" for p in declared if not any(_rule_pattern(p).match(r) for r in rules)
+    ]
+    return problems
+
+
+def file_problems(written: list[tuple[str, str]], outputs=OUTPUTS) -> list[str]:
+    """(file, rule) pairs of a finished run that no declared path of that rule matches."""
+    return [
+        f"{path} (rule {rule}): no path of genview.contracts.OUTPUTS for this rule matches it"
+        for path, rule in written
+        if not any(
+            any(_rule_pattern(p).match(rule) for p in output.rules)
+            and any(output_pattern(pattern).fullmatch(path) for pattern in output.paths)
+            for output in outputs
+        )
+    ]

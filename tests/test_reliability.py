@@ -1,7 +1,7 @@
 """Faults a user meets, reproduced as they meet them (docs/reliability.md, "Faults and what to do"): a second process
 writing the same outputs, a Snakemake killed with its jobs still running, `make run` beside a plain `snakemake`.
 Each test checks the message and that nothing finished is lost. (The checkout path with a space and an apostrophe
-is the smoke run's own path: tests/conftest.py, smoke_run.)"""
+is the smoke run's own path: tests/test_smoke_run.py, smoke_run.)"""
 
 import os
 import shutil

@@ -1,11 +1,9 @@
-"""Reruns redo exactly what changed: on a finished run, an execution setting schedules nothing, a setting of one view
-source schedules that source's views and what depends on them, and a training killed mid-way resumes exactly after
-its run time was raised."""
+"""Reruns redo exactly what changed: a training killed mid-way resumes exactly after its run time was raised. (What an
+edited setting reruns on a finished run is checked on the shared smoke run, in tests/test_smoke_run.py.)"""
 
 import contextlib
 import copy
 import os
-import re
 import signal
 import subprocess
 import time
@@ -13,95 +11,15 @@ import time
 import pytest
 import torch
 import yaml
-from helpers import REPO, VENV_BIN, job_counts, raw_config, run_tool, snakemake_command, tool_env
+from helpers import raw_config, run_tool, snakemake_command, tool_env
 
 from genview.config.load import load_config
-from genview.training.experiments import RECIPE_EXECUTION_KEYS, resolve_experiments
+from genview.training.experiments import resolve_experiments
 from genview.training.train import train
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SMOKE = raw_config("smoke.yaml")
-
-
-def execution_edits(config: dict) -> list[tuple[tuple, object]]:
-    """Every execution-only key of ``config`` with a new value: the recipes' execution settings, each experiment's
-    memory and run time, the evaluation loaders, and the switches that change no output."""
-    edits = []
-    for recipe, settings in config["pretrain"]["recipes"].items():
-        current = {
-            **{"num_workers": 4, "save_every_epochs": 10, "save_every_steps": 0, "max_nonfinite_in_row": 20},
-            **settings,
-        }
-        edits += [(("pretrain", "recipes", recipe, key), current[key] + 3) for key in RECIPE_EXECUTION_KEYS]
-    for index, _ in enumerate(config["pretrain"]["matrix"]):
-        edits += [(("pretrain", "matrix", index, "mem_mb"), 12345), (("pretrain", "matrix", index, "runtime"), 999)]
-    edits += [(("evaluation", "num_workers"), 3), (("check_files",), False)]
-    if config["analysis"]["complexity_scorer"] != "llm":
-        edits.append((("analysis", "llm_attempts"), 2))  # read by the llm scorer only
-    return edits
-
-
-def edited(config: dict, key: tuple, value) -> dict:
-    config = copy.deepcopy(config)
-    node = config
-    for part in key[:-1]:
-        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
-    node[key[-1]] = value
-    return config
-
-
-def dry_run(root, config: dict, tmp_path, *targets) -> str:
-    path = tmp_path / "edited.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    result = run_tool([VENV_BIN / "snakemake", "-n", *targets, "--configfile", path], cwd=root)
-    return result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    "key, value", execution_edits(SMOKE), ids=lambda v: ".".join(map(str, v)) if isinstance(v, tuple) else str(v)
-)
-def test_an_execution_setting_reruns_nothing(smoke_run, tmp_path, key, value):
-    assert "Nothing to be done" in dry_run(smoke_run.root, edited(SMOKE, key, value), tmp_path)
-
-
-def scheduled(output: str, rule: str) -> list[str]:
-    """The wildcards lines of the jobs of ``rule`` in a dry run's output."""
-    return re.findall(rf"^rule {rule}:\n(?:    .*\n)*?    wildcards: (.*)$", output, re.MULTILINE)
-
-
-def test_one_source_setting_reruns_its_views_and_what_depends_on_them_only(smoke_run, tmp_path):
-    output = dry_run(smoke_run.root, edited(SMOKE, ("generation", "ic", "guidance_scale"), 9.0), tmp_path)
-    counts = job_counts(output)
-    shards = SMOKE["datasets"]["shapes"]["num_shards"]
-    generated = scheduled(output, "generate_views")
-    assert len(generated) == counts["generate_views"] == shards and all("source=ic" in w for w in generated)
-    assert counts["collect_views"] == 1
-    experiments = resolve_experiments(load_config(REPO / "config/smoke.yaml"))
-    with_ic = {n for n, e in experiments.items() if "ic" in e["views"]["sources"]}
-    trained = {re.search(r"experiment=([^,]+)", w)[1] for w in scheduled(output, "pretrain")}
-    assert trained == with_ic and not any(experiments[n]["variant"] == "baseline" for n in trained)
-    untouched = {
-        "make_shapes",
-        "index_dataset",
-        "shard_shapes",
-        "build_tiny_models",
-        "fit_foreground",
-        "foreground_shard",
-        "complexity_shard",
-        "fit_quality_vector",
-    }
-    assert not untouched & counts.keys()
-
-
-def test_sources_and_class_names_do_not_reindex_or_retrain(smoke_run, tmp_path):
-    output = dry_run(smoke_run.root, edited(SMOKE, ("datasets", "shapes", "sources"), ["ic", "tc"]), tmp_path)
-    counts = job_counts(output)
-    assert not {"make_shapes", "index_dataset", "shard_shapes", "generate_views"} & counts.keys()
-    output = dry_run(smoke_run.root, edited(SMOKE, ("datasets", "shapes", "zeroshot_key"), "shapes"), tmp_path)
-    counts = job_counts(output)
-    assert {"evaluate_cached", "evaluate"} <= counts.keys()
-    assert not {"index_dataset", "generate_views", "pretrain"} & counts.keys()
 
 
 def test_a_killed_training_resumes_exactly_after_its_run_time_was_raised(tmp_path):

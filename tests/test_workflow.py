@@ -1,15 +1,10 @@
 """The workflow itself: lint, format, dry-runs of both configs, and a real run of what exists so far."""
 
-import os
 import re
 
-import numpy as np
-import pandas as pd
 import pytest
-import torch
 import yaml
 from helpers import REPO, VENV_BIN, job_counts, placeholder_paper_config, raw_config, run_tool, snakemake
-from PIL import Image
 
 from genview.config.load import load_config
 from genview.evaluation.runs import resolve_evaluations
@@ -121,88 +116,6 @@ def test_paper_dry_run_with_placeholder_roots(workdir, tmp_path):
     assert {name for name in counts if name.startswith("table_")} == {f"table_{name}" for name in tables} | {
         "table_cost"
     }
-
-
-@pytest.mark.slow
-def test_make_run_killed_midway_reruns_to_completion_without_redoing_finished_jobs(smoke_run):
-    """`make run` is SIGKILLed with its Snakemake and jobs; the same command then completes the run (the smoke config),
-    runs only the jobs that had not finished, and every output is whole. The checkout's path has a space and an
-    apostrophe (every table job failed on them). A comment edited in a rule retrains nothing, nor does moving the
-    checkout."""
-    root = smoke_run.root
-    # No finished job runs again; at most the jobs whose end the kill cut off before it was logged are not counted.
-    assert (
-        smoke_run.total - smoke_run.finished_before - 2
-        <= smoke_run.finished_after
-        <= (smoke_run.total - smoke_run.finished_before)
-    ), smoke_run
-    check_embedded_default_outputs(root, root / "config/smoke.yaml")
-    assert (root / "results/report.html").is_file()
-    pretrain = root / "rules/pretrain.smk"
-    original = pretrain.read_text()
-    try:
-        pretrain.write_text(
-            original.replace("rule pretrain:\n", "rule pretrain:\n    # an edited comment: not a rerun trigger\n")
-        )
-        again = run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=root)
-        assert "Nothing to be done" in again.stdout + again.stderr
-    finally:
-        pretrain.write_text(original)
-    # The checkout moved with its results (no path reaches a job absolute): nothing reruns.
-    moved = root.with_name("moved checkout")
-    root.rename(moved)
-    try:
-        again = run_tool([VENV_BIN / "snakemake", "-n", "--configfile", "config/smoke.yaml"], cwd=moved)
-        assert "Nothing to be done" in again.stdout + again.stderr, again.stdout
-    finally:
-        moved.rename(root)
-
-
-def check_embedded_default_outputs(workdir, config):
-    spec = yaml.safe_load(config.read_text())["datasets"]["shapes"]
-    manifest = pd.read_csv(workdir / "results/data/shapes/manifest.csv", keep_default_na=False)
-    assert len(manifest) == 12 * (spec["train_per_class"] + spec["test_per_class"])
-    shards = [pd.read_csv(workdir / f"results/data/shapes/shards/{i}.csv") for i in range(spec["num_shards"])]
-    assert sum(map(len, shards)) == 12 * spec["train_per_class"]
-    assert all((workdir / p).is_file() for p in manifest.path) and all(
-        (workdir / m).is_file() for m in manifest["mask"]
-    )
-    assert "accepted" in (workdir / "logs/data/shapes/index.log").read_text()
-    fit = np.load(workdir / "results/analysis/shapes/fg_pca.npz")
-    assert 0 <= float(fit["mean_iou"]) <= 1 and fit["sign"] in (1, -1)
-    for source in spec["sources"]:
-        for shard, rows in enumerate(shards):
-            views = pd.read_csv(workdir / f"results/views/shapes/{source}/{shard}.manifest.csv")
-            assert sorted(views.id) == sorted(rows.id)
-            assert all(Image.open(workdir / v).size == (64, 64) for v in views.view)
-    for name, experiment in resolve_experiments(load_config(config)).items():
-        checkpoint = torch.load(workdir / f"results/pretrain/{name}/checkpoint.pt", weights_only=True)
-        assert checkpoint["experiment"] == experiment and checkpoint["steps"] > 0
-        assert os.stat(workdir / f"results/pretrain/{name}/checkpoint.pt").st_mode & 0o222 == 0  # protected()
-    from genview.evaluation.runs import read_result
-
-    for experiment, protocol, dataset in resolve_evaluations(
-        load_config(config), resolve_experiments(load_config(config))
-    ):
-        result = read_result(experiment, protocol, dataset, root=str(workdir / "results/eval"))
-        assert result["experiment"] == experiment and result["protocol"] == protocol and result["metrics"]
-    for cache in workdir.glob("results/eval/*/features/*.npz"):
-        with np.load(cache) as arrays:
-            assert arrays["test/features"].size, cache
-    foreground = pd.read_csv(workdir / "results/analysis/shapes/foreground/0.csv")
-    complexity = pd.read_csv(workdir / "results/analysis/shapes/complexity/0.csv")
-    assert set(foreground.noise_level) <= {0, 100, 200, 300, 400} and set(complexity.guidance_scale) <= {2, 4, 6, 8}
-    for name in load_table_specs(REPO / load_config(config)["report"]["tables"]):
-        markdown = (workdir / f"results/tables/{name}.md").read_text()
-        assert "missing" not in markdown, f"every cell of {name} is filled by the run"
-        assert all((workdir / f"results/tables/{name}.{suffix}").is_file() for suffix in ("tex", "csv", "html"))
-    for figure in ("tsne", "gallery_ic", "gallery_tc", "quality_audit"):
-        Image.open(workdir / f"results/figures/{figure}.png").verify()
-    assert pd.read_csv(workdir / "results/figures/tsne.csv")["panel"].nunique() == 3
-    cost = pd.read_csv(workdir / "results/tables/cost.csv")
-    assert {"generate_views", "pretrain", "evaluate", "total"} <= set(cost["stage"])
-    html = (workdir / "results/report.html").read_text()
-    assert all(f"{name}.html" in html for name in ("ssl_linear", "vl_transfer")) and "tsne.png" in html
 
 
 def test_gallery_of_a_dataset_with_fixed_noise_shows_only_guidance(workdir):
