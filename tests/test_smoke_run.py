@@ -1,7 +1,7 @@
 """One run of the smoke config (`make run CONFIG=config/smoke.yaml`), SIGKILLed a third of the way and run again to
 completion, and every test that reads it: the rerun redoes no finished job, every file it wrote is a declared output
-of its rule, and an edited setting reruns exactly what depends on it. They share this module so that the run is built
-once, by one pytest-xdist worker (`make test` runs `--dist loadfile`)."""
+of its rule, and an edited setting reruns exactly what depends on it. The run is this module's fixture: a test that
+only reads a finished run belongs here rather than starting a run of its own."""
 
 import copy
 import csv
