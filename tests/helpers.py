@@ -296,7 +296,7 @@ def generation_views_args(source, shard, views_dir, out, generation, model, *opt
 
 # --- one finished run of the smoke config (the fixture smoke_run in tests/test_smoke_run.py) ------------------------
 MAKE_RUN = ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"]  # the README's command
-KILL_AFTER_JOBS = 60  # about a third of the smoke run: data, views and some trainings done
+KILL_AFTER_JOBS = 30  # about a third of the smoke run (91 jobs): data, views and some trainings done
 
 
 def finished_jobs(log: str) -> int:
