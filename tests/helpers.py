@@ -294,13 +294,8 @@ def generation_views_args(source, shard, views_dir, out, generation, model, *opt
     return [str(a) for a in (*args, *options)]
 
 
-# --- one finished run of the smoke config (the fixture smoke_run in tests/test_smoke_run.py) ------------------------
+# --- the README's `make run` of the smoke config (tests/test_smoke_run.py, tests/test_reliability.py), job counts ----
 MAKE_RUN = ["make", "-o", ".venv/.installed", "run", "CONFIG=config/smoke.yaml"]  # the README's command
-KILL_AFTER_JOBS = 30  # about a third of the smoke run (91 jobs): data, views and some trainings done
-
-
-def finished_jobs(log: str) -> int:
-    return len(re.findall(r"^Finished jobid: \d+ ", log, re.MULTILINE))
 
 
 def job_counts(dry_run_stdout: str) -> dict[str, int]:

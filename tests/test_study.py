@@ -120,7 +120,7 @@ REDUCED = {
 #: the five constant-noise datasets, adaptive views and GenView: every kind of column, claimed or not, and every kind
 #: of study dataset; MoCo v2's row is SimCLR's runs with another loss), and CLIP's adaptive against fixed conditioning
 #: in zero-shot (the three sources and the fixed dataset). The other tables, SLIP's γ sweep among them, render the
-#: same way from the same kinds of runs; the full study's plan is dry-run by tests/test_workflow.py.
+#: same way from the same kinds of runs; the full study's plan is dry-run above (the whole study plans every table).
 REDUCED_TABLES = {
     "study_genview": ("SimCLR", ["random", "n0", "n400", "adaptive", "genview"]),
     "study_adaptive_zeroshot": (None, None),
