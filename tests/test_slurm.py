@@ -75,6 +75,45 @@ def python_shim(folder: Path, record: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def local_run():
+    """Starts `snakemake ARGS --cores 2` in a folder, in the background (``local_run(workdir, *args)``; its output
+    goes to ``workdir/local_run.log``): the local run a SLURM run is compared with goes beside it, as the SLURM run
+    spends most of its time waiting for the queue and its status checks. Two cores, as the SLURM jobs get: with
+    one, Snakemake gives the two-thread rules one thread, and on the CPU the generated views then differ in the last
+    digits (the thread count is part of a CPU job's floating-point result). A run still going when the test ends
+    is killed."""
+    processes = []
+
+    def start(workdir: Path, *args) -> subprocess.Popen:
+        with open(workdir / "local_run.log", "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [str(VENV_BIN / "snakemake"), *map(str, args), "--cores", "2"],
+                    cwd=workdir,
+                    env=tool_env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def finish_local_run(process: subprocess.Popen, workdir: Path, timeout: int) -> None:
+    """Wait for a run the ``local_run`` fixture started in ``workdir``; it must succeed."""
+    started = time.monotonic()
+    process.wait(timeout=timeout)
+    print(f"local run: finished {time.monotonic() - started:.0f} s after the SLURM run")
+    log = (workdir / "local_run.log").read_text(errors="replace")
+    assert process.returncode == 0, f"the local run exited {process.returncode}:\n{log[-4000:]}"
+
+
 def rule_of(comment: str) -> str | None:
     """The plugin's sbatch --comment is rule_<rule> or rule_<rule>_wildcards_<values>."""
     for rule in GPU_RULES | CPU_RULES:
@@ -106,7 +145,9 @@ def diagnostics(workdir: Path, result: subprocess.CompletedProcess, cluster: Loc
     return "\n".join(parts)
 
 
-def test_subset_of_the_smoke_config_under_slurm_uses_gpus_and_matches_a_local_run(slurm, tmp_path):
+def test_subset_of_the_smoke_config_under_slurm_uses_gpus_and_matches_a_local_run(slurm, local_run, tmp_path):
+    local = copy_workflow(tmp_path / "local_run")
+    local_process = local_run(local, *TARGETS, *SMOKE)
     # --- the run under SLURM, through the profile ----------------------------------------------------------
     workdir = copy_workflow(tmp_path / "slurm_run")
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
@@ -171,10 +212,7 @@ def test_subset_of_the_smoke_config_under_slurm_uses_gpus_and_matches_a_local_ru
             assert visible == {"unset"}, f"{rule}: CUDA_VISIBLE_DEVICES was {visible}"
 
     # --- the same targets run locally give the same results ------------------------------------------------
-    local = copy_workflow(tmp_path / "local_run")
-    started = time.monotonic()
-    run_tool([VENV_BIN / "snakemake", *TARGETS, *SMOKE, "--cores", "2"], cwd=local, timeout=600)
-    print(f"local run: {time.monotonic() - started:.0f} s")
+    finish_local_run(local_process, local, timeout=600)
     for path in SAME_FILES:
         assert (workdir / path).read_bytes() == (local / path).read_bytes(), f"{path} differs"
     views = pd.read_csv(workdir / VIEWS)
@@ -217,12 +255,15 @@ CAPPED_STEPS = 20 * 7  # epochs x steps (224 training images, batches of 32)
 CAPPED_RUN_LIMIT_S = 1500
 
 
-def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slurm, tmp_path):
+def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slurm, local_run, tmp_path):
     """The profile's pretrain settings (SIGTERM before the limit, many retries, the trainer's resume point) carry a
     training of a few minutes through jobs capped at one minute, to the weights of an uninterrupted run."""
+    config = ["--configfile", "capped.yaml"]
+    local = copy_workflow(tmp_path / "capped_local")  # the same training uninterrupted, locally
+    (local / "capped.yaml").write_text(CAPPED_CONFIG)
+    local_process = local_run(local, CAPPED_CHECKPOINT, *config)
     workdir = copy_workflow(tmp_path / "capped_run")
     (workdir / "capped.yaml").write_text(CAPPED_CONFIG)
-    config = ["--configfile", "capped.yaml"]
     run_tool([VENV_BIN / "snakemake", CAPPED_MANIFEST, "--cores", "2", *config], cwd=workdir)  # data, locally
     profile = yaml.safe_load((workdir / "profiles/slurm/config.yaml").read_text())
     assert profile["preemptible-rules"] == ["pretrain"] and profile["preemptible-retries"] >= 10
@@ -278,12 +319,7 @@ def test_a_pretraining_longer_than_the_time_limit_finishes_over_resumed_jobs(slu
     last_log = (workdir / "logs/pretrain/capped.log").read_text(errors="replace")  # the last job's (2> log)
     assert "resumed from results/pretrain/capped/resume.pt" in last_log, last_log[-2000:]
 
-    # The same training uninterrupted, locally.
-    local = copy_workflow(tmp_path / "capped_local")
-    (local / "capped.yaml").write_text(CAPPED_CONFIG)
-    started = time.monotonic()
-    run_tool([VENV_BIN / "snakemake", CAPPED_CHECKPOINT, "--cores", "2", *config], cwd=local, timeout=900)
-    print(f"uninterrupted local run: {time.monotonic() - started:.0f} s")
+    finish_local_run(local_process, local, timeout=900)
     resumed, uninterrupted = (
         checkpoint_weights(workdir / CAPPED_CHECKPOINT),
         checkpoint_weights(local / CAPPED_CHECKPOINT),
