@@ -307,6 +307,12 @@ OUTPUTS = (
         "resume point while it runs",
     ),
     Output(
+        ("results/checks/pixel_judge.pt",),
+        ("train_pixel_judge",),
+        "the checks' pixel judge, a conv net trained with the real training split's labels (torch file: weights, "
+        "classes, image size, training settings, and its accuracy on the real test split as PNG and as JPEG 75)",
+    ),
+    Output(
         ("results/checks/ground_truth.json", "results/checks/ground_truth.md"),
         ("ground_truth_checks",),
         "the embedded default's checks against the shapes ground truth (foreground IoU, class kept per noise level "

@@ -51,3 +51,23 @@ RULE_GPUS = {
     "complexity_shard": {"llm": 1, "lexical": 0},
     "evaluate": {name: protocol.gpus for name, protocol in PROTOCOLS.items() if not protocol.cached},
 }
+
+#: Scheduling priority of each rule's jobs (Snakemake's ``priority:``; a rule not listed has 0): when cores or GPUs
+#: are short, the scheduler starts the ready job of higher priority first (it does not hold resources back for one).
+#: The data jobs come first, as every stage reads the indexes and an index job takes every core of a small machine.
+#: Then the chain to the generated views, which the GenView trainings wait for while the baselines do not, and the
+#: checks' pixel judge, the longest job with only an index before it. Order only: no output depends on it.
+RULE_PRIORITIES = {
+    "make_shapes": 2,
+    "make_synthetic": 2,
+    "index_dataset": 2,
+    "build_tiny_models": 1,
+    "train_encoder": 1,
+    "fit_foreground": 1,
+    "foreground_shard": 1,
+    "complexity_shard": 1,
+    "generate_views": 1,
+    "collect_views": 1,
+    "fit_quality_vector": 1,
+    "train_pixel_judge": 1,
+}

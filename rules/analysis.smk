@@ -22,6 +22,7 @@ rule fit_foreground:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=subset(config["analysis"], FIT_FOREGROUND_KEYS),
         seed=config["seed"],
+    priority: RULE_PRIORITIES["fit_foreground"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis fit-foreground --manifest {input.manifest:q}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit:q}"
@@ -47,6 +48,7 @@ rule foreground_shard:
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=subset(config["analysis"], FOREGROUND_KEYS),
+    priority: RULE_PRIORITIES["foreground_shard"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis foreground --shard {input.shard:q} --fit {input.fit:q}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output:q} > {log:q} 2>&1"
@@ -69,6 +71,7 @@ rule complexity_shard:
     params:
         analysis=subset(config["analysis"], COMPLEXITY_SETTINGS),
         llm=complexity_llm_options,
+    priority: RULE_PRIORITIES["complexity_shard"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis complexity --shard {input.shard:q}"
         " --analysis {params.analysis:q} {params.llm} --out {output:q} > {log:q} 2>&1"

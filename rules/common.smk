@@ -163,7 +163,7 @@ def model_inputs(*roles):
 
 
 # The GPUs of each rule's jobs, from genview.vocabulary; the rules' `gpu` resources and the cost table read them.
-from genview.vocabulary import RULE_GPUS, SOURCE_ROLES
+from genview.vocabulary import RULE_GPUS, RULE_PRIORITIES, SOURCE_ROLES
 
 
 def as_json(value):
@@ -418,6 +418,7 @@ def checks_inputs(wildcards):
     shards = range(config["datasets"][dataset]["num_shards"])
     inputs = {
         "manifest": f"results/data/{dataset}/manifest.csv",
+        "pixel_judge": "results/checks/pixel_judge.pt",
         "fit": f"results/analysis/{dataset}/fg_pca.npz",
         "vector": f"results/analysis/{dataset}/quality_pca.npz",
         "views": view_manifests(dataset),
@@ -446,7 +447,7 @@ def checks_options():
     checks, analysis = REPORT["checks"], config["analysis"]
     options = (
         f"--sample {checks['sample']} --seed {config['seed']} --per-class {analysis['fg_sample_per_class']}"
-        f" --sample-size {analysis['fg_sample_size']} --judge-epochs {checks['judge_epochs']}"
+        f" --sample-size {analysis['fg_sample_size']}"
         f" --noise-edges {shlex.quote(as_json(analysis['noise_edges']))}"
         f" --noise-levels {shlex.quote(as_json(analysis['noise_levels']))}"
     )

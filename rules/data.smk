@@ -12,6 +12,7 @@ rule make_shapes:
         "../envs/data.yaml"
     params:
         spec=shapes_spec_json,
+    priority: RULE_PRIORITIES["make_shapes"]
     shell:
         "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
@@ -27,6 +28,7 @@ rule make_synthetic:
         "../envs/data.yaml"
     params:
         spec=synthetic_spec_json,
+    priority: RULE_PRIORITIES["make_synthetic"]
     shell:
         "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
@@ -47,6 +49,7 @@ rule index_dataset:
     params:
         spec=index_spec_json,
         out_dir=subpath(output.manifest, parent=True),
+    priority: RULE_PRIORITIES["index_dataset"]
     shell:
         "python -m genview data index --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --out-dir {params.out_dir:q} --workers {threads} > {log:q} 2>&1"

@@ -25,6 +25,7 @@ rule generate_views:
         seed=config["seed"],
         on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
         parts=analysis_part_options,
+    priority: RULE_PRIORITIES["generate_views"]
     shell:
         "python -m genview --gpus {resources.gpu} generation views --source {wildcards.source}"
         " --shard {input.shard:q} {params.parts} --views-dir {params.views_dir:q} --out {output:q}"
@@ -44,5 +45,6 @@ rule collect_views:
     localrule: True
     conda:
         "../envs/models.yaml"
+    priority: RULE_PRIORITIES["collect_views"]
     shell:
         "python -m genview generation collect --out {output:q} {input:q} > {log:q} 2>&1"

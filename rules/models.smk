@@ -12,6 +12,7 @@ rule build_tiny_models:
         "../envs/models.yaml"
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
+    priority: RULE_PRIORITIES["build_tiny_models"]
     shell:
         "python -m genview models build-tiny --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
@@ -35,6 +36,7 @@ rule train_encoder:
     params:
         settings=lambda wildcards: as_json(config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]),
         out_dir=lambda wildcards, output: Path(output[0]).parent,
+    priority: RULE_PRIORITIES["train_encoder"]
     shell:
         "python -m genview models train-encoder --manifest {input:q} --settings {params.settings:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

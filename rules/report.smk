@@ -128,6 +128,28 @@ if REPORT["quality_audit"]:
 
 if REPORT["checks"]:
 
+    # Its own job (it needs only the dataset's index): it trains beside the views and the pre-training, off the
+    # checks' critical path, and a rerun of the checks alone keeps it.
+    rule train_pixel_judge:
+        input:
+            f"results/data/{REPORT['checks']['dataset']}/manifest.csv",
+        output:
+            "results/checks/pixel_judge.pt",
+        log:
+            "logs/report/train_pixel_judge.log",
+        benchmark:
+            "results/benchmarks/train_pixel_judge/pixel_judge.tsv"
+        conda:
+            "../envs/models.yaml"
+        threads: 1
+        params:
+            epochs=REPORT["checks"]["judge_epochs"],
+            seed=config["seed"],
+        priority: RULE_PRIORITIES["train_pixel_judge"]
+        shell:
+            "python -m genview report train-pixel-judge --manifest {input:q} --epochs {params.epochs}"
+            " --seed {params.seed} --out {output:q} > {log:q} 2>&1"
+
     rule ground_truth_checks:
         input:
             unpack(checks_inputs),
@@ -152,7 +174,8 @@ if REPORT["checks"]:
                 else ""
             ),
         shell:
-            "python -m genview report checks --manifest {input.manifest:q} --fit {input.fit:q}"
+            "python -m genview report checks --manifest {input.manifest:q} --pixel-judge {input.pixel_judge:q}"
+            " --fit {input.fit:q}"
             " --fg-encoder {params.fg_encoder:q} --quality-encoder {params.quality_encoder:q}"
             " --vector {input.vector:q} --views {input.views:q} {params.parts} {params.options}"
             " --training-metrics {input.metrics:q} {params.unsupervised}"

@@ -198,3 +198,29 @@ def test_goals_carry_value_threshold_and_pass():
     assert goals["foreground_iou_over_all_foreground"]["value"] == pytest.approx(0.1)
     assert goals["noise_level_agreement"]["passed"] is True
     assert check_goal("judge_test_accuracy", None)["passed"] is None
+
+
+def test_a_saved_pixel_judge_loads_with_the_same_weights_classes_and_accuracy(tmp_path):
+    """The judge is trained in its own job and read by the checks' job: what the file holds is the judge."""
+    import torch
+    from helpers import indexed_shapes
+
+    from genview.report.checks import train_judge
+    from genview.report.pixel_judge import load_images, load_pixel_judge, save_pixel_judge
+
+    manifest = indexed_shapes(tmp_path, train_per_class=4, test_per_class=2)
+    judge = train_judge(tmp_path / "manifest.csv", epochs=1, seed=0)
+    save_pixel_judge(judge, tmp_path / "judge.pt")
+    loaded = load_pixel_judge(tmp_path / "judge.pt")
+    assert (loaded.classes, loaded.image_size, loaded.settings, loaded.test_accuracy) == (
+        judge.classes,
+        judge.image_size,
+        judge.settings,
+        judge.test_accuracy,
+    )
+    assert loaded.settings["epochs"] == 1 and loaded.test_accuracy is not None
+    images = load_images(list(manifest.path), judge.image_size)
+    other = train_judge(tmp_path / "manifest.csv", epochs=1, seed=1)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(images), judge.model(images))
+        assert not torch.equal(other.model(images), judge.model(images))  # another seed: another judge

@@ -36,3 +36,13 @@ def test_every_rule_writes_a_declared_output_and_every_declared_rule_exists():
     ]
     renamed = [*OUTPUTS, Output(("results/x",), ("figure_tsne_old",), "")]
     assert rule_problems(rules, renamed) == ["OUTPUTS names 'figure_tsne_old': no such rule"]
+
+
+@pytest.mark.workflow
+def test_the_vocabularys_rule_tables_name_rules_that_exist():
+    """RULE_GPUS and RULE_PRIORITIES are read by rule name: a renamed rule must not leave a stale entry behind."""
+    from genview.vocabulary import RULE_GPUS, RULE_PRIORITIES
+
+    rules = set(listed_rules())
+    assert set(RULE_GPUS) - rules == set() and set(RULE_PRIORITIES) - rules == set()
+    assert "train_pixel_judge" in RULE_PRIORITIES and "pretrain" not in RULE_PRIORITIES

@@ -57,7 +57,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
     if not models["unclip"].get("renderer"):
         counts["build_tiny_models"] = 1
     if config["report"]["checks"]:
-        counts["ground_truth_checks"] = 1
+        counts["ground_truth_checks"] = counts["train_pixel_judge"] = 1
     specs = load_table_specs(REPO / config["report"]["tables"]).values()
     if any(s.get("seeds") and s.get("compare_to") and any(c.get("expect") for c in s["columns"]) for s in specs):
         counts["claims"] = 1  # the summary of the tables' claimed directions

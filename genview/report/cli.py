@@ -1,5 +1,5 @@
-"""``genview report table | claims | tsne | gallery | quality | checks | cost``: tables and figures from the
-workflow's result files."""
+"""``genview report table | claims | tsne | gallery | quality | train-pixel-judge | checks | cost``: tables and
+figures from the workflow's result files."""
 
 from __future__ import annotations
 
@@ -125,8 +125,18 @@ def _quality(args) -> None:
     )
 
 
+def _train_pixel_judge(args) -> None:
+    from genview.report.checks import train_judge
+    from genview.report.pixel_judge import save_pixel_judge
+
+    judge = train_judge(args.manifest, epochs=args.epochs, seed=args.seed)
+    save_pixel_judge(judge, args.out)
+    print(f"pixel judge: {judge.test_accuracy} on the real test split (the lower of PNG and JPEG 75)")
+
+
 def _checks(args) -> None:
     from genview.report import checks
+    from genview.report.pixel_judge import load_pixel_judge
     from genview.report.specs import load_table_specs
 
     about = (
@@ -144,8 +154,8 @@ def _checks(args) -> None:
             json_argument(args.noise_levels, "--noise-levels"),
         )
         result["foreground"]["fit_sample_iou"] = _encoder_ious(args, fg_encoder)
-    judge = checks.train_judge(args.manifest, epochs=args.judge_epochs, seed=args.seed)
-    result["judge"] = {"test_accuracy": judge.test_accuracy, "epochs": args.judge_epochs}
+    judge = load_pixel_judge(args.pixel_judge)
+    result["judge"] = {"test_accuracy": judge.test_accuracy, "epochs": judge.settings["epochs"]}
     views = checks.judged_views(args.views, args.manifest, judge)
     result["views"] = checks.view_checks(views, args.complexity)
     result["quality"] = _checks_quality(args, views)
@@ -209,6 +219,7 @@ def register(stages) -> None:
         _add_tsne_command,
         _add_gallery_command,
         _add_quality_command,
+        _add_train_pixel_judge_command,
         _add_checks_command,
         _add_cost_command,
     ):
@@ -283,16 +294,27 @@ def _add_quality_command(commands) -> None:
     quality.set_defaults(run=_quality)
 
 
+def _add_train_pixel_judge_command(commands) -> None:
+    judge = commands.add_parser(
+        "train-pixel-judge", help="the checks' pixel judge: a conv net trained with the real training split's labels"
+    )
+    judge.add_argument("--manifest", required=True, help="a shapes dataset's manifest (train and test splits)")
+    judge.add_argument("--epochs", type=int, default=30)
+    judge.add_argument("--seed", type=int, default=0)
+    judge.add_argument("--out", required=True, help="the judge (a torch file)")
+    judge.set_defaults(run=_train_pixel_judge)
+
+
 def _add_checks_command(commands) -> None:
     check = commands.add_parser("checks", help="checks against the ground truth of a shapes dataset")
     for option in ("--manifest", "--fit", "--fg-encoder", "--quality-encoder", "--vector", "--out-json", "--out-md"):
         check.add_argument(option, required=True)
+    check.add_argument("--pixel-judge", required=True, help="the judge `report train-pixel-judge` wrote")
     check.add_argument("--views", nargs="+", required=True, help="view manifests of every source")
     check.add_argument("--foreground", nargs="+", default=[], help="the shards' foreground ratios")
     check.add_argument("--noise-edges", default="[0.2, 0.4, 0.6, 0.8]", help="JSON: analysis.noise_edges")
     check.add_argument("--noise-levels", default="[0, 100, 200, 300, 400]", help="JSON: analysis.noise_levels")
     check.add_argument("--unsupervised-encoder", help="folder of the encoder trained without masks or labels")
-    check.add_argument("--judge-epochs", type=int, default=30, help="training epochs of the pixel judge")
     check.add_argument(
         "--training-metrics", nargs="*", default=[], help="metrics.jsonl of trainings with quality weights"
     )

@@ -30,6 +30,8 @@ class PixelJudge:
     model: object  # torch module: backbone + linear head, in eval mode
     classes: list[str]
     image_size: int
+    #: what the judge was trained with (:func:`train_pixel_judge`'s keyword arguments but the image size)
+    settings: dict
     test_accuracy: float | None = None
 
     def predict(self, paths: list[str], batch_size: int = 256) -> list[str]:
@@ -92,16 +94,13 @@ def train_pixel_judge(
     import torch
     import torch.nn.functional as F
 
-    from genview.training.backbones import build_backbone
-
     classes = sorted(set(train_labels))
     copies = (None, *JPEG_QUALITIES)
     targets = torch.tensor([classes.index(label) for label in train_labels] * len(copies))
     images = torch.cat([load_images(train_paths, image_size, quality) for quality in copies])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone, dim = build_backbone({"name": "convnet", "width": width, "depth": depth})
-        model = torch.nn.Sequential(backbone, torch.nn.Linear(dim, len(classes)))
+        model = _judge_model(width, depth, len(classes))
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, len(images) // batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
@@ -119,7 +118,46 @@ def train_pixel_judge(
                 schedule.step()
             bar.set_postfix(loss=float(loss.detach()), refresh=False)
     model.eval()
-    return PixelJudge(model, classes, image_size)
+    settings = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "width": width, "depth": depth, "seed": seed}
+    return PixelJudge(model, classes, image_size, settings)
+
+
+def _judge_model(width: int, depth: int, num_classes: int):
+    import torch
+
+    from genview.training.backbones import build_backbone
+
+    backbone, dim = build_backbone({"name": "convnet", "width": width, "depth": depth})
+    return torch.nn.Sequential(backbone, torch.nn.Linear(dim, num_classes))
+
+
+def save_pixel_judge(judge: PixelJudge, path) -> None:
+    """The judge's weights, classes, image size, settings and test accuracy in one torch file (written atomically)."""
+    import torch
+
+    from genview.io import atomic_path
+
+    record = {
+        "weights": judge.model.state_dict(),
+        "classes": judge.classes,
+        "image_size": judge.image_size,
+        "settings": judge.settings,
+        "test_accuracy": judge.test_accuracy,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+
+
+def load_pixel_judge(path) -> PixelJudge:
+    """The judge :func:`save_pixel_judge` wrote, in eval mode."""
+    import torch
+
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    settings = record["settings"]
+    model = _judge_model(settings["width"], settings["depth"], len(record["classes"]))
+    model.load_state_dict(record["weights"])
+    model.eval()
+    return PixelJudge(model, record["classes"], record["image_size"], settings, record["test_accuracy"])
 
 
 def judge_accuracy(judge: PixelJudge, paths: list[str], labels: list[str], jpeg_quality: int | None = None) -> float:
