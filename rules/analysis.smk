@@ -13,6 +13,7 @@ rule fit_foreground:
         "logs/analysis/{dataset}/fit_foreground.log",
     benchmark:
         "results/benchmarks/fit_foreground/{dataset}.tsv"
+    priority: RULE_PRIORITIES["fit_foreground"]
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -22,7 +23,6 @@ rule fit_foreground:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=subset(config["analysis"], FIT_FOREGROUND_KEYS),
         seed=config["seed"],
-    priority: RULE_PRIORITIES["fit_foreground"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis fit-foreground --manifest {input.manifest:q}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output.fit:q}"
@@ -40,6 +40,7 @@ rule foreground_shard:
         "logs/analysis/{dataset}/foreground/{shard}.log",
     benchmark:
         "results/benchmarks/foreground_shard/{dataset}/{shard}.tsv"
+    priority: RULE_PRIORITIES["foreground_shard"]
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -48,7 +49,6 @@ rule foreground_shard:
     params:
         encoder=as_json(config["models"]["fg_encoder"]),
         analysis=subset(config["analysis"], FOREGROUND_KEYS),
-    priority: RULE_PRIORITIES["foreground_shard"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis foreground --shard {input.shard:q} --fit {input.fit:q}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --out {output:q} > {log:q} 2>&1"
@@ -64,6 +64,7 @@ rule complexity_shard:
         "logs/analysis/{dataset}/complexity/{shard}.log",
     benchmark:
         "results/benchmarks/complexity_shard/{dataset}/{shard}.tsv"
+    priority: RULE_PRIORITIES["complexity_shard"]
     conda:
         "../envs/models.yaml"
     resources:
@@ -71,7 +72,6 @@ rule complexity_shard:
     params:
         analysis=subset(config["analysis"], COMPLEXITY_SETTINGS),
         llm=complexity_llm_options,
-    priority: RULE_PRIORITIES["complexity_shard"]
     shell:
         "python -m genview --gpus {resources.gpu} analysis complexity --shard {input.shard:q}"
         " --analysis {params.analysis:q} {params.llm} --out {output:q} > {log:q} 2>&1"

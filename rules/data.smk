@@ -8,11 +8,11 @@ rule make_shapes:
         "logs/data/{dataset}/make_shapes.log",
     wildcard_constraints:
         dataset=_alternatives(SHAPES_DATASETS),
+    priority: RULE_PRIORITIES["make_shapes"]
     conda:
         "../envs/data.yaml"
     params:
         spec=shapes_spec_json,
-    priority: RULE_PRIORITIES["make_shapes"]
     shell:
         "python -m genview data make-shapes --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
@@ -24,11 +24,11 @@ rule make_synthetic:
         "logs/data/{dataset}/make_synthetic.log",
     wildcard_constraints:
         dataset=_alternatives(SYNTHETIC_ROOTS.values()),
+    priority: RULE_PRIORITIES["make_synthetic"]
     conda:
         "../envs/data.yaml"
     params:
         spec=synthetic_spec_json,
-    priority: RULE_PRIORITIES["make_synthetic"]
     shell:
         "python -m genview data make-synthetic --dataset {wildcards.dataset} --spec {params.spec:q} > {log:q} 2>&1"
 
@@ -43,13 +43,13 @@ rule index_dataset:
         "logs/data/{dataset}/index.log",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
+    priority: RULE_PRIORITIES["index_dataset"]
     conda:
         "../envs/data.yaml"
     threads: 8
     params:
         spec=index_spec_json,
         out_dir=subpath(output.manifest, parent=True),
-    priority: RULE_PRIORITIES["index_dataset"]
     shell:
         "python -m genview data index --dataset {wildcards.dataset} --spec {params.spec:q}"
         " --out-dir {params.out_dir:q} --workers {threads} > {log:q} 2>&1"

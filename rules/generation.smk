@@ -13,6 +13,7 @@ rule generate_views:
         "logs/generation/{dataset}/{source}/{shard}.log",
     benchmark:
         "results/benchmarks/generate_views/{dataset}/{source}/{shard}.tsv"
+    priority: RULE_PRIORITIES["generate_views"]
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -25,7 +26,6 @@ rule generate_views:
         seed=config["seed"],
         on_bad_image=lambda wildcards: ALL_DATASETS[wildcards.dataset]["on_bad_image"],
         parts=analysis_part_options,
-    priority: RULE_PRIORITIES["generate_views"]
     shell:
         "python -m genview --gpus {resources.gpu} generation views --source {wildcards.source}"
         " --shard {input.shard:q} {params.parts} --views-dir {params.views_dir:q} --out {output:q}"
@@ -42,9 +42,9 @@ rule collect_views:
         "results/views/{dataset}/{source}.manifest.csv",
     log:
         "logs/generation/{dataset}/{source}/collect.log",
+    priority: RULE_PRIORITIES["collect_views"]
     localrule: True
     conda:
         "../envs/models.yaml"
-    priority: RULE_PRIORITIES["collect_views"]
     shell:
         "python -m genview generation collect --out {output:q} {input:q} > {log:q} 2>&1"

@@ -8,11 +8,11 @@ rule build_tiny_models:
         [f"{TINY_MODELS_DIR}/{marker}" for marker in TINY_MARKERS.values()],
     log:
         "logs/models/build_tiny.log",
+    priority: RULE_PRIORITIES["build_tiny_models"]
     conda:
         "../envs/models.yaml"
     params:
         out_dir=lambda wildcards, output: Path(output[0]).parent.parent,
-    priority: RULE_PRIORITIES["build_tiny_models"]
     shell:
         "python -m genview models build-tiny --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
@@ -30,13 +30,13 @@ rule train_encoder:
         "results/benchmarks/train_encoder/{encoder}.tsv"
     wildcard_constraints:
         encoder="|".join(TRAINED_ENCODERS),
+    priority: RULE_PRIORITIES["train_encoder"]
     conda:
         "../envs/models.yaml"
     threads: 1
     params:
         settings=lambda wildcards: as_json(config["models"]["trained_encoder"] | TRAINED_ENCODERS[wildcards.encoder]),
         out_dir=lambda wildcards, output: Path(output[0]).parent,
-    priority: RULE_PRIORITIES["train_encoder"]
     shell:
         "python -m genview models train-encoder --manifest {input:q} --settings {params.settings:q}"
         " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -12,6 +12,7 @@ rule fit_quality_vector:
         "logs/quality/{dataset}/fit_vector.log",
     benchmark:
         "results/benchmarks/fit_quality_vector/{dataset}.tsv"
+    priority: RULE_PRIORITIES["fit_quality_vector"]
     conda:
         "../envs/models.yaml"
     threads: 2
@@ -21,7 +22,6 @@ rule fit_quality_vector:
         encoder=as_json(config["models"]["quality_encoder"]),
         analysis=subset(config["analysis"], FIT_QUALITY_KEYS),
         seed=config["seed"],
-    priority: RULE_PRIORITIES["fit_quality_vector"]
     shell:
         "python -m genview --gpus {resources.gpu} quality fit-vector --manifest {input.manifest:q}"
         " --encoder {params.encoder:q} --analysis {params.analysis:q} --seed {params.seed} --out {output:q}"

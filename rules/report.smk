@@ -139,13 +139,13 @@ if REPORT["checks"]:
             "logs/report/train_pixel_judge.log",
         benchmark:
             "results/benchmarks/train_pixel_judge/pixel_judge.tsv"
+        priority: RULE_PRIORITIES["train_pixel_judge"]
         conda:
             "../envs/models.yaml"
         threads: 1
         params:
             epochs=REPORT["checks"]["judge_epochs"],
             seed=config["seed"],
-        priority: RULE_PRIORITIES["train_pixel_judge"]
         shell:
             "python -m genview report train-pixel-judge --manifest {input:q} --epochs {params.epochs}"
             " --seed {params.seed} --out {output:q} > {log:q} 2>&1"
