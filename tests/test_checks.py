@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import indexed_shapes
 from PIL import Image
 
 from genview.contracts import COMPLEXITY, FOREGROUND, MANIFEST, VIEWS
@@ -203,7 +204,6 @@ def test_goals_carry_value_threshold_and_pass():
 def test_a_saved_pixel_judge_loads_with_the_same_weights_classes_and_accuracy(tmp_path):
     """The judge is trained in its own job and read by the checks' job: what the file holds is the judge."""
     import torch
-    from helpers import indexed_shapes
 
     from genview.report.checks import train_judge
     from genview.report.pixel_judge import load_images, load_pixel_judge, save_pixel_judge
