@@ -1,6 +1,6 @@
 """The workflow's shared names, as plain data: the view sources and the generator role of each, the evaluation
-protocols and what each needs, and the GPUs each rule's jobs hold. The rules, the config resolver, the stages and
-the cost table read them here (import-light: the Snakefile imports this module)."""
+protocols and what each needs, the GPUs each rule's jobs hold and the order the scheduler prefers. The rules, the
+config resolver, the stages and the cost table read them here (import-light: the Snakefile imports this module)."""
 
 from __future__ import annotations
 
