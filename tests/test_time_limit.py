@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -99,3 +100,27 @@ def test_a_stop_signal_saves_a_resume_point_and_the_rerun_ends_with_the_uninterr
             assert torch.equal(got[name], tensor), f"{name} differs from the uninterrupted run"
     records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["type"] == "step"] == list(range(expected["steps"]))
+
+
+def test_a_stop_signal_while_the_finished_training_exits_does_not_fail_the_job(setup, tmp_path):
+    """SLURM's warning can come just after the last step, while the process that wrote every output exits: the job
+    ends with status 0 (killed by the signal, it would fail and be resubmitted to write the same outputs again)."""
+    root, _, _ = setup
+    out_dir = tmp_path / "finished"
+    exp = experiment(epochs=1, batch_size=8)
+    # The signal comes at the interpreter's exit, after the command has returned.
+    script = (
+        "import atexit, os, signal, sys; from genview.cli import main; "
+        "atexit.register(os.kill, os.getpid(), signal.SIGTERM); sys.exit(main(sys.argv[1:]))"
+    )
+    args = pretrain_run_args(exp, out_dir, root / "manifest.csv", "--device", "cpu", "--num-workers", "0")
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=root,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, f"exit status {run.returncode}\n{run.stderr[-3000:]}"
+    assert (out_dir / "checkpoint.pt").is_file() and (out_dir / "metrics.jsonl").is_file()

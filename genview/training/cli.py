@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from genview.cli_args import json_argument
@@ -54,7 +55,7 @@ def _train(args) -> None:
         if args.quality_vector:
             command += ["--quality-vector", args.quality_vector]
         os.execv(sys.executable, command)
-    from genview.training.train import train
+    from genview.training.train import STOP_SIGNALS, train
 
     _check_views(args.views or [])
     experiment = json_argument(args.experiment, "--experiment")
@@ -77,6 +78,11 @@ def _train(args) -> None:
             device=device,
             execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS},
         )
+    # The outputs are written: a stop signal from here to the process's end (SLURM's warning arriving just after the
+    # last step) has nothing left to stop. Ignored, the job ends with status 0; with the default action restored by
+    # train() it would die, and the workflow would resubmit it only to write the same outputs again.
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def _check_views(manifests: list[str]) -> None:
