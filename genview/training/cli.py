@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
 from genview.cli_args import json_argument
@@ -55,7 +54,7 @@ def _train(args) -> None:
         if args.quality_vector:
             command += ["--quality-vector", args.quality_vector]
         os.execv(sys.executable, command)
-    from genview.training.train import STOP_SIGNALS, train
+    from genview.training.train import ignore_stop_signals, train
 
     _check_views(args.views or [])
     experiment = json_argument(args.experiment, "--experiment")
@@ -78,11 +77,7 @@ def _train(args) -> None:
             device=device,
             execution={key: getattr(args, key) for key in RECIPE_EXECUTION_KEYS},
         )
-    # The outputs are written: a stop signal from here to the process's end (SLURM's warning arriving just after the
-    # last step) has nothing left to stop. Ignored, the job ends with status 0; with the default action restored by
-    # train() it would die, and the workflow would resubmit it only to write the same outputs again.
-    for number in STOP_SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+    ignore_stop_signals()  # from here to the process's end: SLURM's warning may come just after the last step
 
 
 def _check_views(manifests: list[str]) -> None:

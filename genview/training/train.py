@@ -77,9 +77,11 @@ class _StopSignals:
             signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: a handler set outside Python
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """Loader workers ignore the stop signals, which SLURM sends to every process of the job: the main process ends
-    them when it stops (torch's own SIGTERM handler would kill them, failing the step in progress)."""
+def ignore_stop_signals(worker_id: int | None = None) -> None:
+    """Ignore the stop signals, which SLURM sends to every process of the job. Loader workers (``worker_init_fn``,
+    given their id): the main process ends them when it stops (torch's own SIGTERM handler would kill them, failing
+    the step in progress). The trainer's process once its outputs are written: a signal then has nothing left to
+    stop, and the default action would fail a finished job (resubmitted only to write the same outputs again)."""
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
 
@@ -296,7 +298,7 @@ class Trainer:
             drop_last=True,
             persistent_workers=False,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_ignore_stop_signals,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def _collate(self, samples):
