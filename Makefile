@@ -2,7 +2,7 @@
 #   make run    create .venv if needed, then run the workflow on the embedded default and write its HTML report
 #               (make run CONFIG=config/smoke.yaml: another config file, as given to --configfile)
 #   make study  the ablation study (config/study.yaml, about 45-60 minutes on 2 cores): results/study_report.html
-#   make test   create .venv if needed, then run the test suite (tests/run_suite.py: two pytest sessions side by side)
+#   make test   create .venv if needed, then run the test suite
 # The environment is rebuilt only when requirements*.txt, pyproject.toml or this Makefile change.
 
 PYTHON ?= python3
@@ -43,4 +43,4 @@ study:
 	$(MAKE) run CONFIG=config/study.yaml REPORT=results/study_report.html
 
 test: $(STAMP)
-	python tests/run_suite.py
+	python -m pytest

@@ -21,7 +21,7 @@ import yaml
 from helpers import VENV_BIN, checkpoint_weights, copy_workflow, run_tool, slurm_snakemake_command, tool_env
 from slurm_cluster import LocalSlurm, SlurmUnavailable
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.slurm]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 EXPERIMENT = "shapes_simclr_baseline"
 VIEWS = "results/views/shapes/ic/0.manifest.csv"
