@@ -120,8 +120,8 @@ REDUCED = {
 #: the five constant-noise datasets, adaptive views and GenView: every kind of column, claimed or not, and every kind
 #: of study dataset; the other noise levels are the same dataset kind at another level, and MoCo v2's row is
 #: SimCLR's runs with another loss), and CLIP's adaptive against fixed conditioning in zero-shot (the three sources
-#: and the fixed dataset). The other tables, SLIP's γ sweep among them, render the
-#: same way from the same kinds of runs; the full study's plan is dry-run above (the whole study plans every table).
+#: and the fixed dataset). The other tables, SLIP's γ sweep among them, render the same way from the same kinds of
+#: runs; the full study's plan is dry-run above (the whole study plans every table).
 REDUCED_TABLES = {
     "study_genview": ("SimCLR", ["random", "n0", "adaptive", "genview"]),
     "study_adaptive_zeroshot": (None, None),

@@ -663,11 +663,12 @@ def train(
             )
             trainer.stop_signals = stop_signals
             trainer.run()
-        if distributed.is_distributed():
-            # Gloo aborts a process whose peer tears its pairs down first: every rank leaves together.
-            import torch.distributed as dist
+            if distributed.is_distributed():
+                # Gloo aborts a process whose peer tears its pairs down first: every rank leaves together. Inside
+                # the stop-signal block: a signal while a finished rank waits here must not kill it.
+                import torch.distributed as dist
 
-            dist.barrier()
+                dist.barrier()
     finally:
         if distributed.is_distributed():
             import torch.distributed as dist
