@@ -75,7 +75,7 @@ def test_a_schema_error_inside_a_matrix_entry_names_the_key():
 def test_the_cli_and_the_snakefile_report_the_same_problems_and_schedule_nothing(tmp_path, workdir, capsys):
     config = raw_config("smoke.yaml")
     config["datasets"]["shapes"]["sources"] = ["ic", "tcc"]
-    config["pretrain"]["matrix"][1]["methods"] = ["clip", "slipp"]
+    config["pretrain"]["matrix"][2]["methods"] = ["clip", "slipp"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["config", "check", str(path)]) == 2
@@ -85,9 +85,9 @@ def test_the_cli_and_the_snakefile_report_the_same_problems_and_schedule_nothing
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     assert main(["config", "check", str(path)]) == 2
     cli = capsys.readouterr().err
-    assert "pretrain.matrix[1].methods: unknown method 'slipp'" in cli
+    assert "pretrain.matrix[2].methods: unknown method 'slipp'" in cli
     result = snakemake("-n", "--cores", "1", "--configfile", path, workdir=workdir, check=False)
-    assert result.returncode != 0 and "pretrain.matrix[1].methods: unknown method 'slipp'" in result.stdout
+    assert result.returncode != 0 and "pretrain.matrix[2].methods: unknown method 'slipp'" in result.stdout
     assert "Job stats" not in result.stdout  # nothing was scheduled
     assert not (workdir / "results").exists()
 

@@ -78,9 +78,9 @@ def test_dry_run_plans_every_stage(workdir, name):
 @pytest.mark.parametrize(
     "table, experiments, image_protocols",
     [
-        ("vl_retrieval", 6, set()),
-        ("ssl_linear", 18, set()),
-        ("vl_transfer", 6, {"linear"}),
+        ("vl_retrieval", 4, set()),
+        ("ssl_linear", 8, set()),
+        ("vl_transfer", 4, {"linear"}),
     ],
 )
 def test_one_table_runs_only_the_jobs_it_needs(workdir, table, experiments, image_protocols):
