@@ -42,5 +42,10 @@ run: $(STAMP)
 study:
 	$(MAKE) run CONFIG=config/study.yaml REPORT=results/study_report.html
 
+# The suite in two pytest runs, both always run: the tests not marked slow (pure functions, CLI calls, dry runs; each
+# on one core) on one worker process per CPU (pytest-xdist), then the slow ones one at a time in this process. Their
+# jobs and multi-process runs use every core already: two side by side took as long as one after the other, as their
+# torch threads then wait on each other.
 test: $(STAMP)
-	python -m pytest
+	python -m pytest -m "not slow" --numprocesses logical; fast=$$?; python -m pytest -m slow; slow=$$?; \
+		[ $$fast -eq 0 ] && [ $$slow -eq 0 ]
