@@ -42,10 +42,11 @@ run: $(STAMP)
 study:
 	$(MAKE) run CONFIG=config/study.yaml REPORT=results/study_report.html
 
-# The suite in two pytest runs, both always run: the tests not marked slow (pure functions, CLI calls, dry runs; each
-# on one core) on one worker process per CPU (pytest-xdist), then the slow ones one at a time in this process. Their
-# jobs and multi-process runs use every core already: two side by side took as long as one after the other, as their
-# torch threads then wait on each other.
+# The suite in two pytest runs, both always run (docs/development.md):
+# 1. every test but the end-to-end runs, over one worker process per CPU (pytest-xdist, a test file at a time), each
+#    worker's torch on one thread: with a thread per core in every worker, their thread pools wait on each other;
+# 2. the end-to-end runs (marked workflow and slow) one at a time: their Snakemake jobs set their own thread counts
+#    and use every core already.
 test: $(STAMP)
-	python -m pytest -m "not slow" --numprocesses logical; fast=$$?; python -m pytest -m slow; slow=$$?; \
-		[ $$fast -eq 0 ] && [ $$slow -eq 0 ]
+	OMP_NUM_THREADS=1 python -m pytest -m "not (workflow and slow)" --numprocesses logical --dist loadfile; \
+		spread=$$?; python -m pytest -m "workflow and slow"; alone=$$?; [ $$spread -eq 0 ] && [ $$alone -eq 0 ]
