@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from torch import nn
 from torch.utils.data import DataLoader
@@ -626,8 +627,6 @@ def _init_distributed() -> str | None:
     """Join the torchrun process group when launched by torchrun; returns the device for this rank."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    import torch.distributed as dist
-
     use_cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if use_cuda else "gloo")
     if use_cuda:
@@ -666,11 +665,7 @@ def train(
             if distributed.is_distributed():
                 # Gloo aborts a process whose peer tears its pairs down first: every rank leaves together. Inside
                 # the stop-signal block: a signal while a finished rank waits here must not kill it.
-                import torch.distributed as dist
-
                 dist.barrier()
     finally:
         if distributed.is_distributed():
-            import torch.distributed as dist
-
             dist.destroy_process_group()
